@@ -1,0 +1,178 @@
+"""`ModelBundle`: a trained model directory and what it promises.
+
+A bundle holds config.json, model.safetensors, vocab.json, calibration.json and
+manifest.json. The manifest records the version, the training data range, the sha256 of
+every other file and the creation time. Verification re-hashes every file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from schemas.errors import BundleError
+
+CONFIG, WEIGHTS, VOCAB, CALIBRATION, MANIFEST = (
+    "config.json",
+    "model.safetensors",
+    "vocab.json",
+    "calibration.json",
+    "manifest.json",
+)
+BUNDLE_FILES = (CONFIG, WEIGHTS, VOCAB, CALIBRATION)
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A version id that sorts by creation time: v20261128T044100Z-1a2b3c."""
+    now = now or datetime.now(UTC)
+    return f"v{now.strftime('%Y%m%dT%H%M%S')}Z-{secrets.token_hex(3)}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Score quantiles on held-out normal windows, and the alert threshold chosen from them."""
+
+    quantiles: dict[str, float]
+    """Keys like 'p50', 'p90', 'p99', 'p99.9', 'p99.99'."""
+    threshold: float
+    threshold_quantile: float
+    n_windows: int
+    strategy: dict[str, Any] = field(default_factory=dict)
+    """The scoring strategy the scores were computed with, so serving matches calibration."""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "quantiles": self.quantiles,
+                "threshold": self.threshold,
+                "threshold_quantile": self.threshold_quantile,
+                "n_windows": self.n_windows,
+                "strategy": self.strategy,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Calibration:
+        try:
+            obj = orjson.loads(data)
+            return cls(
+                quantiles={str(k): float(v) for k, v in obj["quantiles"].items()},
+                threshold=float(obj["threshold"]),
+                threshold_quantile=float(obj["threshold_quantile"]),
+                n_windows=int(obj["n_windows"]),
+                strategy=dict(obj.get("strategy", {})),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise BundleError(f"bad calibration.json: {e}") from None
+
+
+@dataclass(frozen=True)
+class BundleManifest:
+    version: str
+    created_at: str
+    data_from: str | None
+    data_to: str | None
+    files: dict[str, str]
+    """File name to sha256 hex digest."""
+    preset: str | None = None
+    parent_version: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    @classmethod
+    def from_json(cls, data: bytes) -> BundleManifest:
+        try:
+            obj = orjson.loads(data)
+            return cls(
+                version=str(obj["version"]),
+                created_at=str(obj["created_at"]),
+                data_from=obj.get("data_from"),
+                data_to=obj.get("data_to"),
+                files={str(k): str(v) for k, v in obj["files"].items()},
+                preset=obj.get("preset"),
+                parent_version=obj.get("parent_version"),
+                metrics=dict(obj.get("metrics", {})),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            raise BundleError(f"bad manifest.json: {e}") from None
+
+
+def write_manifest(
+    bundle_dir: Path,
+    version: str,
+    data_from: str | None,
+    data_to: str | None,
+    preset: str | None = None,
+    parent_version: str | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> BundleManifest:
+    """Hash the bundle's files and write manifest.json. Call after the other four exist."""
+    missing = [n for n in BUNDLE_FILES if not (bundle_dir / n).is_file()]
+    if missing:
+        raise BundleError(f"bundle {bundle_dir} lacks {', '.join(missing)}")
+    manifest = BundleManifest(
+        version=version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        data_from=data_from,
+        data_to=data_to,
+        files={n: sha256_file(bundle_dir / n) for n in BUNDLE_FILES},
+        preset=preset,
+        parent_version=parent_version,
+        metrics=metrics or {},
+    )
+    (bundle_dir / MANIFEST).write_bytes(manifest.to_json())
+    return manifest
+
+
+def verify_bundle(bundle_dir: Path) -> BundleManifest:
+    """Check that every file exists and matches its sha256; return the manifest."""
+    mpath = bundle_dir / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{bundle_dir} is not a model bundle (no {MANIFEST})")
+    manifest = BundleManifest.from_json(mpath.read_bytes())
+    for name in BUNDLE_FILES:
+        p = bundle_dir / name
+        if not p.is_file():
+            raise BundleError(f"bundle {manifest.version} lacks {name}")
+        want = manifest.files.get(name)
+        if want is None or sha256_file(p) != want:
+            raise BundleError(f"bundle {manifest.version}: {name} fails its sha256 check")
+    stray = [p.name for p in bundle_dir.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
+    if stray:
+        raise BundleError(f"bundle {manifest.version} holds pickle-format files: {stray}")
+    return manifest
+
+
+def publish_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Atomically move a fully written directory into place (same filesystem)."""
+    if final_dir.exists():
+        raise BundleError(f"{final_dir} already exists")
+    _fsync_dir(tmp_dir)
+    os.replace(tmp_dir, final_dir)
+    _fsync_dir(final_dir.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

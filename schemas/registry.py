@@ -1,0 +1,107 @@
+"""Model registry: a directory of bundles (one sub-directory per version) plus a `current`
+pointer file, replaced atomically, so a reader never sees a half-written pointer.
+
+    registry/
+      v20261128T010000Z-ab12cd/   a bundle
+      v20261129T010000Z-ef34ab/   a bundle
+      current                      {"version": ..., "previous": ..., "updated_at": ...}
+      decisions/                   retrain decision records
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from schemas.bundle import MANIFEST, BundleManifest, verify_bundle
+from schemas.errors import BundleError
+
+POINTER = "current"
+
+
+@dataclass(frozen=True)
+class Pointer:
+    version: str
+    previous: str | None
+    updated_at: str
+
+
+def is_registry(path: Path) -> bool:
+    return path.is_dir() and (path / POINTER).is_file()
+
+
+def read_pointer(registry: Path) -> Pointer:
+    try:
+        obj = orjson.loads((registry / POINTER).read_bytes())
+        return Pointer(str(obj["version"]), obj.get("previous"), str(obj.get("updated_at", "")))
+    except FileNotFoundError:
+        raise BundleError(f"{registry} has no current model (no '{POINTER}' pointer)") from None
+    except (orjson.JSONDecodeError, KeyError, TypeError) as e:
+        raise BundleError(f"{registry}/{POINTER} is unreadable: {e}") from None
+
+
+def current_bundle_dir(registry: Path) -> Path:
+    return registry / read_pointer(registry).version
+
+
+def resolve_model(path: Path) -> Path:
+    """A bundle directory as given, or the current bundle of a registry directory."""
+    if (path / MANIFEST).is_file():
+        return path
+    if is_registry(path):
+        return current_bundle_dir(path)
+    raise BundleError(f"{path} is neither a model bundle nor a registry with a current model")
+
+
+def _write_pointer(registry: Path, pointer: Pointer) -> None:
+    tmp = registry / f".{POINTER}.tmp"
+    tmp.write_bytes(orjson.dumps(pointer.__dict__))
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, registry / POINTER)
+
+
+def promote(registry: Path, version: str) -> Pointer:
+    """Point `current` at `version` (which must verify), remembering the one before."""
+    verify_bundle(registry / version)
+    previous = read_pointer(registry).version if is_registry(registry) else None
+    if previous == version:
+        return read_pointer(registry)
+    pointer = Pointer(version, previous, datetime.now(UTC).isoformat(timespec="seconds"))
+    _write_pointer(registry, pointer)
+    return pointer
+
+
+def rollback(registry: Path) -> Pointer:
+    cur = read_pointer(registry)
+    if not cur.previous:
+        raise BundleError("no previous version to roll back to")
+    return promote(registry, cur.previous)
+
+
+def list_bundles(registry: Path) -> list[BundleManifest]:
+    out = []
+    for d in sorted(registry.iterdir()):
+        m = d / MANIFEST
+        if d.is_dir() and m.is_file():
+            out.append(BundleManifest.from_json(m.read_bytes()))
+    return out
+
+
+def prune(registry: Path, keep: int) -> list[str]:
+    """Remove the oldest bundles beyond `keep`, never the current or previous one."""
+    pointer = read_pointer(registry) if is_registry(registry) else None
+    protected = {pointer.version, pointer.previous} if pointer else set()
+    versions = [m.version for m in list_bundles(registry)]
+    removable = [v for v in versions if v not in protected]
+    excess = len(versions) - keep
+    removed = []
+    for v in removable[: max(0, excess)]:
+        shutil.rmtree(registry / v)
+        removed.append(v)
+    return removed

@@ -1,0 +1,195 @@
+"""`Score` (one per window, on the scores topic) and `Alert` (anomalous windows only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from schemas import _fields as f
+from schemas.errors import DecodeError
+
+
+@dataclass(frozen=True, slots=True)
+class Expected:
+    event_id: str
+    prob: float
+
+
+@dataclass(frozen=True, slots=True)
+class SurprisingEvent:
+    """One of the window's most surprising events, and what the model expected there."""
+
+    position: int
+    """Index of the event within the window's events (0-based, excluding [CLS])."""
+    event_id: str
+    nll: float
+    expected: tuple[Expected, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "event_id": self.event_id,
+            "nll": self.nll,
+            "expected": [{"event_id": e.event_id, "prob": e.prob} for e in self.expected],
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Any, name: str) -> SurprisingEvent:
+        if not isinstance(obj, dict):
+            raise DecodeError("must be an object", name)
+        exp = obj.get("expected", [])
+        if not isinstance(exp, list):
+            raise DecodeError("must be a list", f"{name}.expected")
+        expected = []
+        for i, e in enumerate(exp):
+            en = f"{name}.expected[{i}]"
+            if not isinstance(e, dict):
+                raise DecodeError("must be an object", en)
+            expected.append(
+                Expected(
+                    f.ident(f.req(e, "event_id"), en + ".event_id"),
+                    f.number(f.req(e, "prob"), en + ".prob"),
+                )
+            )
+        return cls(
+            position=f.integer(f.req(obj, "position"), name + ".position", 0),
+            event_id=f.ident(f.req(obj, "event_id"), name + ".event_id"),
+            nll=f.number(f.req(obj, "nll"), name + ".nll"),
+            expected=tuple(expected),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    window_id: str
+    session_id: str
+    window_index: int
+    model_version: str
+    score: float
+    threshold: float
+    anomalous: bool
+    n_events: int
+    first_ts: int
+    last_ts: int
+    scored_at: int
+    """Wall-clock epoch ms when the score was computed."""
+    surprising: tuple[SurprisingEvent, ...] = ()
+    late: bool = False
+    label: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "window_id": self.window_id,
+            "session_id": self.session_id,
+            "window_index": self.window_index,
+            "model_version": self.model_version,
+            "score": self.score,
+            "threshold": self.threshold,
+            "anomalous": self.anomalous,
+            "n_events": self.n_events,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+            "scored_at": self.scored_at,
+            "surprising": [s.to_dict() for s in self.surprising],
+            "late": self.late,
+        }
+        if self.label is not None:
+            d["label"] = self.label
+        return d
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @staticmethod
+    def _common(obj: dict[str, Any]) -> dict[str, Any]:
+        surprising = obj.get("surprising", [])
+        if not isinstance(surprising, list):
+            raise DecodeError("must be a list", "surprising")
+        label = obj.get("label")
+        if label is not None and (isinstance(label, bool) or label not in (0, 1)):
+            raise DecodeError(f"must be 0 or 1, got {label!r}", "label")
+        return {
+            "window_id": f.ident(f.req(obj, "window_id"), "window_id"),
+            "session_id": f.ident(f.req(obj, "session_id"), "session_id"),
+            "window_index": f.integer(f.req(obj, "window_index"), "window_index", 0),
+            "model_version": f.ident(f.req(obj, "model_version"), "model_version"),
+            "score": f.number(f.req(obj, "score"), "score"),
+            "threshold": f.number(f.req(obj, "threshold"), "threshold"),
+            "anomalous": f.boolean(f.req(obj, "anomalous"), "anomalous"),
+            "n_events": f.integer(f.req(obj, "n_events"), "n_events", 0),
+            "first_ts": f.timestamp_ms(f.req(obj, "first_ts"), "first_ts"),
+            "last_ts": f.timestamp_ms(f.req(obj, "last_ts"), "last_ts"),
+            "scored_at": f.timestamp_ms(f.req(obj, "scored_at"), "scored_at"),
+            "surprising": tuple(
+                SurprisingEvent.from_dict(s, f"surprising[{i}]") for i, s in enumerate(surprising)
+            ),
+            "late": f.boolean(obj.get("late", False), "late"),
+            "label": label,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Score:
+        return cls(**cls._common(obj))
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Score:
+        return cls.from_dict(f.load_object(data, "score"))
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An anomalous window: its score, its events, and the surprising ones explained."""
+
+    window_id: str
+    session_id: str
+    window_index: int
+    model_version: str
+    score: float
+    threshold: float
+    anomalous: bool
+    n_events: int
+    first_ts: int
+    last_ts: int
+    scored_at: int
+    surprising: tuple[SurprisingEvent, ...]
+    late: bool
+    label: int | None
+    events: tuple[str, ...]
+
+    @classmethod
+    def from_score(cls, score: Score, events: tuple[str, ...]) -> Alert:
+        return cls(
+            score.window_id,
+            score.session_id,
+            score.window_index,
+            score.model_version,
+            score.score,
+            score.threshold,
+            score.anomalous,
+            score.n_events,
+            score.first_ts,
+            score.last_ts,
+            score.scored_at,
+            score.surprising,
+            score.late,
+            score.label,
+            events,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = Score.to_dict(self)  # type: ignore[arg-type]  # same leading fields
+        d["events"] = list(self.events)
+        return d
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> Alert:
+        return cls(**Score._common(obj), events=f.id_list(f.req(obj, "events"), "events"))
+
+    @classmethod
+    def decode(cls, data: bytes | str) -> Alert:
+        return cls.from_dict(f.load_object(data, "alert"))

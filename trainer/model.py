@@ -1,0 +1,150 @@
+"""The model: HF transformers `BertForMaskedLM` over event ids, and its presets.
+
+Only this module and the ones that train or score touch torch. Weights are stored as
+safetensors; nothing here ever unpickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import orjson
+import torch
+import safetensors.torch
+from transformers import BertConfig, BertForMaskedLM
+
+from schemas.bundle import CONFIG, WEIGHTS
+from schemas.errors import BundleError, ConfigError
+from schemas.vocab import PAD_ID
+from schemas.windows import MAX_TOKENS
+
+PresetName = Literal["base", "small", "tiny"]
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    max_positions: int = MAX_TOKENS
+    vocab_size: int = 10_000
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.hidden % self.heads:
+            raise ConfigError(f"hidden {self.hidden} is not a multiple of heads {self.heads}")
+
+
+PRESETS: dict[str, ModelPreset] = {
+    # Production: BERT-base shape over a 10k event vocabulary.
+    "base": ModelPreset(hidden=768, layers=12, heads=12, intermediate=3072),
+    # CPU-sized, for the demo and tests.
+    "small": ModelPreset(hidden=256, layers=4, heads=4, intermediate=1024),
+    "tiny": ModelPreset(hidden=64, layers=2, heads=2, intermediate=256),
+}
+
+
+def get_preset(name: str) -> ModelPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})") from None
+
+
+def bert_config(preset: ModelPreset, vocab_size: int) -> BertConfig:
+    """A BertConfig sized to the actual vocab (never bigger than the preset's cap)."""
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=preset.hidden,
+        num_hidden_layers=preset.layers,
+        num_attention_heads=preset.heads,
+        intermediate_size=preset.intermediate,
+        max_position_embeddings=preset.max_positions,
+        hidden_dropout_prob=preset.dropout,
+        attention_probs_dropout_prob=preset.dropout,
+        type_vocab_size=1,
+        pad_token_id=PAD_ID,
+    )
+
+
+def build_model(config: BertConfig, device: torch.device | str = "cpu") -> BertForMaskedLM:
+    # SDPA everywhere: on GPU it dispatches to flash/efficient kernels, on CPU it is exact.
+    config._attn_implementation = "sdpa"
+    model = BertForMaskedLM(config)
+    return model.to(device)
+
+
+def masked_logits(
+    model: BertForMaskedLM,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """Logits at the selected positions only: `positions` is a bool mask shaped like input_ids.
+
+    Running the LM head only where a prediction is needed saves the (tokens x vocab) matmul
+    on every unmasked position. Returns (n_selected, vocab).
+    """
+    bert = model.bert
+    hidden = bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    logits: torch.Tensor = model.cls(hidden[positions])
+    return logits
+
+
+def device_for(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+@contextlib.contextmanager
+def autocast_for(device: torch.device) -> Iterator[None]:
+    """bf16 autocast on GPU; plain fp32 on CPU."""
+    if device.type == "cuda":
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def unwrap(model: torch.nn.Module) -> BertForMaskedLM:
+    """The BertForMaskedLM under DDP and/or torch.compile wrappers."""
+    inner = model
+    while True:
+        if hasattr(inner, "module"):
+            inner = inner.module
+        elif hasattr(inner, "_orig_mod"):
+            inner = inner._orig_mod
+        else:
+            break
+    assert isinstance(inner, BertForMaskedLM)
+    return inner
+
+
+def save_model(model: torch.nn.Module, out_dir: Path) -> None:
+    """Write config.json and model.safetensors (tied weights stored once)."""
+    m = unwrap(model)
+    (out_dir / CONFIG).write_text(m.config.to_json_string())
+    # safetensors' save_model stores tied tensors (decoder = word embeddings) once.
+    safetensors.torch.save_model(m, str(out_dir / WEIGHTS), metadata={"format": "pt"})
+
+
+def load_model(bundle_dir: Path, device: torch.device | str = "cpu") -> BertForMaskedLM:
+    """Load config.json + model.safetensors. Never reads a pickle file."""
+    try:
+        cfg = BertConfig.from_dict(orjson.loads((bundle_dir / CONFIG).read_bytes()))
+        model = build_model(cfg, "cpu")
+        safetensors.torch.load_model(model, str(bundle_dir / WEIGHTS), strict=True)
+    except (OSError, orjson.JSONDecodeError, ValueError, TypeError, RuntimeError) as e:
+        raise BundleError(f"cannot load model from {bundle_dir}: {e}") from None
+    return model.to(device).eval()
+
+
+def preset_dict(preset: ModelPreset) -> dict[str, object]:
+    return dataclasses.asdict(preset)
