@@ -1,4 +1,4 @@
-"""Small field validators shared by the record decoders. Each raises DecodeError naming the field."""
+"""Field validators shared by the record decoders; each raises DecodeError naming the field."""
 
 from __future__ import annotations
 

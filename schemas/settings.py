@@ -53,9 +53,11 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (
+            isinstance(value, str) and value.lower() in ("", "none", "null")
+        )
+        if is_none and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return coerce(value, inner[0], name)
     if origin is typing.Literal:

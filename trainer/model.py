@@ -11,11 +11,11 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
-import torch
 import safetensors.torch
+import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from schemas.bundle import CONFIG, WEIGHTS
@@ -77,7 +77,8 @@ def build_model(config: BertConfig, device: torch.device | str = "cpu") -> BertF
     # SDPA everywhere: on GPU it dispatches to flash/efficient kernels, on CPU it is exact.
     config._attn_implementation = "sdpa"
     model = BertForMaskedLM(config)
-    return model.to(device)
+    torch.nn.Module.to(model, device)  # the base method: in place, and typed
+    return model
 
 
 def masked_logits(
@@ -115,7 +116,7 @@ def autocast_for(device: torch.device) -> Iterator[None]:
 
 def unwrap(model: torch.nn.Module) -> BertForMaskedLM:
     """The BertForMaskedLM under DDP and/or torch.compile wrappers."""
-    inner = model
+    inner: Any = model
     while True:
         if hasattr(inner, "module"):
             inner = inner.module
@@ -143,7 +144,9 @@ def load_model(bundle_dir: Path, device: torch.device | str = "cpu") -> BertForM
         safetensors.torch.load_model(model, str(bundle_dir / WEIGHTS), strict=True)
     except (OSError, orjson.JSONDecodeError, ValueError, TypeError, RuntimeError) as e:
         raise BundleError(f"cannot load model from {bundle_dir}: {e}") from None
-    return model.to(device).eval()
+    torch.nn.Module.to(model, device)
+    model.eval()
+    return model
 
 
 def preset_dict(preset: ModelPreset) -> dict[str, object]:

@@ -1,0 +1,35 @@
+# logad: two commands set up a fresh machine.
+#   make test   venv + install + Kafka jars + ruff, mypy, import contracts, the whole suite
+#   make demo   the main job: Kafka, simulated days, train, serve, live alerts, precision/recall
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install kafka-jars lint test test-fast demo bench-quality clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+kafka-jars: $(STAMP)
+	$(PY) -c "from stream.broker import fetch_jars; fetch_jars()"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint kafka-jars
+	$(VENV)/bin/pytest
+
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -m "not slow and not integration"
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/out

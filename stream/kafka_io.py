@@ -1,0 +1,116 @@
+"""Kafka I/O for `logad serve`: client construction, dead-letter records, and ack tracking.
+
+Commits are manual (`enable_auto_commit=False`): the serve loop commits only offsets whose
+results the broker has acknowledged. `Acks` is where those acknowledgements land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from stream.settings import ServeSettings
+
+log = structlog.get_logger(__name__)
+
+Headers = list[tuple[str, bytes]]
+# `await send(topic, key, value, headers)` returns the future of the broker's ack.
+Send = Callable[[str, bytes | None, bytes | None, Headers | None], Awaitable["asyncio.Future[Any]"]]
+
+
+def make_consumer(settings: ServeSettings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.bootstrap,
+        group_id=settings.group_id,
+        client_id=f"{settings.client_id}-consumer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.poll_max_records,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        isolation_level="read_committed" if settings.exactly_once else "read_uncommitted",
+    )
+
+
+def make_producer(settings: ServeSettings, transactional_id: str | None = None) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap,
+        client_id=f"{settings.client_id}-producer",
+        acks="all",
+        linger_ms=settings.linger_ms,
+        max_batch_size=256 * 1024,
+        transactional_id=transactional_id,
+        enable_idempotence=transactional_id is not None,
+    )
+
+
+def producer_send(producer: AIOKafkaProducer) -> Send:
+    async def send(
+        topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, headers=headers)
+        return fut
+
+    return send
+
+
+def dlq_headers(record: ConsumerRecord[bytes, bytes], error: BaseException) -> Headers:
+    """Why and where from: the reason, its type, and the source topic, partition and offset."""
+    return [
+        ("error", str(error).encode("utf-8", "replace")[:4096]),
+        ("error.type", type(error).__name__.encode()),
+        ("source.topic", record.topic.encode()),
+        ("source.partition", str(record.partition).encode()),
+        ("source.offset", str(record.offset).encode()),
+    ]
+
+
+class Acks:
+    """Broker acknowledgements in flight. `track` runs `on_ok` once all of a group's futures
+    succeed; a failed send is kept as `error` and raised by `wait_until` and `check`, since
+    the offsets behind it must never be committed."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.error: BaseException | None = None
+
+    def track(self, futures: Sequence[Awaitable[Any]], on_ok: Callable[[], None]) -> None:
+        task = asyncio.create_task(self._await(futures, on_ok))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _await(self, futures: Sequence[Awaitable[Any]], on_ok: Callable[[], None]) -> None:
+        try:
+            await asyncio.gather(*futures)
+        except Exception as e:
+            log.error("produce_failed", error=str(e), error_type=type(e).__name__)
+            if self.error is None:
+                self.error = e
+        else:
+            on_ok()
+        await self.notify()
+
+    async def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        await self.notify()
+
+    async def notify(self) -> None:
+        async with self._cond:
+            self._cond.notify_all()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    async def wait_until(self, done: Callable[[], bool]) -> None:
+        """Wait until `done()` holds (re-checked after every ack), or raise the send error."""
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.error is not None or done())
+        self.check()

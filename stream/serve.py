@@ -1,0 +1,303 @@
+"""`logad serve`: consume log events, sessionize, score windows, publish scores and alerts.
+
+The loop: poll -> decode (bad -> dead-letter topic) -> sessionize -> queue windows for the
+scoring worker -> commit what is safe. Scoring runs in the worker's thread and publishing
+in its task, so the loop keeps polling whatever the model is doing; when too many windows
+are in flight, partitions are paused (never the polling).
+
+No data lost: an offset is committed only once every window holding it has its Score
+acknowledged by the broker (stream.offsets). On revoke and on shutdown the open windows of
+the partitions concerned are flushed, scored and acknowledged, then committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError, KafkaError
+
+from schemas.errors import DecodeError
+from schemas.events import LogEvent
+from schemas.registry import is_registry, resolve_model
+from schemas.windows import Window
+from stream.batcher import Batcher
+from stream.kafka_io import Acks, dlq_headers, make_consumer, make_producer, producer_send
+from stream.metrics import MetricsServer, ServeMetrics
+from stream.offsets import OffsetTracker
+from stream.reload import LoadScorer, ModelWatcher, load_window_scorer
+from stream.sessionizer import Sessionizer, SessionizerSettings
+from stream.settings import ServeSettings
+from stream.worker import Scorer, ScoringWorker, monotonic_ms, wall_ms
+
+log = structlog.get_logger(__name__)
+
+Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+Undecodable = list[tuple[ConsumerRecord[bytes, bytes], DecodeError]]
+
+
+def sessionizer_settings(s: ServeSettings) -> SessionizerSettings:
+    return SessionizerSettings(
+        gap_ms=s.gap_ms,
+        max_events=s.max_events,
+        max_duration_ms=s.max_duration_ms,
+        idle_timeout_ms=s.idle_timeout_ms,
+        max_open_sessions=s.max_open_sessions,
+        allowed_lateness_ms=s.allowed_lateness_ms,
+    )
+
+
+def event_label(event: LogEvent) -> int | None:
+    """Ground truth carried by simulated traffic in attrs["label"]."""
+    label = event.attrs.get("label")
+    return label if label in (0, 1) and not isinstance(label, bool) else None
+
+
+class Service:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        scorer: Scorer,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        metrics: ServeMetrics,
+    ) -> None:
+        self.s = settings
+        self.consumer = consumer
+        self.producer = producer
+        self.metrics = metrics
+        self.sessions = Sessionizer(sessionizer_settings(settings))
+        self.offsets = OffsetTracker()
+        self.acks = Acks()
+        self.send = producer_send(producer)
+        s = settings
+        batcher = Batcher(s.max_batch_tokens, s.max_batch_wait_ms, s.length_buckets)
+        self.worker = ScoringWorker(
+            scorer,
+            batcher,
+            self.send,
+            self.acks,
+            scores_topic=settings.scores_topic,
+            alerts_topic=settings.alerts_topic,
+            on_done=lambda w: self.offsets.release(w.partition, w.first_offset),
+            metrics=metrics,
+        )
+        self._revoking: set[int] = set()
+        self._paused = False
+        self._next_commit = 0
+
+    async def run(self, stop: asyncio.Event, watcher: ModelWatcher | None = None) -> None:
+        """Consume until `stop` is set, then flush, score, produce and commit everything."""
+        self.consumer.subscribe([self.s.input_topic], listener=_Listener(self))
+        tasks = [asyncio.create_task(self.worker.run(), name="logad-worker")]
+        if watcher is not None:
+            tasks.append(asyncio.create_task(watcher.run(), name="logad-reload"))
+        try:
+            while not stop.is_set():
+                self._check(tasks)
+                records = await self.consumer.getmany(
+                    timeout_ms=self.s.poll_timeout_ms, max_records=self.s.poll_max_records
+                )
+                now = wall_ms()
+                bad = self._ingest(records, now)
+                self._submit(self.sessions.advance(now))
+                await self._dead_letter(bad)
+                self._backpressure()
+                if monotonic_ms() >= self._next_commit:
+                    await self._commit_safe()
+                self._observe()
+            self._check(tasks)
+            await self._finish(self.offsets.assigned, self.sessions.flush_all())
+            self.worker.stop()
+            await tasks[0]
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _check(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Surface a failed worker, watcher or send: its offsets must not be committed."""
+        self.acks.check()
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+
+    def _ingest(self, records: Records, now: int) -> Undecodable:
+        bad: Undecodable = []
+        windows: list[Window] = []
+        for tp, recs in records.items():
+            p = tp.partition
+            if p not in self.offsets.assigned or p in self._revoking:
+                continue  # fetched before a revoke: the next owner reads it again
+            for r in recs:
+                self.offsets.consumed(p, r.offset)
+                try:
+                    event = LogEvent.decode(r.value)  # type: ignore[arg-type]
+                except DecodeError as e:
+                    self.offsets.hold(p, r.offset)
+                    bad.append((r, e))
+                    continue
+                windows += self.sessions.add(event, p, r.offset, now, event_label(event))
+            self.metrics.events.inc(len(recs))
+        self._submit(windows)
+        return bad
+
+    def _submit(self, windows: list[Window]) -> None:
+        for w in windows:
+            self.offsets.hold(w.partition, w.first_offset)
+        self.worker.submit(windows, monotonic_ms())
+
+    async def _dead_letter(self, bad: Undecodable) -> None:
+        """Send undecodable messages as they came; their offsets count as done once acked."""
+        for r, e in bad:
+            log.warning("event_undecodable", partition=r.partition, offset=r.offset, error=str(e))
+            fut = await self.send(self.s.dlq_topic, r.key, r.value, dlq_headers(r, e))
+            self.acks.track([fut], lambda r=r: self._dead_lettered(r.partition, r.offset))
+
+    def _dead_lettered(self, partition: int, offset: int) -> None:
+        self.offsets.release(partition, offset)
+        self.metrics.dlq.inc()
+
+    def _backpressure(self) -> None:
+        """Pause every assigned partition while the worker is full; resume at half."""
+        backlog = self.worker.backlog
+        if not self._paused and backlog >= self.s.queue_max_windows:
+            self._paused = True
+            log.info("partitions_paused", backlog=backlog)
+        elif self._paused and backlog <= self.s.queue_max_windows // 2:
+            self._paused = False
+            self.consumer.resume(*self.consumer.paused())
+            log.info("partitions_resumed", backlog=backlog)
+        if self._paused:
+            self.consumer.pause(*self.consumer.assignment())  # also newly assigned ones
+        self.metrics.paused.set(int(self._paused))
+
+    async def _commit_safe(self, partitions: set[int] | None = None) -> None:
+        self._next_commit = monotonic_ms() + self.s.commit_interval_ms
+        offsets = self.offsets.to_commit(self.sessions.min_open_offset, partitions)
+        if not offsets:
+            return
+        topic = self.s.input_topic
+        try:
+            await self.consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+        except (KafkaError, IllegalStateError) as e:
+            # The group moved on: whoever owns the partitions now re-reads from the last
+            # commit, so nothing is lost (at least once).
+            log.warning("commit_failed", error=str(e), offsets=offsets)
+            return
+        self.offsets.committed(offsets)
+        log.debug("offsets_committed", offsets=offsets)
+
+    async def _finish(self, partitions: frozenset[int] | set[int], windows: list[Window]) -> None:
+        """Score and publish `windows`, wait for every ack of `partitions`, then commit."""
+        self._revoking |= set(partitions)
+        self._submit(windows)
+        self.worker.flush()
+        await self.acks.wait_until(lambda: self.offsets.in_flight(partitions) == 0)
+        await self._commit_safe(set(partitions))
+        log.info("partitions_finished", partitions=sorted(partitions), windows=len(windows))
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        try:
+            await self._finish(partitions, self.sessions.flush_partitions(partitions))
+        except Exception as e:  # an exception here would be swallowed by aiokafka
+            log.error("revoke_failed", error=str(e), error_type=type(e).__name__)
+        finally:
+            self.offsets.revoke(partitions)
+            self._revoking -= partitions
+            for p in partitions:
+                with contextlib.suppress(KeyError):
+                    self.metrics.lag.remove(str(p))
+            self.metrics.health.assigned = len(self.offsets.assigned)
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        self.offsets.assign(partitions)
+        self.metrics.health.assigned = len(self.offsets.assigned)
+        log.info("partitions_assigned", partitions=sorted(partitions))
+
+    def _observe(self) -> None:
+        m = self.metrics
+        m.health.tick()
+        m.open_sessions.set(self.sessions.open_sessions)
+        m.open_events.set(self.sessions.open_events)
+        m.backlog.set(self.worker.backlog)
+        for tp in self.consumer.assignment():
+            hw, pos = self.consumer.highwater(tp), self.offsets.next_offset(tp.partition)
+            if hw is not None and pos is not None:
+                m.lag.labels(partition=str(tp.partition)).set(max(0, hw - pos))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._topic = service.s.input_topic
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        parts = {tp.partition for tp in revoked if tp.topic == self._topic}
+        if parts:
+            log.info("partitions_revoked", partitions=sorted(parts))
+            await self._service.on_revoked(parts)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._service.on_assigned({tp.partition for tp in assigned if tp.topic == self._topic})
+
+
+async def serve(
+    settings: ServeSettings,
+    stop: asyncio.Event,
+    load: LoadScorer | None = None,
+    *,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run `logad serve` until `stop` is set. `load` builds a scorer from a bundle dir
+    (default: trainer.scoring.WindowScorer); tests pass a fake."""
+    assert settings.model is not None  # ServeSettings guarantees it
+    load = load or load_window_scorer(settings.device)
+    bundle = resolve_model(settings.model)
+    loop = asyncio.get_running_loop()
+    scorer = await loop.run_in_executor(None, load, bundle)
+    log.info("model_loaded", model_version=scorer.model_version, bundle=str(bundle))
+    metrics = ServeMetrics(stale_s=settings.health_stale_s)
+    server = None
+    if settings.metrics_port:
+        server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
+        server.start()
+    consumer = make_consumer(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await consumer.start()
+        try:
+            service = Service(settings, scorer, consumer, producer, metrics)
+            watcher = _watcher(settings.model, bundle, settings, service, load)
+            if ready is not None:
+                ready.set()
+            await service.run(stop, watcher)
+        finally:
+            await consumer.stop()
+    finally:
+        await producer.stop()
+        if server is not None:
+            server.stop()
+    log.info("serve_stopped")
+
+
+def _watcher(
+    model: Path, bundle: Path, settings: ServeSettings, service: Service, load: LoadScorer
+) -> ModelWatcher | None:
+    """A pointer watcher when --model names a registry (the bundle is then its child)."""
+    if bundle == model or not is_registry(model) or settings.reload_check_s <= 0:
+        return None
+    return ModelWatcher(
+        model,
+        bundle.name,
+        load,
+        service.worker.offer,
+        service.metrics,
+        settings.reload_check_s,
+    )

@@ -1,0 +1,355 @@
+"""Group a partitioned event stream into session windows. Pure: time is passed in, no Kafka.
+
+Events are grouped by (partition, session_id): the message key is the session id, so a
+session lives in one partition. A window closes when
+
+- its session is inactive for `gap_ms` of event time, judged against the partition's
+  watermark (the highest event time seen there, minus `allowed_lateness_ms`);
+- it reaches `max_events` (the session goes on in a new window with the next index);
+- it spans more than `max_duration_ms` of event time (likewise split, not ended);
+- its partition has been quiet for `idle_timeout_ms` of wall-clock time (`advance`);
+- the number of open sessions passes `max_open_sessions`: the least recently active one
+  is flushed (emitted, never dropped);
+- its partition is revoked (`flush_partitions`) or the process stops (`flush_all`).
+
+An event for a session that was closed, whose event time is within `gap_ms` of that
+session's last event (so it would have joined had it arrived in time), opens a new window
+marked `late`. An event further on than that simply starts the session's next window.
+Closed sessions are remembered in a bounded LRU (`max_closed_sessions`).
+
+Cost per event is amortized O(log n): expiry uses a per-partition heap of deadlines with
+lazy invalidation, never a scan of the open sessions.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from schemas.events import LogEvent
+from schemas.windows import MAX_EVENTS, Window
+
+_NEVER = 1 << 62
+_COMPACT_SLACK = 1024  # a heap may hold this many stale entries beyond 2x its live ones
+
+
+@dataclass(frozen=True)
+class SessionizerSettings:
+    gap_ms: int = 30_000
+    """Inactivity gap, in event time, that closes a session."""
+    max_events: int = MAX_EVENTS
+    """A window holding this many events is emitted at once; the session goes on."""
+    max_duration_ms: int = 3_600_000
+    """A window spanning more than this much event time is closed; the session goes on."""
+    idle_timeout_ms: int = 60_000
+    """Wall clock: a partition with no event for this long flushes its open sessions."""
+    max_open_sessions: int = 100_000
+    """Past this, the least recently active open session is flushed (emitted, not dropped)."""
+    allowed_lateness_ms: int = 0
+    """The watermark trails the highest event time by this much, so events that arrive
+    this far out of order (clock skew between producers) still join their session."""
+    max_closed_sessions: int = 100_000
+    """How many closed sessions are remembered to recognise late events."""
+
+    def __post_init__(self) -> None:
+        for name in ("gap_ms", "max_duration_ms", "idle_timeout_ms"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"sessionizer setting {name} must be > 0")
+        if not 1 <= self.max_events <= MAX_EVENTS:
+            raise ValueError(f"sessionizer setting max_events must be in 1..{MAX_EVENTS}")
+        if self.max_open_sessions < 1:
+            raise ValueError("sessionizer setting max_open_sessions must be >= 1")
+        if self.allowed_lateness_ms < 0:
+            raise ValueError("sessionizer setting allowed_lateness_ms must be >= 0")
+        if self.max_closed_sessions < 0:
+            raise ValueError("sessionizer setting max_closed_sessions must be >= 0")
+
+
+class _Session:
+    """One open session and the buffer of its current window."""
+
+    __slots__ = (
+        "alive",
+        "buf",
+        "buf_gen",
+        "heap_deadline",
+        "heap_seq",
+        "index",
+        "label",
+        "last_ts",
+        "late",
+        "max_ts",
+        "min_off",
+        "min_ts",
+        "partition",
+        "session_id",
+    )
+
+    def __init__(self, partition: int, session_id: str, index: int, late: bool) -> None:
+        self.partition = partition
+        self.session_id = session_id
+        self.index = index
+        self.late = late
+        self.alive = True
+        self.buf: list[tuple[int, int, str]] = []  # (ts, offset, event_id), arrival order
+        self.buf_gen = 0
+        self.min_ts = _NEVER
+        self.max_ts = -_NEVER
+        self.min_off = _NEVER
+        self.label: int | None = None
+        self.last_ts = -_NEVER  # across windows: the gap is about the session, not the window
+        self.heap_seq = -1
+        self.heap_deadline = _NEVER
+
+
+class _Partition:
+    __slots__ = ("expiry", "last_wall_ms", "offsets", "sessions", "watermark")
+
+    def __init__(self, now_ms: int) -> None:
+        self.sessions: dict[str, _Session] = {}
+        self.watermark = -_NEVER
+        self.last_wall_ms = now_ms
+        # (deadline, seq, session): valid while seq == session.heap_seq and session.alive.
+        self.expiry: list[tuple[int, int, _Session]] = []
+        # (min offset, seq, session, buf_gen): valid while that buffer is still open.
+        self.offsets: list[tuple[int, int, _Session, int]] = []
+
+
+class Sessionizer:
+    def __init__(self, settings: SessionizerSettings) -> None:
+        self.settings = settings
+        self._gap = settings.gap_ms
+        self._max_events = settings.max_events
+        self._max_dur = settings.max_duration_ms
+        self._lateness = settings.allowed_lateness_ms
+        self._parts: dict[int, _Partition] = {}
+        self._lru: OrderedDict[_Session, None] = OrderedDict()  # least recently active first
+        self._closed: OrderedDict[tuple[int, str], tuple[int, int]] = OrderedDict()
+        self._seq = 0
+        self._open_events = 0
+
+    # -- public API ---------------------------------------------------------------------
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._lru)
+
+    @property
+    def open_events(self) -> int:
+        return self._open_events
+
+    def add(
+        self,
+        event: LogEvent,
+        partition: int,
+        offset: int,
+        now_ms: int,
+        label: int | None = None,
+    ) -> list[Window]:
+        """Add one event; return the windows this closed (in any session of the partition)."""
+        out: list[Window] = []
+        part = self._parts.get(partition)
+        if part is None:
+            part = self._parts[partition] = _Partition(now_ms)
+        part.last_wall_ms = now_ms
+        ts = event.ts
+        wm = ts - self._lateness
+        if wm > part.watermark:
+            part.watermark = wm
+            # Expire before inserting, so an event that comes after its own session's gap
+            # finds that session closed and starts the next window.
+            if part.expiry and part.expiry[0][0] < wm:
+                self._expire(part, out)
+
+        sid = event.session_id
+        s = part.sessions.get(sid)
+        if s is None:
+            s = self._open(part, partition, sid, ts)
+        else:
+            self._lru.move_to_end(s)
+            if s.buf and max(s.max_ts, ts) - min(s.min_ts, ts) > self._max_dur:
+                out.append(self._emit(s))
+
+        buf = s.buf
+        if not buf:
+            s.buf_gen += 1
+            s.min_off = offset
+            self._push_offset(part, s)
+        elif offset < s.min_off:  # offsets normally only grow; stay correct if not
+            s.min_off = offset
+            self._push_offset(part, s)
+        buf.append((ts, offset, event.event_id))
+        self._open_events += 1
+        if ts < s.min_ts:
+            s.min_ts = ts
+        if ts > s.max_ts:
+            s.max_ts = ts
+        if ts > s.last_ts:
+            s.last_ts = ts
+        if label is not None and (s.label is None or label > s.label):
+            s.label = label
+
+        deadline = self._deadline(s)
+        if deadline < s.heap_deadline:
+            self._push_expiry(part, s, deadline)
+
+        if len(buf) >= self._max_events:
+            out.append(self._emit(s))
+        if len(self._lru) > self.settings.max_open_sessions:
+            oldest = next(iter(self._lru))
+            self._close(oldest, out)
+        return out
+
+    def advance(self, now_ms: int) -> list[Window]:
+        """Periodic tick: close sessions whose gap passed their partition's watermark, and
+        flush partitions that have been idle (wall clock) for `idle_timeout_ms`."""
+        out: list[Window] = []
+        idle = self.settings.idle_timeout_ms
+        for part in self._parts.values():
+            if part.sessions and now_ms - part.last_wall_ms >= idle:
+                for s in list(part.sessions.values()):
+                    self._close(s, out)
+                part.expiry = []  # every entry is stale now
+                part.offsets = []
+            elif part.expiry and part.expiry[0][0] < part.watermark:
+                self._expire(part, out)
+        return out
+
+    def flush_all(self) -> list[Window]:
+        """Shutdown: emit every open window and forget all state."""
+        out = self.flush_partitions(list(self._parts))
+        self._closed.clear()
+        return out
+
+    def flush_partitions(self, partitions: Iterable[int]) -> list[Window]:
+        """Revoke: emit the open windows of these partitions and forget their state, so a
+        later re-assignment (re-reading from the committed offset) starts clean."""
+        out: list[Window] = []
+        gone = set()
+        for p in partitions:
+            part = self._parts.pop(p, None)
+            gone.add(p)
+            if part is None:
+                continue
+            for s in part.sessions.values():
+                if s.buf:
+                    out.append(self._emit(s))
+                s.alive = False
+                del self._lru[s]
+        if gone and self._closed:
+            for key in [k for k in self._closed if k[0] in gone]:
+                del self._closed[key]
+        return out
+
+    def min_open_offset(self, partition: int) -> int | None:
+        """The lowest offset still held by an open window of the partition (None if none)."""
+        part = self._parts.get(partition)
+        if part is None:
+            return None
+        heap = part.offsets
+        while heap:
+            off, _seq, s, gen = heap[0]
+            if s.alive and s.buf and s.buf_gen == gen and s.min_off == off:
+                return off
+            heapq.heappop(heap)
+        return None
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _deadline(self, s: _Session) -> int:
+        gap_deadline = s.last_ts + self._gap
+        if s.buf:
+            return min(gap_deadline, s.min_ts + self._max_dur)
+        return gap_deadline
+
+    def _open(self, part: _Partition, partition: int, sid: str, ts: int) -> _Session:
+        index, late = 0, False
+        closed = self._closed.pop((partition, sid), None)
+        if closed is not None:
+            closed_last_ts, index = closed
+            late = ts - closed_last_ts <= self._gap
+        s = _Session(partition, sid, index, late)
+        part.sessions[sid] = s
+        self._lru[s] = None
+        return s
+
+    def _emit(self, s: _Session) -> Window:
+        """Emit the session's current window and start an empty one (next index)."""
+        buf = s.buf
+        buf.sort()
+        w = Window.build(
+            s.session_id,
+            s.index,
+            tuple(e[2] for e in buf),
+            s.min_ts,
+            s.max_ts,
+            s.partition,
+            s.min_off,
+            max(e[1] for e in buf),
+            s.late,
+            s.label,
+        )
+        self._open_events -= len(buf)
+        s.buf = []
+        s.index += 1
+        s.min_ts = _NEVER
+        s.max_ts = -_NEVER
+        s.min_off = _NEVER
+        s.label = None
+        return w
+
+    def _close(self, s: _Session, out: list[Window]) -> None:
+        """End the session: emit what it holds and remember it, to spot late events."""
+        if s.buf:
+            out.append(self._emit(s))
+        s.alive = False
+        part = self._parts[s.partition]
+        del part.sessions[s.session_id]
+        del self._lru[s]
+        if self.settings.max_closed_sessions:
+            key = (s.partition, s.session_id)
+            self._closed[key] = (s.last_ts, s.index)
+            self._closed.move_to_end(key)
+            if len(self._closed) > self.settings.max_closed_sessions:
+                self._closed.popitem(last=False)
+
+    def _expire(self, part: _Partition, out: list[Window]) -> None:
+        heap = part.expiry
+        wm = part.watermark
+        while heap and heap[0][0] < wm:
+            _, seq, s = heapq.heappop(heap)
+            if not s.alive or seq != s.heap_seq:
+                continue  # stale: the session closed, or a newer entry replaced this one
+            s.heap_deadline = _NEVER
+            if s.last_ts + self._gap < wm:
+                self._close(s, out)
+                continue
+            if s.buf and s.min_ts + self._max_dur < wm:
+                out.append(self._emit(s))  # too long: split, the session goes on
+            # Entries are pushed lazily (only when a deadline drops), so the real deadline
+            # may be later than the popped one: re-queue at the real one.
+            self._push_expiry(part, s, self._deadline(s))
+
+    def _push_expiry(self, part: _Partition, s: _Session, deadline: int) -> None:
+        self._seq += 1
+        s.heap_seq = self._seq
+        s.heap_deadline = deadline
+        heap = part.expiry
+        heapq.heappush(heap, (deadline, self._seq, s))
+        if len(heap) > 2 * len(part.sessions) + _COMPACT_SLACK:
+            part.expiry = [e for e in heap if e[2].alive and e[1] == e[2].heap_seq]
+            heapq.heapify(part.expiry)
+
+    def _push_offset(self, part: _Partition, s: _Session) -> None:
+        self._seq += 1
+        heap = part.offsets
+        heapq.heappush(heap, (s.min_off, self._seq, s, s.buf_gen))
+        if len(heap) > 2 * len(part.sessions) + _COMPACT_SLACK:
+            part.offsets = [
+                e
+                for e in heap
+                if e[2].alive and e[2].buf and e[3] == e[2].buf_gen and e[0] == e[2].min_off
+            ]
+            heapq.heapify(part.offsets)

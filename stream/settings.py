@@ -1,0 +1,123 @@
+"""`ServeSettings`: every knob of `logad serve`, built from file < LOGAD_* env < flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from schemas.errors import ConfigError
+from schemas.windows import MAX_EVENTS, MAX_TOKENS
+
+# Help text per field, shared by the CLI flags and the README settings table.
+SERVE_HELP: dict[str, str] = {
+    "model": "model bundle directory, or a registry directory with a 'current' pointer",
+    "bootstrap": "Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]",
+    "input_topic": "topic of LogEvent JSON messages, keyed by session id",
+    "scores_topic": "topic for one Score per window, keyed by session id",
+    "alerts_topic": "topic for an Alert per window over the bundle's threshold",
+    "dlq_topic": "dead-letter topic for messages that fail to decode",
+    "group_id": "consumer group id",
+    "client_id": "Kafka client id prefix",
+    "poll_timeout_ms": "longest wait of one poll for new records",
+    "poll_max_records": "most records returned by one poll",
+    "max_poll_interval_ms": "the group evicts a consumer that does not poll for this long",
+    "session_timeout_ms": "the group evicts a consumer whose heartbeats stop for this long",
+    "heartbeat_interval_ms": "heartbeat period (well under session_timeout_ms)",
+    "commit_interval_ms": "how often safe offsets are committed",
+    "max_batch_tokens": "most tokens in one scoring batch (windows x padded length)",
+    "max_batch_wait_ms": "longest a window waits for its batch to fill",
+    "length_buckets": "window lengths (in tokens) at which batches are bucketed",
+    "queue_max_windows": "windows in flight (batching, scoring, awaiting acks) before "
+    "partitions are paused",
+    "gap_ms": "a session closes after this much event time without events",
+    "max_events": "events per window; a longer session goes on in a new window",
+    "max_duration_ms": "a window is closed after spanning this much event time",
+    "idle_timeout_ms": "wall-clock time after which a quiet partition's sessions are flushed",
+    "max_open_sessions": "open sessions held in memory; past it the oldest is flushed",
+    "allowed_lateness_ms": "event-time slack before the watermark closes sessions",
+    "linger_ms": "producer linger before sending a batch of scores",
+    "metrics_port": "port of the /metrics, /healthz and /readyz endpoint (0 = off)",
+    "metrics_host": "address the metrics endpoint binds to",
+    "health_stale_s": "/healthz fails when the consume loop has not ticked for this long",
+    "device": "scoring device: auto, cpu, cuda, cuda:N",
+    "reload_check_s": "how often a registry's 'current' pointer is checked (0 = never)",
+    "exactly_once": "transactional scores and commits (one transactional id per partition)",
+}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model: Path | None = None
+    bootstrap: str = "127.0.0.1:9092"
+    input_topic: str = "logad.events"
+    scores_topic: str = "logad.scores"
+    alerts_topic: str = "logad.alerts"
+    dlq_topic: str = "logad.events.dlq"
+    group_id: str = "logad"
+    client_id: str = "logad-serve"
+    poll_timeout_ms: int = 100
+    poll_max_records: int = 2000
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    commit_interval_ms: int = 1_000
+    max_batch_tokens: int = 16_384
+    max_batch_wait_ms: int = 50
+    length_buckets: tuple[int, ...] = (32, 64, 128, 256, MAX_TOKENS)
+    queue_max_windows: int = 4_096
+    gap_ms: int = 30_000
+    max_events: int = MAX_EVENTS
+    max_duration_ms: int = 3_600_000
+    idle_timeout_ms: int = 60_000
+    max_open_sessions: int = 100_000
+    allowed_lateness_ms: int = 0
+    linger_ms: int = 5
+    metrics_port: int = 9108
+    metrics_host: str = "0.0.0.0"
+    health_stale_s: float = 30.0
+    device: str = "auto"
+    reload_check_s: float = 5.0
+    exactly_once: bool = False
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            raise ConfigError("no model: pass --model BUNDLE_OR_REGISTRY (or set LOGAD_MODEL)")
+        for name in (
+            "poll_timeout_ms",
+            "poll_max_records",
+            "max_poll_interval_ms",
+            "session_timeout_ms",
+            "heartbeat_interval_ms",
+            "commit_interval_ms",
+            "max_batch_wait_ms",
+            "queue_max_windows",
+            "gap_ms",
+            "max_events",
+            "max_duration_ms",
+            "idle_timeout_ms",
+            "max_open_sessions",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_events > MAX_EVENTS:
+            raise ValueError(f"max_events must be at most {MAX_EVENTS}, got {self.max_events}")
+        if self.max_batch_tokens < MAX_TOKENS:
+            # A full window must fit in one batch.
+            raise ValueError(f"max_batch_tokens must be at least {MAX_TOKENS}")
+        if not self.length_buckets or list(self.length_buckets) != sorted(set(self.length_buckets)):
+            raise ValueError("length_buckets must be strictly increasing")
+        if self.length_buckets[0] < 3 or self.length_buckets[-1] != MAX_TOKENS:
+            raise ValueError(f"length_buckets must start at >= 3 and end at {MAX_TOKENS}")
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.poll_timeout_ms >= self.max_poll_interval_ms:
+            raise ValueError("poll_timeout_ms must be below max_poll_interval_ms")
+        if not 0 <= self.metrics_port <= 65_535:
+            raise ValueError(f"metrics_port out of range: {self.metrics_port}")
+        if self.allowed_lateness_ms < 0 or self.linger_ms < 0 or self.reload_check_s < 0:
+            raise ValueError("allowed_lateness_ms, linger_ms and reload_check_s must be >= 0")
+        if self.health_stale_s <= 0:
+            raise ValueError("health_stale_s must be positive")
+        topics = [self.input_topic, self.scores_topic, self.alerts_topic, self.dlq_topic]
+        if len(set(topics)) != len(topics):
+            raise ValueError("input, scores, alerts and dlq topics must all differ")

@@ -1,0 +1,178 @@
+"""The scoring worker: batches windows, scores them off the event loop, publishes the results.
+
+The model runs in one dedicated thread (`run_in_executor`), so the asyncio loop keeps
+polling Kafka while a batch is scored. Each batch's Scores (and Alerts) are sent keyed by
+session id; when the broker has acknowledged all of them, `on_done` is called for each
+window so its offsets may be committed. A new model offered by hot reload replaces the old
+one between two batches, never within one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import structlog
+
+from schemas.scores import Alert, Score
+from schemas.windows import Window
+from stream.batcher import Batch, Batcher
+from stream.kafka_io import Acks, Send
+from stream.metrics import ServeMetrics
+
+log = structlog.get_logger(__name__)
+
+
+class Scorer(Protocol):
+    """What the worker needs of a model: trainer.scoring.WindowScorer, or a test fake."""
+
+    @property
+    def model_version(self) -> str: ...
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]: ...
+
+
+def monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ScoringWorker:
+    def __init__(
+        self,
+        scorer: Scorer,
+        batcher: Batcher,
+        send: Send,
+        acks: Acks,
+        *,
+        scores_topic: str,
+        alerts_topic: str,
+        on_done: Callable[[Window], None],
+        metrics: ServeMetrics,
+    ) -> None:
+        self.scorer = scorer
+        self._batcher = batcher
+        self._send = send
+        self._acks = acks
+        self._scores_topic = scores_topic
+        self._alerts_topic = alerts_topic
+        self._on_done = on_done
+        self._metrics = metrics
+        self._ready: deque[Batch] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._offered: Scorer | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logad-score")
+        self.backlog = 0
+        """Windows submitted and not yet acknowledged: batching, scoring or being sent."""
+        metrics.set_model(scorer.model_version)
+
+    def submit(self, windows: Sequence[Window], now_ms: int) -> None:
+        """Queue windows for scoring (`now_ms` on the monotonic clock, for batch waits)."""
+        for w in windows:
+            self._ready.extend(self._batcher.add(w, now_ms))
+        self.backlog += len(windows)
+        if windows:
+            self._metrics.windows.inc(len(windows))
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Send every waiting window to scoring now, full batch or not."""
+        self._ready.extend(self._batcher.flush())
+        self._wake.set()
+
+    def offer(self, scorer: Scorer) -> None:
+        """Use `scorer` from the next batch on (hot reload)."""
+        self._offered = scorer
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish what is queued, then return from `run`."""
+        self._stopping = True
+        self.flush()
+
+    async def run(self) -> None:
+        try:
+            while (batch := await self._next_batch()) is not None:
+                await self._score(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.error("scoring_failed", error=str(e), error_type=type(e).__name__)
+            await self._acks.fail(e)
+            raise
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _next_batch(self) -> Batch | None:
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            now = monotonic_ms()
+            self._ready.extend(self._batcher.due(now))
+            if self._ready:
+                continue
+            if self._stopping and not len(self._batcher):
+                return None
+            deadline = self._batcher.next_deadline()
+            self._wake.clear()
+            timeout = None if deadline is None else max(0, deadline - now) / 1000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _switch_model(self) -> Scorer:
+        if self._offered is not None:
+            old, self.scorer, self._offered = self.scorer, self._offered, None
+            log.info("model_switched", old=old.model_version, new=self.scorer.model_version)
+            self._metrics.set_model(self.scorer.model_version)
+            self._metrics.model_switches.inc()
+        return self.scorer
+
+    async def _score(self, batch: Batch) -> None:
+        scorer = self._switch_model()
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        scores = await loop.run_in_executor(
+            self._executor, scorer.score_windows, batch.windows, wall_ms()
+        )
+        latency = time.perf_counter() - t0
+        if len(scores) != len(batch.windows):
+            raise RuntimeError(f"scorer returned {len(scores)} scores for {len(batch.windows)}")
+        futures: list[asyncio.Future[Any]] = []
+        n_alerts = 0
+        for window, score in zip(batch.windows, scores, strict=True):
+            key = window.session_id.encode()
+            futures.append(await self._send(self._scores_topic, key, score.encode(), None))
+            if score.anomalous:
+                alert = Alert.from_score(score, window.events)
+                futures.append(await self._send(self._alerts_topic, key, alert.encode(), None))
+                n_alerts += 1
+        self._acks.track(futures, lambda: self._done(batch.windows, n_alerts))
+        self._metrics.batch_windows.observe(len(batch.windows))
+        self._metrics.batch_latency.observe(latency)
+        log.info(
+            "batch_scored",
+            windows=len(batch.windows),
+            events=batch.events,
+            padded_tokens=batch.padded_tokens,
+            bucket=batch.bucket,
+            latency_ms=round(latency * 1000, 2),
+            alerts=n_alerts,
+            model_version=scorer.model_version,
+            backlog=self.backlog,
+        )
+
+    def _done(self, windows: Sequence[Window], n_alerts: int) -> None:
+        for w in windows:
+            self._on_done(w)
+        self.backlog -= len(windows)
+        self._metrics.scored.inc(len(windows))
+        self._metrics.alerts.inc(n_alerts)

@@ -1,0 +1,88 @@
+"""Fixtures for integration tests: one real Kafka broker for the whole test session.
+
+Every test in tests/integration is marked `integration` automatically.
+
+Fixtures for test authors:
+- `kafka_bootstrap` (session): "127.0.0.1:PORT" of a broker started by `stream.broker` on a
+  free port with a temporary data dir, stopped at session end. Topics are auto-created with
+  one partition; use `create_topic` for more. A broker that cannot start fails the session's
+  tests (it never skips them).
+- `topic_name`: a fresh, unique topic name per test.
+- `create_topic`: an async function `await create_topic(name, partitions=1) -> name` that
+  creates the topic and returns once every partition has a leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream import broker
+
+_HERE = Path(__file__).resolve().parent
+
+CreateTopic = Callable[..., Awaitable[str]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.resolve().is_relative_to(_HERE):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap address of the session's broker (raises if it cannot start)."""
+    data_dir = tmp_path_factory.mktemp("kafka")
+    # Also at interpreter exit, so an aborted session leaves no java behind.
+    atexit.register(broker.stop, data_dir=data_dir)
+    info = broker.start(port=broker.free_port(), data_dir=data_dir, timeout_s=90.0)
+    try:
+        yield info.bootstrap
+    finally:
+        broker.stop(data_dir=data_dir)
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name unique to this test run: test-<test name>-<random hex>."""
+    base = re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:100]
+    return f"test-{base}-{uuid.uuid4().hex[:8]}"
+
+
+async def create_topic_on(bootstrap: str, name: str, partitions: int = 1) -> str:
+    """Create `name` with `partitions` partitions (replication 1) and wait for its leaders."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        resp = await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+        for err in resp.to_object()["topic_errors"]:
+            if err["error_code"] != 0:
+                raise RuntimeError(f"cannot create topic {name}: {err['error_message']}")
+        for _ in range(100):
+            (desc,) = await admin.describe_topics([name])
+            parts = desc.get("partitions", [])
+            if desc["error_code"] == 0 and len(parts) == partitions:
+                if all(p["leader"] >= 0 for p in parts):
+                    return name
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {name} has no leader for every partition after 10 s")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def create_topic(kafka_bootstrap: str) -> CreateTopic:
+    """`await create_topic(name, partitions=1)` on the session broker; returns the name."""
+
+    async def create(name: str, partitions: int = 1) -> str:
+        return await create_topic_on(kafka_bootstrap, name, partitions)
+
+    return create

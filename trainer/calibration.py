@@ -1,0 +1,89 @@
+"""Calibration: the alert threshold, chosen from scores of held-out normal windows.
+
+Quantiles use numpy's "higher" method: each is an actual calibration score (the smallest
+one at or above the quantile's position), never an interpolation. Since a window is
+anomalous when `score > threshold`, at most a fraction 1 - q of the calibration windows
+score above a threshold taken at quantile q; with "linear" that bound would not hold.
+
+With few scores the high quantiles all land on the maximum: whenever (n - 1)(1 - q) < 1,
+the q-quantile is the largest calibration score (of 200 scores, p99.9 and p99.99 are both
+the max; p99 is the second largest). Such a threshold flags no calibration window at all,
+and says only that new windows scoring above everything seen are anomalous; `calibrate` logs a warning when that happens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from schemas.bundle import Calibration
+from schemas.errors import DataError
+
+if TYPE_CHECKING:
+    from trainer.scoring import ScoringStrategy
+
+log = structlog.get_logger(__name__)
+
+QUANTILES: dict[str, float] = {
+    "p50": 0.5,
+    "p90": 0.9,
+    "p99": 0.99,
+    "p99.9": 0.999,
+    "p99.99": 0.9999,
+}
+METHOD: Final = "higher"
+
+
+def _checked(scores: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if s.size == 0:
+        raise DataError("no calibration scores: need at least one held-out normal window")
+    if not np.isfinite(s).all():
+        raise DataError(f"{int((~np.isfinite(s)).sum())} calibration scores are not finite")
+    return s
+
+
+def threshold_from_quantile(scores: npt.ArrayLike, q: float) -> float:
+    """The q-quantile of the scores ("higher": always one of the scores)."""
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    return float(np.quantile(_checked(scores), q, method=METHOD))
+
+
+def quantiles(scores: npt.ArrayLike) -> dict[str, float]:
+    """p50, p90, p99, p99.9 and p99.99 of the scores."""
+    s = _checked(scores)
+    values = np.quantile(s, list(QUANTILES.values()), method=METHOD)
+    return {k: float(v) for k, v in zip(QUANTILES, values, strict=True)}
+
+
+def calibrate(
+    scores: npt.ArrayLike, threshold_quantile: float = 0.999, *, strategy: ScoringStrategy
+) -> Calibration:
+    """Quantiles of the normal scores and the threshold at `threshold_quantile`.
+
+    A "logbert" strategy with a fixed `r` uses r as the threshold (its rule: anomalous when
+    the miss fraction exceeds r); the quantiles are still recorded.
+    """
+    s = _checked(scores)
+    threshold = threshold_from_quantile(s, threshold_quantile)
+    if strategy.kind == "logbert" and strategy.r is not None:
+        threshold = float(strategy.r)
+    elif (s.size - 1) * (1.0 - threshold_quantile) < 1.0:
+        log.warning(
+            "calibration_threshold_is_max",
+            n_windows=int(s.size),
+            threshold_quantile=threshold_quantile,
+            windows_needed=math.ceil(round(1.0 / max(1.0 - threshold_quantile, 1e-12), 6)) + 1,
+        )
+    return Calibration(
+        quantiles=quantiles(s),
+        threshold=threshold,
+        threshold_quantile=threshold_quantile,
+        n_windows=int(s.size),
+        strategy=strategy.to_dict(),
+    )

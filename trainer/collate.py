@@ -1,0 +1,139 @@
+"""Batches ready for the model: padded ids, masked for MLM, with the predicted positions
+pre-gathered on the CPU so the GPU step never has to synchronize to find them.
+
+Each batch's masks come from a generator seeded by (seed, epoch, batch number in the epoch's
+plan), so masks do not depend on worker processes, world size or where a resumed run starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from schemas.vocab import PAD_ID
+from trainer.batching import IntArray
+from trainer.dataset import WindowStore, pad_windows
+from trainer.masking import IGNORE, MaskSpec, mask_tokens
+
+VALIDATION_EPOCH = -1
+
+
+@dataclass(frozen=True)
+class Batch:
+    input_ids: torch.Tensor
+    """(rows, padded length) int64, already masked."""
+    flat_idx: torch.Tensor
+    """Indices into input_ids.view(-1) of the predicted positions."""
+    targets: torch.Tensor
+    """The original token at each predicted position."""
+    n_masked: int
+    n_tokens: int
+    """Non-pad tokens (with [CLS]/[SEP])."""
+
+    @property
+    def n_padded(self) -> int:
+        return int(self.input_ids.numel())
+
+    def pin_memory(self) -> Batch:
+        return Batch(
+            self.input_ids.pin_memory(),
+            self.flat_idx.pin_memory(),
+            self.targets.pin_memory(),
+            self.n_masked,
+            self.n_tokens,
+        )
+
+
+def batch_seed(seed: int, epoch: int, plan_index: int) -> int:
+    tag = [seed, 0, epoch, plan_index] if epoch >= 0 else [seed, 1, plan_index]
+    return int(np.random.SeedSequence(tag).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def make_batch(
+    store: WindowStore,
+    windows: IntArray,
+    bucket_width: int,
+    vocab_size: int,
+    spec: MaskSpec,
+    generator: torch.Generator,
+) -> Batch:
+    ids = torch.from_numpy(pad_windows(store, windows, bucket_width))
+    masked, labels = mask_tokens(ids, vocab_size, spec, generator)
+    flat_labels = labels.view(-1)
+    flat_idx = torch.nonzero(flat_labels != IGNORE).view(-1)
+    return Batch(
+        input_ids=masked,
+        flat_idx=flat_idx,
+        targets=flat_labels[flat_idx],
+        n_masked=int(flat_idx.numel()),
+        n_tokens=int((ids != PAD_ID).sum()),
+    )
+
+
+class EpochBatches(torch.utils.data.Dataset[Batch]):
+    """The batches one rank takes in one epoch, from `start` on (a resumed run skips ahead).
+
+    `plan` holds window positions relative to `window_ids` (e.g. the training indices);
+    `plan_ids` numbers each batch within the epoch's global plan, for its mask seed.
+    """
+
+    def __init__(
+        self,
+        store: WindowStore,
+        window_ids: IntArray,
+        plan: Sequence[IntArray],
+        plan_ids: Sequence[int],
+        *,
+        epoch: int,
+        seed: int,
+        bucket_width: int,
+        vocab_size: int,
+        spec: MaskSpec,
+        start: int = 0,
+    ) -> None:
+        self.store = store
+        self.window_ids = window_ids
+        self.plan = list(plan)[start:]
+        self.plan_ids = list(plan_ids)[start:]
+        self.epoch = epoch
+        self.seed = seed
+        self.bucket_width = bucket_width
+        self.vocab_size = vocab_size
+        self.spec = spec
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, i: int) -> Batch:
+        g = torch.Generator().manual_seed(batch_seed(self.seed, self.epoch, self.plan_ids[i]))
+        return make_batch(
+            self.store,
+            self.window_ids[self.plan[i]],
+            self.bucket_width,
+            self.vocab_size,
+            self.spec,
+            g,
+        )
+
+
+def iterate(dataset: EpochBatches, num_workers: int, pin_memory: bool) -> Iterator[Batch]:
+    """Batches in order; with workers, prepared ahead in other processes."""
+    if num_workers == 0 or len(dataset) == 0:
+        for i in range(len(dataset)):
+            b = dataset[i]
+            yield b.pin_memory() if pin_memory else b
+        return
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4,
+        # Its own generator: the loader must not draw from the global RNG (dropout's).
+        generator=torch.Generator().manual_seed(0),
+    )
+    yield from loader

@@ -1,0 +1,216 @@
+"""The training data: daily files -> cached windows -> vocab -> one flat token array.
+
+`load_training_data` selects the daily files, loads each through the token cache, splits off
+the validation slice by session hash, builds the vocab from the training windows (or extends
+a warm-start vocab) and maps every file's local codes through it into one flat array of token
+ids. `pad_windows` (pure) turns a list of windows into a padded [CLS] ... [SEP] matrix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from schemas.daily_files import DayFile, find_daily_files
+from schemas.errors import DataError
+from schemas.vocab import CLS_ID, PAD_ID, SEP_ID, SPECIALS, UNK_ID, Vocab
+from trainer.batching import padded_length
+from trainer.token_cache import FileTokens, TokenCache
+
+log = structlog.get_logger(__name__)
+
+IntArray = npt.NDArray[np.int64]
+SPECIAL_TOKENS = 2  # [CLS] and [SEP] around every window
+
+
+@dataclass(frozen=True)
+class DataSelection:
+    """Which daily files to read: sources (dirs or files) and an optional date range."""
+
+    sources: tuple[Path, ...]
+    from_date: date | None = None
+    to_date: date | None = None
+    last_days: int | None = None
+    """The N days ending at to_date, or at the newest dated file found."""
+
+    def describe(self) -> str:
+        rng = f"{self.from_date or '...'}..{self.to_date or '...'}"
+        if self.last_days:
+            rng = f"last {self.last_days} days"
+        return f"{', '.join(map(str, self.sources))} ({rng})"
+
+
+@dataclass(frozen=True)
+class WindowStore:
+    """Windows as slices of one flat array of event token ids (no [CLS]/[SEP])."""
+
+    tokens: npt.NDArray[np.integer]
+    starts: IntArray
+    lengths: IntArray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def token_lengths(self, idx: IntArray | None = None) -> IntArray:
+        """Lengths with [CLS] and [SEP], as the model sees them."""
+        lens = self.lengths if idx is None else self.lengths[idx]
+        return lens + SPECIAL_TOKENS
+
+    def window(self, i: int) -> list[int]:
+        s = int(self.starts[i])
+        return [CLS_ID, *self.tokens[s : s + int(self.lengths[i])].tolist(), SEP_ID]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    store: WindowStore
+    train_idx: IntArray
+    val_idx: IntArray
+    vocab: Vocab
+    file_keys: tuple[str, ...]
+    """Content hashes of the files used, in order: a resume checks the data is unchanged."""
+    data_from: str | None
+    data_to: str | None
+    n_sessions: int
+
+
+def select_files(sel: DataSelection) -> list[DayFile]:
+    to_date = sel.to_date
+    from_date = sel.from_date
+    files = find_daily_files(list(sel.sources), from_date, to_date)
+    if sel.last_days:
+        days = [f.day for f in files if f.day is not None]
+        if days:
+            end = to_date or max(days)
+            start = end - timedelta(days=sel.last_days - 1)
+            from_date = max(from_date, start) if from_date else start
+            files = find_daily_files(list(sel.sources), from_date, end)
+    if not files:
+        raise DataError(f"no daily files in range: {sel.describe()}")
+    return files
+
+
+def is_validation(hashes: npt.NDArray[np.uint64], val_fraction: float) -> npt.NDArray[np.bool_]:
+    """The held-out slice: the session hash's top 53 bits as a uniform number in [0, 1)."""
+    u = (np.asarray(hashes, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return u < val_fraction
+
+
+def train_counts(files: Sequence[FileTokens], val_masks: Sequence[npt.NDArray[np.bool_]]) -> Counter[str]:
+    """Event frequencies over the training windows only."""
+    counts: Counter[str] = Counter()
+    for ft, is_val in zip(files, val_masks, strict=True):
+        keep = np.repeat(~is_val, ft.lengths)
+        n = np.bincount(np.asarray(ft.codes)[keep], minlength=len(ft.events))
+        for event, c in zip(ft.events, n.tolist(), strict=True):
+            if c:
+                counts[event] += c
+    return counts
+
+
+def build_vocab(counts: Counter[str], vocab_size: int, base: Vocab | None) -> Vocab:
+    """A frequency-ranked vocab, or `base` extended with the most frequent new events."""
+    if base is None:
+        return Vocab.from_counts(counts, vocab_size)
+    room = max(0, vocab_size - len(base))
+    new = sorted((e for e in counts if e not in base), key=lambda e: (-counts[e], e))
+    return base.extend(new[:room], max_size=max(vocab_size, len(base)))
+
+
+def token_dtype(vocab_size: int) -> type[np.integer]:
+    return np.uint16 if vocab_size <= 1 << 16 else np.int32
+
+
+def map_files(files: Sequence[FileTokens], vocab: Vocab) -> WindowStore:
+    """Concatenate every file's windows, mapping local codes to vocab ids."""
+    total = sum(len(ft.codes) for ft in files)
+    tokens = np.empty(total, dtype=token_dtype(len(vocab)))
+    starts: list[IntArray] = []
+    lengths: list[IntArray] = []
+    pos = 0
+    for ft in files:
+        lut = np.array([vocab.id_of(e) for e in ft.events] or [UNK_ID], dtype=tokens.dtype)
+        n = len(ft.codes)
+        tokens[pos : pos + n] = lut[np.asarray(ft.codes)]
+        starts.append(np.asarray(ft.offsets[:-1], dtype=np.int64) + pos)
+        lengths.append(np.asarray(ft.lengths, dtype=np.int64))
+        pos += n
+    return WindowStore(
+        tokens,
+        np.concatenate(starts) if starts else np.empty(0, np.int64),
+        np.concatenate(lengths) if lengths else np.empty(0, np.int64),
+    )
+
+
+def load_training_data(
+    sel: DataSelection,
+    cache: TokenCache,
+    val_fraction: float,
+    vocab_size: int,
+    base_vocab: Vocab | None = None,
+    fixed_vocab: Vocab | None = None,
+) -> TrainingData:
+    """Read (through the cache) and assemble the training data.
+
+    `fixed_vocab` (a resumed run's) is used as is; else the vocab is built from the training
+    windows, extending `base_vocab` on a warm start.
+    """
+    day_files = select_files(sel)
+    files = [cache.load(f.path) for f in day_files]
+    cache.save_memo()
+    val_masks = [is_validation(ft.session_hash, val_fraction) for ft in files]
+    n_windows = sum(ft.n_windows for ft in files)
+    if n_windows == 0:
+        raise DataError(f"no sessions in the selected daily files: {sel.describe()}")
+    vocab = fixed_vocab or build_vocab(train_counts(files, val_masks), vocab_size, base_vocab)
+    store = map_files(files, vocab)
+    is_val = np.concatenate(val_masks)
+    days = [f.day for f in day_files if f.day is not None]
+    data = TrainingData(
+        store=store,
+        train_idx=np.flatnonzero(~is_val).astype(np.int64),
+        val_idx=np.flatnonzero(is_val).astype(np.int64),
+        vocab=vocab,
+        file_keys=tuple(ft.key for ft in files),
+        data_from=min(days).isoformat() if days else None,
+        data_to=max(days).isoformat() if days else None,
+        n_sessions=sum(ft.n_sessions for ft in files),
+    )
+    if len(data.train_idx) == 0:
+        raise DataError(f"every window fell in the validation slice: {sel.describe()}")
+    log.info(
+        "training_data_loaded",
+        files=len(files),
+        cache_hits=cache.hits,
+        tokenized=cache.misses,
+        sessions=data.n_sessions,
+        train_windows=len(data.train_idx),
+        val_windows=len(data.val_idx),
+        tokens=len(store.tokens),
+        vocab=len(vocab),
+        events_seen=len(vocab) - len(SPECIALS),
+    )
+    return data
+
+
+def pad_windows(store: WindowStore, idx: IntArray, bucket_width: int) -> npt.NDArray[np.int64]:
+    """Pure: rows [CLS] events [SEP] [PAD]..., padded to the bucket of the longest window."""
+    lens = store.lengths[idx]
+    starts = store.starts[idx]
+    width = padded_length(int(lens.max()) + SPECIAL_TOKENS, bucket_width)
+    cols = np.arange(width - SPECIAL_TOKENS)
+    valid = cols[None, :] < lens[:, None]
+    src = starts[:, None] + np.minimum(cols[None, :], np.maximum(lens[:, None] - 1, 0))
+    out = np.full((len(idx), width), PAD_ID, dtype=np.int64)
+    out[:, 0] = CLS_ID
+    if len(store.tokens):
+        out[:, 1 : width - 1] = np.where(valid, store.tokens[src], PAD_ID)
+    out[np.arange(len(idx)), lens + 1] = SEP_ID
+    return out

@@ -1,0 +1,539 @@
+"""Window scoring: the one function the trainer, the live stream and replay all score with.
+
+A window is up to 510 event token ids; the model sees [CLS] + ids + [SEP]. Two strategies:
+
+- "full" (default): k passes per window, pass g masking the events at positions i with
+  i % k == g, so every event gets exactly one masked prediction. An event's surprise is the
+  negative log-likelihood (NLL) of its true token there; the window score aggregates them
+  (mean, max or mean of the top n).
+- "logbert": LogBERT's rule. One pass with a random `mask_ratio` of the events masked,
+  seeded from `seed` and the window's content so a window always gets the same mask. A
+  masked event "misses" when its true token is not among the model's top-g predictions.
+  The score is the fraction of masked events that miss, as in LogBERT's reference code
+  (`undetected > masked * threshold`): a fraction, unlike a count, means the same for a
+  20-event and a 300-event window, so one threshold on `score` fits both.
+
+`WindowScorer` wraps a loaded bundle (model, vocab, calibration) and turns `Window` records
+into `Score` records. It serializes callers with a lock: the stream calls it from one
+worker thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import structlog
+import torch
+from transformers import BertForMaskedLM
+
+from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle
+from schemas.errors import BundleError, DecodeError
+from schemas.scores import Expected, Score, SurprisingEvent
+from schemas.vocab import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIALS, UNK_ID, Vocab
+from schemas.windows import MAX_EVENTS, Window
+from trainer.model import autocast_for, device_for, load_model, masked_logits
+
+log = structlog.get_logger(__name__)
+
+FIRST_EVENT_ID = len(SPECIALS)
+
+# -log(1e-9): the NLL of an event the model gives a one-in-a-billion chance. An unknown
+# event gets this, and a known event's NLL is capped at it, so [UNK] is never less
+# surprising than a known event, one event can add at most this much to a window, and the
+# value does not depend on the vocab size (log(10_000) = 9.2 would rank below a known event
+# the model has learned to rule out).
+DEFAULT_UNK_NLL = -math.log(1e-9)
+
+Kind = Literal["full", "logbert"]
+Aggregate = Literal["mean", "max", "topn"]
+_KINDS = ("full", "logbert")
+_AGGREGATES = ("mean", "max", "topn")
+
+
+@dataclass(frozen=True)
+class ScoringStrategy:
+    """How a window's score is computed. Stored in calibration.json so serving matches it."""
+
+    kind: Kind = "full"
+    """"full": every event masked once over `groups` passes; "logbert": one random mask."""
+    groups: int = 6
+    """Passes per window for "full". Pass g masks positions i % groups == g, so 1/6 = 17%
+    of the events are masked in each, close to the 15% the model was trained with: the
+    context it sees when scoring looks like the context it learned from. More groups give
+    each prediction more context but cost one forward pass per group."""
+    aggregate: Aggregate = "mean"
+    """How "full" turns per-event NLLs into a window score."""
+    top_n: int = 3
+    """For aggregate="topn": the mean of the n largest NLLs."""
+    mask_ratio: float = 0.15
+    """For "logbert": the fraction of events masked (at least one per window)."""
+    top_g: int = 6
+    """For "logbert": a masked event misses when its true token is not in the top g
+    (LogBERT's reference code uses 6 candidates on HDFS)."""
+    r: float | None = None
+    """For "logbert": a fixed miss-fraction threshold (anomalous when score > r). When
+    None, calibration picks the threshold from a quantile of normal scores, as for "full"."""
+    n_surprising: int = 5
+    """How many of a window's most surprising events to explain."""
+    top_k_expected: int = 3
+    """How many expected events to list for each surprising one."""
+    unk_nll: float = DEFAULT_UNK_NLL
+    """The NLL of an [UNK] event, and the cap on any event's NLL (see DEFAULT_UNK_NLL)."""
+    seed: int = 0
+    """For "logbert": mixed with each window's content hash to seed its mask."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
+        if self.aggregate not in _AGGREGATES:
+            raise ValueError(f"aggregate must be one of {_AGGREGATES}, got {self.aggregate!r}")
+        for name in ("groups", "top_n", "top_g"):
+            _check_int(name, getattr(self, name), 1)
+        for name in ("n_surprising", "top_k_expected", "seed"):
+            _check_int(name, getattr(self, name), 0)
+        if not 0.0 < self.mask_ratio <= 1.0:
+            raise ValueError(f"mask_ratio must be in (0, 1], got {self.mask_ratio}")
+        if self.r is not None and not 0.0 <= self.r < 1.0:
+            raise ValueError(f"r is a miss fraction and must be in [0, 1), got {self.r}")
+        if not (math.isfinite(self.unk_nll) and self.unk_nll > 0):
+            raise ValueError(f"unk_nll must be finite and > 0, got {self.unk_nll}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> ScoringStrategy:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(obj) - known)
+        if unknown:
+            raise ValueError(f"unknown scoring strategy keys: {unknown}")
+        values = dict(obj)
+        for name in ("mask_ratio", "unk_nll"):
+            if isinstance(values.get(name), int) and not isinstance(values[name], bool):
+                values[name] = float(values[name])  # JSON writes 1.0 as 1 in some encoders
+        if isinstance(values.get("r"), int) and not isinstance(values["r"], bool):
+            values["r"] = float(values["r"])
+        return cls(**values)
+
+
+def _check_int(name: str, value: object, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SurprisingToken:
+    position: int
+    """Index of the event within the window (0-based, excluding [CLS])."""
+    token_id: int
+    nll: float
+    expected: list[tuple[int, float]]
+    """(token id, probability) of the model's top-k event tokens at this position."""
+
+
+@dataclass
+class WindowResult:
+    score: float
+    nll: np.ndarray
+    """Per event, float32. NaN where the strategy made no prediction (unmasked, "logbert")."""
+    surprising: list[SurprisingToken]
+    """Most surprising first (ties by position)."""
+
+
+# ---------------------------------------------------------------------------- pure helpers
+
+
+def mask_groups(n_events: int, groups: int) -> list[list[int]]:
+    """Positions masked in each pass: position i in group i % groups; empty groups dropped.
+
+    Every position is in exactly one group, so each event is predicted exactly once.
+    """
+    if n_events < 0 or groups < 1:
+        raise ValueError(f"need n_events >= 0 and groups >= 1, got {n_events}, {groups}")
+    return [list(range(g, n_events, groups)) for g in range(min(groups, n_events))]
+
+
+def aggregate(nll: np.ndarray, strategy: ScoringStrategy) -> float:
+    """A window score from per-event NLLs (NaNs, events not predicted, are ignored).
+
+    An empty window (or one with no predictions) scores 0.0.
+    """
+    v = np.asarray(nll, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return 0.0
+    if strategy.aggregate == "mean":
+        return float(v.mean())
+    if strategy.aggregate == "max":
+        return float(v.max())
+    n = min(strategy.top_n, v.size)
+    return float(np.sort(v)[-n:].mean())
+
+
+def most_surprising(nll: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the n largest finite NLLs, largest first, ties by position."""
+    finite = np.flatnonzero(~np.isnan(nll))
+    order = np.argsort(-nll[finite], kind="stable")
+    return finite[order[:n]]
+
+
+def logbert_mask(token_ids: np.ndarray, strategy: ScoringStrategy) -> np.ndarray:
+    """Which events "logbert" masks: a seeded random `mask_ratio` (at least one) plus every
+    [UNK]. The seed mixes `strategy.seed` with the window's content, so a window always gets
+    the same mask, wherever and whenever it is scored."""
+    n = int(token_ids.size)
+    masked = np.zeros(n, dtype=bool)
+    if n == 0:
+        return masked
+    digest = hashlib.blake2b(token_ids.astype("<i8").tobytes(), digest_size=8).digest()
+    seed = (int.from_bytes(digest, "little") ^ (strategy.seed * 0x9E3779B97F4A7C15)) % (1 << 63)
+    gen = torch.Generator().manual_seed(seed)
+    m = max(1, round(strategy.mask_ratio * n))
+    masked[torch.randperm(n, generator=gen)[:m].numpy()] = True
+    masked |= token_ids == UNK_ID
+    return masked
+
+
+# ---------------------------------------------------------------------------- batched scoring
+
+
+@dataclass(frozen=True)
+class _Passes:
+    """All forward passes for a list of windows, flattened.
+
+    Events of all windows are concatenated into `ids` (window w at starts[w]:starts[w] +
+    lengths[w]). Pass p covers window win[p] and masks the events whose group equals
+    group[p].
+    """
+
+    ids: np.ndarray
+    event_group: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+    win: np.ndarray
+    group: np.ndarray
+
+
+def _build_passes(windows: list[np.ndarray], strategy: ScoringStrategy) -> _Passes:
+    lengths = np.array([w.size for w in windows], dtype=np.int64)
+    starts = np.zeros(len(windows), dtype=np.int64)
+    if len(windows) > 1:
+        starts[1:] = np.cumsum(lengths)[:-1]
+    ids = np.concatenate(windows) if windows else np.zeros(0, dtype=np.int64)
+    if strategy.kind == "full":
+        # Position within its window, modulo k: the group that masks it.
+        within = np.arange(ids.size, dtype=np.int64) - np.repeat(starts, lengths)
+        event_group = within % strategy.groups
+        n_passes = np.minimum(lengths, strategy.groups)
+        win = np.repeat(np.arange(len(windows), dtype=np.int64), n_passes)
+        group = np.arange(win.size, dtype=np.int64) - np.repeat(
+            np.cumsum(n_passes) - n_passes, n_passes
+        )
+    else:
+        # One pass; the masked events are group 0, the rest group 1 (never masked).
+        event_group = np.ones(ids.size, dtype=np.int64)
+        for w, s in zip(windows, starts, strict=True):
+            event_group[s : s + w.size][logbert_mask(w, strategy)] = 0
+        win = np.flatnonzero(lengths > 0).astype(np.int64)
+        group = np.zeros(win.size, dtype=np.int64)
+    return _Passes(ids, event_group, starts, lengths, win, group)
+
+
+@dataclass(frozen=True)
+class _Predictions:
+    """Per event (flat over all windows): true-token log-prob and the top-k event tokens."""
+
+    logp: np.ndarray
+    top_ids: np.ndarray
+    top_p: np.ndarray
+
+
+def _predict(
+    model: BertForMaskedLM,
+    passes: _Passes,
+    device: torch.device,
+    top_k: int,
+    max_batch_tokens: int,
+) -> _Predictions:
+    n_total = passes.ids.size
+    logp = np.full(n_total, np.nan, dtype=np.float32)
+    top_ids = np.full((n_total, top_k), -1, dtype=np.int64)
+    top_p = np.zeros((n_total, top_k), dtype=np.float32)
+    if passes.win.size == 0:
+        return _Predictions(logp, top_ids, top_p)
+
+    pass_len = passes.lengths[passes.win] + 2
+    # Longest first, a window's passes together: each batch pads to its first row's length.
+    order = np.lexsort((passes.group, passes.win, -pass_len))
+    index_chunks: list[np.ndarray] = []
+    device_out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    i = 0
+    while i < order.size:
+        seq_len = int(pass_len[order[i]])
+        rows = order[i : i + max(1, max_batch_tokens // seq_len)]
+        i += rows.size
+        input_ids, attention, masked, event_idx, true_ids = _batch_arrays(passes, rows, seq_len)
+        if event_idx.size == 0:
+            continue
+        ids_t = torch.from_numpy(input_ids).to(device, non_blocking=True)
+        att_t = torch.from_numpy(attention).to(device, non_blocking=True)
+        pos_t = torch.from_numpy(masked).to(device, non_blocking=True)
+        true_t = torch.from_numpy(true_ids).to(device, non_blocking=True)
+        with autocast_for(device):
+            logits = masked_logits(model, ids_t, att_t, pos_t)
+        lp = torch.log_softmax(logits.float(), dim=-1)
+        lp_true = lp.gather(1, true_t.unsqueeze(1)).squeeze(1)
+        if top_k > 0:
+            # Specials are never an explanation: rank event tokens only.
+            top_lp, top_i = torch.topk(lp[:, FIRST_EVENT_ID:], top_k, dim=-1)
+            top_i = top_i + FIRST_EVENT_ID
+        else:
+            top_lp = lp.new_zeros((lp.shape[0], 0))
+            top_i = true_t.new_zeros((lp.shape[0], 0))
+        # Stay on the device until the end: no sync per batch, so the host builds the next
+        # batch while the device runs this one.
+        device_out.append((lp_true, top_i, top_lp.exp()))
+        index_chunks.append(event_idx)
+
+    if device_out:
+        idx = np.concatenate(index_chunks)
+        logp[idx] = torch.cat([o[0] for o in device_out]).cpu().numpy()
+        top_ids[idx] = torch.cat([o[1] for o in device_out]).cpu().numpy()
+        top_p[idx] = torch.cat([o[2] for o in device_out]).cpu().numpy()
+    return _Predictions(logp, top_ids, top_p)
+
+
+def _batch_arrays(
+    passes: _Passes, rows: np.ndarray, seq_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Padded model inputs for the passes in `rows`, built with array ops (no per-row loop).
+
+    Returns input_ids with [MASK] placed, attention mask, the bool mask of masked positions,
+    the flat event index of each masked position (row-major, matching `hidden[positions]`)
+    and the true token id there.
+    """
+    win = passes.win[rows]
+    n = passes.lengths[win]
+    b = rows.size
+    pos = np.arange(seq_len, dtype=np.int64)[None, :]
+    event = pos - 1
+    is_event = (event >= 0) & (event < n[:, None])
+    src = np.clip(passes.starts[win][:, None] + event, 0, max(passes.ids.size - 1, 0))
+    input_ids = np.where(is_event, passes.ids[src], PAD_ID)
+    input_ids[:, 0] = CLS_ID
+    input_ids[np.arange(b), n + 1] = SEP_ID
+    attention = (pos < (n + 2)[:, None]).astype(np.int64)
+    masked = is_event & (passes.event_group[src] == passes.group[rows][:, None])
+    event_idx = src[masked]
+    true_ids = input_ids[masked]
+    input_ids[masked] = MASK_ID
+    return input_ids, attention, masked, event_idx, true_ids
+
+
+def score_token_windows(
+    model: BertForMaskedLM,
+    token_windows: Sequence[Sequence[int]],
+    strategy: ScoringStrategy,
+    device: torch.device,
+    *,
+    max_batch_tokens: int = 32768,
+) -> list[WindowResult]:
+    """Score windows of event token ids (no [CLS]/[SEP]); results in input order.
+
+    Passes of all windows are sorted by length and packed into batches of at most
+    `max_batch_tokens` padded tokens (one pass per batch when a pass alone exceeds it).
+    The LM head runs only at masked positions; log-softmax is taken in float32.
+    The model is put in eval mode for the call and its mode restored after.
+    """
+    if max_batch_tokens < 1:
+        raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+    vocab_size = int(model.config.vocab_size)
+    max_events = min(MAX_EVENTS, int(model.config.max_position_embeddings) - 2)
+    windows = [np.asarray(w, dtype=np.int64).reshape(-1) for w in token_windows]
+    for i, w in enumerate(windows):
+        if w.size > max_events:
+            raise ValueError(f"window {i} has {w.size} events, over {max_events}")
+        bad = (w >= vocab_size) | ((w < FIRST_EVENT_ID) & (w != UNK_ID))
+        if bad.any():
+            raise ValueError(f"window {i} holds token id {int(w[bad][0])}, not an event token")
+
+    top_k = min(vocab_size - FIRST_EVENT_ID, strategy.top_k_expected)
+    if strategy.kind == "logbert":
+        top_k = min(vocab_size - FIRST_EVENT_ID, max(top_k, strategy.top_g))
+    passes = _build_passes(windows, strategy)
+
+    was_training = model.training
+    model.train(False)
+    try:
+        with torch.inference_mode():
+            pred = _predict(model, passes, device, top_k, max_batch_tokens)
+    finally:
+        model.train(was_training)
+
+    # Vectorized over all events: NLL, [UNK] override, cap, and logbert misses.
+    nll = np.minimum(-pred.logp, np.float32(strategy.unk_nll))  # NaN stays NaN
+    nll[(passes.ids == UNK_ID) & ~np.isnan(nll)] = np.float32(strategy.unk_nll)
+    in_top_g = (pred.top_ids[:, : strategy.top_g] == passes.ids[:, None]).any(axis=1)
+    miss = ~np.isnan(nll) & ~in_top_g
+
+    log.debug(
+        "windows_scored",
+        windows=len(windows),
+        events=int(passes.ids.size),
+        passes=int(passes.win.size),
+        kind=strategy.kind,
+    )
+    results: list[WindowResult] = []
+    for j, s in enumerate(passes.starts):
+        n = int(passes.lengths[j])
+        win_nll = nll[s : s + n].astype(np.float32, copy=True)
+        if strategy.kind == "full":
+            score = aggregate(win_nll, strategy)
+        else:
+            predicted = int((~np.isnan(win_nll)).sum())
+            score = float(miss[s : s + n].sum()) / predicted if predicted else 0.0
+        surprising = [
+            SurprisingToken(
+                position=int(p),
+                token_id=int(passes.ids[s + p]),
+                nll=float(win_nll[p]),
+                expected=[
+                    (int(t), float(q))
+                    for t, q in zip(
+                        pred.top_ids[s + p, : strategy.top_k_expected],
+                        pred.top_p[s + p, : strategy.top_k_expected],
+                        strict=True,
+                    )
+                    if t >= 0
+                ],
+            )
+            for p in most_surprising(win_nll, strategy.n_surprising)
+        ]
+        results.append(WindowResult(score=score, nll=win_nll, surprising=surprising))
+    return results
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+class WindowScorer:
+    """A loaded model bundle that scores windows. One caller at a time (a lock enforces it)."""
+
+    def __init__(
+        self,
+        model: BertForMaskedLM,
+        vocab: Vocab,
+        strategy: ScoringStrategy,
+        threshold: float,
+        model_version: str,
+        device: torch.device,
+        *,
+        max_batch_tokens: int = 32768,
+    ) -> None:
+        if int(model.config.vocab_size) != len(vocab):
+            raise BundleError(
+                f"model vocab size {model.config.vocab_size} != vocab.json size {len(vocab)}"
+            )
+        # Module.to moves in place; BertForMaskedLM's own `to` wrapper is untyped.
+        torch.nn.Module.to(model, device)
+        model.train(False)
+        self.model = model
+        self.vocab = vocab
+        self.strategy = strategy
+        self.threshold = float(threshold)
+        self.model_version = model_version
+        self.device = device
+        self.max_batch_tokens = max_batch_tokens
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_bundle(
+        cls, bundle_dir: Path, device: str = "auto", *, max_batch_tokens: int = 32768
+    ) -> WindowScorer:
+        """Verify the bundle's hashes, then load it. Scores with the strategy it was
+        calibrated with (calibration.json's `strategy`)."""
+        manifest = verify_bundle(bundle_dir)
+        try:
+            vocab = Vocab.load(bundle_dir / VOCAB)
+        except DecodeError as e:
+            raise BundleError(f"bundle {manifest.version}: bad {VOCAB}: {e}") from None
+        calibration = Calibration.from_json((bundle_dir / CALIBRATION).read_bytes())
+        if not calibration.strategy:
+            raise BundleError(
+                f"bundle {manifest.version}: {CALIBRATION} records no scoring strategy"
+            )
+        try:
+            strategy = ScoringStrategy.from_dict(calibration.strategy)
+        except (ValueError, TypeError) as e:
+            raise BundleError(f"bundle {manifest.version}: bad scoring strategy: {e}") from None
+        dev = device_for(device)
+        model = load_model(bundle_dir, dev)
+        log.info(
+            "scorer_loaded",
+            model_version=manifest.version,
+            device=str(dev),
+            vocab_size=len(vocab),
+            threshold=calibration.threshold,
+            strategy=strategy.kind,
+        )
+        return cls(
+            model,
+            vocab,
+            strategy,
+            calibration.threshold,
+            manifest.version,
+            dev,
+            max_batch_tokens=max_batch_tokens,
+        )
+
+    def score_events(self, sequences: Sequence[Sequence[str]]) -> list[WindowResult]:
+        """Score event-id sequences (each at most 510 events); for evaluation code."""
+        token_windows = [self.vocab.encode(seq) for seq in sequences]
+        with self._lock:
+            return score_token_windows(
+                self.model,
+                token_windows,
+                self.strategy,
+                self.device,
+                max_batch_tokens=self.max_batch_tokens,
+            )
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        """One Score per window, in order; `now_ms` is the wall clock stamped as scored_at."""
+        results = self.score_events([w.events for w in windows])
+        return [self._to_score(w, r, now_ms) for w, r in zip(windows, results, strict=True)]
+
+    def _to_score(self, window: Window, result: WindowResult, now_ms: int) -> Score:
+        surprising = tuple(
+            SurprisingEvent(
+                position=s.position,
+                # The window's own id, which for an [UNK] event says what it was.
+                event_id=window.events[s.position],
+                nll=s.nll,
+                expected=tuple(Expected(self.vocab.token(t), p) for t, p in s.expected),
+            )
+            for s in result.surprising
+        )
+        return Score(
+            window_id=window.window_id,
+            session_id=window.session_id,
+            window_index=window.index,
+            model_version=self.model_version,
+            score=result.score,
+            threshold=self.threshold,
+            anomalous=result.score > self.threshold,
+            n_events=len(window.events),
+            first_ts=window.first_ts,
+            last_ts=window.last_ts,
+            scored_at=now_ms,
+            surprising=surprising,
+            late=window.late,
+            label=window.label,
+        )

@@ -1,0 +1,125 @@
+"""`TrainSettings`: every knob of `logad train`, with the production defaults.
+
+Built by `schemas.settings.build_settings` (defaults < config file < LOGAD_* env < flags).
+The data selection (files, dates), the output directory and the warm-start bundle are
+per-invocation arguments, not settings.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from schemas.vocab import DEFAULT_MAX_SIZE, SPECIALS
+from schemas.windows import MAX_TOKENS
+
+
+def default_token_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "logad" / "tokens"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    preset: Literal["base", "small", "tiny"] = "base"
+    """Model shape: 'base' (production, BERT-base) or 'small'/'tiny' (CPU, demo, tests)."""
+    epochs: int = 3
+    """Passes over the training windows."""
+    lr: float = 2e-5
+    """Peak AdamW learning rate (reached after warm-up, then cosine-annealed to 0)."""
+    weight_decay: float = 0.01
+    """AdamW decoupled weight decay; never applied to biases or LayerNorm weights."""
+    adam_beta1: float = 0.9
+    """AdamW beta1."""
+    adam_beta2: float = 0.999
+    """AdamW beta2."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    warmup_steps: int = 0
+    """Linear warm-up steps before the cosine decay (0: none)."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this (0: no clipping)."""
+    mask_prob: float = 0.15
+    """Share of event tokens selected for prediction."""
+    mask_token_frac: float = 0.8
+    """Of the selected tokens, the share replaced by [MASK]."""
+    random_token_frac: float = 0.1
+    """Of the selected tokens, the share replaced by a random event token (the rest kept)."""
+    tokens_per_batch: int = 65_536
+    """Padded tokens per batch per rank (batch rows x padded length); the global batch is this
+    times the number of ranks."""
+    bucket_width: int = 8
+    """Windows are bucketed by length rounded up to this; batches pad to the bucket's length
+    (8 keeps tensor-core friendly shapes on GPU; 1 pads to the exact longest window)."""
+    val_fraction: float = 0.02
+    """Share of sessions (chosen by a hash of session_id) held out for validation and
+    calibration; never trained on."""
+    seed: int = 0
+    """Seed for model init, shuffling, masking and dropout."""
+    checkpoint_every_steps: int = 1000
+    """Write a checkpoint every N optimizer steps (0: only at the end of each epoch)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept in the run directory (older ones are removed)."""
+    eval_every_steps: int = 0
+    """Run validation every N steps as well as at the end of each epoch (0: epoch ends only)."""
+    threshold_quantile: float = 0.999
+    """Quantile of the validation scores used as the alert threshold."""
+    vocab_size: int = DEFAULT_MAX_SIZE
+    """Cap on the vocabulary (special tokens included); the most frequent events are kept."""
+    num_workers: int = 2
+    """DataLoader worker processes preparing batches (0: prepare in the training process)."""
+    device: str = "auto"
+    """'auto' (cuda if present, else cpu), 'cpu', or 'cuda'."""
+    log_every_steps: int = 10
+    """Log a progress line (non-terminal) and a metrics.jsonl record every N steps."""
+    token_cache_dir: Path | None = None
+    """Where tokenized daily files are cached (default: ~/.cache/logad/tokens)."""
+    run_dir: Path | None = None
+    """Where checkpoints, metrics.jsonl and loss.png go (default: '<out>.run' beside --out)."""
+    score_tokens_per_batch: int = 16_384
+    """Token budget per scoring batch when calibrating on the validation slice."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "epochs", "tokens_per_batch", "bucket_width", "vocab_size")
+        _positive(self, "log_every_steps", "keep_checkpoints", "score_tokens_per_batch")
+        _non_negative(self, "warmup_steps", "checkpoint_every_steps", "eval_every_steps")
+        _non_negative(self, "num_workers", "seed")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be >= 0")
+        if not (0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1 and self.adam_eps > 0):
+            raise ValueError("adam betas must be in [0, 1) and adam_eps > 0")
+        if not 0 < self.mask_prob < 1:
+            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
+        fracs = (self.mask_token_frac, self.random_token_frac)
+        if min(fracs) < 0 or sum(fracs) > 1:
+            raise ValueError("mask_token_frac and random_token_frac must be >= 0, sum <= 1")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0 < self.threshold_quantile < 1:
+            raise ValueError(f"threshold_quantile must be in (0, 1), got {self.threshold_quantile}")
+        if self.vocab_size <= len(SPECIALS):
+            raise ValueError(f"vocab_size must exceed {len(SPECIALS)}")
+        if self.tokens_per_batch < MAX_TOKENS:
+            raise ValueError(f"tokens_per_batch must be >= {MAX_TOKENS} (one full window)")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.token_cache_dir or default_token_cache_dir()
+
+
+def _positive(s: TrainSettings, *names: str) -> None:
+    for n in names:
+        if getattr(s, n) <= 0:
+            raise ValueError(f"{n} must be > 0, got {getattr(s, n)}")
+
+
+def _non_negative(s: TrainSettings, *names: str) -> None:
+    for n in names:
+        if getattr(s, n) < 0:
+            raise ValueError(f"{n} must be >= 0, got {getattr(s, n)}")
