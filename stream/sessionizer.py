@@ -124,6 +124,7 @@ class Sessionizer:
         self._max_events = settings.max_events
         self._max_dur = settings.max_duration_ms
         self._lateness = settings.allowed_lateness_ms
+        self._max_open = settings.max_open_sessions
         self._parts: dict[int, _Partition] = {}
         self._lru: OrderedDict[_Session, None] = OrderedDict()  # least recently active first
         self._closed: OrderedDict[tuple[int, str], tuple[int, int]] = OrderedDict()
@@ -169,35 +170,41 @@ class Sessionizer:
             s = self._open(part, partition, sid, ts)
         else:
             self._lru.move_to_end(s)
-            if s.buf and max(s.max_ts, ts) - min(s.min_ts, ts) > self._max_dur:
-                out.append(self._emit(s))
+            if s.buf:
+                # Would this event stretch the window past the duration limit?
+                if ts > s.max_ts:
+                    if ts - s.min_ts > self._max_dur:
+                        out.append(self._emit(s))
+                elif ts < s.min_ts and s.max_ts - ts > self._max_dur:
+                    out.append(self._emit(s))
 
         buf = s.buf
-        if not buf:
+        if buf:
+            buf.append((ts, offset, event.event_id))
+            if ts > s.max_ts:
+                s.max_ts = ts
+            elif ts < s.min_ts:
+                s.min_ts = ts
+                self._lower_deadline(part, s)
+            if offset < s.min_off:  # offsets normally only grow; stay correct if not
+                s.min_off = offset
+                self._push_offset(part, s)
+        else:
+            buf.append((ts, offset, event.event_id))
+            s.min_ts = s.max_ts = ts
             s.buf_gen += 1
             s.min_off = offset
             self._push_offset(part, s)
-        elif offset < s.min_off:  # offsets normally only grow; stay correct if not
-            s.min_off = offset
-            self._push_offset(part, s)
-        buf.append((ts, offset, event.event_id))
+            self._lower_deadline(part, s)
         self._open_events += 1
-        if ts < s.min_ts:
-            s.min_ts = ts
-        if ts > s.max_ts:
-            s.max_ts = ts
         if ts > s.last_ts:
-            s.last_ts = ts
+            s.last_ts = ts  # the gap deadline only moves later: the heap entry stays valid
         if label is not None and (s.label is None or label > s.label):
             s.label = label
 
-        deadline = self._deadline(s)
-        if deadline < s.heap_deadline:
-            self._push_expiry(part, s, deadline)
-
         if len(buf) >= self._max_events:
             out.append(self._emit(s))
-        if len(self._lru) > self.settings.max_open_sessions:
+        if len(self._lru) > self._max_open:
             oldest = next(iter(self._lru))
             self._close(oldest, out)
         return out
@@ -263,6 +270,13 @@ class Sessionizer:
         if s.buf:
             return min(gap_deadline, s.min_ts + self._max_dur)
         return gap_deadline
+
+    def _lower_deadline(self, part: _Partition, s: _Session) -> None:
+        """Re-queue the session if its deadline dropped below its queued one (a new window,
+        or an out-of-order event that moved the window start earlier)."""
+        deadline = self._deadline(s)
+        if deadline < s.heap_deadline:
+            self._push_expiry(part, s, deadline)
 
     def _open(self, part: _Partition, partition: int, sid: str, ts: int) -> _Session:
         index, late = 0, False

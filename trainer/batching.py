@@ -10,12 +10,16 @@ change from epoch to epoch, and then reorders the batches.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeVar
+
 import numpy as np
 import numpy.typing as npt
 
 from schemas.windows import MAX_TOKENS
 
 IntArray = npt.NDArray[np.int64]
+T = TypeVar("T")
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -73,9 +77,9 @@ def shard_batches(batches: list[IntArray], rank: int, world_size: int) -> list[I
     return batches[rank:usable:world_size]
 
 
-def shard_eval_batches(batches: list[IntArray], rank: int, world_size: int) -> list[IntArray]:
+def shard_eval_batches(batches: Sequence[T], rank: int, world_size: int) -> list[T]:
     """Validation shards keep every batch (counts may differ; only sums are all-reduced)."""
-    return batches[rank::world_size]
+    return list(batches[rank::world_size])
 
 
 def padding_efficiency(batches: list[IntArray], lengths: IntArray, bucket_width: int) -> float:

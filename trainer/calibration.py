@@ -8,7 +8,8 @@ score above a threshold taken at quantile q; with "linear" that bound would not 
 With few scores the high quantiles all land on the maximum: whenever (n - 1)(1 - q) < 1,
 the q-quantile is the largest calibration score (of 200 scores, p99.9 and p99.99 are both
 the max; p99 is the second largest). Such a threshold flags no calibration window at all,
-and says only that new windows scoring above everything seen are anomalous; `calibrate` logs a warning when that happens.
+and says only that new windows scoring above everything seen are anomalous; `calibrate`
+logs a warning when that happens.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def load_model(bundle_dir: Path, device: torch.device | str = "cpu") -> BertForM
     except (OSError, orjson.JSONDecodeError, ValueError, TypeError, RuntimeError) as e:
         raise BundleError(f"cannot load model from {bundle_dir}: {e}") from None
     torch.nn.Module.to(model, device)
-    model.eval()
+    torch.nn.Module.eval(model)
     return model
 
 

@@ -41,13 +41,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The bootstrap address of the session's broker (raises if it cannot start)."""
     data_dir = tmp_path_factory.mktemp("kafka")
-    # Also at interpreter exit, so an aborted session leaves no java behind.
-    atexit.register(broker.stop, data_dir=data_dir)
+
+    def stop() -> None:
+        broker.stop(data_dir=data_dir)
+
+    atexit.register(stop)  # also at interpreter exit, so an aborted session leaves no java
     info = broker.start(port=broker.free_port(), data_dir=data_dir, timeout_s=90.0)
     try:
         yield info.bootstrap
     finally:
-        broker.stop(data_dir=data_dir)
+        stop()
+        atexit.unregister(stop)
 
 
 @pytest.fixture

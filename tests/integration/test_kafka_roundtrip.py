@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from stream import broker
@@ -82,7 +83,16 @@ async def test_create_topic_helper_makes_partitions_a_group_reads_all(
     assert got == {(0, b"p0"), (1, b"p1"), (2, b"p2")}
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    # main() points structlog at capsys's stderr, which is closed after the test.
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures("restore_logging")
 def test_cli_start_status_stop_leaves_no_java(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -117,7 +117,7 @@ def test_failed_fetch_reports_maven_tail_and_is_retried(
     # A later call runs Maven again; success writes the marker and the jars are then reused.
     (tmp_path / "bin" / "mvn").write_text(
         '#!/bin/sh\nfor a; do case $a in -DoutputDirectory=*) d=${a#*=};; esac; done\n'
-        'mkdir -p "$d" && touch "$d/kafka_2.13-9.9.9.jar"\n'
+        '/bin/mkdir -p "$d" && /bin/touch "$d/kafka_2.13-9.9.9.jar"\n'
     )
     libs = broker.fetch_jars("9.9.9")
     assert (libs / "kafka_2.13-9.9.9.jar").exists()
