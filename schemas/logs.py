@@ -8,6 +8,16 @@ import sys
 import structlog
 
 
+class _Stderr:
+    """Looks up sys.stderr at each write, so a replaced stream (pytest capture) is followed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
     """Configure structlog once per process. `json=None` picks by whether stderr is a TTY."""
     use_json = (not sys.stderr.isatty()) if json is None else json
@@ -27,7 +37,7 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
 

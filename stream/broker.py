@@ -46,6 +46,7 @@ HOST = "127.0.0.1"
 _DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "kafka"
 _JVM_HEAP = ("-Xms256m", "-Xmx768m")
 _FETCHED_MARKER = ".fetched"
+_RUN_MARK = "=== logad kafka start"  # heads each run's part of broker.log
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,9 @@ def start(
             _terminate(pid, props, grace_s=10.0)
             (data_dir / "broker.pid").unlink(missing_ok=True)
             raise
-        log.info("kafka_broker_started", bootstrap=f"{HOST}:{port}", pid=pid, data_dir=str(data_dir))
+        log.info(
+            "kafka_broker_started", bootstrap=f"{HOST}:{port}", pid=pid, data_dir=str(data_dir)
+        )
         return BrokerInfo(data_dir=data_dir, port=port, running=True, pid=pid)
 
 
@@ -232,18 +235,26 @@ def _format_storage(libs: Path, props: Path, log_dir: Path) -> None:
     cmd = _java(libs, "-Xmx256m", "kafka.tools.StorageTool", "format", "-t", cluster_id)
     proc = subprocess.run([*cmd, "-c", str(props)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise LogadError(f"formatting Kafka storage in {log_dir} failed: {_tail(proc.stdout)}")
+        raise LogadError(
+            f"formatting Kafka storage in {log_dir} failed: {_tail(proc.stdout + proc.stderr)}"
+        )
     log.info("kafka_storage_formatted", log_dir=str(log_dir), cluster_id=cluster_id)
 
 
 def _launch(libs: Path, props: Path, data_dir: Path) -> int:
     cmd = _java(libs, *_JVM_HEAP, "-XX:+ExitOnOutOfMemoryError", "kafka.Kafka", str(props))
     with (data_dir / "broker.log").open("ab") as out:
+        out.write(f"{_RUN_MARK} {time.strftime('%Y-%m-%dT%H:%M:%S%z')}: {' '.join(cmd)}\n".encode())
+        out.flush()
         # Own session: the broker outlives the CLI and is not hit by the terminal's Ctrl-C.
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=data_dir, start_new_session=True,
-        )  # fmt: skip
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
+            start_new_session=True,
+        )
     _children[proc.pid] = proc
     (data_dir / "broker.pid").write_text(f"{proc.pid}\n")
     return proc.pid
@@ -371,16 +382,23 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _read_tail(path: Path, size: int = 8192) -> str:
+    """The end of broker.log, from the start of the latest run only."""
     try:
         with path.open("rb") as f:
             f.seek(max(0, path.stat().st_size - size))
-            return f.read().decode(errors="replace")
+            _, mark, run = f.read().decode(errors="replace").rpartition(_RUN_MARK)
+            return run.partition("\n")[2] if mark else run
     except FileNotFoundError:
         return ""
 
 
 def _tail(text: str, lines: int = 5) -> str:
-    """The last few non-blank lines of a tool's output, joined so the error stays one line."""
+    """The last few telling lines of a tool's output, joined so the error stays one line.
+
+    Java stack frames are dropped: the exception message above them says what went wrong.
+    """
     clean = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    kept = [line.strip() for line in clean.splitlines() if line.strip()][-lines:]
+    stripped = (line.strip() for line in clean.splitlines())
+    kept = [line for line in stripped if line and not re.match(r"at |\.\.\. \d+ more", line)]
+    kept = kept[-lines:]
     return " | ".join(kept) or "(no output)"

@@ -73,9 +73,9 @@ async def create_topic_on(bootstrap: str, name: str, partitions: int = 1) -> str
         for _ in range(100):
             (desc,) = await admin.describe_topics([name])
             parts = desc.get("partitions", [])
-            if desc["error_code"] == 0 and len(parts) == partitions:
-                if all(p["leader"] >= 0 for p in parts):
-                    return name
+            led = len(parts) == partitions and all(p["leader"] >= 0 for p in parts)
+            if desc["error_code"] == 0 and led:
+                return name
             await asyncio.sleep(0.1)
         raise RuntimeError(f"topic {name} has no leader for every partition after 10 s")
     finally:

@@ -76,9 +76,7 @@ def test_stale_pid_of_another_process_is_not_a_broker_and_never_signalled(
     assert not (tmp_path / "broker.pid").exists()
 
 
-def test_missing_maven_is_one_clear_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_maven_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOGAD_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("PATH", str(tmp_path))  # neither java nor mvn on it
     with pytest.raises(LogadError, match="not on PATH") as e:
@@ -116,7 +114,7 @@ def test_failed_fetch_reports_maven_tail_and_is_retried(
 
     # A later call runs Maven again; success writes the marker and the jars are then reused.
     (tmp_path / "bin" / "mvn").write_text(
-        '#!/bin/sh\nfor a; do case $a in -DoutputDirectory=*) d=${a#*=};; esac; done\n'
+        "#!/bin/sh\nfor a; do case $a in -DoutputDirectory=*) d=${a#*=};; esac; done\n"
         '/bin/mkdir -p "$d" && /bin/touch "$d/kafka_2.13-9.9.9.jar"\n'
     )
     libs = broker.fetch_jars("9.9.9")
