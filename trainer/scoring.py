@@ -297,8 +297,7 @@ def _predict(
         else:
             top_lp = lp.new_zeros((lp.shape[0], 0))
             top_i = true_t.new_zeros((lp.shape[0], 0))
-        # Stay on the device until the end: no sync per batch, so the host builds the next
-        # batch while the device runs this one.
+        # Results stay on the device until the end: one small copy back, not one per batch.
         device_out.append((lp_true, top_i, top_lp.exp()))
         index_chunks.append(event_idx)
 
