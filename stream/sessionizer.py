@@ -27,11 +27,14 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from schemas.events import LogEvent
 from schemas.windows import MAX_EVENTS, Window
 
 _NEVER = 1 << 62
+_OFFSET = itemgetter(1)
+_EVENT_ID = itemgetter(2)
 _COMPACT_SLACK = 1024  # a heap may hold this many stale entries beyond 2x its live ones
 
 
@@ -127,6 +130,7 @@ class Sessionizer:
         self._max_open = settings.max_open_sessions
         self._parts: dict[int, _Partition] = {}
         self._lru: OrderedDict[_Session, None] = OrderedDict()  # least recently active first
+        self._touch = self._lru.move_to_end
         self._closed: OrderedDict[tuple[int, str], tuple[int, int]] = OrderedDict()
         self._seq = 0
         self._open_events = 0
@@ -168,17 +172,26 @@ class Sessionizer:
         s = part.sessions.get(sid)
         if s is None:
             s = self._open(part, partition, sid, ts)
+            if len(self._lru) > self._max_open:
+                self._close(next(iter(self._lru)), out)  # the least recently active
         else:
-            self._lru.move_to_end(s)
-            if s.buf:
-                # Would this event stretch the window past the duration limit?
-                if ts > s.max_ts:
-                    if ts - s.min_ts > self._max_dur:
-                        out.append(self._emit(s))
-                elif ts < s.min_ts and s.max_ts - ts > self._max_dur:
-                    out.append(self._emit(s))
-
+            self._touch(s)
         buf = s.buf
+        if buf:
+            # Would this event stretch the window past the duration limit?
+            if ts >= s.max_ts:
+                if ts - s.min_ts > self._max_dur:
+                    out.append(self._emit(s))
+                    buf = s.buf
+            elif ts < s.min_ts and s.max_ts - ts > self._max_dur:
+                out.append(self._emit(s))
+                buf = s.buf
+        self._open_events += 1
+        if ts > s.last_ts:
+            s.last_ts = ts  # the gap deadline only moves later: the heap entry stays valid
+        if label is not None and (s.label is None or label > s.label):
+            s.label = label
+
         if buf:
             buf.append((ts, offset, event.event_id))
             if ts > s.max_ts:
@@ -189,6 +202,8 @@ class Sessionizer:
             if offset < s.min_off:  # offsets normally only grow; stay correct if not
                 s.min_off = offset
                 self._push_offset(part, s)
+            if len(buf) >= self._max_events:
+                out.append(self._emit(s))
         else:
             buf.append((ts, offset, event.event_id))
             s.min_ts = s.max_ts = ts
@@ -196,17 +211,8 @@ class Sessionizer:
             s.min_off = offset
             self._push_offset(part, s)
             self._lower_deadline(part, s)
-        self._open_events += 1
-        if ts > s.last_ts:
-            s.last_ts = ts  # the gap deadline only moves later: the heap entry stays valid
-        if label is not None and (s.label is None or label > s.label):
-            s.label = label
-
-        if len(buf) >= self._max_events:
-            out.append(self._emit(s))
-        if len(self._lru) > self._max_open:
-            oldest = next(iter(self._lru))
-            self._close(oldest, out)
+            if self._max_events == 1:
+                out.append(self._emit(s))
         return out
 
     def advance(self, now_ms: int) -> list[Window]:
@@ -296,12 +302,12 @@ class Sessionizer:
         w = Window.build(
             s.session_id,
             s.index,
-            tuple(e[2] for e in buf),
+            tuple(map(_EVENT_ID, buf)),
             s.min_ts,
             s.max_ts,
             s.partition,
             s.min_off,
-            max(e[1] for e in buf),
+            max(map(_OFFSET, buf)),
             s.late,
             s.label,
         )
@@ -324,8 +330,7 @@ class Sessionizer:
         del self._lru[s]
         if self.settings.max_closed_sessions:
             key = (s.partition, s.session_id)
-            self._closed[key] = (s.last_ts, s.index)
-            self._closed.move_to_end(key)
+            self._closed[key] = (s.last_ts, s.index)  # new key: _open popped any old one
             if len(self._closed) > self.settings.max_closed_sessions:
                 self._closed.popitem(last=False)
 

@@ -1,0 +1,105 @@
+"""`logad simulate --bootstrap`: simulated traffic produced to a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.errors import DecodeError
+from schemas.events import LogEvent
+from stream.cli import main
+from stream.simulate import generate_sessions
+
+CreateTopic = Callable[..., Awaitable[str]]  # the `create_topic` fixture (see conftest.py)
+
+
+async def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, bytes, bytes]]:
+    """Every (partition, key, value) on the topic, reading each partition to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out = []
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            batch = await consumer.getmany(timeout_ms=1_000)
+            for tp, records in batch.items():
+                for r in records:
+                    assert r.key is not None and r.value is not None
+                    out.append((tp.partition, r.key, r.value))
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def test_simulate_produces_labelled_sessions_and_malformed_messages(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
+) -> None:
+    await create_topic(topic_name, partitions=3)
+    argv = ["simulate", "--bootstrap", kafka_bootstrap, "--topic", topic_name]
+    argv += ["--sessions", "120", "--anomaly-rate", "0.3", "--seed", "5", "--malformed", "4"]
+    assert await asyncio.to_thread(main, argv) == 0
+
+    messages = await _read_all(kafka_bootstrap, topic_name, 3)
+    events: list[tuple[int, LogEvent]] = []
+    malformed = 0
+    for partition, key, value in messages:
+        try:
+            event = LogEvent.decode(value)
+        except DecodeError:
+            malformed += 1
+            assert key.startswith(b"malformed-")
+            continue
+        assert key == event.session_id.encode()
+        events.append((partition, event))
+    assert malformed == 4
+
+    # The same seed regenerates the same sessions (event times aside): all of them arrived.
+    expected = list(generate_sessions(random.Random(5), 120, 0, 10.0, 0.3))
+    assert len(events) == sum(len(s.events) for s in expected)
+    by_session: dict[str, list[LogEvent]] = defaultdict(list)
+    partitions: dict[str, set[int]] = defaultdict(set)
+    for partition, event in events:
+        by_session[event.session_id].append(event)
+        partitions[event.session_id].add(partition)
+    assert set(by_session) == {s.session_id for s in expected}
+    assert all(len(p) == 1 for p in partitions.values())  # keyed by session: one partition
+    assert len({p for ps in partitions.values() for p in ps}) == 3
+    for s in expected:
+        got = by_session[s.session_id]
+        assert [e.event_id for e in got] == [e.event_id for e in s.events]  # order kept
+        assert all(e.attrs == s.events[0].attrs for e in got)
+        assert got[0].attrs["label"] == s.label
+    assert {s.anomaly for s in expected if s.anomaly} and any(s.label == 0 for s in expected)
+
+
+async def test_simulate_honours_the_rate_limit(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
+) -> None:
+    await create_topic(topic_name, partitions=1)
+    argv = ["simulate", "--bootstrap", kafka_bootstrap, "--topic", topic_name]
+    argv += ["--sessions", "40", "--rate", "500", "--seed", "2"]
+    t0 = time.monotonic()
+    assert await asyncio.to_thread(main, argv) == 0
+    elapsed = time.monotonic() - t0
+    n = len(await _read_all(kafka_bootstrap, topic_name, 1))
+    assert n > 200
+    assert elapsed >= 0.9 * n / 500  # paced, not as fast as possible
+
+
+async def test_simulate_reports_an_unreachable_broker_in_one_line(
+    topic_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing listens on port 1; the CLI must fail cleanly, not hang or trace back.
+    argv = ["simulate", "--bootstrap", "127.0.0.1:1", "--topic", topic_name, "--sessions", "1"]
+    assert await asyncio.to_thread(main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("logad: error: Kafka at 127.0.0.1:1")
