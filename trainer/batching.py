@@ -21,6 +21,9 @@ from schemas.windows import MAX_TOKENS
 IntArray = npt.NDArray[np.int64]
 T = TypeVar("T")
 
+STEP_COST = 1 / 16
+"""The fixed cost of one more optimizer step, as a share of a full batch's padded tokens."""
+
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The same generator on every rank, so all ranks agree on the epoch's global batches."""
@@ -58,6 +61,14 @@ def plan_batches(
     for group in np.split(order, bounds):
         pad_len = int(buckets[group[0]])
         rows = max(1, tokens_per_batch // pad_len)
+        # A bucket's partial tail rides along into the next bucket while the extra padding
+        # that costs stays below what one more (smaller) batch would cost; then it goes out
+        # as a batch of its own.
+        if len(carry):
+            extra = len(carry) * (pad_len - padded_length(int(lengths[carry].max()), bucket_width))
+            if extra > STEP_COST * tokens_per_batch:
+                batches.append(carry)
+                carry = carry[:0]
         members = np.concatenate([carry, group])
         full = len(members) // rows * rows
         batches.extend(members[i : i + rows] for i in range(0, full, rows))

@@ -103,7 +103,9 @@ def is_validation(hashes: npt.NDArray[np.uint64], val_fraction: float) -> npt.ND
     return u < val_fraction
 
 
-def train_counts(files: Sequence[FileTokens], val_masks: Sequence[npt.NDArray[np.bool_]]) -> Counter[str]:
+def train_counts(
+    files: Sequence[FileTokens], val_masks: Sequence[npt.NDArray[np.bool_]]
+) -> Counter[str]:
     """Event frequencies over the training windows only."""
     counts: Counter[str] = Counter()
     for ft, is_val in zip(files, val_masks, strict=True):

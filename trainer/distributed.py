@@ -75,7 +75,9 @@ def init_distributed(device_setting: str) -> Dist:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = device_for(device_setting)
     if device.type == "cuda":
-        check_nproc(int(os.environ.get("LOCAL_WORLD_SIZE", world)), "cuda", torch.cuda.device_count())
+        check_nproc(
+            int(os.environ.get("LOCAL_WORLD_SIZE", world)), "cuda", torch.cuda.device_count()
+        )
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"

@@ -28,9 +28,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, 
     ]
 
 
-def build_optimizer(model: torch.nn.Module, s: TrainSettings, device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    model: torch.nn.Module, s: TrainSettings, device: torch.device
+) -> torch.optim.AdamW:
     return torch.optim.AdamW(
-        param_groups(model, s.weight_decay),  # type: ignore[arg-type]
+        param_groups(model, s.weight_decay),
         lr=s.lr,
         betas=(s.adam_beta1, s.adam_beta2),
         eps=s.adam_eps,
@@ -48,7 +50,9 @@ def cosine_with_warmup(step: int, warmup_steps: int, total_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> LambdaLR:
     return LambdaLR(
         optimizer, partial(cosine_with_warmup, warmup_steps=warmup_steps, total_steps=total_steps)
     )

@@ -1,0 +1,65 @@
+"""Small training inputs shared by the trainer tests: a slice of the HDFS training sessions
+written as a daily file, and CPU-sized settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from trainer.settings import TrainSettings
+
+HDFS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hdfs"
+
+
+def hdfs_day(dst: Path, n: int, day: str = "2026-01-01", skip: int = 0) -> Path:
+    """The first n sessions (after `skip`) of train.jsonl as one daily file in dst."""
+    dst.mkdir(parents=True, exist_ok=True)
+    lines = (HDFS / "train.jsonl").read_bytes().splitlines(keepends=True)[skip : skip + n]
+    path = dst / f"preprocessed_logs_{day}.jsonl"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def tiny_settings(tmp: Path, **overrides: Any) -> TrainSettings:
+    values: dict[str, Any] = {
+        "preset": "tiny",
+        "epochs": 2,
+        "lr": 1e-3,
+        "tokens_per_batch": 1024,
+        "val_fraction": 0.1,
+        "num_workers": 0,
+        "device": "cpu",
+        "token_cache_dir": tmp / "token-cache",
+        "checkpoint_every_steps": 0,
+        "log_every_steps": 5,
+        "seed": 3,
+        "cpu_threads": 1,
+    }
+    values.update(overrides)
+    return TrainSettings(**values)
+
+
+def cli_flags(tmp: Path) -> list[str]:
+    """The same CPU-sized settings as `logad train` flags."""
+    return [
+        "--preset",
+        "tiny",
+        "--lr",
+        "1e-3",
+        "--tokens-per-batch",
+        "1024",
+        "--val-fraction",
+        "0.1",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--token-cache-dir",
+        str(tmp / "token-cache"),
+        "--checkpoint-every-steps",
+        "0",
+        "--log-every-steps",
+        "5",
+        "--cpu-threads",
+        "1",
+    ]

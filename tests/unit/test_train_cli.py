@@ -1,0 +1,129 @@
+"""End to end: `logad train` on a slice of the HDFS training sessions writes a verified
+five-file bundle, a run directory with metrics and a loss plot, and warm-starts a second
+bundle from the first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+import safetensors.torch
+from _train_data import cli_flags, hdfs_day
+
+from schemas import Session, Vocab
+from schemas.bundle import BUNDLE_FILES, MANIFEST, Calibration, verify_bundle
+from schemas.daily_files import read_sessions, write_sessions
+from trainer.cli_train import main
+from trainer.scoring import ScoringStrategy
+
+
+@pytest.mark.slow
+def test_train_exports_bundle_then_warm_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = hdfs_day(tmp_path / "days", 250)
+    out = tmp_path / "models" / "m1"
+    rc = main(
+        [
+            "--log-level",
+            "warning",
+            "train",
+            *cli_flags(tmp_path),
+            "--data",
+            str(day),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--num-workers",
+            "1",
+        ]
+    )
+    assert rc == 0
+    assert f"written to {out}" in capsys.readouterr().out
+
+    # Exactly the five files, verified, and no pickle anywhere.
+    assert sorted(p.name for p in out.iterdir()) == sorted((*BUNDLE_FILES, MANIFEST))
+    manifest = verify_bundle(out)
+    assert manifest.preset == "tiny" and manifest.parent_version is None
+    assert (manifest.data_from, manifest.data_to) == ("2026-01-01", "2026-01-01")
+    assert manifest.metrics["steps"] > 0 and manifest.metrics["val_windows"] > 0
+    cal = Calibration.from_json((out / "calibration.json").read_bytes())
+    assert cal.n_windows == manifest.metrics["val_windows"]
+    assert ScoringStrategy.from_dict(cal.strategy) == ScoringStrategy()
+    assert cal.quantiles["p50"] <= cal.threshold
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no tmp left
+
+    run = tmp_path / "models" / "m1.run"
+    records = [orjson.loads(x) for x in (run / "metrics.jsonl").read_bytes().splitlines()]
+    assert {r["kind"] for r in records} == {"train", "val"}
+    assert sum(r["kind"] == "val" for r in records) == 2  # once per epoch
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(list((run / "checkpoints").iterdir())) <= 2
+    for p in run.rglob("*"):
+        assert p.suffix not in (".pt", ".bin", ".pkl", ".pth")
+
+    # A new day brings an event id never seen: the warm start extends the vocab.
+    old_vocab = Vocab.load(out / "vocab.json")
+    sessions = list(read_sessions(day))
+    sessions += [Session(f"new-{i}", ("E5", "E_NEW", "E5")) for i in range(40)]
+    (tmp_path / "days2").mkdir()
+    write_sessions(tmp_path / "days2" / day.name, sessions)
+    out2 = tmp_path / "models" / "m2"
+    rc = main(
+        [
+            "--log-level",
+            "warning",
+            "train",
+            *cli_flags(tmp_path),
+            "--data",
+            str(tmp_path / "days2"),
+            "--out",
+            str(out2),
+            "--epochs",
+            "1",
+            "--init-from",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    m2 = verify_bundle(out2)
+    assert m2.parent_version == manifest.version and m2.version > manifest.version
+    new_vocab = Vocab.load(out2 / "vocab.json")
+    assert new_vocab.tokens[: len(old_vocab)] == old_vocab.tokens
+    assert new_vocab.tokens[len(old_vocab) :] == ("E_NEW",)
+    w = safetensors.torch.load_file(str(out2 / "model.safetensors"))
+    assert w["bert.embeddings.word_embeddings.weight"].shape[0] == len(new_vocab)
+
+
+@pytest.mark.slow
+def test_nproc_2_trains_with_gloo_through_torchrun(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    day = hdfs_day(tmp_path / "days", 150)
+    out = tmp_path / "m"
+    rc = main(
+        [
+            "--log-level",
+            "warning",
+            "train",
+            *cli_flags(tmp_path),
+            "--data",
+            str(day),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--nproc",
+            "2",
+        ]
+    )
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted((*BUNDLE_FILES, MANIFEST))
+    verify_bundle(out)
+    ckpt = next((tmp_path / "m.run" / "checkpoints").iterdir())
+    # Both ranks saved their RNG state; rank 0 alone wrote everything else.
+    assert {"rng-rank0.safetensors", "rng-rank1.safetensors"} <= {p.name for p in ckpt.iterdir()}
+    meta = orjson.loads((ckpt / "meta.json").read_bytes())
+    assert meta["world_size"] == 2

@@ -1,0 +1,151 @@
+"""After training: calibrate on the validation slice and publish the model bundle atomically;
+before training: warm-start from an earlier bundle.
+
+The bundle directory holds exactly config.json, model.safetensors, vocab.json,
+calibration.json and manifest.json. It is written beside its final path and renamed into
+place (`schemas.bundle.publish_dir`), so a reader never sees a partial bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+import torch
+from transformers import BertForMaskedLM
+
+from schemas.bundle import (
+    CALIBRATION,
+    MANIFEST,
+    VOCAB,
+    BundleManifest,
+    Calibration,
+    new_version,
+    publish_dir,
+    verify_bundle,
+    write_manifest,
+)
+from schemas.errors import BundleError, DecodeError
+from schemas.vocab import Vocab
+from trainer.calibration import calibrate
+from trainer.dataset import TrainingData
+from trainer.model import load_model, save_model
+from trainer.scoring import ScoringStrategy, score_token_windows
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    model: BertForMaskedLM
+    vocab: Vocab
+    version: str
+    preset: str | None
+
+
+def load_warm_start(bundle_dir: Path) -> WarmStart:
+    """The earlier bundle's model and vocab (verified against its manifest)."""
+    manifest = verify_bundle(bundle_dir)
+    try:
+        vocab = Vocab.load(bundle_dir / VOCAB)
+    except DecodeError as e:
+        raise BundleError(f"{bundle_dir}: bad {VOCAB}: {e}") from None
+    model = load_model(bundle_dir, "cpu")
+    if int(model.config.vocab_size) != len(vocab):
+        raise BundleError(f"{bundle_dir}: model vocab {model.config.vocab_size} != {len(vocab)}")
+    return WarmStart(model, vocab, manifest.version, manifest.preset)
+
+
+def grow_vocab(model: BertForMaskedLM, new_size: int) -> BertForMaskedLM:
+    """Resize the (tied) embeddings and output bias for an extended vocab; old rows are kept."""
+    old = int(model.config.vocab_size)
+    if new_size != old:
+        model.resize_token_embeddings(new_size, mean_resizing=True)
+        log.info("vocab_extended", old_size=old, new_size=new_size)
+    return model
+
+
+def validation_windows(data: TrainingData) -> list[npt.NDArray[np.int64]]:
+    """The held-out windows as event token ids (no [CLS]/[SEP]), the scorer's input."""
+    st = data.store
+    return [
+        np.asarray(st.tokens[int(st.starts[i]) : int(st.starts[i] + st.lengths[i])], np.int64)
+        for i in data.val_idx
+    ]
+
+
+def calibrate_on_validation(
+    model: BertForMaskedLM,
+    data: TrainingData,
+    threshold_quantile: float,
+    device: torch.device,
+    max_batch_tokens: int,
+    strategy: ScoringStrategy | None = None,
+) -> Calibration:
+    strategy = strategy or ScoringStrategy()
+    results = score_token_windows(
+        model,
+        cast(Sequence[Sequence[int]], validation_windows(data)),
+        strategy,
+        device,
+        max_batch_tokens=max_batch_tokens,
+    )
+    scores = np.array([r.score for r in results], dtype=np.float64)
+    cal = calibrate(scores, threshold_quantile, strategy=strategy)
+    log.info(
+        "calibrated",
+        windows=cal.n_windows,
+        threshold=cal.threshold,
+        threshold_quantile=threshold_quantile,
+        **{k.replace(".", "_"): v for k, v in cal.quantiles.items()},
+    )
+    return cal
+
+
+def export_bundle(
+    out: Path,
+    model: torch.nn.Module,
+    vocab: Vocab,
+    calibration: Calibration,
+    *,
+    data_from: str | None,
+    data_to: str | None,
+    preset: str | None,
+    parent_version: str | None,
+    metrics: dict[str, Any],
+    version: str | None = None,
+) -> BundleManifest:
+    """Write the five files to a temporary directory beside `out`, then rename it to `out`."""
+    version = version or new_version()
+    if out.exists():
+        raise BundleError(f"{out} already exists")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{version}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_model(model, tmp)
+        vocab.save(tmp / VOCAB)
+        (tmp / CALIBRATION).write_bytes(calibration.to_json())
+        manifest = write_manifest(
+            tmp,
+            version,
+            data_from,
+            data_to,
+            preset=preset,
+            parent_version=parent_version,
+            metrics=metrics,
+        )
+        assert (tmp / MANIFEST).is_file()
+        publish_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("bundle_exported", path=str(out), version=version)
+    return manifest
