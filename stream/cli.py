@@ -18,9 +18,29 @@ from schemas.logs import configure_logging
 
 def _command_modules() -> list[ModuleType]:
     # Imported lazily so `logad kafka status` does not pay for importing torch.
-    from stream import cli_kafka
+    from stream import (
+        cli_demo,
+        cli_kafka,
+        cli_models,
+        cli_registry,
+        cli_replay,
+        cli_retrain,
+        cli_serve,
+        cli_simulate,
+    )
+    from trainer import cli_train
 
-    return [cli_kafka]
+    return [
+        cli_demo,
+        cli_kafka,
+        cli_simulate,
+        cli_train,
+        cli_serve,
+        cli_replay,
+        cli_retrain,
+        cli_registry,
+        cli_models,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from schemas.daily_files import DayFile, find_daily_files
+from schemas.daily_files import DayFile, find_daily_files, read_sessions
 from schemas.errors import DataError
 from schemas.vocab import CLS_ID, PAD_ID, SEP_ID, SPECIALS, UNK_ID, Vocab
+from schemas.windows import MAX_EVENTS, split_points
 from trainer.batching import padded_length
 from trainer.token_cache import FileTokens, TokenCache
 
@@ -81,17 +82,17 @@ class TrainingData:
     n_sessions: int
 
 
-def select_files(sel: DataSelection) -> list[DayFile]:
+def select_files(sel: DataSelection, complete_only: bool = False) -> list[DayFile]:
     to_date = sel.to_date
     from_date = sel.from_date
-    files = find_daily_files(list(sel.sources), from_date, to_date)
+    files = find_daily_files(list(sel.sources), from_date, to_date, complete_only)
     if sel.last_days:
         days = [f.day for f in files if f.day is not None]
         if days:
             end = to_date or max(days)
             start = end - timedelta(days=sel.last_days - 1)
             from_date = max(from_date, start) if from_date else start
-            files = find_daily_files(list(sel.sources), from_date, end)
+            files = find_daily_files(list(sel.sources), from_date, end, complete_only)
     if not files:
         raise DataError(f"no daily files in range: {sel.describe()}")
     return files
@@ -158,33 +159,47 @@ def load_training_data(
     vocab_size: int,
     base_vocab: Vocab | None = None,
     fixed_vocab: Vocab | None = None,
+    *,
+    complete_only: bool = False,
+    exclude_alerted: bool = False,
 ) -> TrainingData:
     """Read (through the cache) and assemble the training data.
 
     `fixed_vocab` (a resumed run's) is used as is; else the vocab is built from the training
-    windows, extending `base_vocab` on a warm start.
+    windows, extending `base_vocab` on a warm start. With `exclude_alerted`, windows the
+    stream alerted on are in neither the training nor the validation slice.
     """
-    day_files = select_files(sel)
+    day_files = select_files(sel, complete_only)
     files = [cache.load(f.path) for f in day_files]
     cache.save_memo()
     val_masks = [is_validation(ft.session_hash, val_fraction) for ft in files]
+    alerted = (
+        np.concatenate(
+            [alerted_mask(f.path, ft.n_windows) for f, ft in zip(day_files, files, strict=True)]
+        )
+        if exclude_alerted and files
+        else None
+    )
     n_windows = sum(ft.n_windows for ft in files)
     if n_windows == 0:
         raise DataError(f"no sessions in the selected daily files: {sel.describe()}")
     vocab = fixed_vocab or build_vocab(train_counts(files, val_masks), vocab_size, base_vocab)
     store = map_files(files, vocab)
     is_val = np.concatenate(val_masks)
+    keep = np.ones_like(is_val) if alerted is None else ~alerted
     days = [f.day for f in day_files if f.day is not None]
     data = TrainingData(
         store=store,
-        train_idx=np.flatnonzero(~is_val).astype(np.int64),
-        val_idx=np.flatnonzero(is_val).astype(np.int64),
+        train_idx=np.flatnonzero(~is_val & keep).astype(np.int64),
+        val_idx=np.flatnonzero(is_val & keep).astype(np.int64),
         vocab=vocab,
         file_keys=tuple(ft.key for ft in files),
         data_from=min(days).isoformat() if days else None,
         data_to=max(days).isoformat() if days else None,
         n_sessions=sum(ft.n_sessions for ft in files),
     )
+    if alerted is not None:
+        log.info("alerted_windows_excluded", windows=int(alerted.sum()))
     if len(data.train_idx) == 0:
         raise DataError(f"every window fell in the validation slice: {sel.describe()}")
     log.info(
@@ -200,6 +215,16 @@ def load_training_data(
         events_seen=len(vocab) - len(SPECIALS),
     )
     return data
+
+
+def alerted_mask(path: Path, n_windows: int) -> npt.NDArray[np.bool_]:
+    """Per window of a daily file (in the token cache's order), whether it alerted."""
+    mask: list[bool] = []
+    for s in read_sessions(path, strict=True):
+        mask.extend([bool(s.alerted)] * len(split_points(len(s.events), MAX_EVENTS)))
+    if len(mask) != n_windows:
+        raise DataError(f"{path} changed while it was read ({len(mask)} != {n_windows} windows)")
+    return np.asarray(mask, dtype=np.bool_)
 
 
 def pad_windows(store: WindowStore, idx: IntArray, bucket_width: int) -> npt.NDArray[np.int64]:

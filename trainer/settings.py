@@ -83,6 +83,11 @@ class TrainSettings:
     """Where checkpoints, metrics.jsonl and loss.png go (default: '<out>.run' beside --out)."""
     score_tokens_per_batch: int = 16_384
     """Token budget per scoring batch when calibrating on the validation slice."""
+    exclude_alerted: bool = False
+    """Leave out windows the stream alerted on (archive lines with "alerted": true)."""
+    complete_only: bool = False
+    """Read only days marked complete (a .done marker) from directories; files named
+    explicitly are always read."""
 
     def __post_init__(self) -> None:
         _positive(self, "epochs", "tokens_per_batch", "bucket_width", "vocab_size")

@@ -235,7 +235,14 @@ def _load_data_on_all_ranks(
 ) -> TrainingData:
     def load() -> TrainingData:
         return load_training_data(
-            sel, TokenCache(s.cache_dir), s.val_fraction, s.vocab_size, base_vocab, fixed_vocab
+            sel,
+            TokenCache(s.cache_dir),
+            s.val_fraction,
+            s.vocab_size,
+            base_vocab,
+            fixed_vocab,
+            complete_only=s.complete_only,
+            exclude_alerted=s.exclude_alerted,
         )
 
     if not d.enabled:

@@ -1,0 +1,180 @@
+"""`DailyArchive`: the stream's record of every scored window, as daily session files.
+
+Each scored window becomes one `Session` line (its events, times, label, score and whether
+it alerted) in `DIR/preprocessed_logs_YYYY-MM-DD.jsonl`, the day being the UTC date of the
+window's last event. Lines are appended with one `os.write` of whole lines on an O_APPEND
+descriptor, so a crash can only tear the tail of the file: `read_sessions` skips a partial
+last line with a warning, and reopening a day for append first cuts such a tail off (so the
+next line never glues onto it). Files are fsynced when they are rotated out and at close.
+
+A day is complete once the stream's watermark has passed its end plus a grace: then a
+`.done` marker is written beside it, and the nightly trainer (which reads complete days only)
+may use it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from datetime import date, timedelta
+from pathlib import Path
+
+import structlog
+
+from schemas.daily_files import DONE_SUFFIX, daily_file_name, day_of
+from schemas.scores import Score
+from schemas.sessions import Session
+from schemas.windows import Window
+
+log = structlog.get_logger(__name__)
+
+DAY_MS = 86_400_000
+_EPOCH = date(1970, 1, 1)
+
+
+# ---- pure day math
+
+
+def utc_day(ts_ms: int) -> date:
+    """The UTC date holding the epoch-ms instant `ts_ms`."""
+    return _EPOCH + timedelta(days=ts_ms // DAY_MS)
+
+
+def day_end_ms(day: date) -> int:
+    """Epoch ms of the first instant after `day` (its next UTC midnight)."""
+    return ((day - _EPOCH).days + 1) * DAY_MS
+
+
+def completed_days(days: Iterable[date], watermark_ms: int, grace_ms: int) -> list[date]:
+    """The days whose end plus `grace_ms` the watermark has reached, oldest first."""
+    return sorted(d for d in set(days) if day_end_ms(d) + grace_ms <= watermark_ms)
+
+
+def session_line(window: Window, score: Score) -> bytes:
+    """The archive line of one scored window (a `Session`, newline-terminated)."""
+    return (
+        Session(
+            session_id=window.session_id,
+            events=window.events,
+            start_ts=window.first_ts,
+            end_ts=window.last_ts,
+            label=window.label,
+            score=score.score,
+            alerted=score.anomalous,
+        ).encode()
+        + b"\n"
+    )
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Truncate a file after its last newline; returns the bytes removed (0 if none)."""
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as fh:
+        pos = size
+        chunk = 4096
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            data = fh.read(pos - start)
+            if pos == size and data.endswith(b"\n"):
+                return 0
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return size - keep
+
+
+class DailyArchive:
+    """Appends scored windows to daily files; one open descriptor per day written to."""
+
+    def __init__(self, directory: Path, *, grace_ms: int = 0) -> None:
+        self.dir = directory
+        self.grace_ms = grace_ms
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._fds: dict[date, int] = {}
+        self._newest: date | None = None
+
+    def path_for(self, day: date) -> Path:
+        return self.dir / daily_file_name(day)
+
+    def append(self, window: Window, score: Score) -> None:
+        self.append_many([(window, score)])
+
+    def append_many(self, scored: Iterable[tuple[Window, Score]]) -> None:
+        """Append a batch: one write per day touched, each of whole lines."""
+        by_day: dict[date, list[bytes]] = {}
+        for window, score in scored:
+            by_day.setdefault(utc_day(window.last_ts), []).append(session_line(window, score))
+        for day, lines in sorted(by_day.items()):
+            fd = self._fd(day)
+            data = b"".join(lines)
+            written = os.write(fd, data)
+            while written < len(data):  # a short write on a regular file: finish it
+                written += os.write(fd, data[written:])
+
+    def _fd(self, day: date) -> int:
+        fd = self._fds.get(day)
+        if fd is not None:
+            return fd
+        path = self.path_for(day)
+        if path.with_name(path.name + DONE_SUFFIX).exists():
+            # The watermark said the day was over; a straggler lands after the marker.
+            log.warning("archive_append_after_done", day=day.isoformat(), path=str(path))
+        if path.exists():
+            cut = cut_torn_tail(path)
+            if cut:
+                log.warning("archive_torn_tail_repaired", path=str(path), bytes_removed=cut)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fds[day] = fd
+        if self._newest is None or day > self._newest:
+            # Rotation: a new day starts, so days two or more back are unlikely to get more.
+            self._newest = day
+            for old in [d for d in self._fds if d < day - timedelta(days=1)]:
+                self._close_day(old)
+        return fd
+
+    def _close_day(self, day: date) -> None:
+        fd = self._fds.pop(day)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        log.info("archive_day_closed", day=day.isoformat())
+
+    def existing_days(self) -> list[date]:
+        return sorted(d for p in self.dir.iterdir() if (d := day_of(p)) is not None)
+
+    def mark_complete(self, watermark_ms: int) -> list[date]:
+        """Write a `.done` marker for each day the watermark has passed (end + grace);
+        returns the days newly marked."""
+        marked = []
+        for day in completed_days(self.existing_days(), watermark_ms, self.grace_ms):
+            path = self.path_for(day)
+            done = path.with_name(path.name + DONE_SUFFIX)
+            if done.exists():
+                continue
+            if day in self._fds:
+                self._close_day(day)  # fsync before the marker says it is whole
+            done.write_bytes(b"")
+            marked.append(day)
+            log.info("archive_day_complete", day=day.isoformat(), watermark_ms=watermark_ms)
+        return marked
+
+    def close(self) -> None:
+        for day in list(self._fds):
+            self._close_day(day)
+
+    def __enter__(self) -> DailyArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,169 @@
+"""Replay: determinism, windows from daily files, evaluation, the live-topic guard."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from schemas.daily_files import write_sessions
+from schemas.errors import ConfigError
+from schemas.scores import Score
+from schemas.sessions import Session
+from schemas.windows import Window
+from stream import cli_replay
+from stream.replay import (
+    DaySource,
+    ReplaySettings,
+    check_out_topic,
+    evaluate_blocks,
+    event_items,
+    replay_scores,
+    write_scores,
+)
+from trainer.dataset import alerted_mask
+
+
+class FakeScorer:
+    model_version = "fake"
+    threshold = 5.0
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        return [
+            Score(
+                w.window_id,
+                w.session_id,
+                w.index,
+                "fake",
+                float(len(w.events)),
+                5.0,
+                len(w.events) > 5,
+                len(w.events),
+                w.first_ts,
+                w.last_ts,
+                now_ms,
+                label=w.label,
+            )
+            for w in windows
+        ]
+
+
+def _days(tmp: Path) -> Path:
+    d = tmp / "days"
+    d.mkdir()
+    write_sessions(
+        d / "preprocessed_logs_2026-01-01.jsonl",
+        [
+            Session("a", ("x",) * 3, 1000, 2000, 0),
+            Session("b", ("y",) * 7, 1500, 2500, 1),
+            Session("c", ("z",) * 600, 1200, 9000, 0),  # split at 510 as the stream splits
+        ],
+    )
+    write_sessions(
+        d / "preprocessed_logs_2026-01-02.jsonl",
+        [
+            Session("a", ("x",) * 2, 90000, 91000, 0),  # the same session id on another day
+        ],
+    )
+    return d
+
+
+def _replay(days: Path) -> list[Score]:
+    src = DaySource([*sorted(days.glob("*.jsonl"))], 30_000)
+    return replay_scores(src.items(), FakeScorer(), ReplaySettings(batch_windows=2), src.restore)
+
+
+def test_daily_files_replay_is_deterministic_and_keeps_lines(tmp_path: Path) -> None:
+    days = _days(tmp_path)
+    s1, s2 = _replay(days), _replay(days)
+    write_scores(tmp_path / "1.jsonl", s1)
+    write_scores(tmp_path / "2.jsonl", s2)
+    assert (tmp_path / "1.jsonl").read_bytes() == (tmp_path / "2.jsonl").read_bytes()
+    got = [(s.session_id, s.window_index, s.n_events, s.first_ts, s.last_ts) for s in s1]
+    assert got == [
+        ("a", 0, 3, 1000, 2000),
+        ("c", 0, 510, 1200, 9000),
+        ("c", 1, 90, 1200, 9000),
+        ("b", 0, 7, 1500, 2500),
+        ("a", 1, 2, 90000, 91000),
+    ]
+    assert all(s.scored_at == s.last_ts for s in s1)  # no wall clock in the output
+    assert [s.label for s in s1] == [0, 0, 0, 1, 0]
+
+
+def test_events_file_through_the_sessionizer(tmp_path: Path) -> None:
+    p = tmp_path / "ev.jsonl.gz"
+    lines = [
+        b'{"ts": 1000, "service": "s", "session_id": "blk1", "event_id": "E1"}',
+        b'{"ts": 2000, "service": "s", "session_id": "blk2", "event_id": "E2"}',
+        b"not json",
+        b'{"ts": 3000, "service": "s", "session_id": "blk1", "event_id": "E3"}',
+        b'{"ts": 90000, "service": "s", "session_id": "blk1", "event_id": "E4"}',
+    ]
+    p.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    scores = replay_scores(event_items(p), FakeScorer(), ReplaySettings(gap_ms=10_000))
+    assert [(s.session_id, s.window_index, s.n_events) for s in scores] == [
+        ("blk1", 0, 2),
+        ("blk2", 0, 1),
+        ("blk1", 1, 1),
+    ]
+    long_gap = replay_scores(event_items(p), FakeScorer(), ReplaySettings(gap_ms=100_000))
+    assert sorted((s.session_id, s.n_events) for s in long_gap) == [("blk1", 3), ("blk2", 1)]
+
+
+def test_block_evaluation() -> None:
+    def sc(sid: str, score: float) -> Score:
+        return Score("w" + sid + str(score), sid, 0, "v", score, 5.0, score > 5, 1, 0, 0, 0)
+
+    scores = [sc("n1", 1), sc("n2", 6), sc("n2", 2), sc("a1", 9), sc("a2", 3)]
+    ev = evaluate_blocks(scores, {"n1": 0, "n2": 0, "a1": 1, "a2": 1, "gone": 1})
+    d = ev.detection
+    assert (d["fpr"], d["recall"], d["precision"]) == (0.5, 0.5, 0.5)
+    assert ev.missing == 1 and ev.sessions_scored == 4
+    assert d["auroc"] == pytest.approx(0.75)
+
+
+def test_live_scores_topic_is_refused() -> None:
+    with pytest.raises(ConfigError, match="live scores topic"):
+        check_out_topic("logad.scores", False)
+    check_out_topic("logad.scores", True)
+    check_out_topic("logad.replay.scores", False)
+
+
+def test_cli_parses_sources() -> None:
+    parser = argparse.ArgumentParser()
+    cli_replay.register(parser.add_subparsers(dest="command"))
+    ns = parser.parse_args(
+        [
+            "replay",
+            "--model",
+            "m",
+            "--topic",
+            "t",
+            "--from-time",
+            "2026-01-01T00:00:00Z",
+            "--to-time",
+            "1767229200000",
+            "--gap-ms",
+            "5",
+        ]
+    )
+    assert ns.from_time == 1767225600000 and ns.to_time == 1767229200000 and ns.gap_ms == 5
+
+
+def test_alerted_mask_for_exclude_alerted(tmp_path: Path) -> None:
+    p = tmp_path / "preprocessed_logs_2026-01-01.jsonl"
+    write_sessions(
+        p,
+        [
+            Session("a", ("x",) * 3, alerted=True),
+            Session("b", ("x",) * 600, alerted=False),
+            Session("c", ("x",) * 2),
+        ],
+    )
+    assert alerted_mask(p, 4).tolist() == [True, False, False, False]
+    assert isinstance(alerted_mask(p, 4), np.ndarray)

@@ -1,0 +1,79 @@
+"""The retrain gate as pure functions, the day plan, and the registry lock."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from schemas.errors import ConfigError, DataError
+from schemas.settings import build_settings
+from stream.retrain import (
+    Figures,
+    RetrainSettings,
+    decide,
+    figures,
+    plan_days,
+    registry_lock,
+)
+
+
+def test_figures_with_labels() -> None:
+    f = figures("v", 1.0, [0.5, 2.0, 3.0, 0.1, 1.5], [0, 0, 1, 1, 1], [None] * 5)
+    assert f.labelled and f.normal_windows == 2 and f.false_alerts == 1
+    assert f.false_alert_rate == 0.5
+    assert f.precision == pytest.approx(2 / 3) and f.recall == pytest.approx(2 / 3)
+    assert f.f1 == pytest.approx(2 / 3)
+
+
+def test_figures_without_labels_leave_out_alerted_windows() -> None:
+    f = figures("v", 1.0, [2.0, 2.0, 0.5, 0.5], [None] * 4, [True, False, False, False])
+    assert not f.labelled and f.f1 is None
+    assert (f.normal_windows, f.false_alerts) == (3, 1)
+    assert f.false_alert_rate == pytest.approx(1 / 3)
+
+
+def _fig(far: float, f1: float | None) -> Figures:
+    return Figures("v", 1.0, 100, 100, int(far * 100), far, f1 is not None, None, None, f1)
+
+
+def test_decide() -> None:
+    first = decide(_fig(0.5, None), None, 0.0)
+    assert first.promote and "first candidate" in first.reason
+    ok = decide(_fig(0.011, 0.9), _fig(0.010, 0.9), 0.002)
+    assert ok.promote and "F1" in ok.reason
+    worse_far = decide(_fig(0.02, 0.95), _fig(0.01, 0.9), 0.005)
+    assert not worse_far.promote and "false-alert rate" in worse_far.reason
+    worse_f1 = decide(_fig(0.01, 0.8), _fig(0.01, 0.9), 0.0)
+    assert not worse_f1.promote and "F1 0.8000" in worse_f1.reason
+    unlabelled = decide(_fig(0.01, None), _fig(0.01, None), 0.0)
+    assert unlabelled.promote and "no labels" in unlabelled.reason
+
+
+def test_plan_days_holds_out_the_newest() -> None:
+    days = [date(2026, 1, d) for d in (5, 1, 2, 3, 4)]
+    p = plan_days(days, 2)
+    assert p.holdout == date(2026, 1, 5) and p.train_days == (date(2026, 1, 3), date(2026, 1, 4))
+    assert plan_days(days, 30).train_days == tuple(date(2026, 1, d) for d in (1, 2, 3, 4))
+    with pytest.raises(DataError, match="two complete days"):
+        plan_days([date(2026, 1, 1)], 7)
+
+
+def test_lock_refuses_a_second_run(tmp_path: Path) -> None:
+    held = registry_lock(tmp_path)
+    with held, pytest.raises(ConfigError, match="another logad retrain"), registry_lock(tmp_path):
+        pass
+    with registry_lock(tmp_path):  # released
+        pass
+
+
+def test_settings_need_archive_and_registry(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no archive"):
+        build_settings(RetrainSettings, flags={"registry": str(tmp_path)}, environ={})
+    s = build_settings(
+        RetrainSettings,
+        flags={"archive_dir": "/a", "registry": "/r", "margin": "0.01"},
+        environ={"LOGAD_LAST_DAYS": "3"},
+    )
+    assert s.last_days == 3 and s.margin == 0.01 and s.exclude_alerted
