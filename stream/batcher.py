@@ -72,6 +72,7 @@ class Batcher:
         out: list[Batch] = []
         if b.windows and (len(b.windows) + 1) * max(b.longest, tokens) > self.max_tokens:
             out.append(self._take(i))
+            b = self._buckets[i]
         if not b.windows:
             b.since_ms = now_ms
         b.windows.append(window)

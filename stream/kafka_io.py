@@ -11,13 +11,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from stream.settings import ServeSettings
 
 log = structlog.get_logger(__name__)
 
 Headers = list[tuple[str, bytes]]
+Message = tuple[str, bytes | None, bytes | None, Headers | None]
+"""(topic, key, value, headers): a record to produce."""
 # `await send(topic, key, value, headers)` returns the future of the broker's ack.
 Send = Callable[[str, bytes | None, bytes | None, Headers | None], Awaitable["asyncio.Future[Any]"]]
 
@@ -31,22 +33,36 @@ def make_consumer(settings: ServeSettings) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         max_poll_records=settings.poll_max_records,
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        # Upstream may write transactionally too; never score what it aborted.
+        isolation_level="read_committed" if settings.exactly_once else "read_uncommitted",
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        isolation_level="read_committed" if settings.exactly_once else "read_uncommitted",
     )
 
 
-def make_producer(settings: ServeSettings, transactional_id: str | None = None) -> AIOKafkaProducer:
+def make_producer(settings: ServeSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap,
         client_id=f"{settings.client_id}-producer",
         acks="all",
         linger_ms=settings.linger_ms,
         max_batch_size=256 * 1024,
-        transactional_id=transactional_id,
-        enable_idempotence=transactional_id is not None,
     )
+
+
+async def committed_with_metadata(
+    consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]
+) -> dict[int, tuple[int | None, str]]:
+    """Committed offset and metadata per partition (None, "" where nothing was committed).
+
+    aiokafka's public `committed()` drops the metadata, so this asks its group coordinator
+    directly, as `committed()` itself does."""
+    found = await consumer._coordinator.fetch_committed_offsets(list(partitions))
+    out: dict[int, tuple[int | None, str]] = {tp.partition: (None, "") for tp in partitions}
+    for tp, om in found.items():
+        if om.offset >= 0:
+            out[tp.partition] = (om.offset, om.metadata or "")
+    return out
 
 
 def producer_send(producer: AIOKafkaProducer) -> Send:
@@ -93,7 +109,12 @@ class Acks:
             if self.error is None:
                 self.error = e
         else:
-            on_ok()
+            try:
+                on_ok()
+            except Exception as e:  # a bookkeeping bug must stop the service, not hang it
+                log.error("ack_handling_failed", error=str(e), error_type=type(e).__name__)
+                if self.error is None:
+                    self.error = e
         await self.notify()
 
     async def fail(self, error: BaseException) -> None:

@@ -66,6 +66,9 @@ class ServeMetrics:
             "logad_backlog_windows", "Windows batching, scoring or awaiting acks", registry=r
         )
         self.paused = Gauge("logad_paused", "1 while partitions are paused", registry=r)
+        self.pauses = Counter(
+            "logad_pauses", "Times partitions were paused for a full scoring queue", registry=r
+        )
         self.batch_windows = Histogram(
             "logad_batch_windows",
             "Windows per scoring batch",

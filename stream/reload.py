@@ -25,12 +25,16 @@ log = structlog.get_logger(__name__)
 LoadScorer = Callable[[Path], Scorer]
 
 
-def load_window_scorer(device: str) -> LoadScorer:
+def load_window_scorer(device: str, threads: int = 0) -> LoadScorer:
     """The production loader: trainer.scoring.WindowScorer (torch is imported only here)."""
 
     def load(bundle_dir: Path) -> Scorer:
+        import torch
+
         from trainer.scoring import WindowScorer
 
+        if threads:
+            torch.set_num_threads(threads)
         return WindowScorer.from_bundle(bundle_dir, device=device)
 
     return load

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,12 +28,21 @@ from schemas.events import LogEvent
 from schemas.registry import is_registry, resolve_model
 from schemas.windows import Window
 from stream.batcher import Batcher
-from stream.kafka_io import Acks, dlq_headers, make_consumer, make_producer, producer_send
+from stream.kafka_io import (
+    Acks,
+    Message,
+    committed_with_metadata,
+    dlq_headers,
+    make_consumer,
+    make_producer,
+    producer_send,
+)
 from stream.metrics import MetricsServer, ServeMetrics
 from stream.offsets import OffsetTracker
 from stream.reload import LoadScorer, ModelWatcher, load_window_scorer
 from stream.sessionizer import Sessionizer, SessionizerSettings
 from stream.settings import ServeSettings
+from stream.transactions import TxnOutbox
 from stream.worker import Scorer, ScoringWorker, monotonic_ms, wall_ms
 
 log = structlog.get_logger(__name__)
@@ -72,7 +82,7 @@ class Service:
         self.producer = producer
         self.metrics = metrics
         self.sessions = Sessionizer(sessionizer_settings(settings))
-        self.offsets = OffsetTracker()
+        self.offsets = OffsetTracker(settings.commit_metadata_max_bytes)
         self.acks = Acks()
         self.send = producer_send(producer)
         s = settings
@@ -84,10 +94,14 @@ class Service:
             self.acks,
             scores_topic=settings.scores_topic,
             alerts_topic=settings.alerts_topic,
-            on_done=lambda w: self.offsets.release(w.partition, w.first_offset),
+            on_done=self._scored,
             metrics=metrics,
+            outbox=self._to_outbox if settings.exactly_once else None,
         )
+        self.txn = TxnOutbox(settings) if settings.exactly_once else None
         self._revoking: set[int] = set()
+        # Partitions whose commit metadata is being read; their records wait here meanwhile.
+        self._restoring: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
         self._paused = False
         self._next_commit = 0
 
@@ -112,13 +126,19 @@ class Service:
                     await self._commit_safe()
                 self._observe()
             self._check(tasks)
-            await self._finish(self.offsets.assigned, self.sessions.flush_all())
+            assigned = set(self.offsets.assigned)
+            await self._finish(assigned, self.sessions.flush_all())
+            if self.txn is not None:
+                await self.txn.close(assigned)
             self.worker.stop()
             await tasks[0]
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self.txn is not None:  # after a failure; the broker or the next owner aborts
+                with contextlib.suppress(Exception):
+                    await self.txn.close(self.txn.partitions)
 
     def _check(self, tasks: list[asyncio.Task[None]]) -> None:
         """Surface a failed worker, watcher or send: its offsets must not be committed."""
@@ -134,18 +154,32 @@ class Service:
             p = tp.partition
             if p not in self.offsets.assigned or p in self._revoking:
                 continue  # fetched before a revoke: the next owner reads it again
+            if p in self._restoring:
+                self._restoring[p].extend(recs)
+                continue
+            start = self.offsets.last_committed(p) or 0
             for r in recs:
+                if r.offset < start:
+                    continue  # committed by a previous owner after our fetch position was set
                 self.offsets.consumed(p, r.offset)
                 try:
-                    event = LogEvent.decode(r.value)  # type: ignore[arg-type]
+                    event = LogEvent.decode(r.value)
                 except DecodeError as e:
-                    self.offsets.hold(p, r.offset)
                     bad.append((r, e))
+                    continue
+                if self.offsets.already_scored(p, event.session_id, r.offset):
                     continue
                 windows += self.sessions.add(event, p, r.offset, now, event_label(event))
             self.metrics.events.inc(len(recs))
         self._submit(windows)
         return bad
+
+    def _to_outbox(self, w: Window, messages: tuple[Message, ...]) -> None:
+        assert self.txn is not None
+        self.txn.add(w.partition, w.first_offset, messages)
+
+    def _scored(self, w: Window) -> None:
+        self.offsets.finished(w.partition, w.first_offset, w.last_offset, w.session_id)
 
     def _submit(self, windows: list[Window]) -> None:
         for w in windows:
@@ -153,11 +187,22 @@ class Service:
         self.worker.submit(windows, monotonic_ms())
 
     async def _dead_letter(self, bad: Undecodable) -> None:
-        """Send undecodable messages as they came; their offsets count as done once acked."""
+        """Send undecodable messages as they came; their offsets count as done once acked
+        (or, exactly once, go out in the transaction that commits past them)."""
         for r, e in bad:
             log.warning("event_undecodable", partition=r.partition, offset=r.offset, error=str(e))
+            if self.txn is not None:
+                self.txn.add(
+                    r.partition, r.offset, ((self.s.dlq_topic, r.key, r.value, dlq_headers(r, e)),)
+                )
+                self.metrics.dlq.inc()
+            else:
+                self.offsets.hold(r.partition, r.offset)  # before any await: no commit past it
+        if self.txn is not None:
+            return
+        for r, e in bad:
             fut = await self.send(self.s.dlq_topic, r.key, r.value, dlq_headers(r, e))
-            self.acks.track([fut], lambda r=r: self._dead_lettered(r.partition, r.offset))
+            self.acks.track([fut], functools.partial(self._dead_lettered, r.partition, r.offset))
 
     def _dead_lettered(self, partition: int, offset: int) -> None:
         self.offsets.release(partition, offset)
@@ -165,9 +210,10 @@ class Service:
 
     def _backpressure(self) -> None:
         """Pause every assigned partition while the worker is full; resume at half."""
-        backlog = self.worker.backlog
+        backlog = self.worker.backlog + (self.txn.size if self.txn is not None else 0)
         if not self._paused and backlog >= self.s.queue_max_windows:
             self._paused = True
+            self.metrics.pauses.inc()
             log.info("partitions_paused", backlog=backlog)
         elif self._paused and backlog <= self.s.queue_max_windows // 2:
             self._paused = False
@@ -182,16 +228,22 @@ class Service:
         offsets = self.offsets.to_commit(self.sessions.min_open_offset, partitions)
         if not offsets:
             return
+        if self.txn is not None:
+            for p, (offset, metadata) in offsets.items():
+                sent = await self.txn.commit(p, offset, metadata)  # a failure is fatal
+                self.offsets.committed({p: (offset, metadata)})
+                log.debug("transaction_committed", partition=p, offset=offset, results=sent)
+            return
         topic = self.s.input_topic
         try:
-            await self.consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+            await self.consumer.commit({TopicPartition(topic, p): om for p, om in offsets.items()})
         except (KafkaError, IllegalStateError) as e:
             # The group moved on: whoever owns the partitions now re-reads from the last
             # commit, so nothing is lost (at least once).
-            log.warning("commit_failed", error=str(e), offsets=offsets)
+            log.warning("commit_failed", error=str(e), partitions=sorted(offsets))
             return
         self.offsets.committed(offsets)
-        log.debug("offsets_committed", offsets=offsets)
+        log.debug("offsets_committed", offsets={p: om[0] for p, om in offsets.items()})
 
     async def _finish(self, partitions: frozenset[int] | set[int], windows: list[Window]) -> None:
         """Score and publish `windows`, wait for every ack of `partitions`, then commit."""
@@ -208,6 +260,8 @@ class Service:
         except Exception as e:  # an exception here would be swallowed by aiokafka
             log.error("revoke_failed", error=str(e), error_type=type(e).__name__)
         finally:
+            if self.txn is not None:
+                await self.txn.close(partitions)
             self.offsets.revoke(partitions)
             self._revoking -= partitions
             for p in partitions:
@@ -215,10 +269,25 @@ class Service:
                     self.metrics.lag.remove(str(p))
             self.metrics.health.assigned = len(self.offsets.assigned)
 
-    def on_assigned(self, partitions: set[int]) -> None:
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """Take up partitions at their commits, skipping what the last owner already scored."""
         self.offsets.assign(partitions)
+        self._restoring.update({p: [] for p in partitions})
+        tps = [TopicPartition(self.s.input_topic, p) for p in sorted(partitions)]
+        if self.txn is not None:
+            # First fence off a previous owner (aborting its open transaction), so the
+            # committed offsets read next are final.
+            await self.txn.open(partitions)
+        try:
+            committed = await committed_with_metadata(self.consumer, tps)
+        except KafkaError as e:  # without the metadata, fragments may be re-scored; no loss
+            log.warning("commit_metadata_unavailable", error=str(e))
+            committed = {}
+        skipping = {p: self.offsets.restore(p, *committed.get(p, (None, ""))) for p in partitions}
+        held = {tp: self._restoring.pop(tp.partition) for tp in tps}
+        await self._dead_letter(self._ingest(held, wall_ms()))
         self.metrics.health.assigned = len(self.offsets.assigned)
-        log.info("partitions_assigned", partitions=sorted(partitions))
+        log.info("partitions_assigned", partitions=sorted(partitions), skip_sessions=skipping)
 
     def _observe(self) -> None:
         m = self.metrics
@@ -244,7 +313,9 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
             await self._service.on_revoked(parts)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self._service.on_assigned({tp.partition for tp in assigned if tp.topic == self._topic})
+        await self._service.on_assigned(
+            {tp.partition for tp in assigned if tp.topic == self._topic}
+        )
 
 
 async def serve(
@@ -257,7 +328,7 @@ async def serve(
     """Run `logad serve` until `stop` is set. `load` builds a scorer from a bundle dir
     (default: trainer.scoring.WindowScorer); tests pass a fake."""
     assert settings.model is not None  # ServeSettings guarantees it
-    load = load or load_window_scorer(settings.device)
+    load = load or load_window_scorer(settings.device, settings.score_threads)
     bundle = resolve_model(settings.model)
     loop = asyncio.get_running_loop()
     scorer = await loop.run_in_executor(None, load, bundle)

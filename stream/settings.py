@@ -24,6 +24,8 @@ SERVE_HELP: dict[str, str] = {
     "session_timeout_ms": "the group evicts a consumer whose heartbeats stop for this long",
     "heartbeat_interval_ms": "heartbeat period (well under session_timeout_ms)",
     "commit_interval_ms": "how often safe offsets are committed",
+    "commit_metadata_max_bytes": "room for commit metadata (the broker's "
+    "offset.metadata.max.bytes); it lists scored windows the commit cuts through",
     "max_batch_tokens": "most tokens in one scoring batch (windows x padded length)",
     "max_batch_wait_ms": "longest a window waits for its batch to fill",
     "length_buckets": "window lengths (in tokens) at which batches are bucketed",
@@ -39,9 +41,12 @@ SERVE_HELP: dict[str, str] = {
     "metrics_port": "port of the /metrics, /healthz and /readyz endpoint (0 = off)",
     "metrics_host": "address the metrics endpoint binds to",
     "health_stale_s": "/healthz fails when the consume loop has not ticked for this long",
+    "exactly_once": "publish results and commit offsets in one transaction per input "
+    "partition; read results with isolation_level=read_committed (adds latency)",
+    "transaction_timeout_ms": "the broker aborts a transaction left open this long",
     "device": "scoring device: auto, cpu, cuda, cuda:N",
+    "score_threads": "CPU threads for the model (0 = torch's default, one per core)",
     "reload_check_s": "how often a registry's 'current' pointer is checked (0 = never)",
-    "exactly_once": "transactional scores and commits (one transactional id per partition)",
 }
 
 
@@ -61,6 +66,7 @@ class ServeSettings:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     commit_interval_ms: int = 1_000
+    commit_metadata_max_bytes: int = 4_096
     max_batch_tokens: int = 16_384
     max_batch_wait_ms: int = 50
     length_buckets: tuple[int, ...] = (32, 64, 128, 256, MAX_TOKENS)
@@ -75,9 +81,11 @@ class ServeSettings:
     metrics_port: int = 9108
     metrics_host: str = "0.0.0.0"
     health_stale_s: float = 30.0
-    device: str = "auto"
-    reload_check_s: float = 5.0
     exactly_once: bool = False
+    transaction_timeout_ms: int = 60_000
+    device: str = "auto"
+    score_threads: int = 0
+    reload_check_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.model is None:
@@ -89,13 +97,13 @@ class ServeSettings:
             "session_timeout_ms",
             "heartbeat_interval_ms",
             "commit_interval_ms",
-            "max_batch_wait_ms",
             "queue_max_windows",
             "gap_ms",
             "max_events",
             "max_duration_ms",
             "idle_timeout_ms",
             "max_open_sessions",
+            "transaction_timeout_ms",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -114,8 +122,14 @@ class ServeSettings:
             raise ValueError("poll_timeout_ms must be below max_poll_interval_ms")
         if not 0 <= self.metrics_port <= 65_535:
             raise ValueError(f"metrics_port out of range: {self.metrics_port}")
-        if self.allowed_lateness_ms < 0 or self.linger_ms < 0 or self.reload_check_s < 0:
-            raise ValueError("allowed_lateness_ms, linger_ms and reload_check_s must be >= 0")
+        if self.commit_metadata_max_bytes < 0:
+            raise ValueError("commit_metadata_max_bytes must be >= 0")
+        if self.score_threads < 0:
+            raise ValueError("score_threads must be >= 0")
+        if min(self.allowed_lateness_ms, self.linger_ms, self.max_batch_wait_ms) < 0:
+            raise ValueError("allowed_lateness_ms, linger_ms and max_batch_wait_ms must be >= 0")
+        if self.reload_check_s < 0:
+            raise ValueError("reload_check_s must be >= 0")
         if self.health_stale_s <= 0:
             raise ValueError("health_stale_s must be positive")
         topics = [self.input_topic, self.scores_topic, self.alerts_topic, self.dlq_topic]

@@ -22,7 +22,7 @@ import structlog
 from schemas.scores import Alert, Score
 from schemas.windows import Window
 from stream.batcher import Batch, Batcher
-from stream.kafka_io import Acks, Send
+from stream.kafka_io import Acks, Message, Send
 from stream.metrics import ServeMetrics
 
 log = structlog.get_logger(__name__)
@@ -57,6 +57,7 @@ class ScoringWorker:
         alerts_topic: str,
         on_done: Callable[[Window], None],
         metrics: ServeMetrics,
+        outbox: Callable[[Window, tuple[Message, ...]], None] | None = None,
     ) -> None:
         self.scorer = scorer
         self._batcher = batcher
@@ -66,6 +67,8 @@ class ScoringWorker:
         self._alerts_topic = alerts_topic
         self._on_done = on_done
         self._metrics = metrics
+        self._outbox = outbox
+        """Exactly-once mode: results wait there for their transaction instead of being sent."""
         self._ready: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -146,16 +149,18 @@ class ScoringWorker:
         latency = time.perf_counter() - t0
         if len(scores) != len(batch.windows):
             raise RuntimeError(f"scorer returned {len(scores)} scores for {len(batch.windows)}")
-        futures: list[asyncio.Future[Any]] = []
-        n_alerts = 0
-        for window, score in zip(batch.windows, scores, strict=True):
-            key = window.session_id.encode()
-            futures.append(await self._send(self._scores_topic, key, score.encode(), None))
-            if score.anomalous:
-                alert = Alert.from_score(score, window.events)
-                futures.append(await self._send(self._alerts_topic, key, alert.encode(), None))
-                n_alerts += 1
-        self._acks.track(futures, lambda: self._done(batch.windows, n_alerts))
+        n_alerts = sum(s.anomalous for s in scores)
+        messages = [self._messages(w, s) for w, s in zip(batch.windows, scores, strict=True)]
+        if self._outbox is not None:
+            for window, msgs in zip(batch.windows, messages, strict=True):
+                self._outbox(window, msgs)
+            self._done(batch.windows, n_alerts)
+            await self._acks.notify()
+        else:
+            futures: list[asyncio.Future[Any]] = [
+                await self._send(*m) for msgs in messages for m in msgs
+            ]
+            self._acks.track(futures, lambda: self._done(batch.windows, n_alerts))
         self._metrics.batch_windows.observe(len(batch.windows))
         self._metrics.batch_latency.observe(latency)
         log.info(
@@ -169,6 +174,15 @@ class ScoringWorker:
             model_version=scorer.model_version,
             backlog=self.backlog,
         )
+
+    def _messages(self, window: Window, score: Score) -> tuple[Message, ...]:
+        """The Score, and the Alert when anomalous, keyed by session id."""
+        key = window.session_id.encode()
+        out: tuple[Message, ...] = ((self._scores_topic, key, score.encode(), None),)
+        if score.anomalous:
+            alert = Alert.from_score(score, window.events).encode()
+            out += ((self._alerts_topic, key, alert, None),)
+        return out
 
     def _done(self, windows: Sequence[Window], n_alerts: int) -> None:
         for w in windows:

@@ -1,0 +1,233 @@
+"""Helpers for the `logad serve` integration tests: a tiny trained bundle, simulated traffic,
+topic I/O, and serve run in-process or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from schemas.bundle import write_manifest
+from schemas.daily_files import daily_file_name, write_sessions
+from schemas.scores import Score
+from stream.serve import serve
+from stream.settings import ServeSettings
+from stream.simulate import SimSession, generate_sessions, interleave, simulate_day
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = date(2026, 11, 1)
+DAY_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+
+_bundle_cache: dict[Path, Path] = {}
+
+
+def tiny_bundle(root: Path) -> Path:
+    """A `tiny` model trained briefly on a simulated day of normal traffic (once per process).
+
+    A few optimizer steps are enough for the model to tell the injected anomalies from
+    normal sessions far more often than not, which is all these tests need."""
+    if root in _bundle_cache:
+        return _bundle_cache[root]
+    from trainer.dataset import DataSelection
+    from trainer.settings import TrainSettings
+    from trainer.train import TrainRequest, run_training
+
+    days = root / "days"
+    days.mkdir(parents=True, exist_ok=True)
+    sims = simulate_day(random.Random(1), DAY_MS, 1500)
+    write_sessions(days / daily_file_name(DAY), [s.to_session() for s in sims])
+    settings = TrainSettings(
+        preset="tiny",
+        epochs=3,
+        lr=1e-3,
+        num_workers=0,
+        device="cpu",
+        tokens_per_batch=8192,
+        token_cache_dir=root / "tokens",
+        val_fraction=0.1,
+        threshold_quantile=0.99,
+        checkpoint_every_steps=0,
+    )
+    run_training(settings, TrainRequest(DataSelection((days,)), root / "bundle"))
+    _bundle_cache[root] = root / "bundle"
+    return root / "bundle"
+
+
+def copy_bundle(bundle: Path, dest: Path, version: str) -> Path:
+    """The same weights under another version: a distinct, valid bundle for reload tests."""
+    shutil.copytree(bundle, dest)
+    (dest / "manifest.json").unlink()
+    write_manifest(dest, version, None, None, preset="tiny")
+    return dest
+
+
+def traffic(n: int, anomaly_rate: float, seed: int, start_ms: int = DAY_MS) -> list[SimSession]:
+    return list(generate_sessions(random.Random(seed), n, start_ms, 20.0, anomaly_rate))
+
+
+def messages(sessions: Iterable[SimSession]) -> list[tuple[bytes, bytes]]:
+    """(key, value) in event-time order, keyed by session id as a real producer would."""
+    return [(e.session_id.encode(), e.encode()) for e in interleave(sessions)]
+
+
+@dataclass(frozen=True)
+class Topics:
+    input: str
+    scores: str
+    alerts: str
+    dlq: str
+    group: str
+
+    @classmethod
+    def for_test(cls, base: str) -> Topics:
+        return cls(base, f"{base}.scores", f"{base}.alerts", f"{base}.dlq", f"{base}.group")
+
+
+async def create_topics(create: Callable[..., Any], topics: Topics, partitions: int) -> None:
+    await create(topics.input, partitions)
+    for t in (topics.scores, topics.alerts, topics.dlq):
+        await create(t, 1)
+
+
+def settings_for(bootstrap: str, topics: Topics, model: Path, **overrides: Any) -> ServeSettings:
+    """Short timeouts so windows close and groups rebalance within a test's patience."""
+    values: dict[str, Any] = {
+        "model": model,
+        "bootstrap": bootstrap,
+        "input_topic": topics.input,
+        "scores_topic": topics.scores,
+        "alerts_topic": topics.alerts,
+        "dlq_topic": topics.dlq,
+        "group_id": topics.group,
+        "gap_ms": 10_000,
+        "idle_timeout_ms": 2_000,
+        "session_timeout_ms": 6_000,
+        "heartbeat_interval_ms": 1_000,
+        "commit_interval_ms": 200,
+        "max_batch_wait_ms": 20,
+        "metrics_port": 0,
+        "device": "cpu",
+        "reload_check_s": 0.2,
+    }
+    values.update(overrides)
+    return ServeSettings(**values)
+
+
+async def produce(bootstrap: str, topic: str, msgs: Sequence[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value=v, key=k) for k, v in msgs]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout_s: float = 60.0,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of `topic` from the start, read until `until(records)` or the timeout."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not until(records) and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def scores_of(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[Score]:
+    return [Score.decode(r.value) for r in records]
+
+
+def covers(session_ids: set[str]) -> Callable[[list[ConsumerRecord[bytes, bytes]]], bool]:
+    """`until` for read_topic: every session id has at least one score."""
+
+    def done(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
+        seen = {orjson.loads(r.value)["session_id"] for r in records}
+        return session_ids <= seen
+
+    return done
+
+
+async def committed_and_end(
+    bootstrap: str, group: str, topic: str, partitions: int
+) -> tuple[dict[int, int | None], dict[int, int]]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
+        end = {tp.partition: off for tp, off in (await consumer.end_offsets(tps)).items()}
+    finally:
+        await consumer.stop()
+    return committed, end
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: ServeSettings, timeout_s: float = 60.0
+) -> AsyncIterator[asyncio.Task[None]]:
+    """`logad serve` in this process, stopped (flush, score, commit) on exit."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop, ready=ready))
+    waiter = asyncio.create_task(ready.wait())
+    await asyncio.wait({task, waiter}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if task.done():
+        task.result()  # raise what went wrong
+    try:
+        yield task
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout_s)
+
+
+def start_serve_process(
+    settings: ServeSettings, workdir: Path, name: str
+) -> subprocess.Popen[bytes]:
+    """`logad serve --config FILE` as a child process; its log goes to workdir/NAME.log."""
+    config = workdir / f"{name}.json"
+    values = {k: str(v) if isinstance(v, Path) else v for k, v in settings.__dict__.items()}
+    values["length_buckets"] = list(settings.length_buckets)
+    config.write_bytes(orjson.dumps(values))
+    log = (workdir / f"{name}.log").open("ab")
+    # The same as the `logad` entry point, without needing the package installed.
+    code = "import sys; from stream.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "--log-json", "serve", "--config", str(config)],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()

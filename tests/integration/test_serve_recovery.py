@@ -1,0 +1,139 @@
+"""No data lost: kill -9 mid-stream and restart; a group member leaving mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from serve_support import (
+    Topics,
+    committed_and_end,
+    covers,
+    create_topics,
+    http_get,
+    messages,
+    produce,
+    read_topic,
+    scores_of,
+    serving,
+    settings_for,
+    start_serve_process,
+    tiny_bundle,
+    traffic,
+)
+
+from stream import broker
+
+CreateTopic = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
+
+
+async def _until_ready(port: int, timeout_s: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while (await loop.run_in_executor(None, http_get, port, "/readyz"))[0] != 200:
+        assert loop.time() < deadline, "serve never became ready (no partitions assigned)"
+        await asyncio.sleep(0.2)
+
+
+async def _until_scored(port: int, timeout_s: float = 60.0) -> None:
+    """Until the serve behind `port` has had windows scored and acknowledged."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        _, text = await loop.run_in_executor(None, http_get, port, "/metrics")
+        scored = [ln for ln in text.splitlines() if ln.startswith("logad_windows_scored_total ")]
+        if scored and float(scored[0].split()[1]) > 0:
+            return
+        assert loop.time() < deadline, "this serve scored nothing"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_kill_9_mid_stream_then_restart_loses_no_session(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
+) -> None:
+    topics = Topics.for_test(topic_name)
+    await create_topics(create_topic, topics, partitions=2)
+    sessions = traffic(400, anomaly_rate=0.1, seed=21)
+    ids = {s.session_id for s in sessions}
+    await produce(kafka_bootstrap, topics.input, messages(sessions))
+    # Tiny batches and slow commits, so the kill lands with work in flight.
+    settings = settings_for(
+        kafka_bootstrap,
+        topics,
+        bundle,
+        idle_timeout_ms=5_000,
+        max_batch_tokens=512,
+        commit_interval_ms=1_000,
+        score_threads=1,
+    )
+
+    first = start_serve_process(settings, tmp_path, "first")
+    try:
+        some = await read_topic(kafka_bootstrap, topics.scores, lambda r: len(r) >= 60, 120)
+        assert len(some) >= 60, (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    assert first.returncode == -signal.SIGKILL
+
+    second = start_serve_process(settings, tmp_path, "second")
+    try:
+        records = await read_topic(kafka_bootstrap, topics.scores, covers(ids), 120)
+    finally:
+        second.send_signal(signal.SIGTERM)
+        rc = await asyncio.get_running_loop().run_in_executor(None, second.wait, 60)
+    log = (tmp_path / "second.log").read_text()
+    assert rc == 0, log[-3000:]
+
+    scores = scores_of(records)
+    assert {s.session_id for s in scores} == ids, "no session missing after kill -9"
+    # A re-scored window is the same window: one window id per session, whoever scored it.
+    windows_of: dict[str, set[str]] = defaultdict(set)
+    for s in scores:
+        windows_of[s.session_id].add(s.window_id)
+    assert all(len(w) == 1 for w in windows_of.values())
+    committed, end = await committed_and_end(kafka_bootstrap, topics.group, topics.input, 2)
+    assert committed == end
+
+
+@pytest.mark.slow
+async def test_group_member_leaving_mid_stream_loses_no_session(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path
+) -> None:
+    topics = Topics.for_test(topic_name)
+    await create_topics(create_topic, topics, partitions=4)
+    first_half = traffic(200, anomaly_rate=0.1, seed=31)
+    # The second half starts where the first ends, so some sessions straddle the rebalance.
+    second_half = traffic(200, anomaly_rate=0.1, seed=32, start_ms=first_half[-1].events[0].ts)
+    ids = {s.session_id for s in first_half + second_half}
+    msgs = messages(first_half + second_half)
+    cut = len(msgs) // 2
+    port_a, port_b = broker.free_port(), broker.free_port()
+    settings_a = settings_for(kafka_bootstrap, topics, bundle, metrics_port=port_a)
+    settings_b = settings_for(kafka_bootstrap, topics, bundle, metrics_port=port_b)
+
+    async with serving(settings_a) as a_task:
+        async with serving(settings_b):
+            await _until_ready(port_a)
+            await _until_ready(port_b)
+            await produce(kafka_bootstrap, topics.input, msgs[:cut])
+            await _until_scored(port_a)
+            await _until_scored(port_b)  # B took part before leaving
+        # B has left the group (flushed, scored and committed its partitions); A takes over.
+        await produce(kafka_bootstrap, topics.input, msgs[cut:])
+        records = await read_topic(kafka_bootstrap, topics.scores, covers(ids), 120)
+        assert not a_task.done()
+
+    assert {s.session_id for s in scores_of(records)} == ids, "no session missing"
+    committed, end = await committed_and_end(kafka_bootstrap, topics.group, topics.input, 4)
+    assert committed == end

@@ -1,0 +1,103 @@
+"""Hot reload: a promoted bundle takes over between batches; a bad one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+import pytest
+from serve_support import (
+    DAY_MS,
+    Topics,
+    copy_bundle,
+    covers,
+    create_topics,
+    http_get,
+    messages,
+    produce,
+    read_topic,
+    scores_of,
+    serving,
+    settings_for,
+    tiny_bundle,
+    traffic,
+)
+
+from schemas.registry import read_pointer
+from stream import broker
+from stream.cli import main
+
+CreateTopic = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
+
+
+async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while line not in (await loop.run_in_executor(None, http_get, port, "/metrics"))[1]:
+        assert loop.time() < deadline, f"never saw {line!r} in /metrics"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_hot_reload_switches_model_without_losing_windows(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
+) -> None:
+    topics = Topics.for_test(topic_name)
+    await create_topics(create_topic, topics, partitions=2)
+    registry = tmp_path / "registry"
+    assert main(["promote", str(bundle), "--registry", str(registry)]) == 0
+    v1 = read_pointer(registry).version
+    v2 = "v-reload-2"
+    staged = copy_bundle(bundle, tmp_path / "staged", v2)
+    hour = 3_600_000
+    parts = [traffic(120, 0.1, seed=41 + i, start_ms=DAY_MS + i * hour) for i in range(3)]
+    port = broker.free_port()
+    settings = settings_for(kafka_bootstrap, topics, registry, metrics_port=port)
+
+    async with serving(settings):
+        await produce(kafka_bootstrap, topics.input, messages(parts[0]))
+        ids0 = {s.session_id for s in parts[0]}
+        await read_topic(kafka_bootstrap, topics.scores, covers(ids0), 60)
+
+        assert main(["promote", str(staged), "--registry", str(registry)]) == 0
+        await asyncio.sleep(2.0)  # the watcher polls every 0.2 s and loads beside the old
+        await produce(kafka_bootstrap, topics.input, messages(parts[1]))
+        ids1 = ids0 | {s.session_id for s in parts[1]}
+        await read_topic(kafka_bootstrap, topics.scores, covers(ids1), 60)
+        await _until_metric(port, f'logad_model_info{{version="{v2}"}} 1.0')
+
+        # A bundle that fails its sha256 check is refused; the serving model stays.
+        bad = registry / "v-reload-3-bad"
+        shutil.copytree(registry / v2, bad)
+        (bad / "manifest.json").write_bytes(
+            (bad / "manifest.json").read_bytes().replace(v2.encode(), bad.name.encode())
+        )
+        weights = bad / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-8] + b"tampered")
+        pointer = {"version": bad.name, "previous": v2, "updated_at": "2026-11-28T00:00:00"}
+        (registry / ".current.tmp").write_bytes(orjson.dumps(pointer))
+        os.replace(registry / ".current.tmp", registry / "current")
+        await _until_metric(port, "logad_model_refused_total 1.0")
+        await produce(kafka_bootstrap, topics.input, messages(parts[2]))
+        ids2 = ids1 | {s.session_id for s in parts[2]}
+        records = await read_topic(kafka_bootstrap, topics.scores, covers(ids2), 60)
+        loop = asyncio.get_running_loop()
+        assert (await loop.run_in_executor(None, http_get, port, "/readyz"))[0] == 200
+
+    scores = scores_of(records)  # one scores partition: in the order they were produced
+    assert {s.session_id for s in scores} == ids2, "no window lost"
+    assert len({s.window_id for s in scores}) == len(scores), "no window scored twice"
+    versions = [s.model_version for s in scores]
+    switch = versions.index(v2)
+    assert set(versions[:switch]) == {v1} and set(versions[switch:]) == {v2}
+    assert all(s.model_version == v1 for s in scores if s.session_id in ids0)
+    assert all(s.model_version == v2 for s in scores if s.session_id in ids2 - ids1)

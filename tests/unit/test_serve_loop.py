@@ -1,0 +1,160 @@
+"""The serve loop's pieces with a fake consumer and producer: ingest, dead letters,
+backpressure, commits, revoke and restart-skip, without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from aiokafka import ConsumerRecord, TopicPartition
+from test_worker import FakeProducer, FakeScorer
+
+from schemas.events import LogEvent
+from stream.serve import Service
+from stream.settings import ServeSettings
+
+TOPIC = "in"
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.assigned: set[TopicPartition] = set()
+        self.paused_tps: set[TopicPartition] = set()
+        self.commits: list[dict[TopicPartition, tuple[int, str]]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def pause(self, *tps: TopicPartition) -> None:
+        self.paused_tps |= set(tps)
+
+    def resume(self, *tps: TopicPartition) -> None:
+        self.paused_tps -= set(tps)
+
+    def paused(self) -> set[TopicPartition]:
+        return set(self.paused_tps)
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return 100
+
+    async def commit(self, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
+        self.commits.append(offsets)
+
+
+def record(partition: int, offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(TOPIC, partition, offset, 0, 0, b"k", value, None, 0, len(value), ())
+
+
+def event(sid: str, ts: int, eid: str = "E1") -> bytes:
+    return LogEvent(ts, "svc", sid, eid, attrs={"label": 0}).encode()
+
+
+def make_service(**overrides: Any) -> tuple[Service, FakeConsumer, FakeProducer]:
+    settings = ServeSettings(
+        model=Path("unused"),
+        input_topic=TOPIC,
+        scores_topic="scores",
+        alerts_topic="alerts",
+        dlq_topic="dlq",
+        gap_ms=1000,
+        max_batch_wait_ms=0,
+        metrics_port=0,
+        **overrides,
+    )
+    consumer, producer = FakeConsumer(), FakeProducer()
+    service = Service(settings, FakeScorer("v1"), consumer, producer, _metrics())
+    service.send = producer.send
+    service.worker._send = producer.send
+    return service, consumer, producer
+
+
+def _metrics() -> Any:
+    from stream.metrics import ServeMetrics
+
+    return ServeMetrics()
+
+
+async def assign(service: Service, consumer: FakeConsumer, partitions: set[int]) -> None:
+    consumer.assigned |= {TopicPartition(TOPIC, p) for p in partitions}
+    service.offsets.assign(partitions)
+
+
+async def test_bad_messages_go_to_the_dlq_and_commits_wait_for_scores() -> None:
+    service, consumer, producer = make_service()
+    await assign(service, consumer, {0})
+    task = asyncio.create_task(service.worker.run())
+    recs = [
+        record(0, 0, event("a", 1000)),
+        record(0, 1, b"{not json"),
+        record(0, 2, event("b", 1100)),
+        record(0, 3, event("a", 1200)),
+    ]
+    bad = service._ingest({TopicPartition(TOPIC, 0): recs}, now=0)
+    assert [r.offset for r, _e in bad] == [1]
+    await service._commit_safe()
+    assert consumer.commits[-1][TopicPartition(TOPIC, 0)][0] == 0  # a's window is open
+    await service._dead_letter(bad)
+    # An event 5 s later closes a and b by the gap; c stays open from offset 4.
+    service._ingest({TopicPartition(TOPIC, 0): [record(0, 4, event("c", 6000))]}, now=0)
+    await service.acks.wait_until(lambda: service.offsets.in_flight() == 0)
+    await service._commit_safe()
+    assert consumer.commits[-1][TopicPartition(TOPIC, 0)] == (4, "")
+    dlq = [
+        (v, h) for (t, _k, v), h in zip(producer.sent, producer.headers, strict=True) if t == "dlq"
+    ]
+    assert len(dlq) == 1 and dlq[0][0] == b"{not json"
+    headers = dict(dlq[0][1] or [])
+    assert headers["error.type"] == b"DecodeError" and headers["source.offset"] == b"1"
+    scored = {v["session_id"] for t, _k, v in producer.sent if t == "scores"}
+    assert scored == {"a", "b"}
+    # Revoke: c is flushed, scored and committed before the partition goes.
+    await service.on_revoked({0})
+    assert consumer.commits[-1][TopicPartition(TOPIC, 0)] == (5, "")
+    assert {v["session_id"] for t, _k, v in producer.sent if t == "scores"} == {"a", "b", "c"}
+    assert service.offsets.assigned == frozenset()
+    service.worker.stop()
+    await task
+
+
+async def test_full_queue_pauses_partitions_and_resumes_at_half() -> None:
+    service, consumer, _ = make_service(queue_max_windows=4)
+    await assign(service, consumer, {0, 1})
+    service.worker.backlog = 4
+    service._backpressure()
+    assert consumer.paused_tps == consumer.assigned
+    service.worker.backlog = 3
+    service._backpressure()
+    assert consumer.paused_tps == consumer.assigned  # hysteresis: not yet
+    service.worker.backlog = 2
+    service._backpressure()
+    assert consumer.paused_tps == set()
+    assert service.metrics.pauses._value.get() == 1
+
+
+async def test_restart_skips_what_the_commit_metadata_says_was_scored() -> None:
+    first, consumer, _ = make_service()
+    await assign(first, consumer, {0})
+    first.offsets.consumed(0, 9)
+    first.offsets.hold(0, 0)
+    first.offsets.finished(0, 0, 6, "long")  # scored; the commit at 3 cuts through it
+    (off, meta) = first.offsets.to_commit(lambda p: 3)[0]
+    assert off == 3 and meta
+
+    second, consumer2, producer2 = make_service()
+    consumer2.assigned = {TopicPartition(TOPIC, 0)}
+    second.offsets.assign({0})
+    second.offsets.restore(0, off, meta)
+    task = asyncio.create_task(second.worker.run())
+    recs = [
+        record(0, 3, event("other", 1000)),
+        record(0, 5, event("long", 1001)),  # the tail of a scored window: skipped
+        record(0, 7, event("long", 1002)),  # past it: a window of its own
+    ]
+    second._ingest({TopicPartition(TOPIC, 0): recs}, now=0)
+    second._submit(second.sessions.flush_all())
+    second.worker.stop()
+    await task
+    await second.acks.wait_until(lambda: second.worker.backlog == 0)
+    sent = [v for t, _k, v in producer2.sent if t == "scores"]
+    assert sorted((s["session_id"], s["n_events"]) for s in sent) == [("long", 1), ("other", 1)]

@@ -1,0 +1,158 @@
+"""ScoringWorker with a fake scorer and a fake producer: batching, publishing, acks, reload."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pytest
+
+from schemas.scores import Score
+from schemas.windows import Window
+from stream.batcher import Batcher
+from stream.kafka_io import Acks, Headers
+from stream.metrics import ServeMetrics
+from stream.worker import ScoringWorker
+
+
+class FakeScorer:
+    def __init__(self, version: str) -> None:
+        self.model_version = version
+        self.threads: set[str] = set()
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        self.threads.add(threading.current_thread().name)
+        return [
+            Score(
+                window_id=w.window_id,
+                session_id=w.session_id,
+                window_index=w.index,
+                model_version=self.model_version,
+                score=1.0 if "BAD" in w.events else 0.0,
+                threshold=0.5,
+                anomalous="BAD" in w.events,
+                n_events=len(w.events),
+                first_ts=w.first_ts,
+                last_ts=w.last_ts,
+                scored_at=now_ms,
+            )
+            for w in windows
+        ]
+
+
+class FakeProducer:
+    def __init__(self, fail_topic: str | None = None) -> None:
+        self.sent: list[tuple[str, bytes | None, Any]] = []
+        self.fail_topic = fail_topic
+        self.headers: list[Headers | None] = []
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if topic == self.fail_topic:
+            fut.set_exception(RuntimeError("broker said no"))
+        else:
+            assert value is not None
+            try:
+                self.sent.append((topic, key, orjson.loads(value)))
+            except orjson.JSONDecodeError:
+                self.sent.append((topic, key, value))  # a dead letter's raw bytes
+            self.headers.append(headers)
+            fut.set_result(None)
+        return fut
+
+
+def win(i: int, events: tuple[str, ...] = ("A", "B")) -> Window:
+    return Window.build(f"s{i}", 0, events, 1000 + i, 2000 + i, 0, i, i)
+
+
+def make_worker(
+    scorer: FakeScorer, producer: FakeProducer, wait_ms: int = 0
+) -> tuple[ScoringWorker, Acks, list[Window]]:
+    acks = Acks()
+    done: list[Window] = []
+    worker = ScoringWorker(
+        scorer,
+        Batcher(max_tokens=4096, max_wait_ms=wait_ms),
+        producer.send,
+        acks,
+        scores_topic="scores",
+        alerts_topic="alerts",
+        on_done=done.append,
+        metrics=ServeMetrics(),
+    )
+    return worker, acks, done
+
+
+async def test_scores_every_window_and_alerts_anomalous_ones() -> None:
+    scorer, producer = FakeScorer("v1"), FakeProducer()
+    worker, acks, done = make_worker(scorer, producer, wait_ms=10_000)
+    windows = [win(i, ("A", "BAD") if i % 3 == 0 else ("A", "B")) for i in range(10)]
+    worker.submit(windows, now_ms=0)
+    assert worker.backlog == 10
+    worker.stop()
+    await worker.run()
+    await acks.wait_until(lambda: worker.backlog == 0)
+    scores = [v for t, _k, v in producer.sent if t == "scores"]
+    alerts = [v for t, _k, v in producer.sent if t == "alerts"]
+    assert sorted(s["window_id"] for s in scores) == sorted(w.window_id for w in windows)
+    assert sorted(a["session_id"] for a in alerts) == ["s0", "s3", "s6", "s9"]
+    assert all(a["events"] == ["A", "BAD"] for a in alerts)
+    assert all(k == v["session_id"].encode() for _t, k, v in producer.sent)
+    assert sorted(w.session_id for w in done) == sorted(w.session_id for w in windows)
+    assert scorer.threads and all(t.startswith("logad-score") for t in scorer.threads)
+
+
+async def test_model_switch_happens_between_batches() -> None:
+    old, new, producer = FakeScorer("v1"), FakeScorer("v2"), FakeProducer()
+    worker, acks, _done = make_worker(old, producer)
+    task = asyncio.create_task(worker.run())
+    worker.submit([win(1)], now_ms=0)
+    await acks.wait_until(lambda: worker.backlog == 0)
+    worker.offer(new)
+    worker.submit([win(2), win(3)], now_ms=0)
+    worker.stop()
+    await task
+    versions = {v["session_id"]: v["model_version"] for t, _k, v in producer.sent}
+    assert versions == {"s1": "v1", "s2": "v2", "s3": "v2"}
+    assert worker.scorer is new
+
+
+async def test_failed_send_surfaces_and_windows_stay_unfinished() -> None:
+    scorer, producer = FakeScorer("v1"), FakeProducer(fail_topic="scores")
+    worker, acks, done = make_worker(scorer, producer)
+    worker.submit([win(1)], now_ms=0)
+    worker.stop()
+    await worker.run()
+    with pytest.raises(RuntimeError, match="broker said no"):
+        await acks.wait_until(lambda: worker.backlog == 0)
+    assert done == []
+    assert worker.backlog == 1
+
+
+async def test_loop_stays_responsive_while_the_model_runs() -> None:
+    gate = threading.Event()
+
+    class SlowScorer(FakeScorer):
+        def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+            gate.wait(5)
+            return super().score_windows(windows, now_ms)
+
+    producer = FakeProducer()
+    worker, acks, _ = make_worker(SlowScorer("v1"), producer)
+    task = asyncio.create_task(worker.run())
+    worker.submit([win(1)], now_ms=0)
+    ticks = 0
+    for _ in range(5):  # the loop runs while the scorer blocks its thread
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks == 5 and producer.sent == []
+    gate.set()
+    await acks.wait_until(lambda: worker.backlog == 0)
+    worker.stop()
+    await task
+    assert len(producer.sent) == 1
