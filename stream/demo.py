@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,8 +41,10 @@ class DemoSettings:
     workdir: Path = Path("demo-out")
     days: int = 3
     sessions_per_day: int = 2_000
-    preset: str = "small"
-    epochs: int = 3
+    preset: str = "tiny"
+    epochs: int = 20
+    lr: float = 3e-3
+    tokens_per_batch: int = 2048
     live_sessions: int = 1_500
     anomaly_rate: float = 0.05
     rate: float = 4_000.0
@@ -194,8 +197,12 @@ def run_demo(s: DemoSettings) -> int:
         write_days(sim, days_dir, date.today())
         if not (model_dir / "manifest.json").is_file():
             out(f"[3/6] training a '{s.preset}' model for {s.epochs} epochs")
+            # A run interrupted earlier left checkpoints behind; the demo starts afresh.
+            shutil.rmtree(model_dir.with_name(model_dir.name + ".run"), ignore_errors=True)
             rc = logad_main(
                 [
+                    "--log-level",
+                    "warning",
                     "train",
                     "--data",
                     str(days_dir),
@@ -207,6 +214,14 @@ def run_demo(s: DemoSettings) -> int:
                     str(s.epochs),
                     "--seed",
                     str(s.seed),
+                    "--lr",
+                    str(s.lr),
+                    "--tokens-per-batch",
+                    str(s.tokens_per_batch),
+                    "--warmup-steps",
+                    "10",
+                    "--cpu-threads",
+                    "1",
                 ]
             )
             if rc != 0:
