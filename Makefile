@@ -33,3 +33,7 @@ test-fast: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/out
+
+# The main job: Kafka, simulated days, training, serve, live alerts, precision/recall.
+demo: kafka-jars
+	$(VENV)/bin/logad demo --workdir demo-out
