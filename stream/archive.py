@@ -9,13 +9,14 @@ next line never glues onto it). Files are fsynced when they are rotated out and 
 
 A day is complete once the stream's watermark has passed its end plus a grace: then a
 `.done` marker is written beside it, and the nightly trainer (which reads complete days only)
-may use it.
+may use it. `ArchiveTap` is how `logad serve` drives it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -178,3 +179,72 @@ class DailyArchive:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ArchiveTap:
+    """`logad serve`'s side of the archive.
+
+    Appends come from the scoring thread, right after a batch is scored; submissions and
+    completion ticks come from the event loop, so one lock guards the archive. A day is
+    marked complete only for a watermark whose windows are all on disk: each tick snapshots
+    (watermark, windows submitted so far), and the snapshot is used at a later tick, once
+    every window submitted before it has been appended (batches may finish out of order).
+    One snapshot is pending at a time, so the bookkeeping stays bounded.
+    """
+
+    def __init__(self, archive: DailyArchive) -> None:
+        self.archive = archive
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._unwritten: dict[int, int] = {}  # epoch -> its windows not yet appended
+        self._epoch_of: dict[int, int] = {}  # id(window) -> epoch; windows are held meanwhile
+        self._pending: tuple[int, int] | None = None  # (epoch, watermark)
+
+    def submitted(self, windows: Sequence[Window]) -> None:
+        if not windows:
+            return
+        with self._lock:
+            e = self._epoch
+            for w in windows:
+                self._epoch_of[id(w)] = e
+            self._unwritten[e] = self._unwritten.get(e, 0) + len(windows)
+
+    def append(self, scored: list[tuple[Window, Score]]) -> None:
+        with self._lock:
+            self.archive.append_many(scored)
+            for w, _ in scored:
+                e = self._epoch_of.pop(id(w), None)
+                if e is None:
+                    continue  # not submitted through this tap
+                left = self._unwritten[e] - 1
+                if left:
+                    self._unwritten[e] = left
+                else:
+                    del self._unwritten[e]
+
+    def tick(self, watermark_ms: int | None) -> list[date]:
+        """Mark the days a fully written snapshot completes; take a new snapshot."""
+        marked: list[date] = []
+        with self._lock:
+            if self._pending is not None:
+                epoch, wm = self._pending
+                if min(self._unwritten, default=epoch + 1) > epoch:
+                    marked = self.archive.mark_complete(wm)
+                    self._pending = None
+            if self._pending is None and watermark_ms is not None:
+                self._pending = (self._epoch, watermark_ms)
+                self._epoch += 1
+        return marked
+
+    def close(self, watermark_ms: int | None = None) -> list[date]:
+        """At shutdown, once every window is scored: mark what `watermark_ms` (the last
+        watermark, else the pending one) completes, then fsync and close every day."""
+        marked: list[date] = []
+        with self._lock:
+            if watermark_ms is None and self._pending is not None:
+                watermark_ms = self._pending[1]
+            if watermark_ms is not None and not self._unwritten:
+                marked = self.archive.mark_complete(watermark_ms)
+            self._pending = None
+            self.archive.close()
+        return marked

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     hints = typing.get_type_hints(ServeSettings)
     for f in dataclasses.fields(ServeSettings):
         flag = "--" + f.name.replace("_", "-")
-        text = SERVE_HELP[f.name] + f" (default: {_show(f.default)})"
+        text = SERVE_HELP[f.name] + f" (default: {_show(f.default, f.name == 'model')})"
         if hints[f.name] is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=text
@@ -52,10 +52,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def _show(value: object) -> str:
+def _show(value: object, required: bool) -> str:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
-    return "required" if value is None else str(value)
+    if value is None:
+        return "required" if required else "unset"
+    return str(value)
 
 
 def _metavar(tp: object) -> str:

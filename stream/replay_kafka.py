@@ -2,7 +2,10 @@
 
 Partitions are assigned (not subscribed) and nothing is committed, so the live group's
 committed offsets never move. Start and end offsets come from `offsets_for_times` (the
-messages' own timestamps); each partition is read from its start to its end offset.
+messages' own timestamps); each partition is read from its start to its end offset, and
+only messages stamped within [from, to) are kept (a producer's timestamps need not follow
+its offsets). A message stamped before `to` but written after the first one stamped at or
+after it lies past the end offset and is not read.
 Records are returned by (partition, offset), a deterministic order.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.errors import DataError, DecodeError
 from schemas.events import LogEvent
@@ -34,6 +38,21 @@ async def offset_range(
     return out
 
 
+async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partition ids, from the broker's metadata (raises DataError if none)."""
+    # A group-less consumer's own metadata holds only assigned topics, so ask directly.
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="logad-replay")
+    await admin.start()
+    try:
+        descs = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    parts = [p["partition"] for d in descs if d["error_code"] == 0 for p in d["partitions"]]
+    if not parts:
+        raise DataError(f"topic {topic} does not exist on {bootstrap}")
+    return sorted(parts)
+
+
 async def kafka_items(
     bootstrap: str, topic: str, from_ms: int, to_ms: int, progress: Progress = _noop
 ) -> list[Item]:
@@ -44,13 +63,10 @@ async def kafka_items(
         client_id="logad-replay",
         auto_offset_reset="earliest",
     )
+    parts = await topic_partitions(bootstrap, topic)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the metadata partitions_for_topic reads
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            raise DataError(f"topic {topic} does not exist on {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         ranges = await offset_range(consumer, tps, from_ms, to_ms)
         for tp, (start, _) in ranges.items():
@@ -65,6 +81,8 @@ async def kafka_items(
                 for r in recs:
                     if r.offset >= end:
                         break
+                    if not from_ms <= r.timestamp < to_ms:
+                        continue  # written in the range's offsets, stamped outside its times
                     try:
                         event = LogEvent.decode(r.value or b"")
                     except DecodeError as e:

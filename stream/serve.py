@@ -27,6 +27,7 @@ from schemas.errors import DecodeError
 from schemas.events import LogEvent
 from schemas.registry import is_registry, resolve_model
 from schemas.windows import Window
+from stream.archive import ArchiveTap, DailyArchive
 from stream.batcher import Batcher
 from stream.kafka_io import (
     Acks,
@@ -87,6 +88,12 @@ class Service:
         self.send = producer_send(producer)
         s = settings
         batcher = Batcher(s.max_batch_tokens, s.max_batch_wait_ms, s.length_buckets)
+        self.archive: ArchiveTap | None = None
+        if s.archive_dir is not None:
+            # A day is whole once the watermark is past its end by a gap (its last sessions
+            # have closed) plus the lateness the watermark allows.
+            grace = s.gap_ms + s.allowed_lateness_ms
+            self.archive = ArchiveTap(DailyArchive(s.archive_dir, grace_ms=grace))
         self.worker = ScoringWorker(
             scorer,
             batcher,
@@ -97,6 +104,7 @@ class Service:
             on_done=self._scored,
             metrics=metrics,
             outbox=self._to_outbox if settings.exactly_once else None,
+            on_scored=self.archive.append if self.archive is not None else None,
         )
         self.txn = TxnOutbox(settings) if settings.exactly_once else None
         self._revoking: set[int] = set()
@@ -127,12 +135,19 @@ class Service:
                 self._observe()
             self._check(tasks)
             assigned = set(self.offsets.assigned)
+            watermark = self.sessions.min_watermark(assigned)
             await self._finish(assigned, self.sessions.flush_all())
             if self.txn is not None:
                 await self.txn.close(assigned)
             self.worker.stop()
             await tasks[0]
+            if self.archive is not None:  # every window is scored and appended by now
+                self.archive.close(watermark)
+                self.archive = None
         finally:
+            if self.archive is not None:  # after a failure: fsync what was written
+                with contextlib.suppress(Exception):
+                    self.archive.close()
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -184,6 +199,8 @@ class Service:
     def _submit(self, windows: list[Window]) -> None:
         for w in windows:
             self.offsets.hold(w.partition, w.first_offset)
+        if self.archive is not None:
+            self.archive.submitted(windows)
         self.worker.submit(windows, monotonic_ms())
 
     async def _dead_letter(self, bad: Undecodable) -> None:
@@ -225,6 +242,8 @@ class Service:
 
     async def _commit_safe(self, partitions: set[int] | None = None) -> None:
         self._next_commit = monotonic_ms() + self.s.commit_interval_ms
+        if self.archive is not None and partitions is None:
+            self.archive.tick(self.sessions.min_watermark(self.offsets.assigned))
         offsets = self.offsets.to_commit(self.sessions.min_open_offset, partitions)
         if not offsets:
             return

@@ -256,6 +256,18 @@ class Sessionizer:
                 del self._closed[key]
         return out
 
+    def min_watermark(self, partitions: Iterable[int]) -> int | None:
+        """The lowest watermark over `partitions`; None when there are none, or when one
+        has seen no event yet (its event time is unknown, so nothing can be said of it)."""
+        lowest: int | None = None
+        for p in partitions:
+            part = self._parts.get(p)
+            if part is None or part.watermark == -_NEVER:
+                return None
+            if lowest is None or part.watermark < lowest:
+                lowest = part.watermark
+        return lowest
+
     def min_open_offset(self, partition: int) -> int | None:
         """The lowest offset still held by an open window of the partition (None if none)."""
         part = self._parts.get(partition)

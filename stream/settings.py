@@ -47,6 +47,9 @@ SERVE_HELP: dict[str, str] = {
     "device": "scoring device: auto, cpu, cuda, cuda:N",
     "score_threads": "CPU threads for the model (0 = torch's default, one per core)",
     "reload_check_s": "how often a registry's 'current' pointer is checked (0 = never)",
+    "archive_dir": "append every scored window, as a Session line with its score, to "
+    "DIR/preprocessed_logs_YYYY-MM-DD.jsonl, and mark days complete (.done) as the "
+    "watermark passes them (unset = no archive)",
 }
 
 
@@ -86,6 +89,7 @@ class ServeSettings:
     device: str = "auto"
     score_threads: int = 0
     reload_check_s: float = 5.0
+    archive_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if self.model is None:

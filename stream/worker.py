@@ -58,6 +58,7 @@ class ScoringWorker:
         on_done: Callable[[Window], None],
         metrics: ServeMetrics,
         outbox: Callable[[Window, tuple[Message, ...]], None] | None = None,
+        on_scored: Callable[[list[tuple[Window, Score]]], None] | None = None,
     ) -> None:
         self.scorer = scorer
         self._batcher = batcher
@@ -69,6 +70,9 @@ class ScoringWorker:
         self._metrics = metrics
         self._outbox = outbox
         """Exactly-once mode: results wait there for their transaction instead of being sent."""
+        self._on_scored = on_scored
+        """Called in the scoring thread with each batch's results, before they are sent
+        (the daily archive); an exception there fails the worker like a scoring error."""
         self._ready: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -144,11 +148,9 @@ class ScoringWorker:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         scores = await loop.run_in_executor(
-            self._executor, scorer.score_windows, batch.windows, wall_ms()
+            self._executor, self._score_batch, scorer, batch.windows, wall_ms()
         )
         latency = time.perf_counter() - t0
-        if len(scores) != len(batch.windows):
-            raise RuntimeError(f"scorer returned {len(scores)} scores for {len(batch.windows)}")
         n_alerts = sum(s.anomalous for s in scores)
         messages = [self._messages(w, s) for w, s in zip(batch.windows, scores, strict=True)]
         if self._outbox is not None:
@@ -174,6 +176,15 @@ class ScoringWorker:
             model_version=scorer.model_version,
             backlog=self.backlog,
         )
+
+    def _score_batch(self, scorer: Scorer, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        """In the scoring thread: score, then hand the results to `on_scored`."""
+        scores = scorer.score_windows(windows, now_ms)
+        if len(scores) != len(windows):
+            raise RuntimeError(f"scorer returned {len(scores)} scores for {len(windows)}")
+        if self._on_scored is not None:
+            self._on_scored(list(zip(windows, scores, strict=True)))
+        return scores
 
     def _messages(self, window: Window, score: Score) -> tuple[Message, ...]:
         """The Score, and the Alert when anomalous, keyed by session id."""

@@ -1,7 +1,8 @@
 """The closed loop without `serve`: archive -> retrain (gate) -> registry -> replay.
 
-`logad serve --archive-dir` is not wired yet, so the archive is written here through
-`DailyArchive` from simulated, labelled windows, as serve's hook would write it.
+The archive is written here through `DailyArchive` from simulated, labelled windows, as
+`logad serve --archive-dir` writes it (tests/integration/test_serve_archive.py covers that
+path), which keeps this test to training and the gate.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ TINY = [
     "--preset",
     "tiny",
     "--lr",
-    "1e-3",
+    "3e-3",
     "--tokens-per-batch",
-    "2048",
+    "1024",
     "--cpu-threads",
     "1",
     "--device",
@@ -92,7 +93,9 @@ def test_retrain_promotes_then_rejects_a_worse_candidate_and_replay_is_stable(
     archive, registry = tmp_path / "archive", tmp_path / "registry"
     _archive(archive)
     train_config = tmp_path / "train.toml"
-    train_config.write_text("val_fraction = 0.2\nthreshold_quantile = 0.99\nnum_workers = 0\n")
+    train_config.write_text(
+        "val_fraction = 0.2\nthreshold_quantile = 0.99\nnum_workers = 0\nwarmup_steps = 10\n"
+    )
     base = [
         "retrain",
         "--archive-dir",
@@ -105,7 +108,8 @@ def test_retrain_promotes_then_rejects_a_worse_candidate_and_replay_is_stable(
         str(train_config),
         *TINY,
     ]
-    assert _main([*base, "--epochs", "10"]) == 0
+    # Trained enough to find the held-out day's anomalies (F1 well above 0).
+    assert _main([*base, "--epochs", "40"]) == 0
     [first] = _decisions(registry)
     assert first["promoted"] and "first candidate" in str(first["reason"])
     assert first["train_days"] == ["2026-11-01"] and first["holdout_day"] == "2026-11-02"

@@ -13,6 +13,7 @@ from schemas.scores import Score
 from schemas.windows import Window
 from stream.archive import (
     DAY_MS,
+    ArchiveTap,
     DailyArchive,
     completed_days,
     cut_torn_tail,
@@ -108,3 +109,37 @@ def test_rotation_closes_old_days(tmp_path: Path) -> None:
     assert sorted(a._fds) == [date(2026, 1, 2), date(2026, 1, 3)]
     a.close()
     assert a._fds == {}
+
+
+def test_tap_marks_a_day_only_once_every_window_before_the_watermark_is_written(
+    tmp_path: Path,
+) -> None:
+    tap = ArchiveTap(DailyArchive(tmp_path, grace_ms=0))
+    done = tmp_path / "preprocessed_logs_2026-01-01.jsonl.done"
+    first, second = _scored("a", D1 + 5), _scored("b", D1 + 6)
+    tap.submitted([first[0], second[0]])
+    tap.append([second])  # batches may finish out of order
+    assert tap.tick(D1 + DAY_MS) == []  # the snapshot: both windows were submitted before it
+    late = _scored("c", D1 + DAY_MS + 1)
+    tap.submitted([late[0]])  # after the snapshot: not waited for
+    assert tap.tick(D1 + DAY_MS) == [] and not done.exists()  # "a" is not written yet
+    tap.append([first])
+    assert tap.tick(D1 + 2 * DAY_MS) == [date(2026, 1, 1)] and done.exists()
+    # The next snapshot (taken after "c" was submitted) waits for "c".
+    assert tap.tick(D1 + 2 * DAY_MS) == []
+    tap.append([late])
+    assert tap.close(D1 + 3 * DAY_MS) == [date(2026, 1, 2)]
+    ids = [s.session_id for f in find_daily_files([tmp_path]) for s in read_sessions(f.path)]
+    assert ids == ["b", "a", "c"]
+
+
+def test_tap_close_leaves_days_unmarked_while_windows_are_unwritten(tmp_path: Path) -> None:
+    tap = ArchiveTap(DailyArchive(tmp_path, grace_ms=0))
+    w, s = _scored("a", D1 + 5)
+    tap.append([(w, s)])
+    tap.submitted([_scored("b", D1 + 6)[0]])  # never written: scoring failed
+    assert tap.close(D1 + 2 * DAY_MS) == []
+    assert not list(tmp_path.glob("*.done"))
+    assert [
+        x.session_id for x in read_sessions(tmp_path / "preprocessed_logs_2026-01-01.jsonl")
+    ] == ["a"]

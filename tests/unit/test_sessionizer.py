@@ -47,6 +47,20 @@ def test_the_watermark_is_per_partition() -> None:
     assert w.session_id == "a"
 
 
+def test_min_watermark_is_the_lowest_partition_and_unknown_until_each_has_events() -> None:
+    sz = make(gap_ms=30_000, allowed_lateness_ms=500)
+    assert sz.min_watermark([]) is None
+    sz.add(ev(10_000, "a"), 0, 0, now_ms=0)
+    assert sz.min_watermark([0]) == T0 + 9_500
+    assert sz.min_watermark([0, 1]) is None  # partition 1 has seen nothing yet
+    sz.add(ev(4_000, "b"), 1, 0, now_ms=0)
+    assert sz.min_watermark([0, 1]) == T0 + 3_500
+    sz.add(ev(2_000, "b"), 1, 1, now_ms=0)  # out of order: the watermark never goes back
+    assert sz.min_watermark([1]) == T0 + 3_500
+    sz.flush_partitions([1])
+    assert sz.min_watermark([0, 1]) is None and sz.min_watermark([0]) == T0 + 9_500
+
+
 def test_an_event_after_its_own_gap_starts_the_next_window_not_a_late_one() -> None:
     sz = make(gap_ms=30_000)
     sz.add(ev(0, "a"), 0, 0, now_ms=0)

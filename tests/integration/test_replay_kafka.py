@@ -1,0 +1,124 @@
+"""`logad replay --topic`: a time range of a topic matches the archive's replay, per session,
+and moves no consumer group's offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+from serve_support import DAY, DAY_MS, tiny_bundle
+
+from schemas.daily_files import daily_file_name, write_sessions
+from schemas.scores import Score
+from stream.archive import DAY_MS as ONE_DAY_MS
+from stream.cli import main
+from stream.simulate import SimSession, interleave, simulate_day
+
+CreateTopic = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
+
+
+async def _produce_at_event_time(bootstrap: str, topic: str, sessions: list[SimSession]) -> None:
+    """Keyed by session id, each message stamped with its event's own time."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, e.encode(), key=e.session_id.encode(), timestamp_ms=e.ts)
+            for e in interleave(sessions)
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def _groups(bootstrap: str) -> set[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {g[0] for g in await admin.list_consumer_groups()}
+    finally:
+        await admin.close()
+
+
+async def _committed(bootstrap: str, group: str, tps: list[TopicPartition]) -> list[int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        return [await consumer.committed(tp) for tp in tps]
+    finally:
+        await consumer.stop()
+
+
+async def _commit(bootstrap: str, group: str, offsets: dict[TopicPartition, int]) -> None:
+    """A live group's position, as `logad serve` would have committed it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+    finally:
+        await consumer.stop()
+
+
+def _verdicts(path: Path) -> dict[str, bool]:
+    """Per session: did any of its windows score as anomalous."""
+    out: dict[str, bool] = {}
+    for line in path.read_bytes().splitlines():
+        s = Score.decode(line)
+        out[s.session_id] = out.get(s.session_id, False) or s.anomalous
+    return out
+
+
+@pytest.mark.slow
+async def test_replay_from_kafka_matches_replay_from_the_archive(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
+) -> None:
+    await create_topic(topic_name, 2)
+    days = [DAY, DAY + timedelta(days=1)]
+    per_day = [
+        simulate_day(random.Random(70 + i), DAY_MS + i * ONE_DAY_MS, 120, 0.15) for i in (0, 1)
+    ]
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for day, sims in zip(days, per_day, strict=True):
+        write_sessions(archive / daily_file_name(day), [s.to_session() for s in sims])
+    sessions = per_day[0] + per_day[1]
+    await _produce_at_event_time(kafka_bootstrap, topic_name, sessions)
+    # Outside the range: the day before, which the replay must leave out.
+    before = simulate_day(random.Random(69), DAY_MS - ONE_DAY_MS, 20, 0.0)
+    await _produce_at_event_time(kafka_bootstrap, topic_name, before)
+    tps = [TopicPartition(topic_name, p) for p in (0, 1)]
+    live = f"{topic_name}.live"
+    await _commit(kafka_bootstrap, live, {tps[0]: 7, tps[1]: 3})
+    groups = await _groups(kafka_bootstrap)
+
+    loop = asyncio.get_running_loop()
+    from_kafka, from_days = tmp_path / "kafka.jsonl", tmp_path / "days.jsonl"
+    d1, d3 = (str(d) + "T00:00:00Z" for d in (days[0], days[0] + timedelta(days=2)))
+    common = ["--model", str(bundle), "--device", "cpu"]
+    argv = ["replay", *common, "--topic", topic_name, "--bootstrap", kafka_bootstrap]
+    argv += ["--from-time", d1, "--to-time", d3, "--out", str(from_kafka)]
+    assert await loop.run_in_executor(None, main, argv) == 0
+    argv = ["replay", *common, "--days-dir", str(archive), "--out", str(from_days)]
+    assert await loop.run_in_executor(None, main, argv) == 0
+
+    kafka, archived = _verdicts(from_kafka), _verdicts(from_days)
+    assert set(kafka) == {s.session_id for s in sessions}, "exactly the range's sessions"
+    assert kafka == archived, "same sessions, same verdicts"
+    assert any(kafka.values()) and not all(kafka.values())
+    # Read with no group: no group appeared and the live group's commits did not move.
+    assert await _groups(kafka_bootstrap) == groups
+    assert await _committed(kafka_bootstrap, live, tps) == [7, 3]
+    assert date.fromisoformat(d1[:10]) == DAY
