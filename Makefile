@@ -37,3 +37,7 @@ clean:
 # The main job: Kafka, simulated days, training, serve, live alerts, precision/recall.
 demo: kafka-jars
 	$(VENV)/bin/logad demo --workdir demo-out
+
+# Detection quality on HDFS (CPU, about 10 min): bench/results/quality_hdfs.json, bundle in bench/out/hdfs/model/.
+bench-quality: $(STAMP)
+	$(PY) bench/quality_hdfs.py

@@ -28,7 +28,7 @@ def _command_modules() -> list[ModuleType]:
         cli_serve,
         cli_simulate,
     )
-    from trainer import cli_train
+    from trainer import cli_evaluate, cli_train
 
     return [
         cli_demo,
@@ -40,6 +40,7 @@ def _command_modules() -> list[ModuleType]:
         cli_retrain,
         cli_registry,
         cli_models,
+        cli_evaluate,
     ]
 
 

@@ -1,0 +1,267 @@
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+import torch
+
+from schemas.daily_files import write_sessions
+from schemas.errors import ConfigError, LogadError
+from schemas.sessions import Session
+from schemas.vocab import Vocab
+from schemas.windows import MAX_EVENTS
+from trainer import cli_evaluate
+from trainer.calibration import calibrate
+from trainer.end_marker import END_EVENT, marked, uses_end_marker, with_end
+from trainer.evaluate import (
+    in_chunks,
+    score_sets,
+    session_max,
+    split_sessions,
+)
+from trainer.evaluate_run import passes_per_window
+from trainer.export import export_bundle
+from trainer.metrics import Population
+from trainer.model import bert_config, build_model, get_preset
+from trainer.scoring import ScoringStrategy
+
+
+def test_split_sessions_cuts_like_the_stream() -> None:
+    sw = split_sessions([["a"] * (2 * MAX_EVENTS + 3), ["b"] * 5, []])
+    assert [len(w) for w in sw.windows] == [MAX_EVENTS, MAX_EVENTS, 3, 5, 0]
+    assert sw.owner.tolist() == [0, 0, 0, 1, 2]
+    assert sw.n_sessions == 3
+
+
+def test_session_score_is_the_max_over_windows() -> None:
+    owner = np.array([0, 0, 0, 1, 2])
+    assert session_max([1.0, 5.0, 2.0, 0.5, 0.0], owner, 3).tolist() == [5.0, 0.5, 0.0]
+    with pytest.raises(ValueError):
+        session_max([1.0], owner, 3)
+
+
+def test_in_chunks_returns_results_in_input_order() -> None:
+    windows = [("a",) * n for n in (5, 1, 3, 2, 4)]
+    seen: list[int] = []
+
+    def fn(batch: list[tuple[str, ...]]) -> list[int]:
+        seen.append(len(batch))
+        return [len(w) for w in batch]
+
+    assert in_chunks(fn, windows, chunk=2, progress=False) == [5, 1, 3, 2, 4]
+    assert seen == [2, 2, 1]
+
+
+def _bad_count(batch: Sequence[Sequence[str]]) -> list[float]:
+    return [float(sum(e == "BAD" for e in w)) for w in batch]
+
+
+def test_score_sets_flags_a_session_by_any_window() -> None:
+    long_bad = ["ok"] * MAX_EVENTS + ["BAD"]  # the anomaly sits in the second window
+    normal = [["ok"] * 3, ["ok"] * (MAX_EVENTS + 20)]
+    abnormal = [long_bad, ["BAD", "BAD"], ["ok"]]
+    ticks = iter(range(100))
+    scored = score_sets(_bad_count, normal, abnormal, progress=False, clock=lambda: next(ticks))
+    assert scored.normal.tolist() == [0.0, 0.0]
+    assert scored.abnormal.tolist() == [1.0, 2.0, 0.0]
+    assert scored.throughput.windows == 7
+    assert scored.throughput.seconds == 2.0  # one tick per set, from the injected clock
+
+
+def test_passes_per_window() -> None:
+    assert passes_per_window(ScoringStrategy(groups=6), [3, 10, 0]) == pytest.approx(9 / 3)
+    assert passes_per_window(ScoringStrategy(kind="logbert"), [3, 10, 0]) == pytest.approx(2 / 3)
+
+
+def test_end_marker_is_appended_once_per_session_before_the_split() -> None:
+    assert with_end(("a", "b")) == ("a", "b", END_EVENT)
+    sw = split_sessions(marked([["a"] * MAX_EVENTS]))
+    assert [w[-1] for w in sw.windows] == ["a", END_EVENT]
+    assert uses_end_marker(Vocab.build([["a", END_EVENT]]))
+    assert not uses_end_marker(Vocab.build([["a"]]))
+
+
+# ------------------------------------------------------------------ the command, end to end
+
+
+def _sessions(path: Path, seqs: list[list[str]], label: int) -> Path:
+    write_sessions(
+        path,
+        (Session(f"s{label}-{i}", tuple(s), label=label) for i, s in enumerate(seqs)),
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny model in a real bundle: the plumbing, not the quality, is tested."""
+    torch.manual_seed(0)
+    vocab = Vocab.build([["A", "B", "C", "D"]])
+    model = build_model(bert_config(get_preset("tiny"), len(vocab)))
+    strategy = ScoringStrategy(groups=2)
+    cal = calibrate([0.1, 0.2, 0.3, 2.0], 0.5, strategy=strategy)
+    out = tmp_path_factory.mktemp("b") / "bundle"
+    export_bundle(
+        out,
+        model,
+        vocab,
+        cal,
+        data_from=None,
+        data_to=None,
+        preset="tiny",
+        parent_version=None,
+        metrics={},
+    )
+    return out
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli_evaluate.register(sub)
+    args = parser.parse_args(argv)
+    rc: int = args.func(args)
+    return rc
+
+
+def _files(tmp: Path) -> tuple[Path, Path]:
+    normal = _sessions(tmp / "n.jsonl", [["A", "B", "C", "D"] * 3] * 6 + [["A", "B"]], 0)
+    abnormal = _sessions(tmp / "a.jsonl", [["D", "D", "NEW"], ["C", "A"] * 300], 1)
+    return normal, abnormal
+
+
+def test_evaluate_writes_report_and_plots(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    normal, abnormal = _files(tmp_path)
+    report = tmp_path / "report"
+    rc = _run(
+        [
+            "evaluate",
+            "--model",
+            str(bundle),
+            "--normal",
+            str(normal),
+            "--abnormal",
+            str(abnormal),
+            "--report",
+            str(report),
+            "--device",
+            "cpu",
+            "--population-normals",
+            "700",
+            "--population-abnormals",
+            "20",
+        ]
+    )
+    assert rc == 0
+    r = orjson.loads((report / "report.json").read_bytes())
+    assert (r["n_normal"], r["n_abnormal"]) == (7, 2)
+    assert r["threshold"] == pytest.approx(0.3)  # the bundle's calibrated threshold (p50)
+    assert r["population"] == {"normals": 700, "abnormals": 20}
+    assert 0 <= r["fpr"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["auroc"] <= 1
+    assert r["false_positives"] == round(r["fpr"] * 7)
+    assert r["throughput"]["windows"] == 7 + 3  # the 600-event session is two windows
+    assert r["forward_passes_per_window"] == pytest.approx(2.0)
+    assert r["strategy"]["groups"] == 2 and r["end_marker"] is False
+    for png in ("scores.png", "roc.png", "pr.png"):
+        assert (report / png).read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "full/mean" in printed and "AUROC" in printed
+
+
+def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -> None:
+    normal, abnormal = _files(tmp_path)
+    train = _sessions(tmp_path / "train.jsonl", [["A", "B", "C", "D"] * 2] * 60, 0)
+    report = tmp_path / "r"
+    rc = _run(
+        [
+            "evaluate",
+            "--model",
+            str(bundle),
+            "--normal",
+            str(normal),
+            "--abnormal",
+            str(abnormal),
+            "--report",
+            str(report),
+            "--device",
+            "cpu",
+            "--aggregate",
+            "max",
+            "--calibrate-on",
+            str(train),
+            "--val-fraction",
+            "0.2",
+            "--threshold-quantile",
+            "0.9",
+            "--token-cache-dir",
+            str(tmp_path / "cache"),
+        ]
+    )
+    assert rc == 0
+    r = orjson.loads((report / "report.json").read_bytes())
+    assert r["strategy"]["aggregate"] == "max"
+    assert "re-calibrated" in r["threshold_source"]
+    assert r["threshold"] != pytest.approx(0.3)
+
+
+def test_overrides_without_calibration_data_are_refused(bundle: Path, tmp_path: Path) -> None:
+    normal, abnormal = _files(tmp_path)
+    with pytest.raises(ConfigError, match="calibrate-on"):
+        _run(
+            [
+                "evaluate",
+                "--model",
+                str(bundle),
+                "--normal",
+                str(normal),
+                "--abnormal",
+                str(abnormal),
+                "--aggregate",
+                "max",
+            ]
+        )
+
+
+def test_population_needs_both_sizes(bundle: Path, tmp_path: Path) -> None:
+    normal, abnormal = _files(tmp_path)
+    with pytest.raises(ConfigError, match="population"):
+        _run(
+            [
+                "evaluate",
+                "--model",
+                str(bundle),
+                "--normal",
+                str(normal),
+                "--abnormal",
+                str(abnormal),
+                "--population-normals",
+                "10",
+            ]
+        )
+
+
+def test_missing_session_file_is_one_clear_error(bundle: Path, tmp_path: Path) -> None:
+    with pytest.raises(LogadError, match="no such session file"):
+        _run(
+            [
+                "evaluate",
+                "--model",
+                str(bundle),
+                "--normal",
+                str(tmp_path / "nope.jsonl"),
+                "--abnormal",
+                str(tmp_path / "nope.jsonl"),
+                "--device",
+                "cpu",
+            ]
+        )
+
+
+def test_population_type() -> None:
+    assert Population(5, 1).normals == 5

@@ -1,0 +1,132 @@
+"""`logad evaluate` end to end: load the bundle, (re-)calibrate, score, measure, report."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from schemas.bundle import CALIBRATION, Calibration, verify_bundle
+from schemas.errors import ConfigError
+from trainer.end_marker import marked, uses_end_marker
+from trainer.eval_plots import write_plots
+from trainer.evaluate import (
+    EvalReport,
+    evaluate_scores,
+    read_event_lists,
+    score_sets,
+    split_sessions,
+)
+from trainer.evaluate_settings import EvaluateSettings
+from trainer.metrics import Population
+from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
+from trainer.scoring import ScoringStrategy, WindowScorer
+from trainer.settings import default_token_cache_dir
+
+log = structlog.get_logger(__name__)
+
+
+def passes_per_window(strategy: ScoringStrategy, lengths: Sequence[int]) -> float:
+    """Mean forward passes per window: min(k, events) for "full", one for "logbert"."""
+    n = np.asarray(lengths, dtype=np.int64)
+    if n.size == 0:
+        return 0.0
+    if strategy.kind == "full":
+        return float(np.minimum(n, strategy.groups).mean())
+    return float((n > 0).mean())
+
+
+def quantile_label(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+def evaluate_bundle(
+    s: EvaluateSettings,
+    bundle: Path,
+    normal_files: Sequence[Path],
+    abnormal_files: Sequence[Path],
+    calibrate_on: Sequence[Path] | None,
+    report_dir: Path | None,
+) -> tuple[EvalReport, list[Path]]:
+    scorer = WindowScorer.from_bundle(bundle, s.device, max_batch_tokens=s.max_batch_tokens)
+    manifest = verify_bundle(bundle)
+    cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
+    source = (
+        f"bundle calibration: {quantile_label(cal.threshold_quantile)} of "
+        f"{cal.n_windows} held-out normal windows"
+    )
+    if s.recalibrates:
+        assert calibrate_on  # the CLI checked
+        try:
+            strategy = dataclasses.replace(scorer.strategy, **s.strategy_overrides())
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"bad scoring strategy override: {e}") from None
+        q = s.threshold_quantile if s.threshold_quantile is not None else cal.threshold_quantile
+        vf = s.val_fraction if s.val_fraction is not None else bundle_val_fraction(manifest)
+        expected = manifest.metrics.get("val_windows")
+        val = validation_slice(
+            calibrate_on,
+            scorer.vocab,
+            vf,
+            s.token_cache_dir or default_token_cache_dir(),
+            expected if isinstance(expected, int) else None,
+        )
+        cal = recalibrate(scorer.model, val, strategy, q, scorer.device, s.max_batch_tokens)
+        scorer.strategy, scorer.threshold = strategy, cal.threshold
+        source = (
+            f"re-calibrated for this strategy: {quantile_label(q)} of {cal.n_windows} "
+            "held-out normal windows of the training data"
+        )
+
+    normal = read_event_lists(normal_files)
+    abnormal = read_event_lists(abnormal_files)
+    end = uses_end_marker(scorer.vocab)
+    if end:
+        normal, abnormal = marked(normal), marked(abnormal)
+
+    def window_scores(batch: Sequence[Sequence[str]]) -> list[float]:
+        return [r.score for r in scorer.score_events(batch)]
+
+    scored = score_sets(window_scores, normal, abnormal, chunk=s.chunk_windows)
+    population = (
+        Population(s.population_normals, s.population_abnormals)
+        if s.population_normals is not None and s.population_abnormals is not None
+        else None
+    )
+    lengths = [len(w) for w in split_sessions([*normal, *abnormal]).windows]
+    report = evaluate_scores(
+        f"{scorer.strategy.kind}/{scorer.strategy.aggregate}"
+        if scorer.strategy.kind == "full"
+        else scorer.strategy.kind,
+        scored,
+        scorer.threshold,
+        source,
+        passes_per_window(scorer.strategy, lengths),
+        population,
+        details={
+            "model": str(bundle),
+            "model_version": scorer.model_version,
+            "strategy": scorer.strategy.to_dict(),
+            "calibration_quantiles": cal.quantiles,
+            "end_marker": end,
+            "normal_files": [str(p) for p in normal_files],
+            "abnormal_files": [str(p) for p in abnormal_files],
+            "device": str(scorer.device),
+        },
+    )
+    paths: list[Path] = []
+    if report_dir is not None:
+        paths = write_plots(
+            report_dir, scored.normal, scored.abnormal, report.detection, report.name
+        )
+    log.info(
+        "evaluated",
+        f1=report.detection.f1,
+        fpr=report.detection.fpr,
+        recall=report.detection.recall,
+        auroc=report.detection.auroc,
+    )
+    return report, paths

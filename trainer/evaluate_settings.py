@@ -1,0 +1,79 @@
+"""`EvaluateSettings`: every knob of `logad evaluate` (torch-free, so `--help` stays fast).
+
+Built by `schemas.settings.build_settings` (defaults < config file < LOGAD_* env < flags).
+The bundle, the session files, the report directory and the calibration data are
+per-invocation arguments, not settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+STRATEGY_FIELDS = ("kind", "groups", "aggregate", "top_n", "mask_ratio", "top_g", "r")
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    device: str = "auto"
+    """'auto' (cuda if present, else cpu), 'cpu', or 'cuda'."""
+    max_batch_tokens: int = 16_384
+    """Padded tokens per scoring batch."""
+    chunk_windows: int = 1024
+    """Windows handed to the scorer at a time (the progress bar moves per chunk)."""
+    population_normals: int | None = None
+    """Normal sessions in the population the normal file samples (with population_abnormals:
+    precision, F1 and AUPRC are extrapolated to that ratio)."""
+    population_abnormals: int | None = None
+    """Anomalous sessions in that population."""
+    kind: Literal["full", "logbert"] | None = None
+    """Override the bundle's scoring strategy kind (needs --calibrate-on)."""
+    groups: int | None = None
+    """Override: mask groups (forward passes per window) for kind 'full'."""
+    aggregate: Literal["mean", "max", "topn"] | None = None
+    """Override: how 'full' aggregates per-event NLL into a window score."""
+    top_n: int | None = None
+    """Override: n for aggregate 'topn'."""
+    mask_ratio: float | None = None
+    """Override: share of events masked by kind 'logbert'."""
+    top_g: int | None = None
+    """Override: 'logbert' counts a masked event as missed outside the top g."""
+    r: float | None = None
+    """Override: a fixed 'logbert' miss-fraction threshold instead of a calibrated one."""
+    threshold_quantile: float | None = None
+    """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
+    val_fraction: float | None = None
+    """The validation fraction the bundle was trained with (default: the manifest's value,
+    else the trainer's default); used only to re-derive the validation slice."""
+    token_cache_dir: Path | None = None
+    """Token cache used to re-derive the validation slice (default: the trainer's)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_tokens", "chunk_windows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        pops = (self.population_normals, self.population_abnormals)
+        if (pops[0] is None) != (pops[1] is None):
+            raise ValueError(
+                "give both --population-normals and --population-abnormals, or neither"
+            )
+        if any(p is not None and p < 1 for p in pops):
+            raise ValueError("population sizes must be >= 1")
+        q = self.threshold_quantile
+        if q is not None and not 0.0 < q < 1.0:
+            raise ValueError(f"threshold_quantile must be in (0, 1), got {q}")
+        vf = self.val_fraction
+        if vf is not None and not 0.0 < vf < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {vf}")
+
+    def strategy_overrides(self) -> dict[str, Any]:
+        return {n: getattr(self, n) for n in STRATEGY_FIELDS if getattr(self, n) is not None}
+
+    @property
+    def recalibrates(self) -> bool:
+        return bool(self.strategy_overrides()) or self.threshold_quantile is not None
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(EvaluateSettings)]

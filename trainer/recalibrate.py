@@ -1,0 +1,163 @@
+"""Re-calibrate a trained bundle for another scoring strategy, on normal data only.
+
+A threshold belongs to the strategy it was calibrated with: a mean-NLL threshold means
+nothing for a max-NLL score. Changing the strategy therefore means re-scoring the *same*
+validation slice the trainer held out (re-derived here with the trainer's own split, by
+session hash) and taking the threshold from those normal scores. No anomaly and no test
+label is involved.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+import torch
+from transformers import BertForMaskedLM
+
+from schemas.bundle import (
+    CALIBRATION,
+    CONFIG,
+    MANIFEST,
+    VOCAB,
+    WEIGHTS,
+    BundleManifest,
+    Calibration,
+    new_version,
+    publish_dir,
+    verify_bundle,
+    write_manifest,
+)
+from schemas.errors import BundleError, DataError
+from schemas.vocab import Vocab
+from trainer.calibration import calibrate
+from trainer.dataset import DataSelection, load_training_data
+from trainer.export import validation_windows
+from trainer.scoring import ScoringStrategy, score_token_windows
+from trainer.settings import TrainSettings
+from trainer.token_cache import TokenCache
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_VAL_FRACTION = TrainSettings.val_fraction
+
+
+def bundle_val_fraction(manifest: BundleManifest) -> float:
+    """The validation fraction the bundle was trained with, when its manifest records it."""
+    v = manifest.metrics.get("val_fraction")
+    return float(v) if isinstance(v, int | float) else DEFAULT_VAL_FRACTION
+
+
+def validation_slice(
+    data: Sequence[Path],
+    vocab: Vocab,
+    val_fraction: float,
+    cache_dir: Path,
+    expected_windows: int | None = None,
+) -> list[npt.NDArray[np.int64]]:
+    """The held-out windows of the training data, as the bundle's token ids.
+
+    Uses the trainer's loader and split, so these are exactly the windows the trainer never
+    trained on. `expected_windows` (the manifest's `val_windows`) guards against re-deriving
+    the slice from other data or with another fraction.
+    """
+    td = load_training_data(
+        DataSelection(tuple(data)),
+        TokenCache(cache_dir),
+        val_fraction,
+        len(vocab),
+        fixed_vocab=vocab,
+    )
+    windows = validation_windows(td)
+    if expected_windows is not None and len(windows) != expected_windows:
+        raise DataError(
+            f"the validation slice has {len(windows)} windows but the bundle was calibrated "
+            f"on {expected_windows}: pass the bundle's training data and --val-fraction"
+        )
+    if not windows:
+        raise DataError("the validation slice is empty: raise --val-fraction")
+    return windows
+
+
+def strategy_scores(
+    model: BertForMaskedLM,
+    windows: Sequence[npt.ArrayLike],
+    strategy: ScoringStrategy,
+    device: torch.device,
+    max_batch_tokens: int = 16_384,
+) -> npt.NDArray[np.float64]:
+    token_windows = [np.asarray(w, dtype=np.int64) for w in windows]
+    results = score_token_windows(
+        model,
+        cast(Sequence[Sequence[int]], token_windows),  # int64 arrays serve as sequences
+        strategy,
+        device,
+        max_batch_tokens=max_batch_tokens,
+    )
+    return np.array([r.score for r in results], dtype=np.float64)
+
+
+def recalibrate(
+    model: BertForMaskedLM,
+    val_windows: Sequence[npt.ArrayLike],
+    strategy: ScoringStrategy,
+    threshold_quantile: float,
+    device: torch.device,
+    max_batch_tokens: int = 16_384,
+) -> Calibration:
+    """A fresh Calibration for `strategy`, from the validation slice's scores."""
+    scores = strategy_scores(model, val_windows, strategy, device, max_batch_tokens)
+    cal = calibrate(scores, threshold_quantile, strategy=strategy)
+    log.info(
+        "recalibrated",
+        kind=strategy.kind,
+        aggregate=strategy.aggregate,
+        groups=strategy.groups,
+        windows=cal.n_windows,
+        threshold=cal.threshold,
+    )
+    return cal
+
+
+def write_recalibrated_bundle(src: Path, dst: Path, calibration: Calibration) -> BundleManifest:
+    """A copy of bundle `src` at `dst` with a new calibration.json: a new version whose
+    parent is `src`'s (same weights and vocab), published atomically."""
+    manifest = verify_bundle(src)
+    if dst.exists():
+        raise BundleError(f"{dst} already exists")
+    version = new_version()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{version}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for name in (CONFIG, WEIGHTS, VOCAB):
+            shutil.copy2(src / name, tmp / name)
+        (tmp / CALIBRATION).write_bytes(calibration.to_json())
+        new = write_manifest(
+            tmp,
+            version,
+            manifest.data_from,
+            manifest.data_to,
+            preset=manifest.preset,
+            parent_version=manifest.version,
+            metrics={**manifest.metrics, "recalibrated_from": manifest.version},
+        )
+        assert (tmp / MANIFEST).is_file()
+        publish_dir(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info(
+        "recalibrated_bundle_written",
+        path=str(dst),
+        version=version,
+        parent=manifest.version,
+        threshold=calibration.threshold,
+    )
+    return new
