@@ -30,9 +30,9 @@ BUNDLE_FILES = (CONFIG, WEIGHTS, VOCAB, CALIBRATION)
 
 
 def new_version(now: datetime | None = None) -> str:
-    """A version id that sorts by creation time: v20261128T044100Z-1a2b3c."""
+    """A version id that sorts by creation time, to the millisecond: v20261128T044100123Z-1a2b3c."""
     now = now or datetime.now(UTC)
-    return f"v{now.strftime('%Y%m%dT%H%M%S')}Z-{secrets.token_hex(3)}"
+    return f"v{now.strftime('%Y%m%dT%H%M%S')}{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
 
 
 def sha256_file(path: Path) -> str:
