@@ -40,4 +40,4 @@ demo: kafka-jars
 
 # Detection quality on HDFS (CPU, about 10 min): bench/results/quality_hdfs.json, bundle in bench/out/hdfs/model/.
 bench-quality: $(STAMP)
-	$(PY) bench/quality_hdfs.py
+	$(PY) -m bench.quality_hdfs

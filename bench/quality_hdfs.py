@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import shutil
 import sys
 import time
@@ -46,6 +44,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
+from bench.machine import machine  # noqa: E402
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle  # noqa: E402
 from schemas.console import out  # noqa: E402
 from schemas.logs import configure_logging  # noqa: E402
@@ -122,25 +121,6 @@ VARIANTS = [
     Variant("full k=6 max-rank", "rank-6", ScoringStrategy(groups=6, aggregate="max"), rank=True),
 ]
 ABLATION = ("full k=6 max", "full k=6 max-rank")
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace) -> float:

@@ -22,19 +22,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
 import torch
 from transformers import BertForMaskedLM
 
+from bench.machine import machine
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.vocab import CLS_ID, MASK_ID, SEP_ID
@@ -42,30 +40,6 @@ from trainer.model import autocast_for, bert_config, build_model, device_for, ge
 from trainer.scoring import ScoringStrategy, mask_groups, score_token_windows
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        # Other jobs on the machine slow CPU timings; the 1-minute load says how much.
-        "load_avg_1m": os.getloadavg()[0],
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def synthetic_windows(n: int, lo: int, hi: int, vocab_size: int, seed: int) -> list[list[int]]:
@@ -180,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "bench": "score_throughput",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(device),
+        "machine": machine(),
         "config": {
             "device": device.type,
             "preset": preset_name,

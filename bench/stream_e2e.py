@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.machine import cpu_model
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.windows import Window
@@ -49,16 +50,6 @@ from stream.simulate import generate_sessions, interleave, simulate_day
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 DAY_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def train_tiny(root: Path) -> Path:

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import random
 import time
 import zlib
@@ -42,6 +40,7 @@ from typing import Any
 
 import orjson
 
+from bench.machine import machine
 from schemas.console import out as say
 from schemas.events import LogEvent
 from schemas.logs import configure_logging
@@ -54,26 +53,6 @@ T0 = 1_700_000_000_000
 
 # (event, partition, offset, label)
 Record = tuple[LogEvent, int, int, int | None]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": cpu_model(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        # Other jobs on the machine slow CPU timings; the 1-minute load says how much.
-        "load_avg_1m": os.getloadavg()[0],
-    }
 
 
 def simulated_records(

@@ -24,8 +24,6 @@ Writes bench/results/train_throughput-<preset>-<device>-<date>.json.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM
 
+from bench.machine import machine
 from schemas.console import out as say
 from schemas.daily_files import daily_file_name
 from schemas.logs import configure_logging
@@ -57,31 +56,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 """Dense bf16 tensor-core peaks (SXM parts), for MFU."""
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def machine(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        # Other jobs slow CPU timings down; the 1-minute load says by how much.
-        "load_avg_1m": os.getloadavg()[0],
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -333,7 +307,7 @@ def main() -> None:
     result = {
         "bench": "train_throughput",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(device),
+        "machine": machine(),
         "device": str(device),
         "preset": args.preset,
         "tokens_per_batch": args.tokens_per_batch,
