@@ -59,7 +59,12 @@ async def test_serve_scores_every_session_and_commits_behind_scores(
         loop = asyncio.get_running_loop()
         health = await loop.run_in_executor(None, http_get, port, "/healthz")
         ready = await loop.run_in_executor(None, http_get, port, "/readyz")
-        metrics = await loop.run_in_executor(None, http_get, port, "/metrics")
+        # The paused gauge is refreshed on the loop's next tick after the queue drains.
+        for _ in range(50):
+            metrics = await loop.run_in_executor(None, http_get, port, "/metrics")
+            if "logad_paused 0.0" in metrics[1]:
+                break
+            await asyncio.sleep(0.2)
     committed, end = await committed_and_end(kafka_bootstrap, topics.group, topics.input, 3)
 
     scores = scores_of(records)
