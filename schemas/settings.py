@@ -7,9 +7,13 @@ Each process (serve, train, ...) declares a frozen dataclass of its knobs with d
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import inspect
+import itertools
 import os
+import textwrap
 import tomllib
 import types
 import typing
@@ -144,3 +148,23 @@ def settings_for_log(settings: object) -> dict[str, Any]:
             v = "***"
         out[f.name] = str(v) if isinstance(v, Path) else v
     return out
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each settings field's docstring (the string under it), for its flag's help text.
+
+    Keeping the help in the dataclass makes it the one source of truth for flags and README.
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for a, b in itertools.pairwise(body):
+        if (
+            isinstance(a, ast.AnnAssign)
+            and isinstance(a.target, ast.Name)
+            and isinstance(b, ast.Expr)
+            and isinstance(b.value, ast.Constant)
+            and isinstance(b.value.value, str)
+        ):
+            docs[a.target.id] = " ".join(b.value.value.split())
+    return docs

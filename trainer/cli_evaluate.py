@@ -12,10 +12,7 @@ training data with the trainer's own split: normal data only, never the files ev
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
-import itertools
 import typing
 from pathlib import Path
 from typing import Any
@@ -25,29 +22,12 @@ import structlog
 
 from schemas.console import out
 from schemas.errors import ConfigError
-from schemas.settings import build_settings, settings_for_log
+from schemas.settings import build_settings, field_docs, settings_for_log
 from trainer.evaluate_settings import EvaluateSettings
 
 log = structlog.get_logger(__name__)
 
 REPORT_JSON = "report.json"
-
-
-def _field_docs() -> dict[str, str]:
-    """Each settings field's docstring, for its flag's help (one source of truth)."""
-    tree = ast.parse(inspect.getsource(EvaluateSettings))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for a, b in itertools.pairwise(body):
-        if (
-            isinstance(a, ast.AnnAssign)
-            and isinstance(a.target, ast.Name)
-            and isinstance(b, ast.Expr)
-            and isinstance(b.value, ast.Constant)
-            and isinstance(b.value.value, str)
-        ):
-            docs[a.target.id] = " ".join(b.value.value.split())
-    return docs
 
 
 def register(subparsers: Any) -> None:
@@ -99,7 +79,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML or JSON file of settings (default: none)"
     )
-    docs = _field_docs()
+    docs = field_docs(EvaluateSettings)
     hints = typing.get_type_hints(EvaluateSettings)
     for f in dataclasses.fields(EvaluateSettings):
         tp = hints[f.name]

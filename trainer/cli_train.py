@@ -8,10 +8,7 @@ Running `torchrun ... -m trainer train ...` directly works too.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
-import inspect
-import itertools
 import logging
 import os
 import sys
@@ -27,7 +24,7 @@ import structlog
 from schemas.console import err, out
 from schemas.errors import ConfigError, LogadError
 from schemas.logs import configure_logging
-from schemas.settings import build_settings
+from schemas.settings import build_settings, field_docs
 from trainer.settings import TrainSettings
 
 log = structlog.get_logger(__name__)
@@ -35,23 +32,6 @@ log = structlog.get_logger(__name__)
 _ERROR_GRACE_S = 3.0
 # Settings with their own, hand-written flags above the generated ones.
 _PRIMARY = ("preset", "epochs")
-
-
-def _field_docs() -> dict[str, str]:
-    """Each TrainSettings field's docstring, for its flag's help (one source of truth)."""
-    tree = ast.parse(inspect.getsource(TrainSettings))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs: dict[str, str] = {}
-    for a, b in itertools.pairwise(body):
-        if (
-            isinstance(a, ast.AnnAssign)
-            and isinstance(a.target, ast.Name)
-            and isinstance(b, ast.Expr)
-            and isinstance(b.value, ast.Constant)
-            and isinstance(b.value.value, str)
-        ):
-            docs[a.target.id] = " ".join(b.value.value.split())
-    return docs
 
 
 def _iso_date(text: str) -> date:
@@ -143,7 +123,7 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="DDP processes, launched through torchrun; at most the GPU count on GPU (default: 1)",
     )
-    docs = _field_docs()
+    docs = field_docs(TrainSettings)
     fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
     for name in _PRIMARY:
         _settings_flag(p, fields[name], docs.get(name, ""))
