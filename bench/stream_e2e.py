@@ -1,23 +1,36 @@
 """End-to-end stream throughput: events/s from the input topic to the scores topic.
 
     .venv/bin/python -m bench.stream_e2e                     # tiny model trained on the spot
-    .venv/bin/python -m bench.stream_e2e --model BUNDLE --sessions 8000
+    .venv/bin/python -m bench.stream_e2e --model BUNDLE --drain-events 300000
 
-Starts its own Kafka broker (stream.broker, free port, temporary data dir), then times, on
-the same simulated traffic and the same broker:
+Starts its own Kafka broker (stream.broker, free port, temporary data dir) and measures two
+ways, on the same broker and simulated traffic, each against a pass-through baseline (one
+process that consumes, produces every message unchanged, and commits per poll: Kafka I/O
+and Python overhead only, no model):
 
-- passthrough (baseline): one process consumes the input topic in a group and produces
-  every message to an output topic, committing per poll: Kafka I/O and Python overhead only.
-- serve: one `logad serve` process (subprocess, CPU) with the tiny model: decode,
-  sessionize, batch, score, publish, commit. Timed from the first produced event until a
-  score for every session is on the scores topic.
-- scorer_only: `WindowScorer.score_windows` in this process on the same sessions' windows,
-  batched as serve batches them: the model's share of the cost.
+- backlog drain (the standard way, as kafka-consumer-perf-test): the input topic is
+  pre-loaded with --drain-events events first; then the worker starts and is timed from
+  its first consumed record until the last result is on the output topic (the broker's
+  LogAppendTime of the last record). Nothing else runs meanwhile: the bench only polls
+  serve's /metrics (every 20 ms until the first event is consumed, then every 250 ms) to
+  see when it consumed its first and its last event.
+  Runs for serve with the score cache (default size) and without it (fewer events, since
+  it is slower), and for the pass-through.
+- live (--live-sessions > 0): the worker is started first, then the bench produces the
+  events and times from the first produced event until the last result arrived, so the
+  producer (in this process, on the same cores) is inside the measurement.
+- scorer_only: `WindowScorer.score_windows` in this process on the drain traffic's
+  windows (one per session, the first --scorer-windows of them), batched as serve batches
+  them, no cache: the model's share of the cost. At serve's model thread count
+  (`stream.serve.model_threads`), and again on every core (`scorer_only_all_cores`).
 
-Each end-to-end run is timed from the start of producing until the last output arrived, so
-the producer is inside the measurement (as it is in production). Windows close by the
-event-time gap as traffic streams past; the last ones wait for `--idle-timeout-ms` of quiet,
-which is included. Writes bench/results/stream_e2e-<date>.json.
+The last windows of a drain close when their partition has been quiet for
+--idle-timeout-ms (wall clock), so every serve time includes one idle timeout; it is
+reported (`tail_s`: last event consumed -> last score) beside the start-up time (process
+start -> partitions assigned, not timed). The traffic's repetition (the share of windows
+whose events repeat an earlier window's exactly) is reported: the score cache's hit rate
+can only be as good as the traffic's repetition. Writes
+bench/results/stream_e2e-<date>-<time>.json.
 """
 
 from __future__ import annotations
@@ -25,8 +38,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import random
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,13 +52,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.machine import cpu_model
+from bench.machine import machine
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.windows import Window
 from stream import broker
+from stream.serve import model_threads
 from stream.simulate import generate_sessions, interleave, simulate_day
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -91,16 +106,43 @@ async def produce(bootstrap: str, topic: str, msgs: Sequence[tuple[bytes, bytes]
         await producer.stop()
 
 
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+async def create_topic(
+    bootstrap: str, name: str, partitions: int, append_time: bool = False
+) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    # LogAppendTime: each record carries the time the broker appended it, so "when was the
+    # last result on the topic" can be read back after the run, without a live reader.
+    configs = {"message.timestamp.type": "LogAppendTime"} if append_time else {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+        await admin.create_topics(
+            [NewTopic(name, partitions, replication_factor=1, topic_configs=configs)]
+        )
     finally:
         await admin.close()
     await asyncio.sleep(1.0)  # leaders elected
+
+
+async def read_topic(bootstrap: str, topic: str) -> tuple[list[bytes], int]:
+    """Every value on `topic` (read after the run) and the highest record timestamp (ms)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, 0)]  # the bench's output topics have one partition
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        values: list[bytes] = []
+        last_ts = 0
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for recs in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
+                for r in recs:
+                    values.append(r.value)
+                    last_ts = max(last_ts, r.timestamp)
+        return values, last_ts
+    finally:
+        await consumer.stop()
 
 
 async def count_until(
@@ -134,8 +176,12 @@ async def timed_run(
     return await reader - t0
 
 
-async def passthrough(bootstrap: str, src: str, dst: str, group: str) -> None:
-    """The baseline worker: consume, produce each message unchanged, commit per poll."""
+async def passthrough(
+    bootstrap: str, src: str, dst: str, group: str, stop_after: int, stamp: str
+) -> None:
+    """The baseline worker: consume, produce each message unchanged (one gather per poll),
+    commit per poll. With `stop_after` > 0 it exits once that many are acknowledged,
+    having written the wall time (ms) of its first non-empty poll to `stamp`."""
     consumer = AIOKafkaConsumer(
         src,
         bootstrap_servers=bootstrap,
@@ -148,20 +194,36 @@ async def passthrough(bootstrap: str, src: str, dst: str, group: str) -> None:
     )
     await consumer.start()
     await producer.start()
+    copied = 0
     try:
-        while True:
+        while stop_after <= 0 or copied < stop_after:
             batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+            if batch and copied == 0 and stamp != "-":
+                Path(stamp).write_text(str(time.time_ns() // 1_000_000))
             futures = [
                 await producer.send(dst, value=r.value, key=r.key)
                 for recs in batch.values()
                 for r in recs
             ]
             await asyncio.gather(*futures)
+            copied += len(futures)
             if batch:
                 await consumer.commit()
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+def metrics(port: int) -> dict[str, float]:
+    """serve's unlabelled Prometheus samples, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
@@ -175,14 +237,155 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.
                     return
         except OSError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise TimeoutError("logad serve never became ready")
 
 
-def scorer_only(bundle: Path, windows: list[Window], max_tokens: int) -> dict[str, float]:
+class Serve:
+    """One `logad serve` subprocess on its own topics and group."""
+
+    def __init__(self, work: Path, name: str, config: dict[str, Any]) -> None:
+        self.port = broker.free_port()
+        self.config = {**config, "metrics_port": self.port, "group_id": f"{name}.group"}
+        path = work / f"{name}.json"
+        path.write_bytes(orjson.dumps(self.config))
+        cmd = [sys.executable, "-m", "stream.cli", "--log-level", "warning", "serve"]
+        cmd += ["--config", str(path)]
+        self.log = (work / f"{name}.log").open("wb")
+        self.t_start = time.perf_counter()
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(120)
+        self.log.close()
+
+
+def drain_serve(
+    boot: str,
+    work: Path,
+    name: str,
+    config: dict[str, Any],
+    msgs: Sequence[tuple[bytes, bytes]],
+    ids: set[str],
+    partitions: int,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Pre-load a topic with `msgs`, then time one serve process draining it. With
+    `profile`, py-spy samples serve (every thread, the scorer's too) while it drains."""
+    topic = f"{name}.in"
+    asyncio.run(create_topic(boot, topic, partitions))
+    asyncio.run(create_topic(boot, f"{topic}.scores", 1, append_time=True))
+    asyncio.run(produce(boot, topic, msgs))
+    cfg = {**config, "input_topic": topic, "scores_topic": f"{topic}.scores",
+           "alerts_topic": f"{topic}.alerts", "dlq_topic": f"{topic}.dlq"}  # fmt: skip
+    load_before = os.getloadavg()[0]
+    serve = Serve(work, name, cfg)
+    spy = None
+    try:
+        wait_ready(serve.port, serve.proc)
+        startup = time.perf_counter() - serve.t_start
+        if profile is not None:
+            spy = subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "-r",
+                    "100",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(profile),
+                    "--nonblocking",
+                    "-p",
+                    str(serve.proc.pid),
+                ]
+            )
+        first_ms = consumed_ms = None
+        m: dict[str, float] = {}
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            m = metrics(serve.port)
+            now_ms = time.time_ns() // 1_000_000
+            events = m.get("logad_events_total", 0.0)
+            if first_ms is None and events > 0:
+                first_ms = now_ms
+            if consumed_ms is None and events >= len(msgs):
+                consumed_ms = now_ms
+            if (
+                consumed_ms is not None
+                and m.get("logad_open_sessions", 1) == 0
+                and m.get("logad_windows_scored_total", -1) == m.get("logad_windows_total")
+            ):
+                break
+            # Fine-grained only until the first event: a scrape costs serve CPU.
+            time.sleep(0.02 if first_ms is None else 0.25)
+        else:
+            raise TimeoutError(f"{name}: not drained within 600 s")
+        load_after = os.getloadavg()[0]
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its profile on SIGINT
+            spy.wait(60)
+        serve.stop()
+    values, last_ms = asyncio.run(read_topic(boot, f"{topic}.scores"))
+    scored = {orjson.loads(v)["session_id"] for v in values}
+    if not ids <= scored:
+        raise RuntimeError(f"{name}: {len(ids - scored)} sessions never scored")
+    assert first_ms is not None and consumed_ms is not None
+    seconds = (last_ms - first_ms) / 1000
+    hits, misses = (
+        m.get("logad_score_cache_hits_total", 0),
+        m.get("logad_score_cache_misses_total", 0),
+    )
+    return {
+        "events": len(msgs),
+        "windows": len(values),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(len(msgs) / seconds),
+        "startup_s": round(startup, 2),
+        "tail_s": round((last_ms - consumed_ms) / 1000, 3),
+        "idle_timeout_s": cfg["idle_timeout_ms"] / 1000,
+        "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
+def drain_passthrough(
+    boot: str, work: Path, name: str, msgs: Sequence[tuple[bytes, bytes]], partitions: int
+) -> dict[str, Any]:
+    src, dst = f"{name}.in", f"{name}.out"
+    asyncio.run(create_topic(boot, src, partitions))
+    asyncio.run(create_topic(boot, dst, 1, append_time=True))
+    asyncio.run(produce(boot, src, msgs))
+    stamp = work / f"{name}.first"
+    load_before = os.getloadavg()[0]
+    cmd = [sys.executable, "-m", "bench.stream_e2e", "--passthrough-worker", boot, src, dst,
+           f"{name}.group", str(len(msgs)), str(stamp)]  # fmt: skip
+    subprocess.run(cmd, cwd=REPO, timeout=600, check=True)
+    load_after = os.getloadavg()[0]
+    values, last_ms = asyncio.run(read_topic(boot, dst))
+    if len(values) < len(msgs):
+        raise RuntimeError(f"{name}: {len(values)} of {len(msgs)} copied")
+    seconds = (last_ms - int(stamp.read_text())) / 1000
+    return {
+        "events": len(msgs),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(len(msgs) / seconds),
+        "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
+def scorer_only(
+    bundle: Path, windows: list[Window], max_tokens: int, threads: int
+) -> dict[str, float]:
+    import torch
+
     from stream.batcher import Batcher
     from trainer.scoring import WindowScorer
 
+    torch.set_num_threads(threads)
     scorer = WindowScorer.from_bundle(bundle, device="cpu")
     batcher = Batcher(max_tokens, 10**9)
     batches = [b for w in windows for b in batcher.add(w, 0)] + batcher.flush()
@@ -192,13 +395,56 @@ def scorer_only(bundle: Path, windows: list[Window], max_tokens: int) -> dict[st
         scorer.score_windows(b.windows, 0)
     seconds = time.perf_counter() - t0
     events = sum(len(w.events) for w in windows)
-    return {"seconds": round(seconds, 3), "events_per_s": round(events / seconds, 1)}
+    return {
+        "threads": threads,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1),
+    }
+
+
+def repetition(windows: Sequence[tuple[str, ...]]) -> float:
+    """The share of windows whose events exactly repeat an earlier window's: the best hit
+    rate an exact cache could have on this traffic (with no size limit)."""
+    return round(1 - len(set(windows)) / len(windows), 4) if windows else 0.0
+
+
+def traffic(seed: int, min_events: int, interval_ms: float) -> list[Any]:
+    """Simulated sessions (5% anomalous) until they hold at least `min_events` events."""
+    sims: list[Any] = []
+    n = 0
+    for s in generate_sessions(random.Random(seed), 10**9, DAY_MS, interval_ms, 0.05):
+        sims.append(s)
+        n += len(s.events)
+        if n >= min_events:
+            return sims
+    return sims
+
+
+def messages(sims: Sequence[Any]) -> list[tuple[bytes, bytes]]:
+    return [(e.session_id.encode(), e.encode()) for e in interleave(sims)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, help="bundle to serve (default: train a tiny one)")
-    p.add_argument("--sessions", type=int, default=4000, help="sessions (default: 4000)")
+    p.add_argument(
+        "--drain-events", type=int, default=200_000, help="backlog drain size (default: 200000)"
+    )
+    p.add_argument(
+        "--nocache-events",
+        type=int,
+        default=20_000,
+        help="backlog drain size with the score cache off (default: 20000)",
+    )
+    p.add_argument(
+        "--live-sessions",
+        type=int,
+        default=4000,
+        help="live run sessions, 0 = skip (default: 4000)",
+    )
+    p.add_argument(
+        "--scorer-windows", type=int, default=1500, help="scorer_only windows (default: 1500)"
+    )
     p.add_argument("--partitions", type=int, default=4, help="input partitions (default: 4)")
     p.add_argument(
         "--interval-ms", type=float, default=10.0, help="mean session spacing (default: 10)"
@@ -210,145 +456,196 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--max-batch-tokens", type=int, default=16384, help="serve's batch (default: 16384)"
     )
+    p.add_argument(
+        "--cache-size", type=int, default=100_000, help="serve's score cache (default: 100000)"
+    )
+    p.add_argument(
+        "--score-threads",
+        type=int,
+        default=0,
+        help="serve's torch threads, 0 = torch's default (default: 0)",
+    )
     p.add_argument("--seed", type=int, default=0, help="traffic seed (default: 0)")
-    p.add_argument("--passthrough-worker", nargs=4, metavar=("BOOT", "SRC", "DST", "GROUP"),
-                   help=argparse.SUPPRESS)  # fmt: skip
+    p.add_argument(
+        "--profile", type=Path, help="py-spy raw profile of the cached serve drain to this file"
+    )
+    p.add_argument("--passthrough-worker", nargs=6, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.passthrough_worker:
-        asyncio.run(passthrough(*args.passthrough_worker))
+        boot, src, dst, group, n, stamp = args.passthrough_worker
+        asyncio.run(passthrough(boot, src, dst, group, int(n), stamp))
         return 0
     configure_logging("warning", True)
 
     work = Path(tempfile.mkdtemp(prefix="logad-bench-e2e-"))
     bundle = args.model or train_tiny(work / "model")
-    sims = list(
-        generate_sessions(random.Random(args.seed), args.sessions, DAY_MS, args.interval_ms, 0.05)
+    drain_sims = traffic(args.seed, args.drain_events, args.interval_ms)
+    drain_msgs = messages(drain_sims)
+    nocache_sims = traffic(args.seed, args.nocache_events, args.interval_ms)
+    nocache_msgs = messages(nocache_sims)
+    live_sims = list(
+        generate_sessions(
+            random.Random(args.seed), args.live_sessions, DAY_MS, args.interval_ms, 0.05
+        )
     )
-    msgs = [(e.session_id.encode(), e.encode()) for e in interleave(sims)]
-    n_events, ids = len(msgs), {s.session_id for s in sims}
-    say(f"{len(sims)} sessions, {n_events} events; starting Kafka")
+    say(f"drain: {len(drain_sims)} sessions, {len(drain_msgs)} events; starting Kafka")
+    seqs = [tuple(e.event_id for e in s.events)[:510] for s in drain_sims]
 
+    config = {
+        "model": str(bundle),
+        "gap_ms": args.gap_ms,
+        "idle_timeout_ms": args.idle_timeout_ms,
+        "max_batch_tokens": args.max_batch_tokens,
+        "device": "cpu",
+        "score_cache_size": args.cache_size,
+        "score_threads": args.score_threads,
+    }
     info = broker.start(port=broker.free_port(), data_dir=work / "kafka", timeout_s=90)
     procs: list[subprocess.Popen[bytes]] = []
+    results: dict[str, dict[str, Any]] = {}
     try:
         boot = info.bootstrap
-        results: dict[str, dict[str, float]] = {}
+        config["bootstrap"] = boot
+        drain: dict[str, Any] = {}
+        drain["passthrough"] = drain_passthrough(boot, work, "dpt", drain_msgs, args.partitions)
+        say(f"drain passthrough: {drain['passthrough']}")
+        drain["serve"] = drain_serve(
+            boot, work, "dsc", config, drain_msgs, {s.session_id for s in drain_sims},
+            args.partitions, args.profile,
+        )  # fmt: skip
+        say(f"drain serve (cache on): {drain['serve']}")
+        drain["serve_no_cache"] = drain_serve(
+            boot, work, "dnc", {**config, "score_cache_size": 0}, nocache_msgs,
+            {s.session_id for s in nocache_sims}, args.partitions,
+        )  # fmt: skip
+        say(f"drain serve (cache off): {drain['serve_no_cache']}")
+        results["drain"] = drain
 
-        # Baseline: consume -> produce, nothing else.
-        asyncio.run(create_topic(boot, "pt.in", args.partitions))
-        asyncio.run(create_topic(boot, "pt.out", 1))
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.stream_e2e",
-                    "--passthrough-worker",
-                    boot,
-                    "pt.in",
-                    "pt.out",
-                    "pt.group",
-                ],
-                cwd=REPO,
+        if live_sims:
+            live: dict[str, Any] = {}
+            msgs = messages(live_sims)
+            n_events, ids = len(msgs), {s.session_id for s in live_sims}
+            asyncio.run(create_topic(boot, "pt.in", args.partitions))
+            asyncio.run(create_topic(boot, "pt.out", 1))
+            cmd = [sys.executable, "-m", "bench.stream_e2e", "--passthrough-worker", boot,
+                   "pt.in", "pt.out", "pt.group", "0", "-"]  # fmt: skip
+            procs.append(subprocess.Popen(cmd, cwd=REPO))
+            time.sleep(3.0)  # joined its group
+            seen = [0]
+
+            def all_copied(_v: bytes) -> bool:
+                seen[0] += 1
+                return seen[0] >= n_events
+
+            load0 = os.getloadavg()[0]
+            secs = asyncio.run(timed_run(boot, "pt.in", "pt.out", msgs, all_copied))
+            live["passthrough"] = {
+                "events": n_events,
+                "seconds": round(secs, 3),
+                "events_per_s": round(n_events / secs),
+                "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            }
+            procs.pop().terminate()
+            say(f"live passthrough: {live['passthrough']}")
+
+            asyncio.run(create_topic(boot, "ev", args.partitions))
+            asyncio.run(create_topic(boot, "ev.scores", 1))
+            serve = Serve(
+                work,
+                "live",
+                {
+                    **config,
+                    "input_topic": "ev",
+                    "scores_topic": "ev.scores",
+                    "alerts_topic": "ev.alerts",
+                    "dlq_topic": "ev.dlq",
+                },
             )
-        )
-        time.sleep(3.0)  # joined its group
-        seen = [0]
+            try:
+                wait_ready(serve.port, serve.proc)
+                scored: set[str] = set()
 
-        def all_copied(_v: bytes) -> bool:
-            seen[0] += 1
-            return seen[0] >= n_events
+                def all_scored(v: bytes) -> bool:
+                    scored.add(orjson.loads(v)["session_id"])
+                    return len(scored) >= len(ids)
 
-        secs = asyncio.run(timed_run(boot, "pt.in", "pt.out", msgs, all_copied))
-        results["passthrough"] = {"seconds": round(secs, 3), "events_per_s": round(n_events / secs)}
-        say(f"passthrough: {results['passthrough']}")
-
-        # logad serve, one process, tiny model on CPU.
-        asyncio.run(create_topic(boot, "ev", args.partitions))
-        asyncio.run(create_topic(boot, "ev.scores", 1))
-        port = broker.free_port()
-        config = {
-            "model": str(bundle),
-            "bootstrap": boot,
-            "input_topic": "ev",
-            "scores_topic": "ev.scores",
-            "alerts_topic": "ev.alerts",
-            "dlq_topic": "ev.dlq",
-            "gap_ms": args.gap_ms,
-            "idle_timeout_ms": args.idle_timeout_ms,
-            "max_batch_tokens": args.max_batch_tokens,
-            "metrics_port": port,
-            "device": "cpu",
-        }
-        (work / "serve.json").write_bytes(orjson.dumps(config))
-        log = (work / "serve.log").open("wb")
-        serve_cmd = [sys.executable, "-m", "stream.cli", "--log-level", "warning", "serve"]
-        procs.append(
-            subprocess.Popen(
-                [*serve_cmd, "--config", str(work / "serve.json")],
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
-        wait_ready(port, procs[-1])
-        scored: set[str] = set()
-
-        def all_scored(v: bytes) -> bool:
-            scored.add(orjson.loads(v)["session_id"])
-            return len(scored) >= len(ids)
-
-        secs = asyncio.run(timed_run(boot, "ev", "ev.scores", msgs, all_scored))
-        results["serve"] = {"seconds": round(secs, 3), "events_per_s": round(n_events / secs)}
-        say(f"serve: {results['serve']}")
+                load0 = os.getloadavg()[0]
+                secs = asyncio.run(timed_run(boot, "ev", "ev.scores", msgs, all_scored))
+                m = metrics(serve.port)
+            finally:
+                serve.stop()
+            hits = m.get("logad_score_cache_hits_total", 0)
+            misses = m.get("logad_score_cache_misses_total", 0)
+            live["serve"] = {
+                "events": n_events,
+                "seconds": round(secs, 3),
+                "events_per_s": round(n_events / secs),
+                "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+                "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
+            }
+            say(f"live serve: {live['serve']}")
+            results["live"] = live
     finally:
         for proc in procs:
             proc.terminate()
             proc.wait(60)
         broker.stop(data_dir=work / "kafka")
+        shutil.rmtree(work / "kafka", ignore_errors=True)  # hundreds of MB of topic data
 
     windows = [
-        Window.build(s.session_id, 0, tuple(e.event_id for e in s.events)[:510], 0, 0, 0, i, i)
-        for i, s in enumerate(sims)
-    ]
-    results["scorer_only"] = scorer_only(bundle, windows, args.max_batch_tokens)
+        Window.build(s.session_id, 0, seq, 0, 0, 0, i, i)
+        for i, (s, seq) in enumerate(zip(drain_sims, seqs, strict=True))
+    ][: args.scorer_windows]
+    # At serve's model thread count (what the no-cache drain is bound by), and on every core.
+    threads = model_threads(args.score_threads)
+    results["scorer_only"] = scorer_only(bundle, windows, args.max_batch_tokens, threads)
     say(f"scorer_only: {results['scorer_only']}")
-    import torch
+    cores = len(os.sched_getaffinity(0))
+    results["scorer_only_all_cores"] = scorer_only(bundle, windows, args.max_batch_tokens, cores)
+    say(f"scorer_only_all_cores: {results['scorer_only_all_cores']}")
 
+    d = results["drain"]
     report = {
         "bench": "stream_e2e",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu": cpu_model(),
-            "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(),
-            "python": platform.python_version(),
-            "load_avg_1m": os.getloadavg()[0],
-        },
+        "machine": machine(),
         "config": {
-            "sessions": len(sims),
-            "events": n_events,
+            "drain_events": len(drain_msgs),
+            "drain_sessions": len(drain_sims),
+            "nocache_events": len(nocache_msgs),
+            "live_sessions": len(live_sims),
             "partitions": args.partitions,
             "interval_ms": args.interval_ms,
             "gap_ms": args.gap_ms,
             "idle_timeout_ms": args.idle_timeout_ms,
             "max_batch_tokens": args.max_batch_tokens,
+            "score_cache_size": args.cache_size,
+            "score_threads": args.score_threads,
+            "serve_model_threads": model_threads(args.score_threads),
             "model": "tiny (trained on the spot)" if args.model is None else str(args.model),
+            "model_manifest": {
+                k: v
+                for k, v in orjson.loads((bundle / "manifest.json").read_bytes()).items()
+                if k in ("version", "preset", "created_at")
+            },
             "device": "cpu",
             "kafka": broker.KAFKA_VERSION,
         },
+        # The share of the drain's windows whose events repeat an earlier one exactly.
+        "traffic_repetition": repetition(seqs),
         "results": results,
-        # How much of the pass-through rate serve keeps, and how close it runs to the model.
-        "serve_vs_passthrough": round(
-            results["serve"]["events_per_s"] / results["passthrough"]["events_per_s"], 3
+        "serve_vs_passthrough_drain": round(
+            d["serve"]["events_per_s"] / d["passthrough"]["events_per_s"], 3
         ),
-        "serve_vs_scorer_only": round(
-            results["serve"]["events_per_s"] / results["scorer_only"]["events_per_s"], 3
+        "serve_no_cache_vs_scorer_only": round(
+            d["serve_no_cache"]["events_per_s"] / results["scorer_only"]["events_per_s"], 3
         ),
+        "target_events_per_s": 50_000,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"stream_e2e-{datetime.now(UTC).date().isoformat()}.json"
-    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
+    out = RESULTS / f"stream_e2e-{stamp}.json"
+    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     say(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     say(f"wrote {out}")
     return 0

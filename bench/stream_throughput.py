@@ -12,10 +12,13 @@ the cyclic GC's sight (`gc.freeze`), as a consumer's short-lived records would b
 
 Variants, on the same events:
 
-- sessionizer: `Sessionizer.add` per event (with its label, as `logad serve` calls it),
-  `advance` and `min_open_offset` of every partition each 1000 events, `flush_all` at the
-  end: gap expiry, 510-event split, duration limit, open-session bound and the low-water
-  offsets all live.
+- sessionizer: `Sessionizer.add_into` per event (with its label, as `logad serve` calls
+  it), `advance` and `min_open_offset` of every partition each 1000 events, `flush_all` at
+  the end: gap expiry, 510-event split, duration limit, open-session bound and the
+  low-water offsets all live. Under CPython's default GC thresholds.
+- sessionizer_serve_gc: the same, under the GC thresholds `logad serve` sets once its
+  model is loaded (`stream.serve.tune_gc`: young collections every 10 000 allocations
+  instead of 700). This is the figure that applies to the sessionizer inside serve.
 - dict_of_lists: the naive floor: append each event to a dict of lists keyed by
   (partition, session), then sort, split and build the windows at the end. No expiry, no
   bounds, unbounded memory. Its windows are checked against the sessionizer's
@@ -23,7 +26,7 @@ Variants, on the same events:
 
 Throughput is per CPU second of this process (`time.process_time`), the "per core" figure;
 wall-clock seconds are reported too, with the load average, since other jobs share the CPU.
-Writes bench/results/stream_throughput-<date>.json.
+Writes bench/results/stream_throughput-<date>-<time>.json.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from schemas.console import out as say
 from schemas.events import LogEvent
 from schemas.logs import configure_logging
 from schemas.windows import Window, split_points
+from stream.serve import GC_THRESHOLD_0
 from stream.sessionizer import Sessionizer, SessionizerSettings
 from stream.simulate import generate_sessions, interleave
 
@@ -77,8 +81,9 @@ def run_sessionizer(
     sz = Sessionizer(settings)
     windows: list[Window] = []
     peak_open = 0
+    add = sz.add_into
     for i, (event, p, offset, label) in enumerate(records):
-        windows += sz.add(event, p, offset, event.ts, label)
+        add(windows, event, p, offset, event.ts, label)
         if i % 1000 == 999:  # what `logad serve` does per tick and per commit
             windows += sz.advance(event.ts)
             for q in range(partitions):
@@ -118,6 +123,17 @@ def run_dict_of_lists(records: Sequence[Record], max_events: int) -> dict[str, A
     return {"windows": windows, "peak_open_sessions": len(groups)}
 
 
+def with_serve_gc(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `fn` under the GC thresholds `logad serve` runs with (the input is frozen
+    already, as serve freezes its loaded state)."""
+    old = gc.get_threshold()
+    gc.set_threshold(GC_THRESHOLD_0, old[1], old[2])
+    try:
+        return fn()
+    finally:
+        gc.set_threshold(*old)
+
+
 def timed(
     variants: dict[str, Callable[[], dict[str, Any]]], repeats: int
 ) -> dict[str, tuple[float, float, dict[str, Any]]]:
@@ -151,6 +167,9 @@ def bench_sessionizer(args: argparse.Namespace) -> dict[str, Any]:
     settings = SessionizerSettings()
     variants: dict[str, Callable[[], dict[str, Any]]] = {
         "sessionizer": lambda: run_sessionizer(records, settings, args.partitions),
+        "sessionizer_serve_gc": lambda: with_serve_gc(
+            lambda: run_sessionizer(records, settings, args.partitions)
+        ),
         "dict_of_lists": lambda: run_dict_of_lists(records, settings.max_events),
     }
     results: dict[str, dict[str, Any]] = {}
@@ -186,7 +205,8 @@ def bench_sessionizer(args: argparse.Namespace) -> dict[str, Any]:
             for name, r in results.items()
             if name != "sessionizer"
         },
-        "windows_match": ids["sessionizer"] == ids["dict_of_lists"],
+        "windows_match": ids["sessionizer"] == ids["dict_of_lists"] == ids["sessionizer_serve_gc"],
+        "serve_gc_threshold_0": GC_THRESHOLD_0,
         "target_events_per_cpu_s": 200_000,
     }
 
@@ -216,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sessionizer": bench_sessionizer(args),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"stream_throughput-{datetime.now(UTC).date().isoformat()}.json"
+    path = RESULTS / f"stream_throughput-{datetime.now(UTC).strftime('%Y-%m-%d-%H%M')}.json"
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     path.write_text(text + "\n")
     say(text)

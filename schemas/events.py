@@ -64,7 +64,32 @@ class LogEvent:
     def decode(cls, data: bytes | str) -> LogEvent:
         """Decode one message value. Raises DecodeError, never anything else."""
         try:
-            return cls.from_dict(f.load_object(data, "event"))
+            obj = f.load_object(data, "event")
+            # Fast path for the usual well-formed event (epoch-ms ts, plain strings): the
+            # same checks as from_dict, inline. Anything else, valid or not, takes from_dict,
+            # which converts what it accepts and names the field at fault.
+            ts = obj.get("ts")
+            service = obj.get("service")
+            sid = obj.get("session_id")
+            eid = obj.get("event_id")
+            level = obj.get("level")
+            message = obj.get("message")
+            attrs = obj.get("attrs")
+            if (
+                type(ts) is int
+                and 0 <= ts <= f.MAX_TS_MS
+                and type(service) is str
+                and 0 < len(service) <= f.MAX_ID_CHARS
+                and type(sid) is str
+                and 0 < len(sid) <= f.MAX_ID_CHARS
+                and type(eid) is str
+                and 0 < len(eid) <= f.MAX_ID_CHARS
+                and (level is None or (type(level) is str and len(level) <= 32))
+                and (message is None or (type(message) is str and len(message) <= f.MAX_TEXT_CHARS))
+                and (attrs is None or type(attrs) is dict)
+            ):
+                return cls(ts, service, sid, eid, level, message, {} if attrs is None else attrs)
+            return cls.from_dict(obj)
         except DecodeError:
             raise
         except Exception as e:  # defensive: the consumer must never crash on input

@@ -81,6 +81,13 @@ class ServeMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r,
         )
+        # Hit rate = hits / (hits + misses); a repeat within one batch counts as a hit.
+        self.cache_hits = Counter(
+            "logad_score_cache_hits", "Windows whose model output came from the cache", registry=r
+        )
+        self.cache_misses = Counter(
+            "logad_score_cache_misses", "Windows the model scored (cache on)", registry=r
+        )
         self.model_version = Gauge(
             "logad_model_info", "1 for the model version now serving", ["version"], registry=r
         )

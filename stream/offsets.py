@@ -158,6 +158,10 @@ class OffsetTracker:
         st.done.extend(DoneWindow(committed - 1, last, k) for k, last in st.skip.items())
         return len(st.skip)
 
+    def has_skips(self, partition: int) -> bool:
+        """Whether `already_scored` can be true for any event of the partition."""
+        return bool(self._parts[partition].skip)
+
     def already_scored(self, partition: int, session_id: str, offset: int) -> bool:
         """True for an event the previous owner scored (in a window straddling its commit)."""
         skip = self._parts[partition].skip

@@ -29,6 +29,8 @@ SERVE_HELP: dict[str, str] = {
     "max_batch_tokens": "most tokens in one scoring batch (windows x padded length)",
     "max_batch_wait_ms": "longest a window waits for its batch to fill",
     "length_buckets": "window lengths (in tokens) at which batches are bucketed",
+    "score_cache_size": "model outputs memoized by (model version, window events), reused "
+    "for repeated windows; LRU, cleared on model switch (0 = off)",
     "queue_max_windows": "windows in flight (batching, scoring, awaiting acks) before "
     "partitions are paused",
     "gap_ms": "a session closes after this much event time without events",
@@ -45,7 +47,8 @@ SERVE_HELP: dict[str, str] = {
     "partition; read results with isolation_level=read_committed (adds latency)",
     "transaction_timeout_ms": "the broker aborts a transaction left open this long",
     "device": "scoring device: auto, cpu, cuda, cuda:N",
-    "score_threads": "CPU threads for the model (0 = torch's default, one per core)",
+    "score_threads": "CPU threads for the model (0 = every core the process may use but one, "
+    "left to the consume loop; at least 1)",
     "reload_check_s": "how often a registry's 'current' pointer is checked (0 = never)",
     "archive_dir": "append every scored window, as a Session line with its score, to "
     "DIR/preprocessed_logs_YYYY-MM-DD.jsonl, and mark days complete (.done) as the "
@@ -74,6 +77,7 @@ class ServeSettings:
     max_batch_wait_ms: int = 50
     length_buckets: tuple[int, ...] = (32, 64, 128, 256, MAX_TOKENS)
     queue_max_windows: int = 4_096
+    score_cache_size: int = 100_000
     gap_ms: int = 30_000
     max_events: int = MAX_EVENTS
     max_duration_ms: int = 3_600_000
@@ -128,6 +132,8 @@ class ServeSettings:
             raise ValueError(f"metrics_port out of range: {self.metrics_port}")
         if self.commit_metadata_max_bytes < 0:
             raise ValueError("commit_metadata_max_bytes must be >= 0")
+        if self.score_cache_size < 0:
+            raise ValueError("score_cache_size must be >= 0")
         if self.score_threads < 0:
             raise ValueError("score_threads must be >= 0")
         if min(self.allowed_lateness_ms, self.linger_ms, self.max_batch_wait_ms) < 0:

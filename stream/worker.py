@@ -4,7 +4,8 @@ The model runs in one dedicated thread (`run_in_executor`), so the asyncio loop 
 polling Kafka while a batch is scored. Each batch's Scores (and Alerts) are sent keyed by
 session id; when the broker has acknowledged all of them, `on_done` is called for each
 window so its offsets may be committed. A new model offered by hot reload replaces the old
-one between two batches, never within one.
+one between two batches, never within one. With a `ScoreCache`, a window whose events were
+already scored by the same model version takes that output instead of a model pass.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from schemas.windows import Window
 from stream.batcher import Batch, Batcher
 from stream.kafka_io import Acks, Message, Send
 from stream.metrics import ServeMetrics
+from stream.score_cache import ScoreCache
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +61,7 @@ class ScoringWorker:
         metrics: ServeMetrics,
         outbox: Callable[[Window, tuple[Message, ...]], None] | None = None,
         on_scored: Callable[[list[tuple[Window, Score]]], None] | None = None,
+        cache: ScoreCache | None = None,
     ) -> None:
         self.scorer = scorer
         self._batcher = batcher
@@ -73,6 +76,8 @@ class ScoringWorker:
         self._on_scored = on_scored
         """Called in the scoring thread with each batch's results, before they are sent
         (the daily archive); an exception there fails the worker like a scoring error."""
+        self._cache = cache
+        """Memo of model outputs by (model version, events); None scores every window."""
         self._ready: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -179,7 +184,13 @@ class ScoringWorker:
 
     def _score_batch(self, scorer: Scorer, windows: Sequence[Window], now_ms: int) -> list[Score]:
         """In the scoring thread: score, then hand the results to `on_scored`."""
-        scores = scorer.score_windows(windows, now_ms)
+        if self._cache is None:
+            scores = scorer.score_windows(windows, now_ms)
+        else:
+            hits, misses = self._cache.hits, self._cache.misses
+            scores = self._cache.score(scorer, windows, now_ms)
+            self._metrics.cache_hits.inc(self._cache.hits - hits)
+            self._metrics.cache_misses.inc(self._cache.misses - misses)
         if len(scores) != len(windows):
             raise RuntimeError(f"scorer returned {len(scores)} scores for {len(windows)}")
         if self._on_scored is not None:

@@ -1,0 +1,133 @@
+"""An exact memo of the model's output per window content, for the scoring worker.
+
+Log sessions repeat: the same request path yields the same event sequence again and
+again. A window's score, its threshold verdict and its surprising events depend only on
+the model and the window's events ("full" masks by position; "logbert" seeds its mask from
+the window's content), so the output computed once is reused, exactly, for every later
+window with the same events under the same model version. What belongs to the window
+itself (ids, times, index, label, late) and the scoring time always come from the window
+being scored, never from the cache.
+
+The key is (model_version, events): the raw event ids, not their token ids, so two
+windows that differ only in which unknown event they hold do not share an entry (the
+explanation names the window's own event). Bounded (LRU); cleared when the model changes.
+Used from one thread (the worker's scoring thread); not thread-safe.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from schemas.scores import Score, SurprisingEvent
+from schemas.windows import Window
+
+
+class _Scorer(Protocol):
+    @property
+    def model_version(self) -> str: ...
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutput:
+    """The part of a Score that only the model and the window's events determine."""
+
+    score: float
+    threshold: float
+    anomalous: bool
+    surprising: tuple[SurprisingEvent, ...]
+
+    @classmethod
+    def of(cls, s: Score) -> ModelOutput:
+        return cls(s.score, s.threshold, s.anomalous, s.surprising)
+
+    def for_window(self, w: Window, model_version: str, now_ms: int) -> Score:
+        return Score(
+            window_id=w.window_id,
+            session_id=w.session_id,
+            window_index=w.index,
+            model_version=model_version,
+            score=self.score,
+            threshold=self.threshold,
+            anomalous=self.anomalous,
+            n_events=len(w.events),
+            first_ts=w.first_ts,
+            last_ts=w.last_ts,
+            scored_at=now_ms,
+            surprising=self.surprising,
+            late=w.late,
+            label=w.label,
+        )
+
+
+Key = tuple[str, tuple[str, ...]]
+
+
+class ScoreCache:
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be >= 1, got {max_entries}")
+        self.max_entries = max_entries
+        self._lru: OrderedDict[Key, ModelOutput] = OrderedDict()
+        self._version: str | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    @property
+    def hit_rate(self) -> float:
+        n = self.hits + self.misses
+        return self.hits / n if n else 0.0
+
+    def score(self, scorer: _Scorer, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        """`scorer.score_windows(windows, now_ms)`, calling the model only for windows whose
+        events it has not seen under this model version (each distinct one once)."""
+        version = scorer.model_version
+        if version != self._version:
+            self._lru.clear()  # the old model's outputs can never be asked for again
+            self._version = version
+        lru = self._lru
+        found: list[ModelOutput | None] = []
+        todo: dict[tuple[str, ...], int] = {}  # events -> index in `unseen`
+        unseen: list[Window] = []
+        for w in windows:
+            out = lru.get((version, w.events))
+            if out is not None:
+                lru.move_to_end((version, w.events))
+                self.hits += 1
+            elif w.events in todo:
+                self.hits += 1  # the same events twice in one batch: scored once
+            else:
+                todo[w.events] = len(unseen)
+                unseen.append(w)
+                self.misses += 1
+            found.append(out)
+        scores: list[Score] = []
+        if unseen:
+            scores = scorer.score_windows(unseen, now_ms)
+            if len(scores) != len(unseen):
+                raise RuntimeError(f"scorer returned {len(scores)} scores for {len(unseen)}")
+            for w, s in zip(unseen, scores, strict=True):
+                lru[(version, w.events)] = ModelOutput.of(s)
+            while len(lru) > self.max_entries:
+                lru.popitem(last=False)
+        result: list[Score] = []
+        for w, out in zip(windows, found, strict=True):
+            if out is not None:
+                result.append(out.for_window(w, version, now_ms))
+                continue
+            s = scores[todo[w.events]]
+            # The window scored is returned as the model scored it; a repeat in the batch
+            # takes its output.
+            result.append(
+                s
+                if unseen[todo[w.events]] is w
+                else ModelOutput.of(s).for_window(w, version, now_ms)
+            )
+        return result

@@ -1,0 +1,27 @@
+"""serve's process tuning: the model's thread count and the GC settings it runs under."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+from stream.serve import GC_THRESHOLD_0, model_threads, restore_gc, tune_gc
+
+
+def test_model_threads_leave_a_core_to_the_consume_loop() -> None:
+    assert model_threads(3) == 3
+    assert model_threads(0) == max(1, len(os.sched_getaffinity(0)) - 1)
+    assert model_threads(0) >= 1
+
+
+def test_tune_gc_freezes_what_is_loaded_and_restore_undoes_it() -> None:
+    before = gc.get_threshold()
+    old = tune_gc()
+    try:
+        assert old == before
+        assert gc.get_threshold() == (GC_THRESHOLD_0, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        restore_gc(old)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
