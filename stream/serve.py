@@ -173,7 +173,7 @@ class Service:
                 self._observe()
             self._check(tasks)
             assigned = set(self.offsets.assigned)
-            watermark = self.sessions.min_watermark(assigned)
+            watermark = self.sessions.min_watermark(assigned, wall_ms())
             await self._finish(assigned, self.sessions.flush_all())
             if self.txn is not None:
                 await self.txn.close(assigned)
@@ -287,7 +287,7 @@ class Service:
     async def _commit_safe(self, partitions: set[int] | None = None) -> None:
         self._next_commit = monotonic_ms() + self.s.commit_interval_ms
         if self.archive is not None and partitions is None:
-            self.archive.tick(self.sessions.min_watermark(self.offsets.assigned))
+            self.archive.tick(self.sessions.min_watermark(self.offsets.assigned, wall_ms()))
         offsets = self.offsets.to_commit(self.sessions.min_open_offset, partitions)
         if not offsets:
             return
@@ -335,6 +335,7 @@ class Service:
     async def on_assigned(self, partitions: set[int]) -> None:
         """Take up partitions at their commits, skipping what the last owner already scored."""
         self.offsets.assign(partitions)
+        self.sessions.assign(partitions, wall_ms())
         self._restoring.update({p: [] for p in partitions})
         tps = [TopicPartition(self.s.input_topic, p) for p in sorted(partitions)]
         if self.txn is not None:

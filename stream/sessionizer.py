@@ -294,17 +294,37 @@ class Sessionizer:
                 del self._closed[key]
         return out
 
-    def min_watermark(self, partitions: Iterable[int]) -> int | None:
+    def assign(self, partitions: Iterable[int], now_ms: int) -> None:
+        """Newly assigned partitions: start their quiet clock now, so one that never gets an
+        event counts as quiet after `idle_timeout_ms` (see `min_watermark`)."""
+        for p in partitions:
+            if p not in self._parts:
+                self._parts[p] = _Partition(now_ms)
+
+    def min_watermark(self, partitions: Iterable[int], now_ms: int | None = None) -> int | None:
         """The lowest watermark over `partitions`; None when there are none, or when one
-        has seen no event yet (its event time is unknown, so nothing can be said of it)."""
+        has seen no event yet (its event time is unknown, so nothing can be said of it).
+
+        With `now_ms`, a partition quiet (wall clock) for `idle_timeout_ms` is left out: its
+        windows were flushed, and waiting on it would stall event time for every partition
+        (one that never gets an event would block forever). When all are quiet, the lowest
+        watermark any of them has seen."""
         lowest: int | None = None
+        quiet_lowest: int | None = None
+        idle = self.settings.idle_timeout_ms
         for p in partitions:
             part = self._parts.get(p)
+            if part is not None and now_ms is not None and now_ms - part.last_wall_ms >= idle:
+                if part.watermark != -_NEVER and (
+                    quiet_lowest is None or part.watermark < quiet_lowest
+                ):
+                    quiet_lowest = part.watermark
+                continue
             if part is None or part.watermark == -_NEVER:
                 return None
             if lowest is None or part.watermark < lowest:
                 lowest = part.watermark
-        return lowest
+        return lowest if lowest is not None else quiet_lowest
 
     def min_open_offset(self, partition: int) -> int | None:
         """The lowest offset still held by an open window of the partition (None if none)."""

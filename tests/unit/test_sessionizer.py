@@ -61,6 +61,22 @@ def test_min_watermark_is_the_lowest_partition_and_unknown_until_each_has_events
     assert sz.min_watermark([0, 1]) is None and sz.min_watermark([0]) == T0 + 9_500
 
 
+def test_a_quiet_partition_does_not_hold_the_watermark_back() -> None:
+    sz = make(gap_ms=30_000, idle_timeout_ms=1_000)
+    sz.assign([0, 1, 2], now_ms=0)
+    sz.add(ev(10_000, "a"), 0, 0, now_ms=0)
+    sz.add(ev(4_000, "b"), 1, 0, now_ms=0)
+    # Partition 2 has no event yet: unknown until it has been quiet for the idle timeout.
+    assert sz.min_watermark([0, 1, 2], now_ms=999) is None
+    assert sz.min_watermark([0, 1, 2], now_ms=1_000) == T0 + 4_000
+    sz.add(ev(20_000, "a"), 0, 1, now_ms=1_500)
+    # Partition 1 went quiet at 1_000 (its sessions flushed by advance): left out.
+    assert sz.min_watermark([0, 1, 2], now_ms=2_000) == T0 + 20_000
+    assert sz.min_watermark([0, 1, 2]) is None  # without a clock, as before
+    # All quiet: the lowest watermark any of them has seen.
+    assert sz.min_watermark([0, 1, 2], now_ms=10_000) == T0 + 4_000
+
+
 def test_an_event_after_its_own_gap_starts_the_next_window_not_a_late_one() -> None:
     sz = make(gap_ms=30_000)
     sz.add(ev(0, "a"), 0, 0, now_ms=0)
