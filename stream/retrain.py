@@ -278,8 +278,10 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         for stale in registry.glob(TMP_PREFIX + "*"):
             log.warning("retrain_stale_temp_removed", path=str(stale))
             shutil.rmtree(stale, ignore_errors=True)
-        complete = [f.day for f in find_daily_files([s.archive_dir], complete_only=True) if f.day]
-        plan = plan_days(complete, s.last_days)
+        # The file itself, not a name rebuilt from its day: a day may be a `.json` array.
+        found = find_daily_files([s.archive_dir], complete_only=True)
+        complete = {f.day: f.path for f in found if f.day}
+        plan = plan_days(list(complete), s.last_days)
         current_dir = registry / read_pointer(registry).version if is_registry(registry) else None
         init_from = None if s.from_scratch or current_dir is None else current_dir
         log.info(
@@ -293,7 +295,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         try:
             candidate_dir = tmp / "candidate"
             _train_candidate(train_argv(s, plan, candidate_dir, init_from))
-            held = read_held_out(s.archive_dir / f"preprocessed_logs_{plan.holdout}.jsonl")
+            held = read_held_out(complete[plan.holdout])
             cand = evaluate_bundle(candidate_dir, held, s)
             cur = evaluate_bundle(current_dir, held, s) if current_dir is not None else None
             decision = decide(cand, cur, s.margin)

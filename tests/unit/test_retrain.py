@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
+from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
 from schemas.errors import ConfigError, DataError
+from schemas.registry import POINTER, read_pointer
+from schemas.sessions import Session
 from schemas.settings import build_settings
 from stream.retrain import (
+    TMP_PREFIX,
     Figures,
     RetrainSettings,
     decide,
     figures,
     plan_days,
     registry_lock,
+    run_retrain,
 )
 
 
@@ -77,3 +82,40 @@ def test_settings_need_archive_and_registry(tmp_path: Path) -> None:
         environ={"LOGAD_LAST_DAYS": "3"},
     )
     assert s.last_days == 3 and s.margin == 0.01 and s.exclude_alerted
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every file but the lock file (it stays; the lock is the flock on it)."""
+    files = (p for p in root.rglob("*") if p.is_file() and p.name != ".retrain.lock")
+    return {str(p.relative_to(root)): p.read_bytes() for p in files}
+
+
+def test_a_run_that_crashes_while_training_leaves_the_registry_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive, registry = tmp_path / "archive", tmp_path / "registry"
+    archive.mkdir()
+    for d in (1, 2):
+        path = archive / daily_file_name(date(2026, 1, d))
+        write_sessions(path, [Session(f"s{d}", ("a", "b"))])
+        path.with_name(path.name + DONE_SUFFIX).touch()
+    (registry / "v1").mkdir(parents=True)
+    (registry / "v1" / "weights.bin").write_bytes(b"v1")
+    (registry / POINTER).write_bytes(b'{"version": "v1", "previous": null, "updated_at": ""}')
+    before = _snapshot(registry)
+
+    def crash(argv: list[str]) -> None:
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_bytes(b"half-written")
+        raise RuntimeError("killed mid-training")
+
+    monkeypatch.setattr("stream.retrain._train_candidate", crash)
+    s = RetrainSettings(archive_dir=archive, registry=registry)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))
+    assert _snapshot(registry) == before  # no candidate, no decision, same pointer
+    assert read_pointer(registry).version == "v1"
+    assert not list(registry.glob(TMP_PREFIX + "*"))
+    with registry_lock(registry):  # the lock went with the run
+        pass
