@@ -102,3 +102,22 @@ async def test_watcher_offers_a_new_model_and_refuses_a_broken_one(tmp_path: Pat
         await asyncio.sleep(0.01)
     task.cancel()
     assert [s.model_version for s in offered] == ["v2", "v1"]
+
+
+def test_rollback_and_models_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reg = tmp_path / "registry"
+    for v in ("v1", "v2"):
+        main(["promote", str(fake_bundle(tmp_path / v, v)), "--registry", str(reg)])
+    capsys.readouterr()
+    assert main(["models", "--registry", str(reg)]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in listing[1:]] == [["-", "v1"], ["*", "v2"]]
+    assert main(["rollback", "--registry", str(reg)]) == 0
+    assert "current v1 (was v2)" in capsys.readouterr().out
+    assert read_pointer(reg).version == "v1"
+    main(["models", "--registry", str(reg)])
+    listing = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in listing[1:]] == [["*", "v1"], ["-", "v2"]]
+    # A registry with no pointer: one clear line, exit 2.
+    assert main(["rollback", "--registry", str(tmp_path / "nowhere")]) == 2
+    assert "no current model" in capsys.readouterr().err
