@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars lint test test-fast demo bench-quality clean
+.PHONY: install kafka-jars lint test test-fast demo bench-quality bench-replay clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,7 @@ demo: kafka-jars
 # Detection quality on HDFS (CPU, about 10 min): bench/results/quality_hdfs.json, bundle in bench/out/hdfs/model/.
 bench-quality: $(STAMP)
 	$(PY) -m bench.quality_hdfs
+
+# Replay of HDFS's raw event stream through the real sessionizer vs session files (after bench-quality).
+bench-replay: $(STAMP)
+	$(PY) -m bench.replay_hdfs

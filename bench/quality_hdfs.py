@@ -1,12 +1,14 @@
 """HDFS detection-quality benchmark (`make bench-quality`), on CPU, with a fixed seed.
 
-1. Train the MLM with the real `logad train` on ../shared/data/hdfs/train.jsonl, every
-   session marked with the session-end event (trainer/end_marker.py). The trainer holds out
-   a validation slice by session hash (normal data only); it is never trained on.
-2. Score the validation slice and dev_normal / dev_abnormal once per scoring run
-   (full coverage with k = 6 and k = 12 groups, LogBERT's one random mask), and derive every
-   strategy's window score from those results: mean, max, top-3 mean of the per-event NLL,
-   LogBERT's miss fraction.
+1. Train the MLM with the real `logad train` on ../shared/data/hdfs/train.jsonl, with the
+   session-end marker (the trainer's `end_marker` setting, trainer/end_marker.py). The
+   trainer holds out a validation slice by session hash (normal data only); it is never
+   trained on.
+2. Score the validation slice and dev_normal / dev_abnormal once per scoring run (full
+   coverage with k = 6 groups, LogBERT's one random mask) through the product's scorer
+   (dev windows are marked by the same rule as in serving), and derive every strategy's
+   window score from those results: mean, max, top-3 mean of the per-event NLL, the max
+   rank of a true event, LogBERT's miss fraction.
 3. For each strategy, the threshold is the p99.9 of its scores on the validation slice.
    No dev label chooses anything. F1 and precision are extrapolated to the population
    ratio (552,640 normal blocks, 16,838 anomalous).
@@ -14,10 +16,9 @@
    evaluated in the same harness, with the paper's top-g rule and with a calibrated
    threshold; its FPR on the validation slice is reported too.
 5. With --ablation, the same model is trained and scored without the end marker too.
-6. The strategy with the best F1 (then the fewest forward passes) among those the
-   product's scorer can run is the default: the bundle in bench/out/hdfs/model/ is
-   re-calibrated for it. (The max-rank strategy needs the small scoring.py change that
-   trainer/strategies_extra.py describes before a bundle can carry it.)
+6. The strategy with the best F1 (then the fewest forward passes) is the default: the
+   bundle in bench/out/hdfs/model/ is re-calibrated for it when it is not already the
+   trainer's default (trainer.scoring.DEFAULT_STRATEGY).
 
 Writes bench/results/quality_hdfs.json and, under bench/out/hdfs/, the bundle, the plots
 and one report JSON per strategy.
@@ -34,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -52,7 +53,7 @@ from schemas.vocab import Vocab  # noqa: E402
 from trainer.calibration import calibrate, threshold_from_quantile  # noqa: E402
 from trainer.dataset import DataSelection, load_training_data  # noqa: E402
 from trainer.deeplog import DeepLogConfig, DeepLogScorer, train_deeplog, window_max_rank  # noqa: E402
-from trainer.end_marker import marked, write_marked_sessions  # noqa: E402
+from trainer.end_marker import uses_end_marker  # noqa: E402
 from trainer.eval_plots import write_plots  # noqa: E402
 from trainer.evaluate import (  # noqa: E402
     EvalReport,
@@ -62,6 +63,7 @@ from trainer.evaluate import (  # noqa: E402
     format_table,
     read_event_lists,
     run_windows,
+    split_sessions,
     throughput,
 )
 from trainer.evaluate_run import passes_per_window  # noqa: E402
@@ -69,8 +71,13 @@ from trainer.export import validation_windows  # noqa: E402
 from trainer.metrics import Population, curve  # noqa: E402
 from trainer.model import load_model  # noqa: E402
 from trainer.recalibrate import validation_slice, write_recalibrated_bundle  # noqa: E402
-from trainer.scoring import ScoringStrategy, aggregate, score_token_windows  # noqa: E402
-from trainer.strategies_extra import score_rank_windows  # noqa: E402
+from trainer.scoring import (  # noqa: E402
+    ScoringStrategy,
+    WindowResult,
+    WindowScorer,
+    aggregate,
+    score_token_windows,
+)
 from trainer.token_cache import TokenCache  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "hdfs"
@@ -90,27 +97,19 @@ class Variant:
     name: str
     run: str
     strategy: ScoringStrategy
-    """For "rank" variants, the passes only (the product's ScoringStrategy cannot express
-    the rank score yet: see trainer/strategies_extra.py for the plug-in)."""
-    rank: bool = False
 
-    def window_score(self, r: Any) -> float:
-        if self.rank:
-            return float(r.score)  # a RankResult: the window's max rank
-        if self.strategy.kind == "logbert":
-            return float(r.score)  # the miss fraction, computed by the scorer
+    def window_score(self, r: WindowResult) -> float:
+        if self.strategy.kind == "logbert" or self.strategy.aggregate == "maxrank":
+            return float(r.score)  # the miss fraction or the max rank, as the run scored it
         return aggregate(r.nll, self.strategy)
 
     def strategy_dict(self) -> dict[str, Any]:
-        d = self.strategy.to_dict()
-        if self.rank:
-            d["aggregate"] = "maxrank"
-        return d
+        return self.strategy.to_dict()
 
 
 RUNS: dict[str, ScoringStrategy] = {
-    "full-6": ScoringStrategy(groups=6),
-    "rank-6": ScoringStrategy(groups=6),
+    # One "full" run gives the NLLs (every NLL aggregate) and the max rank.
+    "full-6": ScoringStrategy(groups=6, aggregate="maxrank"),
     "logbert": ScoringStrategy(kind="logbert", mask_ratio=0.15, top_g=6),
 }
 VARIANTS = [
@@ -118,12 +117,12 @@ VARIANTS = [
     Variant("full k=6 mean", "full-6", ScoringStrategy(groups=6, aggregate="mean")),
     Variant("full k=6 top-3", "full-6", ScoringStrategy(groups=6, aggregate="topn", top_n=3)),
     Variant("full k=6 max", "full-6", ScoringStrategy(groups=6, aggregate="max")),
-    Variant("full k=6 max-rank", "rank-6", ScoringStrategy(groups=6, aggregate="max"), rank=True),
+    Variant("full k=6 max-rank", "full-6", ScoringStrategy(groups=6, aggregate="maxrank")),
 ]
 ABLATION = ("full k=6 max", "full k=6 max-rank")
 
 
-def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace) -> float:
+def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: bool) -> float:
     """`logad train`, through the product's own command line."""
     from stream.cli import main as logad
 
@@ -165,6 +164,8 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace) -> float:
             "0",
             "--token-cache-dir",
             str(a.out / "token-cache"),
+            "--end-marker",
+            str(end_marker).lower(),
         ]
     )
     if rc != 0:
@@ -174,21 +175,14 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace) -> float:
 
 def mlm_scorer(
     model: Any, vocab: Vocab, key: str, max_batch_tokens: int
-) -> Callable[[list[tuple[str, ...]]], Sequence[Any]]:
-    device = torch.device("cpu")
-    strategy = RUNS[key]
-
-    def fn(batch: list[tuple[str, ...]]) -> Sequence[Any]:
-        windows = [vocab.encode(w) for w in batch]
-        if key.startswith("rank"):
-            return score_rank_windows(
-                model, windows, strategy.groups, device, max_batch_tokens=max_batch_tokens
-            )
-        return score_token_windows(
-            model, windows, strategy, device, max_batch_tokens=max_batch_tokens
-        )
-
-    return fn
+) -> tuple[Callable[[list[tuple[str, ...]]], Sequence[WindowResult]], WindowScorer]:
+    """The product's scorer with run `key`'s strategy: event windows in, marked as in
+    serving when the vocab holds the end marker."""
+    scorer = WindowScorer(
+        model, vocab, RUNS[key], 0.0, "bench", torch.device("cpu"),
+        max_batch_tokens=max_batch_tokens,
+    )  # fmt: skip
+    return scorer.score_events, scorer
 
 
 def oracle_f1(normal: np.ndarray, abnormal: np.ndarray) -> float:
@@ -231,34 +225,42 @@ def evaluate_variant(
 
 
 def mlm_section(
-    bundle: Path, marked_train: Path, a: argparse.Namespace, end: bool
+    bundle: Path, a: argparse.Namespace, end: bool
 ) -> tuple[list[tuple[EvalReport, Calibration, ScoredSets]], dict[str, float]]:
     """Score once per run, then evaluate every variant from the shared results."""
     manifest = verify_bundle(bundle)
     vocab = Vocab.load(bundle / VOCAB)
     model = load_model(bundle, "cpu")
+    assert uses_end_marker(vocab) == end
+    # The trainer's own slice, tokenized (and marked) as it was for calibration.
     val_tokens = validation_slice(
-        [marked_train],
+        [a.data / "train.jsonl"],
         vocab,
         a.val_fraction,
         a.out / "token-cache",
         manifest.metrics.get("val_windows"),
     )
-    val_events = [tuple(vocab.token(int(t)) for t in w) for w in val_tokens]
     normal = read_event_lists([a.data / "dev_normal.jsonl"])
     abnormal = read_event_lists([a.data / "dev_abnormal.jsonl"])
-    if end:
-        normal, abnormal = marked(normal), marked(abnormal)
-    lengths = [min(len(s), 510) for s in (*normal, *abnormal)]
+    lengths = [min(len(s) + int(end), 510) for s in (*normal, *abnormal)]
     Run = WindowRun[Any]
     runs: dict[str, tuple[Run, Run, Run]] = {}
     seconds: dict[str, float] = {}
     variants = VARIANTS if end else [v for v in VARIANTS if v.name in ABLATION]
     wanted = {v.run for v in variants}
     for key in sorted(wanted):
-        fn = mlm_scorer(model, vocab, key, a.max_batch_tokens)
+        fn, scorer = mlm_scorer(model, vocab, key, a.max_batch_tokens)
+        t0 = time.perf_counter()
+        val_results = score_token_windows(
+            model,
+            cast(Sequence[Sequence[int]], val_tokens),  # int64 arrays serve as sequences
+            scorer.strategy,
+            scorer.device,
+            max_batch_tokens=a.max_batch_tokens,
+        )
+        val_split = split_sessions([[]] * len(val_tokens))  # one window per "session"
         runs[key] = (
-            run_windows(fn, val_events, desc=f"{key} val"),
+            WindowRun(val_split, val_results, time.perf_counter() - t0),
             run_windows(fn, normal, desc=f"{key} normal"),
             run_windows(fn, abnormal, desc=f"{key} abnormal"),
         )
@@ -437,15 +439,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     report_dir = a.out / "report"
     shutil.rmtree(report_dir, ignore_errors=True)
 
-    out(f"[1/5] marking sessions and training ({a.preset}, {a.epochs} epochs) ...")
-    marked_train = a.out / "data" / "train_marked.jsonl"
-    write_marked_sessions(a.data / "train.jsonl", marked_train)
+    out(f"[1/5] training ({a.preset}, {a.epochs} epochs, with the end marker) ...")
     trained = a.out / "model.trained"
-    train_s = train_bundle(marked_train, trained, a)
+    train_s = train_bundle(a.data / "train.jsonl", trained, a, end_marker=True)
     out(f"  trained in {train_s:.0f} s")
 
     out("[2/5] scoring the validation slice and the dev sets once per scoring run ...")
-    mlm, score_s = mlm_section(trained, marked_train, a, end=True)
+    mlm, score_s = mlm_section(trained, a, end=True)
 
     out("[3/5] DeepLog baseline ...")
     deeplog, deeplog_info = deeplog_section(a)
@@ -455,8 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.ablation:
         out("[4/5] ablation: the same training without the end marker ...")
         plain = a.out / "model.no-end-marker"
-        ablation_train_s = train_bundle(a.data / "train.jsonl", plain, a)
-        plain_rows, _ = mlm_section(plain, a.data / "train.jsonl", a, end=False)
+        ablation_train_s = train_bundle(a.data / "train.jsonl", plain, a, end_marker=False)
+        plain_rows, _ = mlm_section(plain, a, end=False)
         ablation = [
             (dataclasses.replace(r, name=f"{r.name}, no end marker"), c, s)
             for r, c, s in plain_rows
@@ -467,10 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def rank_key(t: tuple[EvalReport, Calibration, ScoredSets]) -> tuple[float, float]:
         return (round(t[0].detection.f1, 4), -t[0].forward_passes_per_window)
 
-    top_report, _, top_scored = max(mlm, key=rank_key)
-    best_measured = top_report.name
-    servable = [t for t in mlm if t[1].strategy.get("aggregate") != "maxrank"]
-    best_report, best_cal, best_scored = max(servable, key=rank_key)
+    # Every strategy is servable now (max-rank included), so the best measured is the default.
+    best_report, best_cal, best_scored = max(mlm, key=rank_key)
+    best_measured = best_report.name
     bundle = a.out / "model"
     shutil.rmtree(bundle, ignore_errors=True)
     old = Calibration.from_json((trained / CALIBRATION).read_bytes())
@@ -479,8 +478,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         write_recalibrated_bundle(trained, bundle, best_cal)
         shutil.rmtree(trained, ignore_errors=True)
-    for r, sc, prefix in ((top_report, top_scored, "best-"), (best_report, best_scored, "bundle-")):
-        write_plots(report_dir, sc.normal, sc.abnormal, r.detection, r.name, prefix=prefix)
+    write_plots(
+        report_dir,
+        best_scored.normal,
+        best_scored.abnormal,
+        best_report.detection,
+        best_report.name,
+        prefix="bundle-",
+    )
     dl_report, dl_scored = deeplog[0]
     write_plots(
         report_dir,

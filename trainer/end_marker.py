@@ -1,4 +1,5 @@
-"""The session-end marker: an event appended after a session's last event.
+"""The session-end marker: an event appended after a session's last event, and the one rule
+that says when.
 
 A masked language model predicts each event from the events around it, so a session that
 simply stops early (HDFS's two-event `E5 E22` blocks, 17% of its anomalies) holds nothing
@@ -6,21 +7,27 @@ it finds surprising. With an explicit end event the model learns where sessions 
 an end after `E5 E22` is as surprising as any out-of-place event: every scoring strategy
 sees it with no change.
 
-The marker is an ordinary event id, so the vocab, the trainer and the scorer need nothing
-special: a model trained on marked sessions has it in its vocab, and evaluation marks the
-sessions it scores exactly when the bundle's vocab holds it. It is appended once per
-session, before the 510-event split, so it lands in the session's last window only.
+The rule, used by the trainer's tokenization (trainer/token_cache.py) and by the scorer
+(trainer/scoring.py `WindowScorer`, which the stream, replay and `logad evaluate` all go
+through): a window's events get the marker appended iff the window has fewer than
+MAX_EVENTS events. A window of exactly MAX_EVENTS events was (almost always) cut from a
+longer session, and with the marker it would not fit the model anyway, so it gets none;
+any shorter window is taken to be its session's last piece. The stream's windows then
+need no extra field. (A window the sessionizer closed for spanning too much time also
+gets the marker: such splits are rare, and the marker there costs at most one surprising
+prediction.)
+
+The marker is an ordinary event id, so the vocab needs nothing special: a model trained
+with `end_marker` has it in its vocab, and the scorer marks windows exactly when the
+bundle's vocab holds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Sequence
 
-from schemas.daily_files import read_sessions, write_sessions
-from schemas.sessions import Session
 from schemas.vocab import SPECIALS, Vocab
+from schemas.windows import MAX_EVENTS
 
 END_EVENT = "<end>"
 """Not a special token on purpose: the model must predict it like any event."""
@@ -28,25 +35,25 @@ END_EVENT = "<end>"
 assert END_EVENT not in SPECIALS
 
 
+def marks(n_events: int) -> bool:
+    """Whether a window of `n_events` events gets the marker (the rule above)."""
+    return n_events < MAX_EVENTS
+
+
 def with_end(events: Sequence[str]) -> tuple[str, ...]:
-    return (*events, END_EVENT)
+    """The window's events, with the marker appended when the rule says so."""
+    return (*events, END_EVENT) if marks(len(events)) else tuple(events)
 
 
 def uses_end_marker(vocab: Vocab) -> bool:
-    """A bundle trained on marked sessions has the marker in its vocab."""
+    """A bundle trained with the marker has it in its vocab."""
     return END_EVENT in vocab
 
 
-def marked(sessions: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
-    return [with_end(s) for s in sessions]
-
-
-def write_marked_sessions(src: Path, dst: Path) -> int:
-    """Copy a session file with the marker appended to every session (for training)."""
-
-    def gen() -> Iterator[Session]:
-        for s in read_sessions(src):
-            yield replace(s, events=with_end(s.events))
-
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    return write_sessions(dst, gen())
+def encode_window(vocab: Vocab, events: Sequence[str], end_marker: bool) -> list[int]:
+    """A window's events as the model's token ids (no [CLS]/[SEP]), marked when
+    `end_marker` and the rule say so."""
+    ids = vocab.encode(events)
+    if end_marker and marks(len(ids)):
+        ids.append(vocab.id_of(END_EVENT))
+    return ids

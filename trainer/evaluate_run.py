@@ -11,7 +11,6 @@ import structlog
 
 from schemas.bundle import CALIBRATION, Calibration, verify_bundle
 from schemas.errors import ConfigError
-from trainer.end_marker import marked, uses_end_marker
 from trainer.eval_plots import write_plots
 from trainer.evaluate import (
     EvalReport,
@@ -83,9 +82,6 @@ def evaluate_bundle(
 
     normal = read_event_lists(normal_files)
     abnormal = read_event_lists(abnormal_files)
-    end = uses_end_marker(scorer.vocab)
-    if end:
-        normal, abnormal = marked(normal), marked(abnormal)
 
     def window_scores(batch: Sequence[Sequence[str]]) -> list[float]:
         return [r.score for r in scorer.score_events(batch)]
@@ -111,7 +107,7 @@ def evaluate_bundle(
             "model_version": scorer.model_version,
             "strategy": scorer.strategy.to_dict(),
             "calibration_quantiles": cal.quantiles,
-            "end_marker": end,
+            "end_marker": scorer.end_marker,
             "normal_files": [str(p) for p in normal_files],
             "abnormal_files": [str(p) for p in abnormal_files],
             "device": str(scorer.device),

@@ -31,8 +31,9 @@ class EvaluateSettings:
     """Override the bundle's scoring strategy kind (needs --calibrate-on)."""
     groups: int | None = None
     """Override: mask groups (forward passes per window) for kind 'full'."""
-    aggregate: Literal["mean", "max", "topn"] | None = None
-    """Override: how 'full' aggregates per-event NLL into a window score."""
+    aggregate: Literal["mean", "max", "topn", "maxrank"] | None = None
+    """Override: how 'full' turns per-event predictions into a window score (the mean, max
+    or top-n mean of the NLL, or 'maxrank': the largest rank of a true event)."""
     top_n: int | None = None
     """Override: n for aggregate 'topn'."""
     mask_ratio: float | None = None

@@ -36,7 +36,7 @@ from schemas.vocab import Vocab
 from trainer.calibration import calibrate
 from trainer.dataset import TrainingData
 from trainer.model import load_model, save_model
-from trainer.scoring import ScoringStrategy, score_token_windows
+from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, score_token_windows
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,7 @@ def calibrate_on_validation(
     max_batch_tokens: int,
     strategy: ScoringStrategy | None = None,
 ) -> Calibration:
-    strategy = strategy or ScoringStrategy()
+    strategy = strategy or DEFAULT_STRATEGY
     results = score_token_windows(
         model,
         cast(Sequence[Sequence[int]], validation_windows(data)),
@@ -103,6 +103,7 @@ def calibrate_on_validation(
         windows=cal.n_windows,
         threshold=cal.threshold,
         threshold_quantile=threshold_quantile,
+        aggregate=strategy.aggregate,
         **{k.replace(".", "_"): v for k, v in cal.quantiles.items()},
     )
     return cal

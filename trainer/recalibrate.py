@@ -37,6 +37,7 @@ from schemas.errors import BundleError, DataError
 from schemas.vocab import Vocab
 from trainer.calibration import calibrate
 from trainer.dataset import DataSelection, load_training_data
+from trainer.end_marker import uses_end_marker
 from trainer.export import validation_windows
 from trainer.scoring import ScoringStrategy, score_token_windows
 from trainer.settings import TrainSettings
@@ -62,13 +63,14 @@ def validation_slice(
 ) -> list[npt.NDArray[np.int64]]:
     """The held-out windows of the training data, as the bundle's token ids.
 
-    Uses the trainer's loader and split, so these are exactly the windows the trainer never
+    Uses the trainer's loader and split (and marks windows when the vocab holds the end
+    marker, as the trainer did), so these are exactly the windows the trainer never
     trained on. `expected_windows` (the manifest's `val_windows`) guards against re-deriving
     the slice from other data or with another fraction.
     """
     td = load_training_data(
         DataSelection(tuple(data)),
-        TokenCache(cache_dir),
+        TokenCache(cache_dir, end_marker=uses_end_marker(vocab)),
         val_fraction,
         len(vocab),
         fixed_vocab=vocab,

@@ -5,7 +5,15 @@ A window is up to 510 event token ids; the model sees [CLS] + ids + [SEP]. Two s
 - "full" (default): k passes per window, pass g masking the events at positions i with
   i % k == g, so every event gets exactly one masked prediction. An event's surprise is the
   negative log-likelihood (NLL) of its true token there; the window score aggregates them
-  (mean, max or mean of the top n).
+  (mean, max or mean of the top n). Aggregate "maxrank" instead scores the window by the
+  largest *rank* of a true event among the model's event predictions (0: its first choice;
+  an [UNK] event ranks last). The NLL mixes how rare an event is with whether it fits its
+  context: a rare but legitimate event (HDFS's replication block, in 0.5% of normal
+  sessions) has an NLL as high as an event that never happens there, while its rank stays
+  moderate, and an event the context rules out ranks near the bottom. DeepLog's top-g rule
+  rests on the same insight with a fixed g; here the threshold on the max rank is
+  calibrated like any other score. Explanations (the most surprising events) still come
+  from the NLL.
 - "logbert": LogBERT's rule. One pass with a random `mask_ratio` of the events masked,
   seeded from `seed` and the window's content so a window always gets the same mask. A
   masked event "misses" when its true token is not among the model's top-g predictions.
@@ -14,8 +22,10 @@ A window is up to 510 event token ids; the model sees [CLS] + ids + [SEP]. Two s
   20-event and a 300-event window, so one threshold on `score` fits both.
 
 `WindowScorer` wraps a loaded bundle (model, vocab, calibration) and turns `Window` records
-into `Score` records. It serializes callers with a lock: the stream calls it from one
-worker thread.
+into `Score` records. When the bundle's vocab holds the session-end marker, it appends the
+marker to the windows trainer/end_marker.py's rule marks, as the trainer did; an
+explanation at position n_events is that marker ("the session ended here"). It serializes
+callers with a lock: the stream calls it from one worker thread.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from schemas.errors import BundleError, DecodeError
 from schemas.scores import Expected, Score, SurprisingEvent
 from schemas.vocab import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIALS, UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS, Window
+from trainer.end_marker import END_EVENT, encode_window, uses_end_marker
 from trainer.model import autocast_for, device_for, load_model, masked_logits
 
 log = structlog.get_logger(__name__)
@@ -52,9 +63,9 @@ FIRST_EVENT_ID = len(SPECIALS)
 DEFAULT_UNK_NLL = -math.log(1e-9)
 
 Kind = Literal["full", "logbert"]
-Aggregate = Literal["mean", "max", "topn"]
+Aggregate = Literal["mean", "max", "topn", "maxrank"]
 _KINDS = ("full", "logbert")
-_AGGREGATES = ("mean", "max", "topn")
+_AGGREGATES = ("mean", "max", "topn", "maxrank")
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,8 @@ class ScoringStrategy:
     context it sees when scoring looks like the context it learned from. More groups give
     each prediction more context but cost one forward pass per group."""
     aggregate: Aggregate = "mean"
-    """How "full" turns per-event NLLs into a window score."""
+    """How "full" turns per-event predictions into a window score: "mean", "max" or "topn"
+    of the NLLs, or "maxrank", the largest rank of a true event (see the module doc)."""
     top_n: int = 3
     """For aggregate="topn": the mean of the n largest NLLs."""
     mask_ratio: float = 0.15
@@ -128,6 +140,12 @@ def _check_int(name: str, value: object, lo: int) -> None:
         raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
 
 
+DEFAULT_STRATEGY = ScoringStrategy(kind="full", groups=6, aggregate="maxrank")
+"""What `logad train` calibrates and records in a new bundle, so `serve` scores with it:
+the strategy with the best F1 at the calibrated threshold in `make bench-quality`
+(bench/results/quality_hdfs.json)."""
+
+
 @dataclass(frozen=True)
 class SurprisingToken:
     position: int
@@ -163,7 +181,8 @@ def mask_groups(n_events: int, groups: int) -> list[list[int]]:
 def aggregate(nll: np.ndarray, strategy: ScoringStrategy) -> float:
     """A window score from per-event NLLs (NaNs, events not predicted, are ignored).
 
-    An empty window (or one with no predictions) scores 0.0.
+    An empty window (or one with no predictions) scores 0.0. "maxrank" needs ranks, not
+    NLLs: `score_token_windows` computes it with `window_max_rank`.
     """
     v = np.asarray(nll, dtype=np.float64)
     v = v[~np.isnan(v)]
@@ -173,6 +192,8 @@ def aggregate(nll: np.ndarray, strategy: ScoringStrategy) -> float:
         return float(v.mean())
     if strategy.aggregate == "max":
         return float(v.max())
+    if strategy.aggregate == "maxrank":
+        raise ValueError("aggregate 'maxrank' scores ranks, not NLLs: use window_max_rank")
     n = min(strategy.top_n, v.size)
     return float(np.sort(v)[-n:].mean())
 
@@ -248,11 +269,30 @@ def _build_passes(windows: list[np.ndarray], strategy: ScoringStrategy) -> _Pass
 
 @dataclass(frozen=True)
 class _Predictions:
-    """Per event (flat over all windows): true-token log-prob and the top-k event tokens."""
+    """Per event (flat over all windows): true-token log-prob, its rank among the event
+    tokens (-1 where not predicted or not asked for) and the top-k event tokens."""
 
     logp: np.ndarray
+    rank: np.ndarray
     top_ids: np.ndarray
     top_p: np.ndarray
+
+
+def event_rank(logp: torch.Tensor, true_ids: torch.Tensor) -> torch.Tensor:
+    """Rank of each true token among the event tokens (0: first choice; ties favour it).
+
+    `logp` is (n, vocab) log-probabilities (or logits) at the masked positions.
+    """
+    true = logp.gather(1, true_ids.unsqueeze(1))
+    return (logp[:, FIRST_EVENT_ID:] > true).sum(dim=1)
+
+
+def window_max_rank(rank: np.ndarray, ids: np.ndarray, n_event_tokens: int) -> float:
+    """The largest rank in a window; an [UNK] event ranks last (`n_event_tokens`), and an
+    event not predicted (-1) is ignored. An empty window scores 0.0."""
+    r = np.where(ids == UNK_ID, n_event_tokens, rank)
+    r = r[r >= 0]
+    return float(r.max()) if r.size else 0.0
 
 
 def _predict(
@@ -261,19 +301,21 @@ def _predict(
     device: torch.device,
     top_k: int,
     max_batch_tokens: int,
+    want_rank: bool = False,
 ) -> _Predictions:
     n_total = passes.ids.size
     logp = np.full(n_total, np.nan, dtype=np.float32)
+    rank = np.full(n_total, -1, dtype=np.int64)
     top_ids = np.full((n_total, top_k), -1, dtype=np.int64)
     top_p = np.zeros((n_total, top_k), dtype=np.float32)
     if passes.win.size == 0:
-        return _Predictions(logp, top_ids, top_p)
+        return _Predictions(logp, rank, top_ids, top_p)
 
     pass_len = passes.lengths[passes.win] + 2
     # Longest first, a window's passes together: each batch pads to its first row's length.
     order = np.lexsort((passes.group, passes.win, -pass_len))
     index_chunks: list[np.ndarray] = []
-    device_out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    device_out: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     i = 0
     while i < order.size:
         seq_len = int(pass_len[order[i]])
@@ -297,16 +339,18 @@ def _predict(
         else:
             top_lp = lp.new_zeros((lp.shape[0], 0))
             top_i = true_t.new_zeros((lp.shape[0], 0))
+        rk = event_rank(lp, true_t) if want_rank else true_t.new_full(true_t.shape, -1)
         # Results stay on the device until the end: one small copy back, not one per batch.
-        device_out.append((lp_true, top_i, top_lp.exp()))
+        device_out.append((lp_true, rk, top_i, top_lp.exp()))
         index_chunks.append(event_idx)
 
     if device_out:
         idx = np.concatenate(index_chunks)
         logp[idx] = torch.cat([o[0] for o in device_out]).cpu().numpy()
-        top_ids[idx] = torch.cat([o[1] for o in device_out]).cpu().numpy()
-        top_p[idx] = torch.cat([o[2] for o in device_out]).cpu().numpy()
-    return _Predictions(logp, top_ids, top_p)
+        rank[idx] = torch.cat([o[1] for o in device_out]).cpu().numpy()
+        top_ids[idx] = torch.cat([o[2] for o in device_out]).cpu().numpy()
+        top_p[idx] = torch.cat([o[3] for o in device_out]).cpu().numpy()
+    return _Predictions(logp, rank, top_ids, top_p)
 
 
 def _batch_arrays(
@@ -372,7 +416,14 @@ def score_token_windows(
     model.train(False)
     try:
         with torch.inference_mode():
-            pred = _predict(model, passes, device, top_k, max_batch_tokens)
+            pred = _predict(
+                model,
+                passes,
+                device,
+                top_k,
+                max_batch_tokens,
+                want_rank=strategy.aggregate == "maxrank" and strategy.kind == "full",
+            )
     finally:
         model.train(was_training)
 
@@ -389,11 +440,14 @@ def score_token_windows(
         passes=int(passes.win.size),
         kind=strategy.kind,
     )
+    n_event_tokens = vocab_size - FIRST_EVENT_ID
     results: list[WindowResult] = []
     for j, s in enumerate(passes.starts):
         n = int(passes.lengths[j])
         win_nll = nll[s : s + n].astype(np.float32, copy=True)
-        if strategy.kind == "full":
+        if strategy.kind == "full" and strategy.aggregate == "maxrank":
+            score = window_max_rank(pred.rank[s : s + n], passes.ids[s : s + n], n_event_tokens)
+        elif strategy.kind == "full":
             score = aggregate(win_nll, strategy)
         else:
             predicted = int((~np.isnan(win_nll)).sum())
@@ -450,6 +504,7 @@ class WindowScorer:
         self.model_version = model_version
         self.device = device
         self.max_batch_tokens = max_batch_tokens
+        self.end_marker = uses_end_marker(vocab)
         self._lock = threading.Lock()
 
     @classmethod
@@ -481,6 +536,8 @@ class WindowScorer:
             vocab_size=len(vocab),
             threshold=calibration.threshold,
             strategy=strategy.kind,
+            aggregate=strategy.aggregate,
+            end_marker=END_EVENT in vocab,
         )
         return cls(
             model,
@@ -493,8 +550,9 @@ class WindowScorer:
         )
 
     def score_events(self, sequences: Sequence[Sequence[str]]) -> list[WindowResult]:
-        """Score event-id sequences (each at most 510 events); for evaluation code."""
-        token_windows = [self.vocab.encode(seq) for seq in sequences]
+        """Score windows given as event-id sequences (each at most 510 events), marked as
+        the bundle was trained (see the module doc)."""
+        token_windows = [encode_window(self.vocab, seq, self.end_marker) for seq in sequences]
         with self._lock:
             return score_token_windows(
                 self.model,
@@ -514,7 +572,9 @@ class WindowScorer:
             SurprisingEvent(
                 position=s.position,
                 # The window's own id, which for an [UNK] event says what it was.
-                event_id=window.events[s.position],
+                event_id=(
+                    window.events[s.position] if s.position < len(window.events) else END_EVENT
+                ),
                 nll=s.nll,
                 expected=tuple(Expected(self.vocab.token(t), p) for t, p in s.expected),
             )

@@ -53,9 +53,10 @@ class TrainSettings:
     bucket_width: int = 1
     """Windows are bucketed by length rounded up to this, and a batch pads to its bucket's
     length (1: to the exact longest window, the least padding; 8: fewer distinct shapes)."""
-    val_fraction: float = 0.02
+    val_fraction: float = 0.1
     """Share of sessions (chosen by a hash of session_id) held out for validation and
-    calibration; never trained on."""
+    calibration; never trained on. The threshold is a high quantile of these windows'
+    scores, so they must be many: p99.9 needs over 1,000 to be more than the maximum."""
     seed: int = 0
     """Seed for model init, shuffling, masking and dropout."""
     checkpoint_every_steps: int = 1000
@@ -85,6 +86,10 @@ class TrainSettings:
     """Token budget per scoring batch when calibrating on the validation slice."""
     exclude_alerted: bool = False
     """Leave out windows the stream alerted on (archive lines with "alerted": true)."""
+    end_marker: bool = True
+    """Append the session-end event to each window that ends its session (fewer than 510
+    events; trainer/end_marker.py), so the model learns where sessions end and flags ones
+    that stop early. The bundle's vocab then holds it, and the scorer marks windows alike."""
     complete_only: bool = False
     """Read only days marked complete (a .done marker) from directories; files named
     explicitly are always read."""

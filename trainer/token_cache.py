@@ -5,9 +5,10 @@ ids, and `codes.npy` holds, window after window, each event's index into that li
 training vocab is applied at load time through a small lookup table (one vectorized take),
 so a cache entry stays valid whatever vocab a run builds or extends, and a nightly run only
 tokenizes new or changed days. Sessions longer than MAX_EVENTS are cut with `split_points`,
-as the stream cuts them.
+as the stream cuts them. With `end_marker`, each window is marked by the rule of
+trainer/end_marker.py (a separate cache entry, suffixed "-end").
 
-    <cache_dir>/v1-<blake2b of content>-w510/
+    <cache_dir>/v1-<blake2b of content>-w510[-end]/
         events.json        {"events": [...], "n_sessions": N, "n_windows": W, "source": ...}
         codes.npy          uint16 (uint32 past 65535 distinct events), all windows back to back
         offsets.npy        int64, W + 1 window boundaries into codes
@@ -35,6 +36,7 @@ from schemas.daily_files import read_sessions
 from schemas.errors import DataError
 from schemas.sessions import Session
 from schemas.windows import MAX_EVENTS, split_points
+from trainer.end_marker import END_EVENT, marks
 
 log = structlog.get_logger(__name__)
 
@@ -66,8 +68,11 @@ def session_hash(session_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(session_id.encode(), digest_size=8).digest(), "little")
 
 
-def encode_sessions(sessions: Iterable[Session], key: str = "") -> FileTokens:
-    """Pure: split sessions into windows and code their events by first appearance."""
+def encode_sessions(
+    sessions: Iterable[Session], key: str = "", *, end_marker: bool = False
+) -> FileTokens:
+    """Pure: split sessions into windows and code their events by first appearance; with
+    `end_marker`, append the marker to the windows the rule marks."""
     table: dict[str, int] = {}
     codes: list[int] = []
     offsets = [0]
@@ -78,6 +83,8 @@ def encode_sessions(sessions: Iterable[Session], key: str = "") -> FileTokens:
         h = session_hash(s.session_id)
         for a, b in split_points(len(s.events), MAX_EVENTS):
             codes.extend(table.setdefault(e, len(table)) for e in s.events[a:b])
+            if end_marker and marks(b - a):
+                codes.append(table.setdefault(END_EVENT, len(table)))
             offsets.append(len(codes))
             hashes.append(h)
     dtype = np.uint16 if len(table) <= 1 << 16 else np.uint32
@@ -100,10 +107,12 @@ def content_hash(path: Path) -> str:
 
 
 class TokenCache:
-    """Loads daily files through the cache, tokenizing only those not cached yet."""
+    """Loads daily files through the cache, tokenizing only those not cached yet; with
+    `end_marker`, windows are marked (trainer/end_marker.py)."""
 
-    def __init__(self, cache_dir: Path) -> None:
+    def __init__(self, cache_dir: Path, *, end_marker: bool = False) -> None:
         self.dir = cache_dir
+        self.end_marker = end_marker
         self.hits = 0
         self.misses = 0
         self._memo: dict[str, list[int | str]] = {}
@@ -133,7 +142,8 @@ class TokenCache:
         return digest
 
     def entry_dir(self, key: str) -> Path:
-        return self.dir / f"v{CACHE_FORMAT}-{key}-w{MAX_EVENTS}"
+        suffix = "-end" if self.end_marker else ""
+        return self.dir / f"v{CACHE_FORMAT}-{key}-w{MAX_EVENTS}{suffix}"
 
     def load(self, path: Path) -> FileTokens:
         key = self.key_of(path)
@@ -148,7 +158,7 @@ class TokenCache:
                 shutil.rmtree(entry, ignore_errors=True)
         self.misses += 1
         log.info("tokenizing_daily_file", path=str(path), key=key)
-        ft = encode_sessions(read_sessions(path, strict=True), key)
+        ft = encode_sessions(read_sessions(path, strict=True), key, end_marker=self.end_marker)
         _write_entry(entry, ft, path)
         return _read_entry(entry, key)
 

@@ -236,7 +236,7 @@ def _load_data_on_all_ranks(
     def load() -> TrainingData:
         return load_training_data(
             sel,
-            TokenCache(s.cache_dir),
+            TokenCache(s.cache_dir, end_marker=s.end_marker),
             s.val_fraction,
             s.vocab_size,
             base_vocab,
@@ -270,6 +270,8 @@ def _final_metrics(result: FitResult, data: TrainingData, s: TrainSettings) -> d
         "val_accuracy": ev.accuracy if ev else None,
         "train_windows": len(data.train_idx),
         "val_windows": len(data.val_idx),
+        "val_fraction": s.val_fraction,
+        "end_marker": s.end_marker,
         "sessions": data.n_sessions,
         "vocab_size": len(data.vocab),
     }

@@ -12,11 +12,11 @@ import torch
 from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError, LogadError
 from schemas.sessions import Session
-from schemas.vocab import Vocab
+from schemas.vocab import UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS
 from trainer import cli_evaluate
 from trainer.calibration import calibrate
-from trainer.end_marker import END_EVENT, marked, uses_end_marker, with_end
+from trainer.end_marker import END_EVENT, encode_window, marks, uses_end_marker, with_end
 from trainer.evaluate import (
     in_chunks,
     score_sets,
@@ -77,12 +77,21 @@ def test_passes_per_window() -> None:
     assert passes_per_window(ScoringStrategy(kind="logbert"), [3, 10, 0]) == pytest.approx(2 / 3)
 
 
-def test_end_marker_is_appended_once_per_session_before_the_split() -> None:
+def test_end_marker_goes_on_each_window_shorter_than_a_full_one() -> None:
     assert with_end(("a", "b")) == ("a", "b", END_EVENT)
-    sw = split_sessions(marked([["a"] * MAX_EVENTS]))
-    assert [w[-1] for w in sw.windows] == ["a", END_EVENT]
-    assert uses_end_marker(Vocab.build([["a", END_EVENT]]))
-    assert not uses_end_marker(Vocab.build([["a"]]))
+    assert with_end(()) == (END_EVENT,)
+    # A session of 600 events: a full (split) window, then its last piece, marked.
+    sw = split_sessions([["a"] * 600])
+    assert [with_end(w)[-1] for w in sw.windows] == ["a", END_EVENT]
+    # Exactly 510 events: the marker would not fit, so none (the rule's one ambiguity).
+    assert not marks(MAX_EVENTS) and marks(MAX_EVENTS - 1)
+    assert with_end(("a",) * MAX_EVENTS) == ("a",) * MAX_EVENTS
+    vocab = Vocab.build([["a", END_EVENT]])
+    assert uses_end_marker(vocab) and not uses_end_marker(Vocab.build([["a"]]))
+    end = vocab.id_of(END_EVENT)
+    assert encode_window(vocab, ["a", "zz"], True) == [vocab.id_of("a"), UNK_ID, end]
+    assert encode_window(vocab, ["a", "zz"], False) == [vocab.id_of("a"), UNK_ID]
+    assert len(encode_window(vocab, ["a"] * MAX_EVENTS, True)) == MAX_EVENTS
 
 
 # ------------------------------------------------------------------ the command, end to end

@@ -15,7 +15,8 @@ from schemas import Session, Vocab
 from schemas.bundle import BUNDLE_FILES, MANIFEST, Calibration, verify_bundle
 from schemas.daily_files import read_sessions, write_sessions
 from trainer.cli_train import main
-from trainer.scoring import ScoringStrategy
+from trainer.end_marker import END_EVENT
+from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy
 
 
 @pytest.mark.slow
@@ -51,7 +52,9 @@ def test_train_exports_bundle_then_warm_starts(
     assert manifest.metrics["steps"] > 0 and manifest.metrics["val_windows"] > 0
     cal = Calibration.from_json((out / "calibration.json").read_bytes())
     assert cal.n_windows == manifest.metrics["val_windows"]
-    assert ScoringStrategy.from_dict(cal.strategy) == ScoringStrategy()
+    assert ScoringStrategy.from_dict(cal.strategy) == DEFAULT_STRATEGY
+    assert manifest.metrics["val_fraction"] == 0.1 and manifest.metrics["end_marker"] is True
+    assert END_EVENT in Vocab.load(out / "vocab.json")
     assert cal.quantiles["p50"] <= cal.threshold
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no tmp left
 
