@@ -40,28 +40,32 @@ def tiny_bundle(root: Path) -> Path:
     normal sessions far more often than not, which is all these tests need."""
     if root in _bundle_cache:
         return _bundle_cache[root]
+    sims = simulate_day(random.Random(1), DAY_MS, 1500)
+    bundle = train_tiny(root, sims, epochs=3, lr=1e-3, tokens_per_batch=8192, val_fraction=0.1)
+    _bundle_cache[root] = bundle
+    return bundle
+
+
+def train_tiny(root: Path, sessions: Sequence[SimSession], **overrides: Any) -> Path:
+    """`logad train` in this process: `sessions` as one daily file under ROOT/days, a `tiny`
+    model on the CPU, the bundle in ROOT/bundle (token cache in ROOT/tokens)."""
     from trainer.dataset import DataSelection
     from trainer.settings import TrainSettings
     from trainer.train import TrainRequest, run_training
 
     days = root / "days"
     days.mkdir(parents=True, exist_ok=True)
-    sims = simulate_day(random.Random(1), DAY_MS, 1500)
-    write_sessions(days / daily_file_name(DAY), [s.to_session() for s in sims])
-    settings = TrainSettings(
-        preset="tiny",
-        epochs=3,
-        lr=1e-3,
-        num_workers=0,
-        device="cpu",
-        tokens_per_batch=8192,
-        token_cache_dir=root / "tokens",
-        val_fraction=0.1,
-        threshold_quantile=0.99,
-        checkpoint_every_steps=0,
-    )
-    run_training(settings, TrainRequest(DataSelection((days,)), root / "bundle"))
-    _bundle_cache[root] = root / "bundle"
+    write_sessions(days / daily_file_name(DAY), [s.to_session() for s in sessions])
+    values: dict[str, Any] = {
+        "preset": "tiny",
+        "num_workers": 0,
+        "device": "cpu",
+        "token_cache_dir": root / "tokens",
+        "threshold_quantile": 0.99,
+        "checkpoint_every_steps": 0,
+    }
+    values.update(overrides)
+    run_training(TrainSettings(**values), TrainRequest(DataSelection((days,)), root / "bundle"))
     return root / "bundle"
 
 
@@ -231,3 +235,17 @@ def http_get(port: int, path: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+def day_start_ms(day: date) -> int:
+    """Epoch ms of `day`'s UTC midnight."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
+async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll `check` every 0.1 s until it holds; fail, naming `what`, after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():
+        assert loop.time() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        await asyncio.sleep(0.1)
