@@ -7,6 +7,7 @@ Each process (serve, train, ...) declares a frozen dataclass of its knobs with d
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import difflib
@@ -17,7 +18,7 @@ import textwrap
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -168,3 +169,77 @@ def field_docs(cls: type) -> dict[str, str]:
         ):
             docs[a.target.id] = " ".join(b.value.value.split())
     return docs
+
+
+def add_settings_flags(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    help: Mapping[str, str] | None = None,
+    *,
+    names: Iterable[str] | None = None,
+    metavars: Mapping[str, str] | None = None,
+    shown: Mapping[str, str] | None = None,
+) -> None:
+    """A `--field-name` flag for each field of the settings dataclass `cls` (or just `names`).
+
+    Every flag defaults to None, so a flag not given leaves the config file's or the
+    environment's value standing (`build_settings` coerces the strings). Booleans get
+    `--x/--no-x`, Literal types their choices. The help is `help[name]` (else the field's
+    docstring) followed by the default, which `shown[name]` may spell out instead.
+    """
+    docs = help if help is not None else field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in names if names is not None else fields:
+        tp = hints[name]
+        text = docs.get(name, "")
+        if "default:" not in text:
+            default = (shown or {}).get(name) or _show_default(fields[name].default)
+            text = f"{text} (default: {default})".strip()
+        flag = "--" + name.replace("_", "-")
+        if tp is bool:
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+            continue
+        choices = _literal_choices(tp)
+        metavar = None if choices else (metavars or {}).get(name) or _metavar(tp)
+        parser.add_argument(
+            flag, dest=name, default=None, choices=choices, metavar=metavar, help=text
+        )
+
+
+def settings_flags(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The flags parsed for `cls`'s fields (None where not given), for `build_settings`."""
+    return {f.name: getattr(args, f.name, None) for f in dataclasses.fields(cls)}
+
+
+def _show_default(value: object) -> str:
+    if value is dataclasses.MISSING:
+        return "required"
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _literal_choices(tp: Any) -> tuple[Any, ...] | None:
+    for t in (tp, *typing.get_args(tp)):
+        if typing.get_origin(t) is typing.Literal:
+            return typing.get_args(t)
+    return None
+
+
+def _metavar(tp: Any) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and args else tp
+    if base is Path:
+        return "PATH"
+    if base is int:
+        return "N"
+    if base is float:
+        return "X"
+    if typing.get_origin(base) is tuple:
+        return "N,N,..."
+    return "STR"

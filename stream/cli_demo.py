@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 from pathlib import Path
 
-from schemas.settings import build_settings
+from schemas.settings import add_settings_flags, build_settings, settings_flags
 from stream.demo import DemoSettings, run_demo
 
 HELP = {
@@ -36,18 +34,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "anomalies, print the alerts as they arrive and a precision/recall summary, then stop "
         "everything it started.",
     )
-    hints = typing.get_type_hints(DemoSettings)
-    for f in dataclasses.fields(DemoSettings):
-        p.add_argument(
-            "--" + f.name.replace("_", "-"),
-            default=None,
-            metavar=hints[f.name].__name__.upper(),
-            help=f"{HELP[f.name]} (default: {f.default})",
-        )
+    add_settings_flags(p, DemoSettings, HELP)
     p.add_argument("--config", type=Path, default=None, help="TOML or JSON file of settings")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoSettings)}
+    flags = settings_flags(args, DemoSettings)
     return run_demo(build_settings(DemoSettings, config_file=args.config, flags=flags))

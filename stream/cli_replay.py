@@ -16,7 +16,7 @@ from schemas.console import out
 from schemas.errors import ConfigError
 from schemas.registry import resolve_model
 from schemas.scores import Score
-from schemas.settings import build_settings
+from schemas.settings import build_settings, settings_flags
 from stream.replay import (
     DaySource,
     ReplaySettings,
@@ -114,7 +114,7 @@ def _progress(total: int | None, unit: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(ReplaySettings)}
+    flags = settings_flags(args, ReplaySettings)
     s = build_settings(ReplaySettings, config_file=args.config, flags=flags)
     if args.out is None and args.out_topic is None and not args.labels:
         raise ConfigError("nowhere to put the scores: pass --out FILE, --out-topic or --labels")

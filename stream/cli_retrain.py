@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.console import out
-from schemas.settings import build_settings
+from schemas.settings import build_settings, settings_flags
 from stream.retrain import RetrainSettings, run_retrain
 
 # (flag, type, metavar) for each setting; help comes from the field's docstring below.
@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(RetrainSettings)}
+    flags = settings_flags(args, RetrainSettings)
     settings = build_settings(RetrainSettings, config_file=args.config, flags=flags)
     outcome = run_retrain(settings, datetime.now(UTC))
     rec = outcome.record

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import signal
-import typing
 from pathlib import Path
 
 import structlog
 from aiokafka.errors import KafkaError
 
 from schemas.errors import LogadError
-from schemas.settings import build_settings, settings_for_log
+from schemas.settings import add_settings_flags, build_settings, settings_flags, settings_for_log
 from stream.serve import serve
 from stream.settings import SERVE_HELP, ServeSettings
 
@@ -39,41 +37,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--config", type=Path, default=None, help="TOML or JSON file of settings (keys as below)"
     )
-    hints = typing.get_type_hints(ServeSettings)
-    for f in dataclasses.fields(ServeSettings):
-        flag = "--" + f.name.replace("_", "-")
-        text = SERVE_HELP[f.name] + f" (default: {_show(f.default, f.name == 'model')})"
-        if hints[f.name] is bool:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=text
-            )
-        else:
-            parser.add_argument(flag, default=None, metavar=_metavar(hints[f.name]), help=text)
+    add_settings_flags(parser, ServeSettings, SERVE_HELP, shown={"model": "required"})
     parser.set_defaults(func=run)
 
 
-def _show(value: object, required: bool) -> str:
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    if value is None:
-        return "required" if required else "unset"
-    return str(value)
-
-
-def _metavar(tp: object) -> str:
-    if tp in (Path, Path | None):
-        return "PATH"
-    if tp is int:
-        return "N"
-    if tp is float:
-        return "SECONDS"
-    if typing.get_origin(tp) is tuple:
-        return "N,N,..."
-    return "STR"
-
-
 def run(args: argparse.Namespace) -> int:
-    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(ServeSettings)}
+    flags = settings_flags(args, ServeSettings)
     settings = build_settings(ServeSettings, config_file=args.config, flags=flags)
     log.info("serve_settings", **settings_for_log(settings))
     try:

@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import random
 import time
-import typing
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from aiokafka.errors import KafkaError
 from schemas.console import out
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
 from schemas.errors import ConfigError, LogadError
-from schemas.settings import build_settings, settings_for_log
+from schemas.settings import add_settings_flags, build_settings, settings_flags, settings_for_log
 from stream.simulate import (
     ANOMALY_KINDS,
     SimSession,
@@ -119,39 +118,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--config", type=Path, default=None, help="TOML or JSON file of settings (keys as below)"
     )
-    hints = typing.get_type_hints(SimulateSettings)
-    for f in dataclasses.fields(SimulateSettings):
-        default = "none" if f.default is None else f.default
-        text = SIMULATE_HELP[f.name]
-        if "default:" not in text:
-            text += f" (default: {default})"
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"),
-            default=None,
-            metavar=_metavar(f.name, hints[f.name]),
-            help=text,
-        )
+    add_settings_flags(
+        parser,
+        SimulateSettings,
+        SIMULATE_HELP,
+        metavars={"start_date": "YYYY-MM-DD", "bootstrap": "HOST:PORT", "days_dir": "DIR"},
+    )
     parser.set_defaults(func=run)
-
-
-def _metavar(name: str, tp: object) -> str:
-    if tp in (Path, Path | None):
-        return "DIR"
-    if name == "start_date":
-        return "YYYY-MM-DD"
-    if name == "bootstrap":
-        return "HOST:PORT"
-    if tp is int:
-        return "N"
-    if tp in (float, float | None):
-        return "X"
-    return "STR"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.days_dir is not None and args.bootstrap is not None:
         raise ConfigError("give either --days-dir DIR or --bootstrap HOST:PORT, not both")
-    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(SimulateSettings)}
+    flags = settings_flags(args, SimulateSettings)
     settings = build_settings(SimulateSettings, config_file=args.config, flags=flags)
     if args.bootstrap is not None:  # the flag beats a days_dir from the config file or env
         settings = dataclasses.replace(settings, days_dir=None)

@@ -12,8 +12,6 @@ training data with the trainer's own split: normal data only, never the files ev
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import structlog
 
 from schemas.console import out
 from schemas.errors import ConfigError
-from schemas.settings import build_settings, field_docs, settings_for_log
+from schemas.settings import add_settings_flags, build_settings, settings_flags, settings_for_log
 from trainer.evaluate_settings import EvaluateSettings
 
 log = structlog.get_logger(__name__)
@@ -79,25 +77,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML or JSON file of settings (default: none)"
     )
-    docs = field_docs(EvaluateSettings)
-    hints = typing.get_type_hints(EvaluateSettings)
-    for f in dataclasses.fields(EvaluateSettings):
-        tp = hints[f.name]
-        lit = [a for a in typing.get_args(tp) if typing.get_origin(a) is typing.Literal]
-        choices = typing.get_args(lit[0]) if lit else None
-        p.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            default=None,  # None: not given, so the config file / LOGAD_* env value stands
-            choices=choices,
-            metavar=None if choices else f.name.upper(),
-            help=f"{docs.get(f.name, '')} (default: {f.default})",
-        )
+    add_settings_flags(p, EvaluateSettings)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(EvaluateSettings)}
+    flags = settings_flags(args, EvaluateSettings)
     s = build_settings(EvaluateSettings, config_file=args.config, flags=flags)
     if s.recalibrates and not args.calibrate_on:
         raise ConfigError(

@@ -24,7 +24,7 @@ import structlog
 from schemas.console import err, out
 from schemas.errors import ConfigError, LogadError
 from schemas.logs import configure_logging
-from schemas.settings import build_settings, field_docs
+from schemas.settings import build_settings, field_docs, settings_flags
 from trainer.settings import TrainSettings
 
 log = structlog.get_logger(__name__)
@@ -134,7 +134,7 @@ def register(subparsers: Any) -> None:
 
 
 def _settings_flags(args: argparse.Namespace) -> dict[str, Any]:
-    return {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainSettings)}
+    return settings_flags(args, TrainSettings)
 
 
 def run(args: argparse.Namespace) -> int:
