@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -7,7 +8,7 @@ from typing import Literal
 import pytest
 
 from schemas import ConfigError
-from schemas.settings import build_settings, settings_for_log
+from schemas.settings import add_settings_flags, build_settings, settings_flags, settings_for_log
 
 
 @dataclass(frozen=True)
@@ -77,3 +78,28 @@ def test_bad_config_file(tmp_path: Path) -> None:
 def test_secrets_are_redacted() -> None:
     s = build_settings(Demo, environ={"LOGAD_SASL_PASSWORD": "hunter2"})
     assert settings_for_log(s)["sasl_password"] == "***"
+
+
+@dataclass(frozen=True)
+class _Knobs:
+    name: str = "x"
+    """what it is called"""
+    depth: int = 3
+    fast: bool = False
+    mode: Literal["a", "b"] = "a"
+    sizes: tuple[int, ...] = (1, 2)
+
+
+def test_add_settings_flags_makes_one_flag_per_field_and_leaves_unset_ones_none() -> None:
+    p = argparse.ArgumentParser()
+    add_settings_flags(p, _Knobs, shown={"depth": "three"})
+    args = p.parse_args(["--no-fast", "--mode", "b", "--sizes", "4,5"])
+    flags = settings_flags(args, _Knobs)
+    assert flags == {"name": None, "depth": None, "fast": False, "mode": "b", "sizes": "4,5"}
+    built = build_settings(_Knobs, flags=flags, environ={"LOGAD_DEPTH": "7"})
+    assert built == _Knobs(depth=7, fast=False, mode="b", sizes=(4, 5))
+    text = p.format_help()
+    assert "what it is called (default: x)" in text and "(default: three)" in text
+    assert "(default: 1,2)" in text
+    with pytest.raises(SystemExit):
+        p.parse_args(["--mode", "c"])  # not a choice
