@@ -15,7 +15,11 @@ and Python overhead only, no model):
   serve's /metrics (every 20 ms until the first event is consumed, then every 250 ms) to
   see when it consumed its first and its last event.
   Runs for serve with the score cache (default size) and without it (fewer events, since
-  it is slower), and for the pass-through.
+  it is slower), for the pass-through, and for a consume-only reader (`consume_only`: a
+  group consumer with serve's fetch settings that polls, JSON-decodes every value and
+  commits per poll, producing nothing; timed from its first to its last record): the
+  ceiling of reading alone in one Python process, beside which serve's own per-event
+  work shows.
 - live (--live-sessions > 0): the worker is started first, then the bench produces the
   events and times from the first produced event until the last result arrived, so the
   producer (in this process, on the same cores) is inside the measurement.
@@ -23,6 +27,11 @@ and Python overhead only, no model):
   windows (one per session, the first --scorer-windows of them), batched as serve batches
   them, no cache: the model's share of the cost. At serve's model thread count
   (`stream.serve.model_threads`), and again on every core (`scorer_only_all_cores`).
+
+Each serve drain also reports its CPU seconds over the timed span (`cpu_s`, all threads;
+`loop_cpu_s`, the consume loop's thread alone): steadier than wall time when other jobs
+share the cores. `--baseline-repo DIR` adds a drain by serve run from another checkout
+(e.g. the last commit), on the same broker and traffic, for before/after in one run.
 
 The last windows of a drain close when their partition has been quiet for
 --idle-timeout-ms (wall clock), so every serve time includes one idle timeout; it is
@@ -214,6 +223,37 @@ async def passthrough(
         await producer.stop()
 
 
+async def consume_only(bootstrap: str, src: str, group: str, n: int, stamp: str) -> None:
+    """The read-side ceiling: a group consumer with serve's fetch settings
+    (stream.kafka_io.make_consumer) that decodes each value with orjson and commits per
+    poll, until `n` records were read. Writes "<first poll ms> <last record ms>" (wall
+    time) to `stamp`."""
+    from stream.kafka_io import make_consumer
+    from stream.settings import ServeSettings
+
+    settings = ServeSettings(model=Path("-"), bootstrap=bootstrap, group_id=group)
+    consumer = make_consumer(settings)
+    consumer.subscribe([src])
+    await consumer.start()
+    got, first_ms, loads = 0, 0, orjson.loads
+    try:
+        while got < n:
+            batch = await consumer.getmany(
+                timeout_ms=settings.poll_timeout_ms, max_records=settings.poll_max_records
+            )
+            if batch and not first_ms:
+                first_ms = time.time_ns() // 1_000_000
+            for recs in batch.values():
+                for r in recs:
+                    loads(r.value)
+                got += len(recs)
+            if batch:
+                await consumer.commit()
+        Path(stamp).write_text(f"{first_ms} {time.time_ns() // 1_000_000}")
+    finally:
+        await consumer.stop()
+
+
 def metrics(port: int) -> dict[str, float]:
     """serve's unlabelled Prometheus samples, by name."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
@@ -224,6 +264,19 @@ def metrics(port: int) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             out[name] = float(value)
     return out
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU time (user + system) of process `pid` so far, and of its main thread (the
+    consume loop's, in serve): less sensitive than wall time to other load on the cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(path: str) -> float:
+        with open(path) as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+    return stat(f"/proc/{pid}/stat"), stat(f"/proc/{pid}/task/{pid}/stat")
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
@@ -244,7 +297,7 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.
 class Serve:
     """One `logad serve` subprocess on its own topics and group."""
 
-    def __init__(self, work: Path, name: str, config: dict[str, Any]) -> None:
+    def __init__(self, work: Path, name: str, config: dict[str, Any], repo: Path = REPO) -> None:
         self.port = broker.free_port()
         self.config = {**config, "metrics_port": self.port, "group_id": f"{name}.group"}
         path = work / f"{name}.json"
@@ -253,7 +306,7 @@ class Serve:
         cmd += ["--config", str(path)]
         self.log = (work / f"{name}.log").open("wb")
         self.t_start = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=repo, stdout=self.log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -271,9 +324,11 @@ def drain_serve(
     ids: set[str],
     partitions: int,
     profile: Path | None = None,
+    repo: Path = REPO,
 ) -> dict[str, Any]:
     """Pre-load a topic with `msgs`, then time one serve process draining it. With
-    `profile`, py-spy samples serve (every thread, the scorer's too) while it drains."""
+    `profile`, py-spy samples serve (every thread, the scorer's too) while it drains.
+    `repo`: the checkout serve runs from (its cwd comes first on sys.path)."""
     topic = f"{name}.in"
     asyncio.run(create_topic(boot, topic, partitions))
     asyncio.run(create_topic(boot, f"{topic}.scores", 1, append_time=True))
@@ -281,7 +336,7 @@ def drain_serve(
     cfg = {**config, "input_topic": topic, "scores_topic": f"{topic}.scores",
            "alerts_topic": f"{topic}.alerts", "dlq_topic": f"{topic}.dlq"}  # fmt: skip
     load_before = os.getloadavg()[0]
-    serve = Serve(work, name, cfg)
+    serve = Serve(work, name, cfg, repo)
     spy = None
     try:
         wait_ready(serve.port, serve.proc)
@@ -289,7 +344,8 @@ def drain_serve(
         if profile is not None:
             spy = subprocess.Popen(
                 [
-                    "py-spy",
+                    # The venv's, when the venv is not on PATH.
+                    shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
                     "record",
                     "-r",
                     "100",
@@ -311,6 +367,7 @@ def drain_serve(
             events = m.get("logad_events_total", 0.0)
             if first_ms is None and events > 0:
                 first_ms = now_ms
+                cpu0 = cpu_seconds(serve.proc.pid)
             if consumed_ms is None and events >= len(msgs):
                 consumed_ms = now_ms
             if (
@@ -323,6 +380,7 @@ def drain_serve(
             time.sleep(0.02 if first_ms is None else 0.25)
         else:
             raise TimeoutError(f"{name}: not drained within 600 s")
+        cpu1 = cpu_seconds(serve.proc.pid)
         load_after = os.getloadavg()[0]
     finally:
         if spy is not None:
@@ -346,6 +404,11 @@ def drain_serve(
         "events_per_s": round(len(msgs) / seconds),
         "startup_s": round(startup, 2),
         "tail_s": round((last_ms - consumed_ms) / 1000, 3),
+        # CPU seconds serve spent from its first consumed event to drained (all threads,
+        # and the consume loop's alone), and events per CPU-second of that loop.
+        "cpu_s": round(cpu1[0] - cpu0[0], 2),
+        "loop_cpu_s": round(cpu1[1] - cpu0[1], 2),
+        "events_per_loop_cpu_s": round(len(msgs) / max(cpu1[1] - cpu0[1], 0.01)),
         "idle_timeout_s": cfg["idle_timeout_ms"] / 1000,
         "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
         "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
@@ -369,6 +432,28 @@ def drain_passthrough(
     if len(values) < len(msgs):
         raise RuntimeError(f"{name}: {len(values)} of {len(msgs)} copied")
     seconds = (last_ms - int(stamp.read_text())) / 1000
+    return {
+        "events": len(msgs),
+        "seconds": round(seconds, 3),
+        "events_per_s": round(len(msgs) / seconds),
+        "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
+    }
+
+
+def drain_consume_only(
+    boot: str, work: Path, name: str, msgs: Sequence[tuple[bytes, bytes]], partitions: int
+) -> dict[str, Any]:
+    src = f"{name}.in"
+    asyncio.run(create_topic(boot, src, partitions))
+    asyncio.run(produce(boot, src, msgs))
+    stamp = work / f"{name}.times"
+    load_before = os.getloadavg()[0]
+    cmd = [sys.executable, "-m", "bench.stream_e2e", "--consume-only-worker", boot, src,
+           f"{name}.group", str(len(msgs)), str(stamp)]  # fmt: skip
+    subprocess.run(cmd, cwd=REPO, timeout=600, check=True)
+    load_after = os.getloadavg()[0]
+    first_ms, last_ms = map(int, stamp.read_text().split())
+    seconds = (last_ms - first_ms) / 1000
     return {
         "events": len(msgs),
         "seconds": round(seconds, 3),
@@ -434,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--nocache-events",
         type=int,
         default=20_000,
-        help="backlog drain size with the score cache off (default: 20000)",
+        help="backlog drain size with the score cache off, 0 = skip (default: 20000)",
     )
     p.add_argument(
         "--live-sessions",
@@ -443,7 +528,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="live run sessions, 0 = skip (default: 4000)",
     )
     p.add_argument(
-        "--scorer-windows", type=int, default=1500, help="scorer_only windows (default: 1500)"
+        "--scorer-windows",
+        type=int,
+        default=1500,
+        help="scorer_only windows, 0 = skip (default: 1500)",
     )
     p.add_argument("--partitions", type=int, default=4, help="input partitions (default: 4)")
     p.add_argument(
@@ -469,11 +557,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--profile", type=Path, help="py-spy raw profile of the cached serve drain to this file"
     )
+    p.add_argument(
+        "--baseline-repo",
+        type=Path,
+        help="also drain (cache on) with serve run from this checkout of logad, e.g. the "
+        "last commit, on the same broker and traffic (default: none)",
+    )
     p.add_argument("--passthrough-worker", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--consume-only-worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.passthrough_worker:
         boot, src, dst, group, n, stamp = args.passthrough_worker
         asyncio.run(passthrough(boot, src, dst, group, int(n), stamp))
+        return 0
+    if args.consume_only_worker:
+        boot, src, group, n, stamp = args.consume_only_worker
+        asyncio.run(consume_only(boot, src, group, int(n), stamp))
         return 0
     configure_logging("warning", True)
 
@@ -482,6 +581,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     drain_sims = traffic(args.seed, args.drain_events, args.interval_ms)
     drain_msgs = messages(drain_sims)
     nocache_sims = traffic(args.seed, args.nocache_events, args.interval_ms)
+    nocache_sims = nocache_sims if args.nocache_events > 0 else []
     nocache_msgs = messages(nocache_sims)
     live_sims = list(
         generate_sessions(
@@ -509,16 +609,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         drain: dict[str, Any] = {}
         drain["passthrough"] = drain_passthrough(boot, work, "dpt", drain_msgs, args.partitions)
         say(f"drain passthrough: {drain['passthrough']}")
+        drain["consume_only"] = drain_consume_only(boot, work, "dco", drain_msgs, args.partitions)
+        say(f"drain consume_only: {drain['consume_only']}")
         drain["serve"] = drain_serve(
             boot, work, "dsc", config, drain_msgs, {s.session_id for s in drain_sims},
             args.partitions, args.profile,
         )  # fmt: skip
         say(f"drain serve (cache on): {drain['serve']}")
-        drain["serve_no_cache"] = drain_serve(
-            boot, work, "dnc", {**config, "score_cache_size": 0}, nocache_msgs,
-            {s.session_id for s in nocache_sims}, args.partitions,
-        )  # fmt: skip
-        say(f"drain serve (cache off): {drain['serve_no_cache']}")
+        if args.baseline_repo is not None:
+            drain["serve_baseline_repo"] = drain_serve(
+                boot, work, "dbr", config, drain_msgs, {s.session_id for s in drain_sims},
+                args.partitions, repo=args.baseline_repo.resolve(),
+            )  # fmt: skip
+            drain["serve_baseline_repo"]["repo"] = str(args.baseline_repo)
+            say(f"drain serve from {args.baseline_repo}: {drain['serve_baseline_repo']}")
+        if nocache_msgs:
+            drain["serve_no_cache"] = drain_serve(
+                boot, work, "dnc", {**config, "score_cache_size": 0}, nocache_msgs,
+                {s.session_id for s in nocache_sims}, args.partitions,
+            )  # fmt: skip
+            say(f"drain serve (cache off): {drain['serve_no_cache']}")
         results["drain"] = drain
 
         if live_sims:
@@ -597,12 +707,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for i, (s, seq) in enumerate(zip(drain_sims, seqs, strict=True))
     ][: args.scorer_windows]
     # At serve's model thread count (what the no-cache drain is bound by), and on every core.
-    threads = model_threads(args.score_threads)
-    results["scorer_only"] = scorer_only(bundle, windows, args.max_batch_tokens, threads)
-    say(f"scorer_only: {results['scorer_only']}")
-    cores = len(os.sched_getaffinity(0))
-    results["scorer_only_all_cores"] = scorer_only(bundle, windows, args.max_batch_tokens, cores)
-    say(f"scorer_only_all_cores: {results['scorer_only_all_cores']}")
+    if windows:
+        threads = model_threads(args.score_threads)
+        results["scorer_only"] = scorer_only(bundle, windows, args.max_batch_tokens, threads)
+        say(f"scorer_only: {results['scorer_only']}")
+        cores = len(os.sched_getaffinity(0))
+        all_cores = scorer_only(bundle, windows, args.max_batch_tokens, cores)
+        results["scorer_only_all_cores"] = all_cores
+        say(f"scorer_only_all_cores: {all_cores}")
 
     d = results["drain"]
     report = {
@@ -637,9 +749,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve_vs_passthrough_drain": round(
             d["serve"]["events_per_s"] / d["passthrough"]["events_per_s"], 3
         ),
+        "serve_vs_consume_only_drain": round(
+            d["serve"]["events_per_s"] / d["consume_only"]["events_per_s"], 3
+        ),
         "serve_no_cache_vs_scorer_only": round(
             d["serve_no_cache"]["events_per_s"] / results["scorer_only"]["events_per_s"], 3
-        ),
+        )
+        if "serve_no_cache" in d and "scorer_only" in results
+        else None,
         "target_events_per_s": 50_000,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -7,18 +7,20 @@ The input is simulated Spring Cloud traffic (`stream.simulate`): sessions arrive
 --interval-ms of event time and are spread over --partitions partitions by session id, the
 way a keyed Kafka topic spreads them. With the default 30 s gap, about 30 000/interval
 sessions are open at any time. Messages are dropped from the events (the sessionizer never
-reads them) to keep the input small; generating it is not timed, and it is frozen out of
+reads them); generating it is not timed, and it is frozen out of
 the cyclic GC's sight (`gc.freeze`), as a consumer's short-lived records would be.
 
 Variants, on the same events:
 
-- sessionizer: `Sessionizer.add_into` per event (with its label, as `logad serve` calls
-  it), `advance` and `min_open_offset` of every partition each 1000 events, `flush_all` at
+- sessionizer: `Sessionizer.add_fields` per event (event time, session id, event id,
+  partition, offset and label: what `logad serve` decodes each message to and passes),
+  `advance` and `min_open_offset` of every partition each 1000 events, `flush_all` at
   the end: gap expiry, 510-event split, duration limit, open-session bound and the
   low-water offsets all live. Under CPython's default GC thresholds.
 - sessionizer_serve_gc: the same, under the GC thresholds `logad serve` sets once its
-  model is loaded (`stream.serve.tune_gc`: young collections every 10 000 allocations
-  instead of 700). This is the figure that applies to the sessionizer inside serve.
+  model is loaded (`stream.serve.tune_gc`: young collections every `GC_THRESHOLD_0`
+  allocations instead of 700). This is the figure that applies to the sessionizer inside
+  serve.
 - dict_of_lists: the naive floor: append each event to a dict of lists keyed by
   (partition, session), then sort, split and build the windows at the end. No expiry, no
   bounds, unbounded memory. Its windows are checked against the sessionizer's
@@ -45,7 +47,6 @@ import orjson
 
 from bench.machine import machine
 from schemas.console import out as say
-from schemas.events import LogEvent
 from schemas.logs import configure_logging
 from schemas.windows import Window, split_points
 from stream.serve import GC_THRESHOLD_0
@@ -55,8 +56,8 @@ from stream.simulate import generate_sessions, interleave
 RESULTS = Path(__file__).resolve().parent / "results"
 T0 = 1_700_000_000_000
 
-# (event, partition, offset, label)
-Record = tuple[LogEvent, int, int, int | None]
+# (ts, session_id, event_id, partition, offset, label)
+Record = tuple[int, str, str, int, int, int | None]
 
 
 def simulated_records(
@@ -68,9 +69,7 @@ def simulated_records(
     out: list[Record] = []
     for e in interleave(generate_sessions(rng, sessions, T0, interval_ms, anomaly_rate)):
         p = zlib.crc32(e.session_id.encode()) % partitions
-        label = e.attrs.get("label")
-        slim = LogEvent(e.ts, e.service, e.session_id, e.event_id, e.level, None, e.attrs)
-        out.append((slim, p, offsets[p], label))
+        out.append((e.ts, e.session_id, e.event_id, p, offsets[p], e.attrs.get("label")))
         offsets[p] += 1
     return out
 
@@ -81,11 +80,11 @@ def run_sessionizer(
     sz = Sessionizer(settings)
     windows: list[Window] = []
     peak_open = 0
-    add = sz.add_into
-    for i, (event, p, offset, label) in enumerate(records):
-        add(windows, event, p, offset, event.ts, label)
+    add = sz.add_fields
+    for i, (ts, sid, eid, p, offset, label) in enumerate(records):
+        add(windows, ts, sid, eid, p, offset, ts, label)
         if i % 1000 == 999:  # what `logad serve` does per tick and per commit
-            windows += sz.advance(event.ts)
+            windows += sz.advance(ts)
             for q in range(partitions):
                 sz.min_open_offset(q)
             peak_open = max(peak_open, sz.open_sessions)
@@ -95,12 +94,12 @@ def run_sessionizer(
 
 def run_dict_of_lists(records: Sequence[Record], max_events: int) -> dict[str, Any]:
     groups: dict[tuple[int, str], list[tuple[int, int, str, int | None]]] = {}
-    for event, p, offset, label in records:
-        key = (p, event.session_id)
+    for ts, sid, eid, p, offset, label in records:
+        key = (p, sid)
         g = groups.get(key)
         if g is None:
             g = groups[key] = []
-        g.append((event.ts, offset, event.event_id, label))
+        g.append((ts, offset, eid, label))
     windows = []
     for (p, sid), evs in groups.items():
         # Split in arrival order, as the sessionizer does, then order each window.

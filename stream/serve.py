@@ -19,6 +19,7 @@ import gc
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -26,7 +27,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas.errors import DecodeError
-from schemas.events import LogEvent
+from schemas.events import LogEvent, decode_fields
 from schemas.registry import is_registry, resolve_model
 from schemas.windows import Window
 from stream.archive import ArchiveTap, DailyArchive
@@ -76,7 +77,7 @@ def model_threads(configured: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
-GC_THRESHOLD_0 = 10_000
+GC_THRESHOLD_0 = 50_000
 """Allocations between young collections (CPython's default is 700)."""
 
 
@@ -102,7 +103,12 @@ def restore_gc(thresholds: tuple[int, int, int]) -> None:
 
 def event_label(event: LogEvent) -> int | None:
     """Ground truth carried by simulated traffic in attrs["label"]."""
-    label = event.attrs.get("label")
+    return attrs_label(event.attrs)
+
+
+def attrs_label(attrs: dict[str, Any]) -> int | None:
+    """`event_label` from the event's attrs."""
+    label = attrs.get("label")
     return label if label in (0, 1) and not isinstance(label, bool) else None
 
 
@@ -211,8 +217,10 @@ class Service:
                 self._restoring[p].extend(recs)
                 continue
             start = self.offsets.last_committed(p) or 0
-            skips = self.offsets.has_skips(p)  # only a restore adds any: not within this loop
-            add, decode = self.sessions.add_into, LogEvent.decode  # the per-event hot loop
+            # Only a restore adds skips: not within this loop.
+            scored = self.offsets.already_scored if self.offsets.has_skips(p) else None
+            # The per-event hot loop: no LogEvent, just the fields the sessionizer uses.
+            add, decode = self.sessions.add_fields, decode_fields
             last = -1
             for r in recs:
                 offset = r.offset
@@ -220,13 +228,16 @@ class Service:
                     continue  # committed by a previous owner after our fetch position was set
                 last = offset
                 try:
-                    event = decode(r.value)
+                    ts, sid, eid, attrs = decode(r.value)
                 except DecodeError as e:
                     bad.append((r, e))
                     continue
-                if skips and self.offsets.already_scored(p, event.session_id, offset):
+                if scored is not None and scored(p, sid, offset):
                     continue
-                add(windows, event, p, offset, now, event_label(event))
+                label = attrs.get("label") if attrs else None
+                if label is not None and not (label.__class__ is int and 0 <= label <= 1):
+                    label = attrs_label(attrs)  # anything but a plain 0 or 1: the exact rule
+                add(windows, ts, sid, eid, p, offset, now, label)
             if last >= 0:  # records come in offset order: the last is the highest
                 self.offsets.consumed(p, last)
             self.metrics.events.inc(len(recs))

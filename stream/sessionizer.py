@@ -183,11 +183,27 @@ class Sessionizer:
         label: int | None = None,
     ) -> None:
         """`add`, appending the windows closed to `out`: no list per event (hot loops)."""
+        self.add_fields(
+            out, event.ts, event.session_id, event.event_id, partition, offset, now_ms, label
+        )
+
+    def add_fields(
+        self,
+        out: list[Window],
+        ts: int,
+        sid: str,
+        event_id: str,
+        partition: int,
+        offset: int,
+        now_ms: int,
+        label: int | None = None,
+    ) -> None:
+        """`add_into` for an event given by the fields it uses (event time, session id,
+        event id): no LogEvent per event (`logad serve` decodes straight to these)."""
         part = self._parts.get(partition)
         if part is None:
             part = self._parts[partition] = _Partition(now_ms)
         part.last_wall_ms = now_ms
-        ts = event.ts
         wm = ts - self._lateness
         if wm > part.watermark:
             part.watermark = wm
@@ -196,7 +212,6 @@ class Sessionizer:
             if part.expiry and part.expiry[0][0] < wm:
                 self._expire(part, out)
 
-        sid = event.session_id
         s = part.sessions.get(sid)
         if s is None:
             s = self._open(part, partition, sid, ts)
@@ -221,7 +236,7 @@ class Sessionizer:
             s.label = label
 
         if buf:
-            buf.append(event.event_id)
+            buf.append(event_id)
             s.buf_ts.append(ts)
             s.buf_off.append(offset)
             if ts > s.max_ts:
@@ -242,7 +257,7 @@ class Sessionizer:
             if len(buf) >= self._max_events:
                 out.append(self._emit(s))
         else:
-            buf.append(event.event_id)
+            buf.append(event_id)
             s.buf_ts.append(ts)
             s.buf_off.append(offset)
             s.min_ts = s.max_ts = ts

@@ -20,6 +20,7 @@ SERVE_HELP: dict[str, str] = {
     "client_id": "Kafka client id prefix",
     "poll_timeout_ms": "longest wait of one poll for new records",
     "poll_max_records": "most records returned by one poll",
+    "max_partition_fetch_bytes": "most bytes one fetch request brings back per partition",
     "max_poll_interval_ms": "the group evicts a consumer that does not poll for this long",
     "session_timeout_ms": "the group evicts a consumer whose heartbeats stop for this long",
     "heartbeat_interval_ms": "heartbeat period (well under session_timeout_ms)",
@@ -67,7 +68,8 @@ class ServeSettings:
     group_id: str = "logad"
     client_id: str = "logad-serve"
     poll_timeout_ms: int = 100
-    poll_max_records: int = 2000
+    poll_max_records: int = 10_000
+    max_partition_fetch_bytes: int = 4 * 1024 * 1024
     max_poll_interval_ms: int = 300_000
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
@@ -101,6 +103,7 @@ class ServeSettings:
         for name in (
             "poll_timeout_ms",
             "poll_max_records",
+            "max_partition_fetch_bytes",
             "max_poll_interval_ms",
             "session_timeout_ms",
             "heartbeat_interval_ms",

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas import _fields as f
 from schemas.errors import DecodeError
-from schemas.events import LogEvent
+from schemas.events import LogEvent, decode_fields
 
 edge_ints = st.sampled_from([-1, 0, 1, f.MAX_TS_MS, f.MAX_TS_MS + 1, 1_700_000_000_000])
 edge_text = st.sampled_from(["", "x", "x" * f.MAX_ID_CHARS, "x" * (f.MAX_ID_CHARS + 1)])
@@ -55,3 +55,78 @@ def test_a_typical_event_decodes_with_its_attrs() -> None:
     assert LogEvent.decode(b'{"ts": 5, "service": "a", "session_id": "b", "event_id": "c"}') == (
         LogEvent(5, "a", "b", "c")
     )
+
+
+def strict(data: bytes | str) -> tuple[int, str, str, dict[str, Any]] | str:
+    try:
+        ev = LogEvent.decode(data)
+    except DecodeError as e:
+        return str(e)
+    return ev.ts, ev.session_id, ev.event_id, ev.attrs
+
+
+def fields(data: bytes | str) -> tuple[int, str, str, dict[str, Any]] | str:
+    try:
+        return decode_fields(data)
+    except DecodeError as e:
+        return str(e)
+
+
+json_values = st.recursive(
+    values,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children)
+    ),
+    max_leaves=8,
+)
+
+
+def as_message(obj: Any, fmt: int) -> bytes:
+    """`obj` as a message value, sometimes made malformed."""
+    data = orjson.dumps(obj)
+    if fmt == 1:
+        return data[:-1]  # truncated
+    if fmt == 2:
+        return data + b"x"  # trailing garbage
+    if fmt == 3:
+        return b"\xff" + data  # not UTF-8
+    return data
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.fixed_dictionaries({}, optional=field) | json_values,
+    st.sampled_from([0, 0, 0, 1, 2, 3]),
+)
+def test_decode_fields_agrees_with_decode(obj: Any, fmt: int) -> None:
+    data = as_message(obj, fmt)
+    assert fields(data) == strict(data)
+    text = data.decode("utf-8", "surrogateescape")
+    assert fields(text) == strict(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_decode_fields_agrees_on_random_bytes(data: bytes) -> None:
+    assert fields(data) == strict(data)
+
+
+def test_decode_fields_agrees_on_edge_cases() -> None:
+    ok = LogEvent(5, "a", "b", "c", "INFO", "m", {"label": 1})
+    cases: list[bytes | str] = [
+        ok.encode(),
+        ok.encode().decode(),
+        b'{"ts": 5, "service": "a", "session_id": "b", "event_id": "c"}',
+        b'{"ts": "2026-11-28T07:00:00Z", "service": "a", "session_id": "b", "event_id": "c"}',
+        b'{"ts": 5, "service": "a", "session_id": "b", "event_id": "c", "attrs": null}',
+        b'{"ts": true, "service": "a", "session_id": "b", "event_id": "c"}',
+        b"[1, 2]",
+        b"null",
+        b"",
+        b'{"message":"' + b"a" * (2 << 20) + b'"}',  # over the size limit
+        "\ud800",  # a lone surrogate
+    ]
+    for data in cases:
+        assert fields(data) == strict(data)
+    assert decode_fields(ok.encode()) == (5, "b", "c", {"label": 1})
+    assert isinstance(fields(b"null"), str)

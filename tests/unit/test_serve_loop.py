@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from test_worker import FakeProducer, FakeScorer
 
 from schemas.events import LogEvent
-from stream.serve import Service
+from stream.serve import Service, event_label
 from stream.settings import ServeSettings
 
 TOPIC = "in"
@@ -158,3 +158,23 @@ async def test_restart_skips_what_the_commit_metadata_says_was_scored() -> None:
     await second.acks.wait_until(lambda: second.worker.backlog == 0)
     sent = [v for t, _k, v in producer2.sent if t == "scores"]
     assert sorted((s["session_id"], s["n_events"]) for s in sent) == [("long", 1), ("other", 1)]
+
+
+async def test_window_labels_follow_event_label_for_any_label_value() -> None:
+    service, consumer, _ = make_service(max_events=1)  # one window per event
+    await assign(service, consumer, {0})
+    labels: list[Any] = [0, 1, 2, -1, True, False, 0.0, 1.0, 0.5, "1", None, [1], {"a": 1}]
+    attrs: list[dict[str, Any]] = [{"label": x} for x in labels] + [{}, {"other": 1}]
+    values = [
+        LogEvent(1000 + i, "svc", f"s{i}", "E1", attrs=a).encode() for i, a in enumerate(attrs)
+    ]
+    values.append(b'{"ts": 5000, "service": "svc", "session_id": "none", "event_id": "E1"}')
+    submitted: list[Any] = []
+    service._submit = submitted.extend  # type: ignore[method-assign,assignment]
+    recs = [record(0, i, v) for i, v in enumerate(values)]
+    assert service._ingest({TopicPartition(TOPIC, 0): recs}, now=0) == []
+    got = {w.session_id: w.label for w in submitted}
+    want = {(e := LogEvent.decode(v)).session_id: event_label(e) for v in values}
+    assert got == want
+    assert [type(got[f"s{i}"]) for i in (0, 1, 6, 7)] == [int, int, float, float]
+    assert got["s4"] is None and got["s2"] is None and got["none"] is None
