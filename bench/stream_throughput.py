@@ -18,7 +18,7 @@ Variants, on the same events:
   the end: gap expiry, 510-event split, duration limit, open-session bound and the
   low-water offsets all live. Under CPython's default GC thresholds.
 - sessionizer_serve_gc: the same, under the GC thresholds `logad serve` sets once its
-  model is loaded (`stream.serve.tune_gc`: young collections every `GC_THRESHOLD_0`
+  model is loaded (`trainer.gc_tuning.tune_gc`: young collections every `GC_THRESHOLD_0`
   allocations instead of 700). This is the figure that applies to the sessionizer inside
   serve.
 - dict_of_lists: the naive floor: append each event to a dict of lists keyed by
@@ -49,9 +49,9 @@ from bench.machine import machine
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.windows import Window, split_points
-from stream.serve import GC_THRESHOLD_0
 from stream.sessionizer import Sessionizer, SessionizerSettings
 from stream.simulate import generate_sessions, interleave
+from trainer.gc_tuning import GC_THRESHOLD_0
 
 RESULTS = Path(__file__).resolve().parent / "results"
 T0 = 1_700_000_000_000

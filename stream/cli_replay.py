@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("nowhere to put the scores: pass --out FILE, --out-topic or --labels")
     if args.out_topic is not None:
         check_out_topic(args.out_topic, args.force)
+    from trainer.gc_tuning import tuned_gc
     from trainer.scoring import WindowScorer
 
     bundle = resolve_model(args.model)
@@ -156,7 +157,8 @@ def run(args: argparse.Namespace) -> int:
             yield x
 
     try:
-        scores = replay_scores(counted(items), scorer, s, restore)
+        with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
+            scores = replay_scores(counted(items), scorer, s, restore)
     finally:
         if bar is not None:
             bar.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,6 +48,7 @@ from stream.sessionizer import Sessionizer, SessionizerSettings
 from stream.settings import ServeSettings
 from stream.transactions import TxnOutbox
 from stream.worker import Scorer, ScoringWorker, monotonic_ms, wall_ms
+from trainer.gc_tuning import restore_gc, tune_gc
 
 log = structlog.get_logger(__name__)
 
@@ -75,30 +75,6 @@ def model_threads(configured: int) -> int:
     if configured > 0:
         return configured
     return max(1, len(os.sched_getaffinity(0)) - 1)
-
-
-GC_THRESHOLD_0 = 50_000
-"""Allocations between young collections (CPython's default is 700)."""
-
-
-def tune_gc() -> tuple[int, int, int]:
-    """Once the model is loaded: move everything alive (modules, the model, torch's and
-    transformers' object graphs) out of the cyclic GC's sight, and run young collections
-    less often. Per event, serve allocates records, dicts and strings that are freed by
-    reference counting; with CPython's defaults the GC wakes every 700 of them and, on
-    its full runs, re-scans the whole loaded library. Returns the thresholds to restore."""
-    old: tuple[int, int, int] = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD_0, old[1], old[2])
-    return old
-
-
-def restore_gc(thresholds: tuple[int, int, int]) -> None:
-    """Undo `tune_gc` (extensions that count their objects at interpreter exit would
-    report frozen ones as leaked)."""
-    gc.set_threshold(*thresholds)
-    gc.unfreeze()
 
 
 def event_label(event: LogEvent) -> int | None:

@@ -20,6 +20,7 @@ from trainer.evaluate import (
     split_sessions,
 )
 from trainer.evaluate_settings import EvaluateSettings
+from trainer.gc_tuning import tuned_gc
 from trainer.metrics import Population
 from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
 from trainer.scoring import ScoringStrategy, WindowScorer
@@ -86,7 +87,8 @@ def evaluate_bundle(
     def window_scores(batch: Sequence[Sequence[str]]) -> list[float]:
         return [r.score for r in scorer.score_events(batch)]
 
-    scored = score_sets(window_scores, normal, abnormal, chunk=s.chunk_windows)
+    with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
+        scored = score_sets(window_scores, normal, abnormal, chunk=s.chunk_windows)
     population = (
         Population(s.population_normals, s.population_abnormals)
         if s.population_normals is not None and s.population_abnormals is not None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import os
 
-from stream.serve import GC_THRESHOLD_0, model_threads, restore_gc, tune_gc
+from stream.serve import model_threads
+from trainer.gc_tuning import GC_THRESHOLD_0, restore_gc, tune_gc, tuned_gc
 
 
 def test_model_threads_leave_a_core_to_the_consume_loop() -> None:
@@ -25,3 +26,14 @@ def test_tune_gc_freezes_what_is_loaded_and_restore_undoes_it() -> None:
         restore_gc(old)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_tuned_gc_restores_even_when_the_block_fails() -> None:
+    before = gc.get_threshold()
+    try:
+        with tuned_gc():
+            assert gc.get_threshold()[0] == GC_THRESHOLD_0 and gc.get_freeze_count() > 0
+            raise RuntimeError("scoring failed")
+    except RuntimeError:
+        pass
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
