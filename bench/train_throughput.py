@@ -43,10 +43,10 @@ from schemas.daily_files import daily_file_name
 from schemas.logs import configure_logging
 from schemas.vocab import PAD_ID
 from trainer.batching import epoch_rng, padding_efficiency, plan_batches
-from trainer.collate import Batch, EpochBatches, iterate, make_batch
+from trainer.collate import Batch, iterate, make_batch
 from trainer.dataset import DataSelection, TrainingData, load_training_data
 from trainer.distributed import Dist
-from trainer.loop import MaskedLM, mask_spec, rank_plan, train_step
+from trainer.loop import MaskedLM, epoch_batches, mask_spec, train_step
 from trainer.model import bert_config, build_model, device_for, get_preset
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.settings import TrainSettings
@@ -105,18 +105,7 @@ def batch_flops(b: Batch, cfg: Any) -> tuple[float, float]:
 def batches_forever(data: TrainingData, s: TrainSettings, d: Dist) -> Iterator[Batch]:
     epoch = 0
     while True:
-        plan = rank_plan(data, s, d, epoch)
-        ds = EpochBatches(
-            data.store,
-            data.train_idx,
-            plan.batches,
-            plan.plan_ids,
-            epoch=epoch,
-            seed=s.seed,
-            bucket_width=s.bucket_width,
-            vocab_size=len(data.vocab),
-            spec=mask_spec(s),
-        )
+        _, ds = epoch_batches(data, s, d, epoch)
         yield from iterate(ds, s.num_workers, d.device.type == "cuda")
         epoch += 1
 

@@ -182,6 +182,27 @@ def rank_plan(data: TrainingData, s: TrainSettings, d: Dist, epoch: int) -> Epoc
     )
 
 
+def epoch_batches(
+    data: TrainingData, s: TrainSettings, d: Dist, epoch: int, start: int = 0
+) -> tuple[EpochPlan, EpochBatches]:
+    """This rank's batches of `epoch` (shuffled and masked afresh from the seed and the
+    epoch), from its `start`-th batch on."""
+    plan = rank_plan(data, s, d, epoch)
+    batches = EpochBatches(
+        data.store,
+        data.train_idx,
+        plan.batches,
+        plan.plan_ids,
+        epoch=epoch,
+        seed=s.seed,
+        bucket_width=s.bucket_width,
+        vocab_size=len(data.vocab),
+        spec=mask_spec(s),
+        start=start,
+    )
+    return plan, batches
+
+
 def steps_per_epoch(data: TrainingData, s: TrainSettings, d: Dist) -> int:
     # The count of batches does not depend on the shuffle, so epoch 0 stands for all.
     return len(rank_plan(data, s, d, 0).plan_ids)
@@ -242,19 +263,7 @@ def fit(
     last_loss: float | None = None
     last_eval: EvalMetrics | None = None
     for epoch in range(state.epoch, s.epochs):
-        plan = rank_plan(data, s, d, epoch)
-        batches = EpochBatches(
-            data.store,
-            data.train_idx,
-            plan.batches,
-            plan.plan_ids,
-            epoch=epoch,
-            seed=s.seed,
-            bucket_width=s.bucket_width,
-            vocab_size=len(data.vocab),
-            spec=mask_spec(s),
-            start=state.step_in_epoch,
-        )
+        plan, batches = epoch_batches(data, s, d, epoch, state.step_in_epoch)
         n_steps = len(plan.plan_ids)
         for batch in iterate(batches, s.num_workers, pin):
             m = train_step(net, optimizer, scheduler, batch, d, s.grad_clip)
