@@ -10,6 +10,8 @@ Fixtures for test authors:
 - `topic_name`: a fresh, unique topic name per test.
 - `create_topic`: an async function `await create_topic(name, partitions=1) -> name` that
   creates the topic and returns once every partition has a leader.
+- `bundle` (session): a tiny trained model bundle for the serve and replay tests
+  (`serve_support.tiny_bundle`), trained once per session.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from serve_support import tiny_bundle
 
 from stream import broker
 
@@ -90,3 +93,8 @@ def create_topic(kafka_bootstrap: str) -> CreateTopic:
         return await create_topic_on(kafka_bootstrap, name, partitions)
 
     return create
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
-from serve_support import DAY, DAY_MS, tiny_bundle
+from serve_support import DAY, DAY_MS
 
 from schemas.daily_files import daily_file_name, write_sessions
 from schemas.scores import Score
@@ -22,11 +22,6 @@ from stream.cli import main
 from stream.simulate import SimSession, interleave, simulate_day
 
 CreateTopic = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
 
 
 async def _produce_at_event_time(bootstrap: str, topic: str, sessions: list[SimSession]) -> None:

@@ -22,7 +22,6 @@ from serve_support import (
     serving,
     settings_for,
     start_serve_process,
-    tiny_bundle,
     traffic,
 )
 from structlog.testing import capture_logs
@@ -35,11 +34,6 @@ from stream.archive import utc_day
 
 CreateTopic = Callable[..., Awaitable[str]]
 Key = tuple[str, int | None, int | None]  # session id, first and last event time: a window
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
 
 
 def _archived(archive: Path) -> dict[Key, list[Session]]:

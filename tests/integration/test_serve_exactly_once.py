@@ -20,18 +20,12 @@ from serve_support import (
     produce,
     settings_for,
     start_serve_process,
-    tiny_bundle,
     traffic,
 )
 
 from stream.simulate import malformed_message
 
 CreateTopic = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
 
 
 async def read_committed(

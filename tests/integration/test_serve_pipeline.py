@@ -19,7 +19,6 @@ from serve_support import (
     scores_of,
     serving,
     settings_for,
-    tiny_bundle,
     traffic,
 )
 
@@ -28,11 +27,6 @@ from stream import broker
 from stream.simulate import malformed_message
 
 CreateTopic = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
 
 
 @pytest.mark.slow

@@ -22,18 +22,12 @@ from serve_support import (
     serving,
     settings_for,
     start_serve_process,
-    tiny_bundle,
     traffic,
 )
 
 from stream import broker
 
 CreateTopic = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
 
 
 async def _until_ready(port: int, timeout_s: float = 60.0) -> None:

@@ -23,7 +23,6 @@ from serve_support import (
     scores_of,
     serving,
     settings_for,
-    tiny_bundle,
     traffic,
 )
 
@@ -32,11 +31,6 @@ from stream import broker
 from stream.cli import main
 
 CreateTopic = Callable[..., Awaitable[str]]
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
 
 
 async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:
