@@ -137,6 +137,12 @@ def _run(argv: list[str]) -> int:
     return rc
 
 
+def _evaluate(bundle: Path, normal: Path, abnormal: Path, *flags: str) -> int:
+    """`logad evaluate --model BUNDLE --normal N --abnormal A FLAGS...`."""
+    argv = ["evaluate", "--model", str(bundle), "--normal", str(normal)]
+    return _run([*argv, "--abnormal", str(abnormal), *flags])
+
+
 def _files(tmp: Path) -> tuple[Path, Path]:
     normal = _sessions(tmp / "n.jsonl", [["A", "B", "C", "D"] * 3] * 6 + [["A", "B"]], 0)
     abnormal = _sessions(tmp / "a.jsonl", [["D", "D", "NEW"], ["C", "A"] * 300], 1)
@@ -148,24 +154,18 @@ def test_evaluate_writes_report_and_plots(
 ) -> None:
     normal, abnormal = _files(tmp_path)
     report = tmp_path / "report"
-    rc = _run(
-        [
-            "evaluate",
-            "--model",
-            str(bundle),
-            "--normal",
-            str(normal),
-            "--abnormal",
-            str(abnormal),
-            "--report",
-            str(report),
-            "--device",
-            "cpu",
-            "--population-normals",
-            "700",
-            "--population-abnormals",
-            "20",
-        ]
+    rc = _evaluate(
+        bundle,
+        normal,
+        abnormal,
+        "--report",
+        str(report),
+        "--device",
+        "cpu",
+        "--population-normals",
+        "700",
+        "--population-abnormals",
+        "20",
     )
     assert rc == 0
     r = orjson.loads((report / "report.json").read_bytes())
@@ -187,30 +187,24 @@ def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -
     normal, abnormal = _files(tmp_path)
     train = _sessions(tmp_path / "train.jsonl", [["A", "B", "C", "D"] * 2] * 60, 0)
     report = tmp_path / "r"
-    rc = _run(
-        [
-            "evaluate",
-            "--model",
-            str(bundle),
-            "--normal",
-            str(normal),
-            "--abnormal",
-            str(abnormal),
-            "--report",
-            str(report),
-            "--device",
-            "cpu",
-            "--aggregate",
-            "max",
-            "--calibrate-on",
-            str(train),
-            "--val-fraction",
-            "0.2",
-            "--threshold-quantile",
-            "0.9",
-            "--token-cache-dir",
-            str(tmp_path / "cache"),
-        ]
+    rc = _evaluate(
+        bundle,
+        normal,
+        abnormal,
+        "--report",
+        str(report),
+        "--device",
+        "cpu",
+        "--aggregate",
+        "max",
+        "--calibrate-on",
+        str(train),
+        "--val-fraction",
+        "0.2",
+        "--threshold-quantile",
+        "0.9",
+        "--token-cache-dir",
+        str(tmp_path / "cache"),
     )
     assert rc == 0
     r = orjson.loads((report / "report.json").read_bytes())
@@ -222,54 +216,18 @@ def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -
 def test_overrides_without_calibration_data_are_refused(bundle: Path, tmp_path: Path) -> None:
     normal, abnormal = _files(tmp_path)
     with pytest.raises(ConfigError, match="calibrate-on"):
-        _run(
-            [
-                "evaluate",
-                "--model",
-                str(bundle),
-                "--normal",
-                str(normal),
-                "--abnormal",
-                str(abnormal),
-                "--aggregate",
-                "max",
-            ]
-        )
+        _evaluate(bundle, normal, abnormal, "--aggregate", "max")
 
 
 def test_population_needs_both_sizes(bundle: Path, tmp_path: Path) -> None:
     normal, abnormal = _files(tmp_path)
     with pytest.raises(ConfigError, match="population"):
-        _run(
-            [
-                "evaluate",
-                "--model",
-                str(bundle),
-                "--normal",
-                str(normal),
-                "--abnormal",
-                str(abnormal),
-                "--population-normals",
-                "10",
-            ]
-        )
+        _evaluate(bundle, normal, abnormal, "--population-normals", "10")
 
 
 def test_missing_session_file_is_one_clear_error(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(LogadError, match="no such session file"):
-        _run(
-            [
-                "evaluate",
-                "--model",
-                str(bundle),
-                "--normal",
-                str(tmp_path / "nope.jsonl"),
-                "--abnormal",
-                str(tmp_path / "nope.jsonl"),
-                "--device",
-                "cpu",
-            ]
-        )
+        _evaluate(bundle, tmp_path / "nope.jsonl", tmp_path / "nope.jsonl", "--device", "cpu")
 
 
 def test_population_type() -> None:
