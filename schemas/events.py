@@ -25,6 +25,11 @@ class LogEvent:
     message: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def label(self) -> int | None:
+        """Ground truth the source carries in attrs["label"] (see `label_of`)."""
+        return label_of(self.attrs)
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "ts": self.ts,
@@ -73,6 +78,13 @@ class LogEvent:
             raise
         except Exception as e:  # defensive: the consumer must never crash on input
             raise DecodeError(f"undecodable event: {type(e).__name__}: {e}") from None
+
+
+def label_of(attrs: dict[str, Any]) -> int | None:
+    """Ground truth carried by simulated or evaluation traffic in attrs["label"]: 0 or 1
+    (a bool is not a label), else None."""
+    label = attrs.get("label")
+    return label if label in (0, 1) and not isinstance(label, bool) else None
 
 
 _Fields = tuple[int, str, str, str, str | None, str | None, dict[str, Any]]

@@ -159,17 +159,12 @@ def event_items(path: Path, progress: Progress = _noop) -> Iterator[Item]:
             except DecodeError as e:
                 log.warning("replay_event_undecodable", path=str(path), line=i + 1, error=str(e))
                 continue
-            yield event, 0, i, event_label(event)
+            yield event, 0, i, event.label
             if i % 1024 == 0:
                 now = pos()
                 progress(now - last, path.name)
                 last = now
         progress(pos() - last, path.name)
-
-
-def event_label(event: LogEvent) -> int | None:
-    label = event.attrs.get("label")
-    return label if label in (0, 1) and not isinstance(label, bool) else None
 
 
 # ---- the pipeline

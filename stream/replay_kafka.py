@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.errors import DataError, DecodeError
 from schemas.events import LogEvent
-from stream.replay import Item, Progress, _noop, event_label
+from stream.replay import Item, Progress, _noop
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,7 @@ async def kafka_items(
                     except DecodeError as e:
                         log.warning("replay_event_undecodable", offset=r.offset, error=str(e))
                         continue
-                    items.append((event, tp.partition, r.offset, event_label(event)))
+                    items.append((event, tp.partition, r.offset, event.label))
                 progress(len(recs), f"{topic}[{tp.partition}]")
                 if recs and recs[-1].offset >= end - 1:
                     left.discard(tp)

@@ -18,7 +18,6 @@ import functools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -26,7 +25,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas.errors import DecodeError
-from schemas.events import LogEvent, decode_fields
+from schemas.events import decode_fields, label_of
 from schemas.registry import is_registry, resolve_model
 from schemas.windows import Window
 from stream.archive import ArchiveTap, DailyArchive
@@ -75,17 +74,6 @@ def model_threads(configured: int) -> int:
     if configured > 0:
         return configured
     return max(1, len(os.sched_getaffinity(0)) - 1)
-
-
-def event_label(event: LogEvent) -> int | None:
-    """Ground truth carried by simulated traffic in attrs["label"]."""
-    return attrs_label(event.attrs)
-
-
-def attrs_label(attrs: dict[str, Any]) -> int | None:
-    """`event_label` from the event's attrs."""
-    label = attrs.get("label")
-    return label if label in (0, 1) and not isinstance(label, bool) else None
 
 
 class Service:
@@ -212,7 +200,7 @@ class Service:
                     continue
                 label = attrs.get("label") if attrs else None
                 if label is not None and not (label.__class__ is int and 0 <= label <= 1):
-                    label = attrs_label(attrs)  # anything but a plain 0 or 1: the exact rule
+                    label = label_of(attrs)  # anything but a plain 0 or 1: the exact rule
                 add(windows, ts, sid, eid, p, offset, now, label)
             if last >= 0:  # records come in offset order: the last is the highest
                 self.offsets.consumed(p, last)

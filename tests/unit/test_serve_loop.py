@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from test_worker import FakeProducer, FakeScorer
 
 from schemas.events import LogEvent
-from stream.serve import Service, event_label
+from stream.serve import Service
 from stream.settings import ServeSettings
 
 TOPIC = "in"
@@ -174,7 +174,7 @@ async def test_window_labels_follow_event_label_for_any_label_value() -> None:
     recs = [record(0, i, v) for i, v in enumerate(values)]
     assert service._ingest({TopicPartition(TOPIC, 0): recs}, now=0) == []
     got = {w.session_id: w.label for w in submitted}
-    want = {(e := LogEvent.decode(v)).session_id: event_label(e) for v in values}
+    want = {(e := LogEvent.decode(v)).session_id: e.label for v in values}
     assert got == want
     assert [type(got[f"s{i}"]) for i in (0, 1, 6, 7)] == [int, int, float, float]
     assert got["s4"] is None and got["s2"] is None and got["none"] is None
