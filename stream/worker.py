@@ -1,11 +1,13 @@
 """The scoring worker: batches windows, scores them off the event loop, publishes the results.
 
 The model runs in one dedicated thread (`run_in_executor`), so the asyncio loop keeps
-polling Kafka while a batch is scored. Each batch's Scores (and Alerts) are sent keyed by
-session id; when the broker has acknowledged all of them, `on_done` is called for each
-window so its offsets may be committed. A new model offered by hot reload replaces the old
-one between two batches, never within one. With a `ScoreCache`, a window whose events were
-already scored by the same model version takes that output instead of a model pass.
+polling Kafka while a batch is scored; the next batch is queued there before the last one's
+results are published, so the model does not wait for the publishing. Each batch's Scores
+(and Alerts) are sent keyed by session id; when the broker has acknowledged all of them,
+`on_done` is called for each window so its offsets may be committed. A new model offered by
+hot reload replaces the old one between two batches, never within one. With a `ScoreCache`,
+a window whose events were already scored by the same model version takes that output
+instead of a model pass.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -45,6 +48,17 @@ def monotonic_ms() -> int:
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+PIPELINE_DEPTH = 2
+"""Batches queued in the model thread at once: one scoring while the last is published."""
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    batch: Batch
+    model_version: str
+    future: asyncio.Future[tuple[list[Score], float]]
 
 
 class ScoringWorker:
@@ -112,9 +126,19 @@ class ScoringWorker:
         self.flush()
 
     async def run(self) -> None:
+        # Batches handed to the model thread and not yet published, oldest first. Two in
+        # flight keep the model busy while the previous batch's results are published.
+        in_flight: deque[_InFlight] = deque()
         try:
-            while (batch := await self._next_batch()) is not None:
-                await self._score(batch)
+            while True:
+                if len(in_flight) < PIPELINE_DEPTH and (batch := self._take_ready()) is not None:
+                    in_flight.append(self._start(batch))
+                elif in_flight:
+                    await self._publish(in_flight.popleft())
+                elif (batch := await self._next_batch()) is not None:
+                    in_flight.append(self._start(batch))
+                else:
+                    return
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -124,16 +148,20 @@ class ScoringWorker:
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    def _take_ready(self) -> Batch | None:
+        """A batch that is ready now (full, or past its wait), without waiting."""
+        if not self._ready:
+            self._ready.extend(self._batcher.due(monotonic_ms()))
+        return self._ready.popleft() if self._ready else None
+
     async def _next_batch(self) -> Batch | None:
+        """Wait for the next batch; None once stopping and nothing is left."""
         while True:
-            if self._ready:
-                return self._ready.popleft()
-            now = monotonic_ms()
-            self._ready.extend(self._batcher.due(now))
-            if self._ready:
-                continue
+            if (batch := self._take_ready()) is not None:
+                return batch
             if self._stopping and not len(self._batcher):
                 return None
+            now = monotonic_ms()
             deadline = self._batcher.next_deadline()
             self._wake.clear()
             timeout = None if deadline is None else max(0, deadline - now) / 1000
@@ -148,14 +176,20 @@ class ScoringWorker:
             self._metrics.model_switches.inc()
         return self.scorer
 
-    async def _score(self, batch: Batch) -> None:
+    def _start(self, batch: Batch) -> _InFlight:
+        """Queue `batch` in the model thread, with the model current now (a hot reload takes
+        effect here, between two batches)."""
         scorer = self._switch_model()
         loop = asyncio.get_running_loop()
-        t0 = time.perf_counter()
-        scores = await loop.run_in_executor(
+        future = loop.run_in_executor(
             self._executor, self._score_batch, scorer, batch.windows, wall_ms()
         )
-        latency = time.perf_counter() - t0
+        return _InFlight(batch, scorer.model_version, future)
+
+    async def _publish(self, job: _InFlight) -> None:
+        """Wait for a batch's results, then send them (or hand them to the outbox)."""
+        batch = job.batch
+        scores, latency = await job.future
         n_alerts = sum(s.anomalous for s in scores)
         messages = [self._messages(w, s) for w, s in zip(batch.windows, scores, strict=True)]
         if self._outbox is not None:
@@ -178,12 +212,16 @@ class ScoringWorker:
             bucket=batch.bucket,
             latency_ms=round(latency * 1000, 2),
             alerts=n_alerts,
-            model_version=scorer.model_version,
+            model_version=job.model_version,
             backlog=self.backlog,
         )
 
-    def _score_batch(self, scorer: Scorer, windows: Sequence[Window], now_ms: int) -> list[Score]:
-        """In the scoring thread: score, then hand the results to `on_scored`."""
+    def _score_batch(
+        self, scorer: Scorer, windows: Sequence[Window], now_ms: int
+    ) -> tuple[list[Score], float]:
+        """In the scoring thread: score, then hand the results to `on_scored`. Returns the
+        scores and the seconds spent scoring."""
+        t0 = time.perf_counter()
         if self._cache is None:
             scores = scorer.score_windows(windows, now_ms)
         else:
@@ -193,9 +231,10 @@ class ScoringWorker:
             self._metrics.cache_misses.inc(self._cache.misses - misses)
         if len(scores) != len(windows):
             raise RuntimeError(f"scorer returned {len(scores)} scores for {len(windows)}")
+        latency = time.perf_counter() - t0
         if self._on_scored is not None:
             self._on_scored(list(zip(windows, scores, strict=True)))
-        return scores
+        return scores, latency
 
     def _messages(self, window: Window, score: Score) -> tuple[Message, ...]:
         """The Score, and the Alert when anomalous, keyed by session id."""

@@ -156,3 +156,51 @@ async def test_loop_stays_responsive_while_the_model_runs() -> None:
     worker.stop()
     await task
     assert len(producer.sent) == 1
+
+
+class GatedProducer(FakeProducer):
+    """Sends block until `gate` is set: publishing the first batch takes as long as we like."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
+    ) -> asyncio.Future[Any]:
+        await self.gate.wait()
+        return await super().send(topic, key, value, headers)
+
+
+async def test_next_batch_is_scored_while_the_last_one_is_published() -> None:
+    scorer, producer = FakeScorer("v1"), GatedProducer()
+    scored: list[str] = []
+    real = scorer.score_windows
+
+    def recording(windows: Sequence[Window], now_ms: int) -> list[Score]:
+        scored.extend(w.session_id for w in windows)
+        return real(windows, now_ms)
+
+    scorer.score_windows = recording  # type: ignore[method-assign]
+    acks = Acks()
+    worker = ScoringWorker(
+        scorer,
+        Batcher(max_tokens=512, max_wait_ms=0),  # one 300-event window per batch
+        producer.send,
+        acks,
+        scores_topic="scores",
+        alerts_topic="alerts",
+        on_done=lambda w: None,
+        metrics=ServeMetrics(),
+    )
+    task = asyncio.create_task(worker.run())
+    worker.submit([win(i, ("A",) * 300) for i in range(4)], now_ms=0)
+    async with asyncio.timeout(10):
+        while len(scored) < 2:  # a second batch scored while the first waits to be sent
+            await asyncio.sleep(0.01)
+    assert producer.sent == []
+    producer.gate.set()
+    worker.stop()
+    await task
+    await acks.wait_until(lambda: worker.backlog == 0)
+    assert [v["session_id"] for _t, _k, v in producer.sent] == ["s0", "s1", "s2", "s3"]
