@@ -69,6 +69,7 @@ from schemas.logs import configure_logging
 from schemas.windows import Window
 from stream import broker
 from stream.serve import model_threads
+from stream.settings import ServeSettings
 from stream.simulate import generate_sessions, interleave, simulate_day
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -229,7 +230,6 @@ async def consume_only(bootstrap: str, src: str, group: str, n: int, stamp: str)
     poll, until `n` records were read. Writes "<first poll ms> <last record ms>" (wall
     time) to `stamp`."""
     from stream.kafka_io import make_consumer
-    from stream.settings import ServeSettings
 
     settings = ServeSettings(model=Path("-"), bootstrap=bootstrap, group_id=group)
     consumer = make_consumer(settings)
@@ -558,6 +558,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", type=Path, help="py-spy raw profile of the cached serve drain to this file"
     )
     p.add_argument(
+        "--compare-switch-ms",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=[],
+        help="also drain (cache on) with serve's switch_interval_ms at each of these values, "
+        "e.g. 5,0.2 (default: none)",
+    )
+    p.add_argument(
         "--baseline-repo",
         type=Path,
         help="also drain (cache on) with serve run from this checkout of logad, e.g. the "
@@ -623,6 +630,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
             drain["serve_baseline_repo"]["repo"] = str(args.baseline_repo)
             say(f"drain serve from {args.baseline_repo}: {drain['serve_baseline_repo']}")
+        for ms in args.compare_switch_ms:
+            key = f"serve_switch_{ms:g}ms"
+            drain[key] = drain_serve(
+                boot, work, f"dsw{ms:g}".replace(".", "_"),
+                {**config, "switch_interval_ms": ms}, drain_msgs,
+                {s.session_id for s in drain_sims}, args.partitions,
+            )  # fmt: skip
+            say(f"drain {key}: {drain[key]}")
         if nocache_msgs:
             drain["serve_no_cache"] = drain_serve(
                 boot, work, "dnc", {**config, "score_cache_size": 0}, nocache_msgs,
@@ -734,6 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "score_cache_size": args.cache_size,
             "score_threads": args.score_threads,
             "serve_model_threads": model_threads(args.score_threads),
+            "serve_switch_interval_ms": ServeSettings.switch_interval_ms,
             "model": "tiny (trained on the spot)" if args.model is None else str(args.model),
             "model_manifest": {
                 k: v

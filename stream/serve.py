@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -381,6 +382,10 @@ async def serve(
     producer = make_producer(settings)
     await producer.start()
     gc_defaults = tune_gc()
+    switch_default = sys.getswitchinterval()
+    # A thread waiting for the GIL waits up to the switch interval: at Python's 5 ms, the
+    # model thread, which needs it back after every torch op, crawls while the loop runs.
+    sys.setswitchinterval(settings.switch_interval_ms / 1000)
     try:
         await consumer.start()
         try:
@@ -396,6 +401,7 @@ async def serve(
         if server is not None:
             server.stop()
         restore_gc(gc_defaults)
+        sys.setswitchinterval(switch_default)
     log.info("serve_stopped")
 
 

@@ -50,6 +50,9 @@ SERVE_HELP: dict[str, str] = {
     "device": "scoring device: auto, cpu, cuda, cuda:N",
     "score_threads": "CPU threads for the model (0 = every core the process may use but one, "
     "left to the consume loop; at least 1)",
+    "switch_interval_ms": "Python's GIL switch interval while serving (its default is 5): "
+    "the model thread gets the GIL back after each torch op sooner while the consume loop "
+    "runs",
     "reload_check_s": "how often a registry's 'current' pointer is checked (0 = never)",
     "archive_dir": "append every scored window, as a Session line with its score, to "
     "DIR/preprocessed_logs_YYYY-MM-DD.jsonl, and mark days complete (.done) as the "
@@ -94,6 +97,7 @@ class ServeSettings:
     transaction_timeout_ms: int = 60_000
     device: str = "auto"
     score_threads: int = 0
+    switch_interval_ms: float = 1.0
     reload_check_s: float = 5.0
     archive_dir: Path | None = None
 
@@ -139,6 +143,8 @@ class ServeSettings:
             raise ValueError("score_cache_size must be >= 0")
         if self.score_threads < 0:
             raise ValueError("score_threads must be >= 0")
+        if not 0 < self.switch_interval_ms <= 1000:
+            raise ValueError("switch_interval_ms must be in (0, 1000]")
         if min(self.allowed_lateness_ms, self.linger_ms, self.max_batch_wait_ms) < 0:
             raise ValueError("allowed_lateness_ms, linger_ms and max_batch_wait_ms must be >= 0")
         if self.reload_check_s < 0:

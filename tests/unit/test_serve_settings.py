@@ -41,6 +41,7 @@ def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"heartbeat_interval_ms": 20_000}, "heartbeat_interval_ms"),
         ({"scores_topic": "logad.events"}, "topics"),
         ({"metrics_port": 70_000}, "metrics_port"),
+        ({"switch_interval_ms": 0}, "switch_interval_ms"),
     ],
 )
 def test_rejects_bad_values(flags: dict[str, object], message: str) -> None:
