@@ -97,7 +97,7 @@ class ServeSettings:
     transaction_timeout_ms: int = 60_000
     device: str = "auto"
     score_threads: int = 0
-    switch_interval_ms: float = 1.0
+    switch_interval_ms: float = 0.2
     reload_check_s: float = 5.0
     archive_dir: Path | None = None
 
