@@ -41,9 +41,9 @@ class DemoSettings:
     workdir: Path = Path("demo-out")
     days: int = 3
     sessions_per_day: int = 2_000
-    preset: str = "tiny"
-    epochs: int = 20
-    lr: float = 3e-3
+    preset: str = "small"
+    epochs: int = 6
+    lr: float = 1e-3
     tokens_per_batch: int = 2048
     live_sessions: int = 1_500
     anomaly_rate: float = 0.05
