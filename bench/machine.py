@@ -37,3 +37,16 @@ def machine() -> dict[str, Any]:
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shown_path(path: Path) -> str:
+    """`path` as results should record it: relative to the repository (`../shared/...` for
+    the shared data beside it), so a results file names no one machine's directories."""
+    p = Path(path).resolve()
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+        if p.is_relative_to(base):
+            return prefix + str(p.relative_to(base))
+    return str(p)

@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import machine  # noqa: E402
+from bench.machine import machine, shown_path  # noqa: E402
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle  # noqa: E402
 from schemas.console import out  # noqa: E402
 from schemas.logs import configure_logging  # noqa: E402
@@ -509,12 +509,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "run_seconds": round(total_s, 1),
         "data": {
-            "train": str(a.data / "train.jsonl"),
-            "dev_normal": str(a.data / "dev_normal.jsonl"),
-            "dev_abnormal": str(a.data / "dev_abnormal.jsonl"),
+            "train": shown_path(a.data / "train.jsonl"),
+            "dev_normal": shown_path(a.data / "dev_normal.jsonl"),
+            "dev_abnormal": shown_path(a.data / "dev_abnormal.jsonl"),
             "population": dataclasses.asdict(POPULATION),
         },
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        "config": {k: (shown_path(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
         "threshold_rule": (
             f"p{a.threshold_quantile * 100:g} of each strategy's scores on the trainer's "
             "validation slice of train.jsonl (normal sessions, never trained on); no dev "
@@ -528,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scoring_seconds": {k: round(v, 1) for k, v in score_s.items()},
         "best_measured_strategy": best_measured,
         "default_strategy": {"name": best_report.name, **best_cal.strategy},
-        "bundle": str(bundle),
+        "bundle": shown_path(bundle),
         "strategies": [row(t[0]) for t in mlm],
         "ablation": [row(t[0]) for t in ablation],
         "deeplog": {"rows": [row(t[0]) for t in deeplog], **deeplog_info},

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import machine  # noqa: E402
+from bench.machine import machine, shown_path  # noqa: E402
 from schemas.console import out  # noqa: E402
 from schemas.logs import configure_logging  # noqa: E402
 from schemas.scores import Score  # noqa: E402
@@ -224,13 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "replay_hdfs",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "model": str(a.model),
+        "model": shown_path(a.model),
         "model_version": scorer.model_version,
         "strategy": scorer.strategy.to_dict(),
         "end_marker": scorer.end_marker,
         "threshold": threshold,
         "sessionizer": {"gap_ms": a.gap_ms, "max_duration_ms": a.max_duration_ms},
-        "events_file": str(a.events),
+        "events_file": shown_path(a.events),
         "stream_blocks": len(blocks),
         "stream_blocks_without_dev_label": sum(1 for k in blocks if k not in labels),
         "population": {"normals": POPULATION.normals, "abnormals": POPULATION.abnormals},
