@@ -38,6 +38,10 @@ class Window:
     """True when the window holds events that arrived after their session had closed."""
     label: int | None = None
     """Ground truth, when the source carries one (simulated or evaluation data)."""
+    ended: bool = True
+    """False when the window was cut while its session may go on (size or duration limit,
+    the open-session bound, a revoke or a shutdown): the scorer then appends no session-end
+    marker (trainer/end_marker.py)."""
 
     def __post_init__(self) -> None:
         if len(self.events) > MAX_EVENTS:
@@ -56,6 +60,7 @@ class Window:
         last_offset: int,
         late: bool = False,
         label: int | None = None,
+        ended: bool = True,
     ) -> Window:
         return cls(
             make_window_id(session_id, partition, first_offset, last_offset),
@@ -69,6 +74,7 @@ class Window:
             last_offset,
             late,
             label,
+            ended,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,6 +92,8 @@ class Window:
         }
         if self.label is not None:
             d["label"] = self.label
+        if not self.ended:
+            d["ended"] = False
         return d
 
     def encode(self) -> bytes:
@@ -108,6 +116,7 @@ class Window:
             last_offset=f.integer(f.req(obj, "last_offset"), "last_offset", 0),
             late=f.boolean(obj.get("late", False), "late"),
             label=label,
+            ended=f.boolean(obj.get("ended", True), "ended"),
         )
 
     @classmethod

@@ -181,7 +181,7 @@ def sessionize(
         if len(pending) >= batch:
             yield pending
             pending = []
-    pending += sessions.flush_all()
+    pending += sessions.flush_all(ended=True)  # the file is over, and so are its sessions
     if pending:
         yield pending
 

@@ -8,10 +8,11 @@ window with the same events under the same model version. What belongs to the wi
 itself (ids, times, index, label, late) and the scoring time always come from the window
 being scored, never from the cache.
 
-The key is (model_version, events): the raw event ids, not their token ids, so two
+The key is (model_version, events, ended): the raw event ids, not their token ids, so two
 windows that differ only in which unknown event they hold do not share an entry (the
-explanation names the window's own event). Bounded (LRU); cleared when the model changes.
-Used from one thread (the worker's scoring thread); not thread-safe.
+explanation names the window's own event); `ended` decides the session-end marker.
+Bounded (LRU); cleared when the model changes. Used from one thread (the worker's scoring
+thread); not thread-safe.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ class ModelOutput:
         )
 
 
-Key = tuple[str, tuple[str, ...]]
+Key = tuple[str, tuple[tuple[str, ...], bool]]
+"""(model version, (events, ended))."""
 
 
 class ScoreCache:
@@ -94,17 +96,18 @@ class ScoreCache:
             self._version = version
         lru = self._lru
         found: list[ModelOutput | None] = []
-        todo: dict[tuple[str, ...], int] = {}  # events -> index in `unseen`
+        todo: dict[tuple[tuple[str, ...], bool], int] = {}  # content -> index in `unseen`
         unseen: list[Window] = []
         for w in windows:
-            out = lru.get((version, w.events))
+            content = (w.events, w.ended)
+            out = lru.get((version, content))
             if out is not None:
-                lru.move_to_end((version, w.events))
+                lru.move_to_end((version, content))
                 self.hits += 1
-            elif w.events in todo:
-                self.hits += 1  # the same events twice in one batch: scored once
+            elif content in todo:
+                self.hits += 1  # the same content twice in one batch: scored once
             else:
-                todo[w.events] = len(unseen)
+                todo[content] = len(unseen)
                 unseen.append(w)
                 self.misses += 1
             found.append(out)
@@ -114,7 +117,7 @@ class ScoreCache:
             if len(scores) != len(unseen):
                 raise RuntimeError(f"scorer returned {len(scores)} scores for {len(unseen)}")
             for w, s in zip(unseen, scores, strict=True):
-                lru[(version, w.events)] = ModelOutput.of(s)
+                lru[(version, (w.events, w.ended))] = ModelOutput.of(s)
             while len(lru) > self.max_entries:
                 lru.popitem(last=False)
         result: list[Score] = []
@@ -122,12 +125,12 @@ class ScoreCache:
             if out is not None:
                 result.append(out.for_window(w, version, now_ms))
                 continue
-            s = scores[todo[w.events]]
+            i = todo[(w.events, w.ended)]
             # The window scored is returned as the model scored it; a repeat in the batch
             # takes its output.
             result.append(
-                s
-                if unseen[todo[w.events]] is w
-                else ModelOutput.of(s).for_window(w, version, now_ms)
+                scores[i]
+                if unseen[i] is w
+                else ModelOutput.of(scores[i]).for_window(w, version, now_ms)
             )
         return result

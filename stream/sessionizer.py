@@ -12,6 +12,9 @@ session lives in one partition. A window closes when
   is flushed (emitted, never dropped);
 - its partition is revoked (`flush_partitions`) or the process stops (`flush_all`).
 
+A window closed by the gap or the idle flush is its session's last (`Window.ended`); the
+others are cut while the session may go on, and the scorer gives them no end marker.
+
 An event for a session that was closed, whose event time is within `gap_ms` of that
 session's last event (so it would have joined had it arrived in time), opens a new window
 marked `late`. An event further on than that simply starts the session's next window.
@@ -216,7 +219,8 @@ class Sessionizer:
         if s is None:
             s = self._open(part, partition, sid, ts)
             if len(self._lru) > self._max_open:
-                self._close(next(iter(self._lru)), out)  # the least recently active
+                # The least recently active; it may not be over, so not marked ended.
+                self._close(next(iter(self._lru)), out, ended=False)
         else:
             self._touch(s)
         buf = s.buf
@@ -224,10 +228,10 @@ class Sessionizer:
             # Would this event stretch the window past the duration limit?
             if ts >= s.max_ts:
                 if ts - s.min_ts > self._max_dur:
-                    out.append(self._emit(s))
+                    out.append(self._emit(s, ended=False))
                     buf = s.buf
             elif ts < s.min_ts and s.max_ts - ts > self._max_dur:
-                out.append(self._emit(s))
+                out.append(self._emit(s, ended=False))
                 buf = s.buf
         self._open_events += 1
         if ts > s.last_ts:
@@ -255,7 +259,7 @@ class Sessionizer:
                 s.min_off = offset
                 self._push_offset(part, s)
             if len(buf) >= self._max_events:
-                out.append(self._emit(s))
+                out.append(self._emit(s, ended=False))
         else:
             buf.append(event_id)
             s.buf_ts.append(ts)
@@ -266,7 +270,7 @@ class Sessionizer:
             self._push_offset(part, s)
             self._lower_deadline(part, s)
             if self._max_events == 1:
-                out.append(self._emit(s))
+                out.append(self._emit(s, ended=False))
 
     def advance(self, now_ms: int) -> list[Window]:
         """Periodic tick: close sessions whose gap passed their partition's watermark, and
@@ -283,13 +287,15 @@ class Sessionizer:
                 self._expire(part, out)
         return out
 
-    def flush_all(self) -> list[Window]:
-        """Shutdown: emit every open window and forget all state."""
-        out = self.flush_partitions(list(self._parts))
+    def flush_all(self, ended: bool = False) -> list[Window]:
+        """Shutdown: emit every open window and forget all state. `ended`: whether the
+        source is over, so the sessions are too (the end of a replayed file), or they may
+        go on after a restart (serve)."""
+        out = self.flush_partitions(list(self._parts), ended)
         self._closed.clear()
         return out
 
-    def flush_partitions(self, partitions: Iterable[int]) -> list[Window]:
+    def flush_partitions(self, partitions: Iterable[int], ended: bool = False) -> list[Window]:
         """Revoke: emit the open windows of these partitions and forget their state, so a
         later re-assignment (re-reading from the committed offset) starts clean."""
         out: list[Window] = []
@@ -301,7 +307,7 @@ class Sessionizer:
                 continue
             for s in part.sessions.values():
                 if s.buf:
-                    out.append(self._emit(s))
+                    out.append(self._emit(s, ended))
                 s.alive = False
                 del self._lru[s]
         if gone and self._closed:
@@ -380,8 +386,9 @@ class Sessionizer:
         self._lru[s] = None
         return s
 
-    def _emit(self, s: _Session) -> Window:
-        """Emit the session's current window and start an empty one (next index)."""
+    def _emit(self, s: _Session, ended: bool) -> Window:
+        """Emit the session's current window and start an empty one (next index). `ended`:
+        the session is over (not just this window)."""
         buf = s.buf
         if s.in_order:
             events = tuple(buf)
@@ -398,6 +405,7 @@ class Sessionizer:
             s.max_off,
             s.late,
             s.label,
+            ended,
         )
         self._open_events -= len(buf)
         # Emptied in place, not replaced: fewer allocations, fewer GC runs.
@@ -414,10 +422,10 @@ class Sessionizer:
         s.label = None
         return w
 
-    def _close(self, s: _Session, out: list[Window]) -> None:
+    def _close(self, s: _Session, out: list[Window], ended: bool = True) -> None:
         """End the session: emit what it holds and remember it, to spot late events."""
         if s.buf:
-            out.append(self._emit(s))
+            out.append(self._emit(s, ended))
         s.alive = False
         part = self._parts[s.partition]
         del part.sessions[s.session_id]
@@ -440,7 +448,7 @@ class Sessionizer:
                 self._close(s, out)
                 continue
             if s.buf and s.min_ts + self._max_dur < wm:
-                out.append(self._emit(s))  # too long: split, the session goes on
+                out.append(self._emit(s, ended=False))  # too long: split, the session goes on
             # Entries are pushed lazily (only when a deadline drops), so the real deadline
             # may be later than the popped one: re-queue at the real one.
             self._push_expiry(part, s, self._deadline(s))

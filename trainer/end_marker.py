@@ -10,12 +10,11 @@ sees it with no change.
 The rule, used by the trainer's tokenization (trainer/token_cache.py) and by the scorer
 (trainer/scoring.py `WindowScorer`, which the stream, replay and `logad evaluate` all go
 through): a window's events get the marker appended iff the window has fewer than
-MAX_EVENTS events. A window of exactly MAX_EVENTS events was (almost always) cut from a
-longer session, and with the marker it would not fit the model anyway, so it gets none;
-any shorter window is taken to be its session's last piece. The stream's windows then
-need no extra field. (A window the sessionizer closed for spanning too much time also
-gets the marker: such splits are rare, and the marker there costs at most one surprising
-prediction.)
+MAX_EVENTS events and ended its session. A window of exactly MAX_EVENTS events was (almost
+always) cut from a longer session, and with the marker it would not fit the model anyway, so
+it gets none. A session file holds whole sessions; the stream's sessionizer says which
+windows ended theirs (`Window.ended`: closed by the gap or an idle flush, not cut by the
+duration limit, the open-session bound, a revoke or a shutdown).
 
 The marker is an ordinary event id, so the vocab needs nothing special: a model trained
 with `end_marker` has it in its vocab, and the scorer marks windows exactly when the

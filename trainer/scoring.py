@@ -549,10 +549,17 @@ class WindowScorer:
             max_batch_tokens=max_batch_tokens,
         )
 
-    def score_events(self, sequences: Sequence[Sequence[str]]) -> list[WindowResult]:
+    def score_events(
+        self, sequences: Sequence[Sequence[str]], ended: Sequence[bool] | None = None
+    ) -> list[WindowResult]:
         """Score windows given as event-id sequences (each at most 510 events), marked as
-        the bundle was trained (see the module doc)."""
-        token_windows = [encode_window(self.vocab, seq, self.end_marker) for seq in sequences]
+        the bundle was trained (see the module doc). `ended[i]` False: window i was cut
+        while its session may go on, so it gets no end marker (default: all ended)."""
+        flags = [True] * len(sequences) if ended is None else ended
+        token_windows = [
+            encode_window(self.vocab, seq, self.end_marker and e)
+            for seq, e in zip(sequences, flags, strict=True)
+        ]
         with self._lock:
             return score_token_windows(
                 self.model,
@@ -564,7 +571,7 @@ class WindowScorer:
 
     def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
         """One Score per window, in order; `now_ms` is the wall clock stamped as scored_at."""
-        results = self.score_events([w.events for w in windows])
+        results = self.score_events([w.events for w in windows], [w.ended for w in windows])
         return [self._to_score(w, r, now_ms) for w, r in zip(windows, results, strict=True)]
 
     def _to_score(self, window: Window, result: WindowResult, now_ms: int) -> Score:

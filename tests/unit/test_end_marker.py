@@ -106,3 +106,16 @@ def test_scorer_without_the_marker_in_its_vocab_adds_none() -> None:
     assert not scorer.end_marker
     [r] = scorer.score_events([("E1", "E2")])
     assert r.nll.size == 2
+
+
+def test_a_window_cut_while_its_session_goes_on_gets_no_marker(bundle: Path) -> None:
+    scorer = WindowScorer.from_bundle(bundle, "cpu")
+    events = ("E1", "E2", "E3")
+    ended, cut = (Window.build("s", 0, events, 1, 2, -1, 0, 2, ended=e) for e in (True, False))
+    s_ended, s_cut = scorer.score_windows([ended, cut], now_ms=5)
+    assert sorted(s.position for s in s_ended.surprising) == [0, 1, 2, 3]  # 3: the marker
+    assert sorted(s.position for s in s_cut.surprising) == [0, 1, 2]
+    direct = score_token_windows(
+        scorer.model, [scorer.vocab.encode(events)], scorer.strategy, torch.device("cpu")
+    )
+    assert s_cut.score == direct[0].score

@@ -197,3 +197,40 @@ def test_window_fields_never_come_from_the_cache() -> None:
     assert window_fields(s1) == (first.window_id, "s0", 0, 1_000, 2_000, 2, True, 1, 1, "v1")
     assert window_fields(s2) == (second.window_id, "s1", 4, 1_001, 2_001, 2, False, None, 2, "v1")
     assert sc.calls == [1]
+
+
+def test_ended_and_cut_windows_with_the_same_events_do_not_share_an_entry() -> None:
+    class Recording:
+        model_version = "v1"
+
+        def __init__(self) -> None:
+            self.seen: list[bool] = []
+
+        def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+            self.seen += [w.ended for w in windows]
+            return [
+                Score(
+                    window_id=w.window_id,
+                    session_id=w.session_id,
+                    window_index=w.index,
+                    model_version="v1",
+                    score=1.0 if w.ended else 2.0,
+                    threshold=1.5,
+                    anomalous=not w.ended,
+                    n_events=len(w.events),
+                    first_ts=w.first_ts,
+                    last_ts=w.last_ts,
+                    scored_at=now_ms,
+                )
+                for w in windows
+            ]
+
+    scorer, cache = Recording(), ScoreCache(100)
+    events = ("A", "B")
+    ended = Window.build("s1", 0, events, 1, 2, 0, 0, 1)
+    cut = Window.build("s2", 0, events, 1, 2, 0, 2, 3, ended=False)
+    first = cache.score(scorer, [ended, cut], now_ms=5)
+    again = cache.score(scorer, [cut, ended], now_ms=6)
+    assert scorer.seen == [True, False]  # each content scored once
+    assert [s.score for s in first] == [1.0, 2.0]
+    assert [s.score for s in again] == [2.0, 1.0]

@@ -377,3 +377,47 @@ def test_every_event_lands_in_exactly_one_window(
         assert (w.first_ts, w.last_ts) == (T0 + info[0][0], T0 + info[-1][0])
         assert w.last_ts - w.first_ts <= max_dur
     assert len({w.window_id for w in out}) == len(out)
+
+
+def test_windows_cut_by_size_or_duration_are_not_marked_ended() -> None:
+    sz = make(gap_ms=30_000, max_events=3, max_duration_ms=60_000)
+    out: list[Window] = []
+    for i in range(3):
+        out += sz.add(ev(i, "size"), 0, i, now_ms=0)
+    for i, ts in enumerate((0, 20_000, 40_000, 60_001)):  # never a 30 s silence
+        out += sz.add(ev(ts, "dur"), 0, 3 + i, now_ms=0)
+    assert [(w.session_id, len(w.events), w.ended) for w in out] == [
+        ("size", 3, False),
+        ("dur", 3, False),
+    ]
+
+
+def test_the_gap_ends_a_session_and_the_open_bound_does_not() -> None:
+    sz = make(gap_ms=30_000, max_open_sessions=1)
+    [evicted] = sz.add(ev(1, "b"), 0, 1, now_ms=0) + sz.add(ev(0, "a"), 0, 0, now_ms=0)
+    assert (evicted.session_id, evicted.ended) == ("b", False)
+    [gone] = sz.add(ev(40_000, "c"), 0, 2, now_ms=0)
+    assert (gone.session_id, gone.ended) == ("a", True)
+
+
+def test_a_shutdown_or_revoke_cuts_and_the_end_of_a_file_ends() -> None:
+    sz = make(gap_ms=30_000)
+    sz.add(ev(0, "a"), 0, 0, now_ms=0)
+    sz.add(ev(0, "b"), 1, 0, now_ms=0)
+    assert [w.ended for w in sz.flush_partitions([1])] == [False]
+    assert [w.ended for w in sz.flush_all()] == [False]
+    sz.add(ev(0, "c"), 0, 1, now_ms=0)
+    assert [w.ended for w in sz.flush_all(ended=True)] == [True]
+
+
+def test_an_idle_flush_ends_the_quiet_partitions_sessions() -> None:
+    sz = make(gap_ms=30_000, idle_timeout_ms=1_000)
+    sz.add(ev(0, "a"), 0, 0, now_ms=0)
+    [w] = sz.advance(now_ms=1_000)
+    assert w.ended
+
+
+def test_ended_survives_the_window_round_trip() -> None:
+    w = Window.build("s", 0, ("A",), T0, T0, 0, 1, 1, ended=False)
+    assert Window.decode(w.encode()) == w
+    assert Window.decode(Window.build("s", 0, ("A",), T0, T0, 0, 1, 1).encode()).ended
