@@ -9,6 +9,7 @@ import orjson
 
 from schemas import _fields as f
 from schemas.errors import DecodeError
+from schemas.windows import Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,36 @@ class Score:
     surprising: tuple[SurprisingEvent, ...] = ()
     late: bool = False
     label: int | None = None
+
+    @classmethod
+    def for_window(
+        cls,
+        window: Window,
+        *,
+        model_version: str,
+        score: float,
+        threshold: float,
+        surprising: tuple[SurprisingEvent, ...],
+        scored_at: int,
+    ) -> Score:
+        """The Score of `window`: what identifies the window (ids, times, late, label) is
+        copied from it, the verdict is `score > threshold`."""
+        return cls(
+            window_id=window.window_id,
+            session_id=window.session_id,
+            window_index=window.index,
+            model_version=model_version,
+            score=score,
+            threshold=threshold,
+            anomalous=score > threshold,
+            n_events=len(window.events),
+            first_ts=window.first_ts,
+            last_ts=window.last_ts,
+            scored_at=scored_at,
+            surprising=surprising,
+            late=window.late,
+            label=window.label,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

@@ -39,29 +39,20 @@ class ModelOutput:
 
     score: float
     threshold: float
-    anomalous: bool
     surprising: tuple[SurprisingEvent, ...]
 
     @classmethod
     def of(cls, s: Score) -> ModelOutput:
-        return cls(s.score, s.threshold, s.anomalous, s.surprising)
+        return cls(s.score, s.threshold, s.surprising)
 
     def for_window(self, w: Window, model_version: str, now_ms: int) -> Score:
-        return Score(
-            window_id=w.window_id,
-            session_id=w.session_id,
-            window_index=w.index,
+        return Score.for_window(
+            w,
             model_version=model_version,
             score=self.score,
             threshold=self.threshold,
-            anomalous=self.anomalous,
-            n_events=len(w.events),
-            first_ts=w.first_ts,
-            last_ts=w.last_ts,
-            scored_at=now_ms,
             surprising=self.surprising,
-            late=w.late,
-            label=w.label,
+            scored_at=now_ms,
         )
 
 

@@ -587,19 +587,11 @@ class WindowScorer:
             )
             for s in result.surprising
         )
-        return Score(
-            window_id=window.window_id,
-            session_id=window.session_id,
-            window_index=window.index,
+        return Score.for_window(
+            window,
             model_version=self.model_version,
             score=result.score,
             threshold=self.threshold,
-            anomalous=result.score > self.threshold,
-            n_events=len(window.events),
-            first_ts=window.first_ts,
-            last_ts=window.last_ts,
-            scored_at=now_ms,
             surprising=surprising,
-            late=window.late,
-            label=window.label,
+            scored_at=now_ms,
         )
