@@ -20,18 +20,16 @@ import asyncio
 import atexit
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from serve_support import tiny_bundle
+from serve_support import CreateTopic, tiny_bundle
 
 from stream import broker
 
 _HERE = Path(__file__).resolve().parent
-
-CreateTopic = Callable[..., Awaitable[str]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

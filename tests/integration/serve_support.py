@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -25,6 +25,11 @@ from schemas.scores import Score
 from stream.serve import serve
 from stream.settings import ServeSettings
 from stream.simulate import SimSession, generate_sessions, interleave, simulate_day
+
+CreateTopic = Callable[..., Awaitable[str]]
+"""The `create_topic` fixture (tests/integration/conftest.py)."""
+WindowKey = tuple[str, int | None, int | None]
+"""A window as session id, first and last event time."""
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = date(2026, 11, 1)

@@ -35,14 +35,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 from serve_support import (
+    CreateTopic,
     Topics,
+    WindowKey,
     covers,
     create_topics,
     day_start_ms,
@@ -63,9 +64,6 @@ from schemas.scores import Score
 from stream.archive import utc_day
 from stream.cli import main
 from stream.simulate import SimSession, simulate_day
-
-CreateTopic = Callable[..., Awaitable[str]]
-Key = tuple[str, int | None, int | None]  # session id, first and last event time: a window
 
 DAY0 = date(2026, 10, 31)
 DAY1, DAY2, DAY3 = (DAY0 + timedelta(days=i) for i in (1, 2, 3))
@@ -90,11 +88,11 @@ def _decisions(registry: Path) -> list[dict[str, object]]:
     return [orjson.loads(p.read_bytes()) for p in sorted((registry / "decisions").glob("*.json"))]
 
 
-def _key(score: Score) -> Key:
+def _key(score: Score) -> WindowKey:
     return (score.session_id, score.first_ts, score.last_ts)
 
 
-def _archived(archive: Path, day: date) -> set[Key]:
+def _archived(archive: Path, day: date) -> set[WindowKey]:
     lines = list(read_sessions(archive / daily_file_name(day)))
     assert all(s.score is not None and s.alerted is not None for s in lines)
     return {(s.session_id, s.start_ts, s.end_ts) for s in lines}

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from serve_support import CreateTopic
 
 from stream import broker
 from stream.cli import main
-
-CreateTopic = Callable[..., Awaitable[str]]  # the `create_topic` fixture (see conftest.py)
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes], partition: int = 0) -> None:

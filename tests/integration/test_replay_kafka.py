@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -13,15 +12,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
-from serve_support import DAY, DAY_MS
+from serve_support import DAY, DAY_MS, CreateTopic
 
 from schemas.daily_files import daily_file_name, write_sessions
 from schemas.scores import Score
 from stream.archive import DAY_MS as ONE_DAY_MS
 from stream.cli import main
 from stream.simulate import SimSession, interleave, simulate_day
-
-CreateTopic = Callable[..., Awaitable[str]]
 
 
 async def _produce_at_event_time(bootstrap: str, topic: str, sessions: list[SimSession]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,7 +11,9 @@ import pytest
 from serve_support import (
     DAY,
     DAY_MS,
+    CreateTopic,
     Topics,
+    WindowKey,
     covers,
     create_topics,
     messages,
@@ -32,12 +33,9 @@ from schemas.sessions import Session
 from stream.archive import DAY_MS as ONE_DAY_MS
 from stream.archive import utc_day
 
-CreateTopic = Callable[..., Awaitable[str]]
-Key = tuple[str, int | None, int | None]  # session id, first and last event time: a window
 
-
-def _archived(archive: Path) -> dict[Key, list[Session]]:
-    out: dict[Key, list[Session]] = {}
+def _archived(archive: Path) -> dict[WindowKey, list[Session]]:
+    out: dict[WindowKey, list[Session]] = {}
     for f in find_daily_files([archive]):
         for s in read_sessions(f.path):
             assert s.end_ts is not None and f.day == utc_day(s.end_ts), f.path.name
@@ -45,7 +43,7 @@ def _archived(archive: Path) -> dict[Key, list[Session]]:
     return out
 
 
-def _key(score: Score) -> Key:
+def _key(score: Score) -> WindowKey:
     return (score.session_id, score.first_ts, score.last_ts)
 
 

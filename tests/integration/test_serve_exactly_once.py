@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from serve_support import (
+    CreateTopic,
     Topics,
     committed_and_end,
     create_topics,
@@ -24,8 +25,6 @@ from serve_support import (
 )
 
 from stream.simulate import malformed_message
-
-CreateTopic = Callable[..., Awaitable[str]]
 
 
 async def read_committed(

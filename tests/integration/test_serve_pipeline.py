@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from serve_support import (
+    CreateTopic,
     Topics,
     committed_and_end,
     covers,
@@ -25,8 +25,6 @@ from serve_support import (
 from schemas.scores import Alert
 from stream import broker
 from stream.simulate import malformed_message
-
-CreateTopic = Callable[..., Awaitable[str]]
 
 
 @pytest.mark.slow

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from serve_support import (
+    CreateTopic,
     Topics,
     committed_and_end,
     covers,
@@ -26,8 +26,6 @@ from serve_support import (
 )
 
 from stream import broker
-
-CreateTopic = Callable[..., Awaitable[str]]
 
 
 async def _until_ready(port: int, timeout_s: float = 60.0) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import orjson
 import pytest
 from serve_support import (
     DAY_MS,
+    CreateTopic,
     Topics,
     copy_bundle,
     covers,
@@ -29,8 +29,6 @@ from serve_support import (
 from schemas.registry import read_pointer
 from stream import broker
 from stream.cli import main
-
-CreateTopic = Callable[..., Awaitable[str]]
 
 
 async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:

@@ -6,17 +6,15 @@ import asyncio
 import random
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from serve_support import CreateTopic
 
 from schemas.errors import DecodeError
 from schemas.events import LogEvent
 from stream.cli import main
 from stream.simulate import generate_sessions
-
-CreateTopic = Callable[..., Awaitable[str]]  # the `create_topic` fixture (see conftest.py)
 
 
 async def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, bytes, bytes]]:
