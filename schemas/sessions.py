@@ -23,6 +23,9 @@ class Session:
     """Set by the stream's archive: the window's anomaly score."""
     alerted: bool | None = None
     """Set by the stream's archive: whether the window raised an alert."""
+    ended: bool = True
+    """False for a window the stream cut while its session went on (`Window.ended`): the
+    trainer gives it no session-end marker. In a line only when False."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"session_id": self.session_id, "events": list(self.events)}
@@ -30,6 +33,8 @@ class Session:
             v = getattr(self, name)
             if v is not None:
                 d[name] = v
+        if not self.ended:
+            d["ended"] = False
         return d
 
     def encode(self) -> bytes:
@@ -50,6 +55,7 @@ class Session:
             label=label,
             score=None if score is None else f.number(score, "score"),
             alerted=None if alerted is None else f.boolean(alerted, "alerted"),
+            ended=f.boolean(obj.get("ended", True), "ended"),
         )
 
     @classmethod

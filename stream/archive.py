@@ -62,6 +62,7 @@ def session_line(window: Window, score: Score) -> bytes:
             label=window.label,
             score=score.score,
             alerted=score.anomalous,
+            ended=window.ended,
         ).encode()
         + b"\n"
     )

@@ -72,7 +72,8 @@ def encode_sessions(
     sessions: Iterable[Session], key: str = "", *, end_marker: bool = False
 ) -> FileTokens:
     """Pure: split sessions into windows and code their events by first appearance; with
-    `end_marker`, append the marker to the windows the rule marks."""
+    `end_marker`, append the marker to the windows the rule marks, in sessions that ended
+    (a window the stream cut mid-session, archived with `ended` false, gets none)."""
     table: dict[str, int] = {}
     codes: list[int] = []
     offsets = [0]
@@ -83,7 +84,7 @@ def encode_sessions(
         h = session_hash(s.session_id)
         for a, b in split_points(len(s.events), MAX_EVENTS):
             codes.extend(table.setdefault(e, len(table)) for e in s.events[a:b])
-            if end_marker and marks(b - a):
+            if end_marker and s.ended and marks(b - a):
                 codes.append(table.setdefault(END_EVENT, len(table)))
             offsets.append(len(codes))
             hashes.append(h)

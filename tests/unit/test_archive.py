@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import date
 from pathlib import Path
@@ -54,6 +55,16 @@ def test_lines_by_end_day_with_score_and_alert(tmp_path: Path) -> None:
     s1 = day1[0]
     assert (s1.score, s1.alerted, s1.label, s1.end_ts) == (3.0, True, 1, D1 + 5)
     assert day2[0].alerted is False and day2[0].events == ("a", "b", "c")
+    assert all(s.ended for s in day1 + day2)
+
+
+def test_a_window_cut_mid_session_is_archived_as_not_ended(tmp_path: Path) -> None:
+    w, s = _scored("s1", D1 + 5)
+    cut = dataclasses.replace(w, ended=False)
+    with DailyArchive(tmp_path) as a:
+        a.append(cut, s)
+    (line,) = read_sessions(tmp_path / "preprocessed_logs_2026-01-01.jsonl")
+    assert line.ended is False
 
 
 def test_mark_complete_writes_done_markers(tmp_path: Path) -> None:

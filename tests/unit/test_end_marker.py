@@ -43,6 +43,15 @@ def test_tokenization_marks_each_window_shorter_than_a_full_one() -> None:
     assert END_EVENT not in {e for w in plain for e in w}
 
 
+def test_a_session_archived_as_cut_gets_no_marker() -> None:
+    cut = Session("c", ("E1", "E2", "E3"), ended=False)
+    whole = Session("w", ("E1", "E2", "E3"))
+    assert decoded(encode_sessions([cut, whole], end_marker=True)) == [
+        ["E1", "E2", "E3"],
+        ["E1", "E2", "E3", END_EVENT],
+    ]
+
+
 def test_marked_and_plain_tokens_are_separate_cache_entries(tmp_path: Path) -> None:
     f = tmp_path / "s.jsonl"
     write_sessions(f, SESSIONS)

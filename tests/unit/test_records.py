@@ -96,6 +96,18 @@ def test_session_round_trip_and_schema() -> None:
     jsonschema.validate(orjson.loads(data), schema("session"))
 
 
+def test_session_cut_mid_session_round_trips_and_ended_is_the_default() -> None:
+    cut = Session("w1", ("E5",), ended=False)
+    data = cut.encode()
+    assert orjson.loads(data)["ended"] is False
+    assert Session.decode(data) == cut
+    jsonschema.validate(orjson.loads(data), schema("session"))
+    assert "ended" not in orjson.loads(Session("w2", ("E5",)).encode())
+    assert Session.decode(b'{"session_id": "w2", "events": []}').ended is True
+    with pytest.raises(DecodeError, match="ended"):
+        Session.decode(b'{"session_id": "w3", "events": [], "ended": "no"}')
+
+
 def test_session_minimal_hdfs_line() -> None:
     s = Session.decode(b'{"session_id": "blk_1", "events": ["E5", 22], "label": 1}')
     assert s.events == ("E5", "22") and s.label == 1 and s.start_ts is None
