@@ -166,6 +166,8 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: b
             str(a.out / "token-cache"),
             "--end-marker",
             str(end_marker).lower(),
+            "--prefix-cut-fraction",
+            str(a.prefix_cut_fraction if end_marker else 0.0),
         ]
     )
     if rc != 0:
@@ -410,6 +412,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="calibration quantile (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for everything (default: %(default)s)")
+    p.add_argument(
+        "--prefix-cut-fraction",
+        type=float,
+        default=0.0,
+        help="share of training sessions cut to a prefix without the end marker "
+        "(default: %(default)s)",
+    )
     p.add_argument(
         "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
     )

@@ -17,6 +17,7 @@ from schemas.vocab import PAD_ID
 from trainer.batching import IntArray
 from trainer.dataset import WindowStore, pad_windows
 from trainer.masking import IGNORE, MaskSpec, mask_tokens
+from trainer.prefix_cuts import CutSpec, cut_prefixes
 
 VALIDATION_EPOCH = -1
 
@@ -59,8 +60,11 @@ def make_batch(
     vocab_size: int,
     spec: MaskSpec,
     generator: torch.Generator,
+    cuts: CutSpec | None = None,
 ) -> Batch:
     ids = torch.from_numpy(pad_windows(store, windows, bucket_width))
+    if cuts is not None:
+        ids = cut_prefixes(ids, cuts, generator)
     masked, labels = mask_tokens(ids, vocab_size, spec, generator)
     flat_labels = labels.view(-1)
     flat_idx = torch.nonzero(flat_labels != IGNORE).view(-1)
@@ -92,6 +96,7 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
         bucket_width: int,
         vocab_size: int,
         spec: MaskSpec,
+        cuts: CutSpec | None = None,
         start: int = 0,
     ) -> None:
         self.store = store
@@ -103,6 +108,7 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
         self.bucket_width = bucket_width
         self.vocab_size = vocab_size
         self.spec = spec
+        self.cuts = cuts
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -116,6 +122,7 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
             self.vocab_size,
             self.spec,
             g,
+            self.cuts,
         )
 
 

@@ -21,8 +21,10 @@ from trainer.batching import IntArray, epoch_rng, plan_batches, shard_batches, s
 from trainer.collate import VALIDATION_EPOCH, Batch, EpochBatches, iterate
 from trainer.dataset import TrainingData
 from trainer.distributed import Dist
+from trainer.end_marker import END_EVENT
 from trainer.masking import MaskSpec
 from trainer.model import autocast_for
+from trainer.prefix_cuts import CutSpec
 from trainer.settings import TrainSettings
 
 
@@ -198,6 +200,7 @@ def epoch_batches(
         bucket_width=s.bucket_width,
         vocab_size=len(data.vocab),
         spec=mask_spec(s),
+        cuts=cut_spec(data, s),
         start=start,
     )
     return plan, batches
@@ -210,6 +213,14 @@ def steps_per_epoch(data: TrainingData, s: TrainSettings, d: Dist) -> int:
 
 def mask_spec(s: TrainSettings) -> MaskSpec:
     return MaskSpec(s.mask_prob, s.mask_token_frac, s.random_token_frac)
+
+
+def cut_spec(data: TrainingData, s: TrainSettings) -> CutSpec | None:
+    """Prefix cuts for training batches (trainer/prefix_cuts.py); validation keeps whole
+    sessions, as calibration scores them."""
+    if s.prefix_cut_fraction == 0 or END_EVENT not in data.vocab:
+        return None
+    return CutSpec(s.prefix_cut_fraction, data.vocab.id_of(END_EVENT))
 
 
 def validation_batches(data: TrainingData, s: TrainSettings, d: Dist) -> EpochBatches:

@@ -90,6 +90,10 @@ class TrainSettings:
     """Append the session-end event to each window that ends its session (fewer than 510
     events; trainer/end_marker.py), so the model learns where sessions end and flags ones
     that stop early. The bundle's vocab then holds it, and the scorer marks windows alike."""
+    prefix_cut_fraction: float = 0.1
+    """Share of session-ending training windows cut to a random prefix without the end
+    marker (trainer/prefix_cuts.py), so the model judges whether a session may end where
+    it does, and windows cut mid-session score as normal."""
     complete_only: bool = False
     """Read only days marked complete (a .done marker) from directories; files named
     explicitly are always read."""
@@ -110,6 +114,10 @@ class TrainSettings:
         fracs = (self.mask_token_frac, self.random_token_frac)
         if min(fracs) < 0 or sum(fracs) > 1:
             raise ValueError("mask_token_frac and random_token_frac must be >= 0, sum <= 1")
+        if not 0 <= self.prefix_cut_fraction <= 1:
+            raise ValueError(
+                f"prefix_cut_fraction must be in [0, 1], got {self.prefix_cut_fraction}"
+            )
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0 < self.threshold_quantile < 1:
