@@ -5,7 +5,7 @@
    trainer holds out a validation slice by session hash (normal data only); it is never
    trained on.
 2. Score the validation slice and dev_normal / dev_abnormal once per scoring run (full
-   coverage with k = 6 groups, LogBERT's one random mask) through the product's scorer
+   coverage with k = 6 and k = 10 groups, LogBERT's one random mask) through the product's scorer
    (dev windows are marked by the same rule as in serving), and derive every strategy's
    window score from those results: mean, max, top-3 mean of the per-event NLL, the max
    rank of a true event, LogBERT's miss fraction.
@@ -110,6 +110,7 @@ class Variant:
 RUNS: dict[str, ScoringStrategy] = {
     # One "full" run gives the NLLs (every NLL aggregate) and the max rank.
     "full-6": ScoringStrategy(groups=6, aggregate="maxrank"),
+    "full-10": ScoringStrategy(groups=10, aggregate="maxrank"),
     "logbert": ScoringStrategy(kind="logbert", mask_ratio=0.15, top_g=6),
 }
 VARIANTS = [
@@ -118,6 +119,8 @@ VARIANTS = [
     Variant("full k=6 top-3", "full-6", ScoringStrategy(groups=6, aggregate="topn", top_n=3)),
     Variant("full k=6 max", "full-6", ScoringStrategy(groups=6, aggregate="max")),
     Variant("full k=6 max-rank", "full-6", ScoringStrategy(groups=6, aggregate="maxrank")),
+    Variant("full k=10 max", "full-10", ScoringStrategy(groups=10, aggregate="max")),
+    Variant("full k=10 max-rank", "full-10", ScoringStrategy(groups=10, aggregate="maxrank")),
 ]
 ABLATION = ("full k=6 max", "full k=6 max-rank")
 

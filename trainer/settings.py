@@ -82,6 +82,10 @@ class TrainSettings:
     """Where tokenized daily files are cached (default: ~/.cache/logad/tokens)."""
     run_dir: Path | None = None
     """Where checkpoints, metrics.jsonl and loss.png go (default: '<out>.run' beside --out)."""
+    score_groups: int = 10
+    """Passes per window of the scoring strategy the bundle is calibrated for (and `serve`
+    uses): each event is masked once over this many passes. 10 scored best on HDFS; 6 costs
+    about 35% fewer forward passes on long windows, for some F1 (README, Detection quality)."""
     score_tokens_per_batch: int = 16_384
     """Token budget per scoring batch when calibrating on the validation slice."""
     exclude_alerted: bool = False
@@ -101,6 +105,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         _positive(self, "epochs", "tokens_per_batch", "bucket_width", "vocab_size")
         _positive(self, "log_every_steps", "keep_checkpoints", "score_tokens_per_batch")
+        _positive(self, "score_groups")
         _non_negative(self, "warmup_steps", "checkpoint_every_steps", "eval_every_steps")
         _non_negative(self, "num_workers", "seed", "cpu_threads")
         if not self.lr > 0:

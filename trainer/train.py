@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from trainer.loss_plot import plot_losses
 from trainer.model import bert_config, build_model, get_preset, load_model, unwrap
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.progress import MetricsLog, Progress, read_metrics
+from trainer.scoring import DEFAULT_STRATEGY
 from trainer.settings import TrainSettings
 from trainer.token_cache import TokenCache
 
@@ -203,7 +204,12 @@ def _run(
     # ---- calibrate and publish (rank 0)
     inner = unwrap(net)
     cal = calibrate_on_validation(
-        inner, data, s.threshold_quantile, d.device, s.score_tokens_per_batch
+        inner,
+        data,
+        s.threshold_quantile,
+        d.device,
+        s.score_tokens_per_batch,
+        replace(DEFAULT_STRATEGY, groups=s.score_groups),
     )
     manifest = export_bundle(
         req.out,

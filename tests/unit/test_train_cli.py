@@ -130,3 +130,14 @@ def test_nproc_2_trains_with_gloo_through_torchrun(
     assert {"rng-rank0.safetensors", "rng-rank1.safetensors"} <= {p.name for p in ckpt.iterdir()}
     meta = orjson.loads((ckpt / "meta.json").read_bytes())
     assert meta["world_size"] == 2
+
+
+def test_score_groups_sets_the_calibrated_strategy(tmp_path: Path) -> None:
+    day = hdfs_day(tmp_path / "days", 40)
+    out = tmp_path / "m"
+    argv = ["--log-level", "warning", "train", *cli_flags(tmp_path), "--data", str(day)]
+    assert main([*argv, "--out", str(out), "--epochs", "1", "--score-groups", "6"]) == 0
+    cal = Calibration.from_json((out / "calibration.json").read_bytes())
+    assert ScoringStrategy.from_dict(cal.strategy).groups == 6
+    assert DEFAULT_STRATEGY.groups == 10  # what a bundle gets without the flag
+    assert main([*argv, "--out", str(tmp_path / "m2"), "--score-groups", "0"]) == 2
