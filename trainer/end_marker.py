@@ -34,9 +34,10 @@ END_EVENT = "<end>"
 assert END_EVENT not in SPECIALS
 
 
-def marks(n_events: int) -> bool:
-    """Whether a window of `n_events` events gets the marker (the rule above)."""
-    return n_events < MAX_EVENTS
+def marks(n_events: int, ended: bool = True) -> bool:
+    """Whether a window of `n_events` events gets the marker (the rule above); `ended`
+    False: it was cut while its session may go on."""
+    return ended and n_events < MAX_EVENTS
 
 
 def with_end(events: Sequence[str]) -> tuple[str, ...]:
@@ -49,10 +50,12 @@ def uses_end_marker(vocab: Vocab) -> bool:
     return END_EVENT in vocab
 
 
-def encode_window(vocab: Vocab, events: Sequence[str], end_marker: bool) -> list[int]:
+def encode_window(
+    vocab: Vocab, events: Sequence[str], end_marker: bool, ended: bool = True
+) -> list[int]:
     """A window's events as the model's token ids (no [CLS]/[SEP]), marked when
     `end_marker` and the rule say so."""
     ids = vocab.encode(events)
-    if end_marker and marks(len(ids)):
+    if end_marker and marks(len(ids), ended):
         ids.append(vocab.id_of(END_EVENT))
     return ids

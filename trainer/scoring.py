@@ -560,7 +560,7 @@ class WindowScorer:
         while its session may go on, so it gets no end marker (default: all ended)."""
         flags = [True] * len(sequences) if ended is None else ended
         token_windows = [
-            encode_window(self.vocab, seq, self.end_marker and e)
+            encode_window(self.vocab, seq, self.end_marker, e)
             for seq, e in zip(sequences, flags, strict=True)
         ]
         with self._lock:

@@ -84,7 +84,7 @@ def encode_sessions(
         h = session_hash(s.session_id)
         for a, b in split_points(len(s.events), MAX_EVENTS):
             codes.extend(table.setdefault(e, len(table)) for e in s.events[a:b])
-            if end_marker and s.ended and marks(b - a):
+            if end_marker and marks(b - a, s.ended):
                 codes.append(table.setdefault(END_EVENT, len(table)))
             offsets.append(len(codes))
             hashes.append(h)
