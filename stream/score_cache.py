@@ -86,19 +86,19 @@ class ScoreCache:
             self._lru.clear()  # the old model's outputs can never be asked for again
             self._version = version
         lru = self._lru
+        keys: list[Key] = [(version, (w.events, w.ended)) for w in windows]
         found: list[ModelOutput | None] = []
-        todo: dict[tuple[tuple[str, ...], bool], int] = {}  # content -> index in `unseen`
+        todo: dict[Key, int] = {}  # key -> index in `unseen`
         unseen: list[Window] = []
-        for w in windows:
-            content = (w.events, w.ended)
-            out = lru.get((version, content))
+        for w, key in zip(windows, keys, strict=True):
+            out = lru.get(key)
             if out is not None:
-                lru.move_to_end((version, content))
+                lru.move_to_end(key)
                 self.hits += 1
-            elif content in todo:
+            elif key in todo:
                 self.hits += 1  # the same content twice in one batch: scored once
             else:
-                todo[content] = len(unseen)
+                todo[key] = len(unseen)
                 unseen.append(w)
                 self.misses += 1
             found.append(out)
@@ -107,16 +107,16 @@ class ScoreCache:
             scores = scorer.score_windows(unseen, now_ms)
             if len(scores) != len(unseen):
                 raise RuntimeError(f"scorer returned {len(scores)} scores for {len(unseen)}")
-            for w, s in zip(unseen, scores, strict=True):
-                lru[(version, (w.events, w.ended))] = ModelOutput.of(s)
+            for key, i in todo.items():
+                lru[key] = ModelOutput.of(scores[i])
             while len(lru) > self.max_entries:
                 lru.popitem(last=False)
         result: list[Score] = []
-        for w, out in zip(windows, found, strict=True):
+        for w, key, out in zip(windows, keys, found, strict=True):
             if out is not None:
                 result.append(out.for_window(w, version, now_ms))
                 continue
-            i = todo[(w.events, w.ended)]
+            i = todo[key]
             # The window scored is returned as the model scored it; a repeat in the batch
             # takes its output.
             result.append(
