@@ -196,6 +196,7 @@ def add_settings_flags(
         if "default:" not in text:
             default = (shown or {}).get(name) or _show_default(fields[name].default)
             text = f"{text} (default: {default})".strip()
+        text = text.replace("%", "%%")  # argparse formats help with %
         flag = "--" + name.replace("_", "-")
         if tp is bool:
             parser.add_argument(

@@ -51,7 +51,7 @@ def _settings_flag(p: argparse.ArgumentParser, f: dataclasses.Field[Any], doc: s
         default=None,  # None: not given, so the config file / LOGAD_* env value stands
         choices=choices,
         metavar=None if choices else f.name.upper(),
-        help=f"{doc} (default: {default})",
+        help=f"{doc} (default: {default})".replace("%", "%%"),  # argparse formats help with %
     )
 
 
