@@ -69,7 +69,7 @@ from trainer.evaluate import (  # noqa: E402
 from trainer.evaluate_run import passes_per_window  # noqa: E402
 from trainer.export import validation_windows  # noqa: E402
 from trainer.metrics import Population, curve  # noqa: E402
-from trainer.model import load_model  # noqa: E402
+from trainer.model import device_for, load_model  # noqa: E402
 from trainer.recalibrate import validation_slice, write_recalibrated_bundle  # noqa: E402
 from trainer.scoring import (  # noqa: E402
     ScoringStrategy,
@@ -158,7 +158,7 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: b
             "--seed",
             str(a.seed),
             "--device",
-            "cpu",
+            a.device,
             "--cpu-threads",
             str(a.threads),
             "--num-workers",
@@ -179,14 +179,13 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: b
 
 
 def mlm_scorer(
-    model: Any, vocab: Vocab, key: str, max_batch_tokens: int
+    model: Any, vocab: Vocab, key: str, max_batch_tokens: int, device: torch.device
 ) -> tuple[Callable[[list[tuple[str, ...]]], Sequence[WindowResult]], WindowScorer]:
     """The product's scorer with run `key`'s strategy: event windows in, marked as in
     serving when the vocab holds the end marker."""
     scorer = WindowScorer(
-        model, vocab, RUNS[key], 0.0, "bench", torch.device("cpu"),
-        max_batch_tokens=max_batch_tokens,
-    )  # fmt: skip
+        model, vocab, RUNS[key], 0.0, "bench", device, max_batch_tokens=max_batch_tokens
+    )
     return scorer.score_events, scorer
 
 
@@ -235,7 +234,8 @@ def mlm_section(
     """Score once per run, then evaluate every variant from the shared results."""
     manifest = verify_bundle(bundle)
     vocab = Vocab.load(bundle / VOCAB)
-    model = load_model(bundle, "cpu")
+    device = device_for(a.device)
+    model = load_model(bundle, device)
     assert uses_end_marker(vocab) == end
     # The trainer's own slice, tokenized (and marked) as it was for calibration.
     val_tokens = validation_slice(
@@ -254,7 +254,7 @@ def mlm_section(
     variants = VARIANTS if end else [v for v in VARIANTS if v.name in ABLATION]
     wanted = {v.run for v in variants}
     for key in sorted(wanted):
-        fn, scorer = mlm_scorer(model, vocab, key, a.max_batch_tokens)
+        fn, scorer = mlm_scorer(model, vocab, key, a.max_batch_tokens, device)
         t0 = time.perf_counter()
         val_results = score_token_windows(
             model,
@@ -370,7 +370,7 @@ def row(r: EvalReport) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument(
         "--data", type=Path, default=DATA, help="HDFS data directory (default: %(default)s)"
@@ -426,6 +426,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
     )
     p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="where the MLM trains and scores; the README's figures are CPU's "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
         "--max-batch-tokens",
         type=int,
         default=16_384,
@@ -442,7 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="also train and score the model without the end marker (about +6 min)",
     )
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parser().parse_args(argv)
     configure_logging("warning", None)
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)

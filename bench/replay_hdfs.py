@@ -112,7 +112,7 @@ def replay(a: argparse.Namespace, work: Path) -> tuple[list[Score], float]:
             "--max-duration-ms",
             str(a.max_duration_ms),
             "--device",
-            "cpu",
+            a.device,
             "--out",
             str(scores_path),
         ]
@@ -156,6 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="scoring device for both paths; the README's figures are CPU's (default: %(default)s)",
+    )
     a = p.parse_args(argv)
     configure_logging("warning", None)
     torch.set_num_threads(a.threads)
@@ -171,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         replayed[s.session_id] = max(s.score, replayed.get(s.session_id, -np.inf))
 
     out("[2/3] the same blocks as session files ...")
-    scorer = WindowScorer.from_bundle(a.model, "cpu")
+    scorer = WindowScorer.from_bundle(a.model, a.device)
     assert scorer.threshold == threshold
     blocks = sessions_of_events(a.events)
     ids = list(blocks)

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The GPU checks, as one prepared script for a lent GPU machine (run from the repo root):
+#
+#   OUT=dir DATA=path/to/hdfs bash bench/gpu_check.sh
+#
+# 1. bench.quality_sweep: tiny / small / base on HDFS, three seeds each, in parallel (#5);
+#    beside it, the production recipe through the real command line under torchrun (DDP,
+#    one rank, preset base, default learning rate) and `logad evaluate` of its bundle.
+# 2. On the GPU alone afterwards: bench.train_throughput and bench.score_throughput with
+#    preset base, and bench.replay_hdfs (the stream's sessionizer + scorer) on the GPU with
+#    the sweep's base bundle.
+# Wheels in .whl/ (orjson, structlog, aiokafka, async-timeout for Python 3.12) are installed
+# first when present (see the device notes in the README). Every step has its own time limit; results land in $OUT/gpu_check.tgz.
+# SMOKE=1 shrinks every step to seconds, for a dry run on CPU.
+set -u
+OUT=${OUT:-/tmp/gpu_check_out}
+DATA=${DATA:-../shared/data/hdfs}
+PY=${PY:-python3}
+W=$(mktemp -d)
+mkdir -p "$OUT" "$W/collect"
+export PYTHONUNBUFFERED=1
+
+if [ -z "${SMOKE:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+
+if [ -n "${SMOKE:-}" ]; then
+    DEV=cpu BIG=tiny EPOCHS=1 SEEDS="0" RUNS="tiny:2e-3" JOBS=1 DDP_EPOCHS=1
+    TT="--preset tiny --steps 2 --warmup 1 --baseline-steps 1"
+    ST="--preset tiny --windows 16 --repeats 1"
+    T_SWEEP=200 T_BENCH=120
+else
+    DEV=cuda BIG=base EPOCHS=60 SEEDS="0 1 2" RUNS="tiny:2e-3 small:1e-3 base:2e-4" JOBS=9
+    DDP_EPOCHS=10
+    TT="--preset base --steps 20 --warmup 5 --baseline-steps 5"
+    ST="--preset base --windows 1000 --repeats 1 --groups 10"
+    T_SWEEP=300 T_BENCH=60
+fi
+
+step() {  # step NAME LIMIT_S CMD...: time-limited, output to $W/collect/NAME.log
+    local name=$1 limit=$2
+    shift 2
+    local t0=$SECONDS
+    timeout "$limit" "$@" >"$W/collect/$name.log" 2>&1
+    local rc=$?
+    echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$W/collect/steps.txt"
+}
+
+# A first look at the device's own transformers; if the model does not run on it, the
+# version CI uses (a wheel in .whl/fallback/, when carried) goes in, and the look is repeated.
+sanity() {
+    timeout 120 $PY -m bench.score_throughput --preset tiny --windows 8 --repeats 1 \
+        --device "$DEV" >>"$W/collect/sanity.log" 2>&1
+}
+if ! sanity && ls .whl/fallback/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/fallback/*.whl
+    sanity
+fi
+echo "sanity rc=$?" | tee -a "$W/collect/steps.txt"
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  $PY -c "import torch, transformers; print(torch.__version__, transformers.__version__)"
+  nproc; } >"$W/collect/machine.txt" 2>&1
+
+# shellcheck disable=SC2086
+step sweep "$T_SWEEP" $PY -m bench.quality_sweep --device "$DEV" --jobs "$JOBS" \
+    --runs $RUNS --seeds $SEEDS --epochs "$EPOCHS" --threads 1 \
+    --data "$DATA" --out "$W/sweep" --results "$W/collect/quality_sweep.json" &
+sweep_pid=$!
+
+ddp() {  # a function, run through `bash -c` so that `timeout` can run it
+    $PY -m torch.distributed.run --standalone --nproc-per-node 1 -m trainer train \
+        --data "$DATA/train.jsonl" --out "$W/ddp-$BIG" --preset "$BIG" --epochs "$DDP_EPOCHS" \
+        --device "$DEV" --checkpoint-every-steps 0 --token-cache-dir "$W/ddp-cache" &&
+        $PY -m stream.cli --log-level warning evaluate --model "$W/ddp-$BIG" --device "$DEV" \
+            --normal "$DATA/dev_normal.jsonl" --abnormal "$DATA/dev_abnormal.jsonl" \
+            --population-normals 552640 --population-abnormals 16838 --report "$W/collect/eval-ddp"
+}
+export -f ddp
+export PY W BIG DATA DEV DDP_EPOCHS
+step ddp_train_evaluate "$T_SWEEP" bash -c ddp
+wait $sweep_pid
+
+# shellcheck disable=SC2086
+step train_throughput "$T_BENCH" $PY -m bench.train_throughput $TT --device "$DEV"
+# shellcheck disable=SC2086
+step score_throughput "$T_BENCH" $PY -m bench.score_throughput $ST --device "$DEV"
+bundle=$(ls -d "$W"/sweep/"$BIG"-*-s0/model.trained 2>/dev/null | head -1)
+if [ -n "$bundle" ]; then
+    step replay "$T_BENCH" $PY -m bench.replay_hdfs --model "$bundle" --device "$DEV" \
+        --events "$DATA/dev_events.jsonl.gz" --data "$DATA" \
+        --results "$W/collect/replay_hdfs-$DEV.json"
+fi
+
+cp bench/results/*-"$DEV"-"$(date -u +%F)".json "$W/collect/" 2>/dev/null
+for d in "$W"/sweep/*/; do cp "$d/log.txt" "$W/collect/sweep-$(basename "$d").log" 2>/dev/null; done
+cp "$W"/ddp-"$BIG"/manifest.json "$W/collect/ddp-manifest.json" 2>/dev/null
+tar czf "$OUT/gpu_check.tgz" -C "$W" collect
+tail -n 15 "$W/collect/sweep.log"
+tail -n 12 "$W/collect/ddp_train_evaluate.log"
+for f in train_throughput score_throughput replay; do tail -n 8 "$W/collect/$f.log" 2>/dev/null; done
