@@ -15,8 +15,8 @@ from pathlib import Path
 import structlog
 from aiokafka.errors import KafkaError
 
-from schemas.errors import LogadError
 from schemas.settings import add_settings_flags, build_settings, settings_flags, settings_for_log
+from stream.kafka_io import kafka_failure
 from stream.serve import serve
 from stream.settings import SERVE_HELP, ServeSettings
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve_until_signal(settings))
     except KafkaError as e:
-        raise LogadError(f"Kafka at {settings.bootstrap}: {type(e).__name__}: {e}") from None
+        raise kafka_failure(settings.bootstrap, e) from None
     return 0
 
 

@@ -26,8 +26,9 @@ from aiokafka.errors import KafkaError
 
 from schemas.console import out
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
-from schemas.errors import ConfigError, LogadError
+from schemas.errors import ConfigError
 from schemas.settings import add_settings_flags, build_settings, settings_flags, settings_for_log
+from stream.kafka_io import kafka_failure
 from stream.simulate import (
     ANOMALY_KINDS,
     SimSession,
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(produce(settings, int(time.time() * 1000)))
     except KafkaError as e:
-        raise LogadError(f"Kafka at {settings.bootstrap}: {type(e).__name__}: {e}") from None
+        raise kafka_failure(str(settings.bootstrap), e) from None
     return 0
 
 

@@ -12,7 +12,9 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
+from schemas.errors import LogadError
 from stream.settings import ServeSettings
 
 log = structlog.get_logger(__name__)
@@ -22,6 +24,15 @@ Message = tuple[str, bytes | None, bytes | None, Headers | None]
 """(topic, key, value, headers): a record to produce."""
 # `await send(topic, key, value, headers)` returns the future of the broker's ack.
 Send = Callable[[str, bytes | None, bytes | None, Headers | None], Awaitable["asyncio.Future[Any]"]]
+
+
+def kafka_failure(bootstrap: str, e: KafkaError) -> LogadError:
+    """The one-line error for a Kafka client that failed (aiokafka's messages often start
+    with their class name already)."""
+    text, name = str(e), type(e).__name__
+    if not text.startswith(name):
+        text = f"{name}: {text}"
+    return LogadError(f"Kafka at {bootstrap}: {text}")
 
 
 def make_consumer(settings: ServeSettings) -> AIOKafkaConsumer:

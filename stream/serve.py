@@ -380,23 +380,23 @@ async def serve(
         server.start()
     consumer = make_consumer(settings)
     producer = make_producer(settings)
-    await producer.start()
     gc_defaults = tune_gc()
     switch_default = sys.getswitchinterval()
     # A thread waiting for the GIL waits up to the switch interval: at Python's 5 ms, the
     # model thread, which needs it back after every torch op, crawls while the loop runs.
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
     try:
+        await producer.start()
         await consumer.start()
-        try:
-            service = Service(settings, scorer, consumer, producer, metrics)
-            watcher = _watcher(settings.model, bundle, settings, service, load)
-            if ready is not None:
-                ready.set()
-            await service.run(stop, watcher)
-        finally:
-            await consumer.stop()
+        service = Service(settings, scorer, consumer, producer, metrics)
+        watcher = _watcher(settings.model, bundle, settings, service, load)
+        if ready is not None:
+            ready.set()
+        await service.run(stop, watcher)
     finally:
+        # Both clients, also when one failed to start: a half-open client leaks its
+        # connections and warns "Unclosed" at exit. Stopping a client never started is a no-op.
+        await consumer.stop()
         await producer.stop()
         if server is not None:
             server.stop()
