@@ -71,6 +71,7 @@ class ReplaySettings:
             raise ValueError("batch_windows must be >= 1")
         if self.max_batch_tokens < 512:
             raise ValueError("max_batch_tokens must be >= 512")
+        self.sessionizer()  # its checks too, so that a bad value is a one-line config error
 
     def sessionizer(self) -> SessionizerSettings:
         return SessionizerSettings(

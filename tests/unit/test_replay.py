@@ -14,6 +14,7 @@ from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError
 from schemas.scores import Score
 from schemas.sessions import Session
+from schemas.settings import build_settings
 from schemas.windows import Window
 from stream import cli_replay
 from stream.replay import (
@@ -167,3 +168,13 @@ def test_alerted_mask_for_exclude_alerted(tmp_path: Path) -> None:
     )
     assert alerted_mask(p, 4).tolist() == [True, False, False, False]
     assert isinstance(alerted_mask(p, 4), np.ndarray)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [("gap_ms", "-5", "gap_ms must be > 0"), ("max_events", "600", "max_events must be in")],
+)
+def test_bad_sessionizer_setting_is_a_config_error(flag: str, value: str, message: str) -> None:
+    """Checked when the settings are built (one line from the CLI), not when replay starts."""
+    with pytest.raises(ConfigError, match=message):
+        build_settings(ReplaySettings, flags={flag: value})
