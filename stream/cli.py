@@ -78,6 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LogadError as e:
         err(f"logad: error: {e}")
         return 2
+    except OSError as e:
+        # A path given that cannot be read or written (a missing directory, no permission):
+        # one line like any other input error; --log-level debug keeps the traceback.
+        if args.log_level == "debug":
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        err(f"logad: error: {e.strerror or e}{where}")
+        return 2
     except KeyboardInterrupt:
         err("logad: interrupted")
         return 130

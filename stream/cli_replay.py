@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from schemas.console import out
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, DataError
 from schemas.registry import resolve_model
 from schemas.scores import Score
 from schemas.settings import build_settings, settings_flags
@@ -120,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("nowhere to put the scores: pass --out FILE, --out-topic or --labels")
     if args.out_topic is not None:
         check_out_topic(args.out_topic, args.force)
+    for path in [args.events, *(args.labels or [])]:
+        if path is not None and not path.is_file():
+            raise DataError(f"no such file: {path}")
+    if args.out is not None and not args.out.resolve().parent.is_dir():
+        raise DataError(f"cannot write {args.out}: no such directory {args.out.resolve().parent}")
     from trainer.gc_tuning import tuned_gc
     from trainer.scoring import WindowScorer
 

@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
             "--calibrate-on with the bundle's training data to re-calibrate for the override"
         )
     log.info("evaluate_settings", **settings_for_log(s))
+    if args.report is not None:
+        args.report.mkdir(parents=True, exist_ok=True)  # before the scoring, not after it
     from trainer.evaluate_run import evaluate_bundle  # torch loads here, not for --help
 
     report, paths = evaluate_bundle(

@@ -178,3 +178,21 @@ def test_bad_sessionizer_setting_is_a_config_error(flag: str, value: str, messag
     """Checked when the settings are built (one line from the CLI), not when replay starts."""
     with pytest.raises(ConfigError, match=message):
         build_settings(ReplaySettings, flags={flag: value})
+
+
+@pytest.mark.parametrize("which", ["events", "labels"])
+def test_missing_input_file_is_one_line(
+    which: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    missing = tmp_path / "missing.jsonl"
+    argv = ["replay", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o")]
+    argv += ["--events", str(missing)] if which == "events" else ["--events", str(events)]
+    argv += ["--labels", str(missing)] if which == "labels" else []
+    assert main(argv) == 2
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1] == f"logad: error: no such file: {missing}"
+    )
