@@ -237,14 +237,15 @@ class ArchiveTap:
                 self._epoch += 1
         return marked
 
-    def close(self, watermark_ms: int | None = None) -> list[date]:
+    def close(self, watermark_ms: int | None = None, *, mark: bool = True) -> list[date]:
         """At shutdown, once every window is scored: mark what `watermark_ms` (the last
-        watermark, else the pending one) completes, then fsync and close every day."""
+        watermark, else the pending one) completes, then fsync and close every day.
+        `mark=False` when open windows were handed back: their days are not whole yet."""
         marked: list[date] = []
         with self._lock:
             if watermark_ms is None and self._pending is not None:
                 watermark_ms = self._pending[1]
-            if watermark_ms is not None and not self._unwritten:
+            if mark and watermark_ms is not None and not self._unwritten:
                 marked = self.archive.mark_complete(watermark_ms)
             self._pending = None
             self.archive.close()

@@ -7,7 +7,9 @@ are in flight, partitions are paused (never the polling).
 
 No data lost: an offset is committed only once every window holding it has its Score
 acknowledged by the broker (stream.offsets). On revoke and on shutdown the open windows of
-the partitions concerned are flushed, scored and acknowledged, then committed.
+the partitions concerned are flushed, scored and acknowledged, then committed; or, with
+`hand_back`, left open: the commit stays below them, and whoever reads the partition next
+(this process after a restart, or another group member) re-reads them whole.
 """
 
 from __future__ import annotations
@@ -145,13 +147,13 @@ class Service:
             self._check(tasks)
             assigned = set(self.offsets.assigned)
             watermark = self.sessions.min_watermark(assigned, wall_ms())
-            await self._finish(assigned, self.sessions.flush_all())
+            await self._finish(assigned, [] if self.s.hand_back else self.sessions.flush_all())
             if self.txn is not None:
                 await self.txn.close(assigned)
             self.worker.stop()
             await tasks[0]
             if self.archive is not None:  # every window is scored and appended by now
-                self.archive.close(watermark)
+                self.archive.close(watermark, mark=not self.s.hand_back)
                 self.archive = None
         finally:
             if self.archive is not None:  # after a failure: fsync what was written
@@ -295,7 +297,14 @@ class Service:
 
     async def on_revoked(self, partitions: set[int]) -> None:
         try:
-            await self._finish(partitions, self.sessions.flush_partitions(partitions))
+            if self.s.hand_back:
+                # Commit below the open windows first, then forget them: the next owner
+                # re-reads them from the commit.
+                await self._finish(partitions, [])
+                dropped = self.sessions.flush_partitions(partitions)
+                log.info("windows_handed_back", partitions=sorted(partitions), windows=len(dropped))
+            else:
+                await self._finish(partitions, self.sessions.flush_partitions(partitions))
         except Exception as e:  # an exception here would be swallowed by aiokafka
             log.error("revoke_failed", error=str(e), error_type=type(e).__name__)
         finally:

@@ -54,6 +54,10 @@ SERVE_HELP: dict[str, str] = {
     "the model thread gets the GIL back after each torch op sooner while the consume loop "
     "runs",
     "reload_check_s": "how often a registry's 'current' pointer is checked (0 = never)",
+    "hand_back": "on shutdown and partition revoke, leave open windows to whoever reads the "
+    "partition next (the commit stays before them, so they are re-read whole) instead of "
+    "flushing them as cut windows; avoids the cut and continuation windows a restart or "
+    "rebalance makes",
     "archive_dir": "append every scored window, as a Session line with its score, to "
     "DIR/preprocessed_logs_YYYY-MM-DD.jsonl, and mark days complete (.done) as the "
     "watermark passes them (unset = no archive)",
@@ -99,6 +103,7 @@ class ServeSettings:
     score_threads: int = 0
     switch_interval_ms: float = 0.2
     reload_check_s: float = 5.0
+    hand_back: bool = False
     archive_dir: Path | None = None
 
     def __post_init__(self) -> None:

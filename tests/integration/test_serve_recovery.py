@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 from collections import defaultdict
 from pathlib import Path
@@ -99,8 +100,13 @@ async def test_kill_9_mid_stream_then_restart_loses_no_session(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("hand_back", [False, True], ids=["flush", "hand_back"])
 async def test_group_member_leaving_mid_stream_loses_no_session(
-    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path
+    hand_back: bool,
+    kafka_bootstrap: str,
+    topic_name: str,
+    create_topic: CreateTopic,
+    bundle: Path,
 ) -> None:
     topics = Topics.for_test(topic_name)
     await create_topics(create_topic, topics, partitions=4)
@@ -111,8 +117,12 @@ async def test_group_member_leaving_mid_stream_loses_no_session(
     msgs = messages(first_half + second_half)
     cut = len(msgs) // 2
     port_a, port_b = broker.free_port(), broker.free_port()
-    settings_a = settings_for(kafka_bootstrap, topics, bundle, metrics_port=port_a)
-    settings_b = settings_for(kafka_bootstrap, topics, bundle, metrics_port=port_b)
+    # With hand_back, the idle flush (wall clock) must not cut sessions either: quiet
+    # partitions flush after 20 s, not 2, and a 3 s gap closes windows (so B scores some)
+    # long before that.
+    quiet = {"hand_back": True, "idle_timeout_ms": 20_000, "gap_ms": 3_000} if hand_back else {}
+    settings_a = settings_for(kafka_bootstrap, topics, bundle, metrics_port=port_a, **quiet)
+    settings_b = settings_for(kafka_bootstrap, topics, bundle, metrics_port=port_b, **quiet)
 
     async with serving(settings_a) as a_task:
         async with serving(settings_b):
@@ -127,5 +137,21 @@ async def test_group_member_leaving_mid_stream_loses_no_session(
         assert not a_task.done()
 
     assert {s.session_id for s in scores_of(records)} == ids, "no session missing"
+    if hand_back:
+        # Open windows went to the next reader whole: a session with no silence as long as
+        # the gap is one window of all its events (longer silences split it by design).
+        gap = settings_a.gap_ms
+        n_events = {
+            s.session_id: len(s.events)
+            for s in first_half + second_half
+            if all(b.ts - a.ts < gap for a, b in itertools.pairwise(s.events))
+        }
+        windows: dict[str, dict[str, int]] = defaultdict(dict)
+        for score in scores_of(records):
+            windows[score.session_id][score.window_id] = score.n_events
+        split = {
+            sid: windows[sid] for sid, n in n_events.items() if list(windows[sid].values()) != [n]
+        }
+        assert not split, f"{len(split)} sessions not scored whole, e.g. {list(split.items())[:3]}"
     committed, end = await committed_and_end(kafka_bootstrap, topics.group, topics.input, 4)
     assert committed == end
