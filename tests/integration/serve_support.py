@@ -254,3 +254,16 @@ async def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> 
     while not check():
         assert loop.time() < deadline, f"timed out after {timeout_s} s waiting for {what}"
         await asyncio.sleep(0.1)
+
+
+async def until_counter(port: int, name: str, at_least: float, timeout_s: float = 60.0) -> None:
+    """Poll serve's /metrics on `port` until the unlabelled metric `name` reaches `at_least`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        _, text = await loop.run_in_executor(None, http_get, port, "/metrics")
+        values = [ln.split()[1] for ln in text.splitlines() if ln.startswith(f"{name} ")]
+        if values and float(values[0]) >= at_least:
+            return
+        assert loop.time() < deadline, f"{name} stayed below {at_least} for {timeout_s} s"
+        await asyncio.sleep(0.1)

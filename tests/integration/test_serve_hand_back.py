@@ -8,7 +8,6 @@ reader, so every session is scored as one whole window.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from serve_support import (
     Topics,
     covers,
     create_topics,
-    http_get,
     messages,
     produce,
     read_topic,
@@ -26,21 +24,10 @@ from serve_support import (
     serving,
     settings_for,
     traffic,
+    until_counter,
 )
 
 from stream import broker
-
-
-async def _until_consumed(port: int, n: int, timeout_s: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        _, text = await loop.run_in_executor(None, http_get, port, "/metrics")
-        seen = [ln for ln in text.splitlines() if ln.startswith("logad_events_total ")]
-        if seen and float(seen[0].split()[1]) >= n:
-            return
-        assert loop.time() < deadline, f"serve did not consume {n} events"
-        await asyncio.sleep(0.1)
 
 
 @pytest.mark.slow
@@ -67,7 +54,7 @@ async def test_restart_with_open_sessions(
         metrics_port=port, metrics_host="127.0.0.1",
     )  # fmt: skip
     async with serving(first):
-        await _until_consumed(port, half)
+        await until_counter(port, "logad_events_total", half)
 
     await produce(kafka_bootstrap, topics.input, msgs[half:])
     second = settings_for(kafka_bootstrap, topics, bundle, hand_back=hand_back)

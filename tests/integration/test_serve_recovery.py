@@ -24,6 +24,7 @@ from serve_support import (
     settings_for,
     start_serve_process,
     traffic,
+    until_counter,
 )
 
 from stream import broker
@@ -34,19 +35,6 @@ async def _until_ready(port: int, timeout_s: float = 60.0) -> None:
     deadline = loop.time() + timeout_s
     while (await loop.run_in_executor(None, http_get, port, "/readyz"))[0] != 200:
         assert loop.time() < deadline, "serve never became ready (no partitions assigned)"
-        await asyncio.sleep(0.2)
-
-
-async def _until_scored(port: int, timeout_s: float = 60.0) -> None:
-    """Until the serve behind `port` has had windows scored and acknowledged."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        _, text = await loop.run_in_executor(None, http_get, port, "/metrics")
-        scored = [ln for ln in text.splitlines() if ln.startswith("logad_windows_scored_total ")]
-        if scored and float(scored[0].split()[1]) > 0:
-            return
-        assert loop.time() < deadline, "this serve scored nothing"
         await asyncio.sleep(0.2)
 
 
@@ -129,8 +117,8 @@ async def test_group_member_leaving_mid_stream_loses_no_session(
             await _until_ready(port_a)
             await _until_ready(port_b)
             await produce(kafka_bootstrap, topics.input, msgs[:cut])
-            await _until_scored(port_a)
-            await _until_scored(port_b)  # B took part before leaving
+            await until_counter(port_a, "logad_windows_scored_total", 1)
+            await until_counter(port_b, "logad_windows_scored_total", 1)  # B took part
         # B has left the group (flushed, scored and committed its partitions); A takes over.
         await produce(kafka_bootstrap, topics.input, msgs[cut:])
         records = await read_topic(kafka_bootstrap, topics.scores, covers(ids), 120)
