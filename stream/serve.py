@@ -298,10 +298,12 @@ class Service:
     async def on_revoked(self, partitions: set[int]) -> None:
         try:
             if self.s.hand_back:
-                # Commit below the open windows first, then forget them: the next owner
-                # re-reads them from the commit.
-                await self._finish(partitions, [])
-                dropped = self.sessions.flush_partitions(partitions)
+                # Commit below the open windows first, then forget them (whatever happened):
+                # the next owner re-reads them from the commit.
+                try:
+                    await self._finish(partitions, [])
+                finally:
+                    dropped = self.sessions.flush_partitions(partitions)
                 log.info("windows_handed_back", partitions=sorted(partitions), windows=len(dropped))
             else:
                 await self._finish(partitions, self.sessions.flush_partitions(partitions))
