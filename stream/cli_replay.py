@@ -152,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--topic needs --from-time and --to-time")
         from stream.replay_kafka import kafka_items
 
-        got = asyncio.run(kafka_items(args.bootstrap, args.topic, args.from_time, args.to_time))
-        items = iter(got)
+        items = kafka_items(args.bootstrap, args.topic, args.from_time, args.to_time, progress)
 
     def counted(it: Any) -> Any:
         nonlocal events

@@ -6,20 +6,31 @@ messages' own timestamps); each partition is read from its start to its end offs
 only messages stamped within [from, to) are kept (a producer's timestamps need not follow
 its offsets). A message stamped before `to` but written after the first one stamped at or
 after it lies past the end offset and is not read.
-Records are returned by (partition, offset), a deterministic order.
+Events come in (partition, offset) order, a deterministic one, and are handed over as
+they are read (a background thread runs the consumer), so a long range never sits in memory.
 """
 
 from __future__ import annotations
 
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Iterator
+
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from schemas.errors import DataError, DecodeError
 from schemas.events import LogEvent
+from stream.kafka_io import kafka_failure
 from stream.replay import Item, Progress, _noop
 
 log = structlog.get_logger(__name__)
+
+_BATCH = 5000  # records per fetch
+_QUEUED = 4  # batches waiting for the sessionizer at most
 
 
 async def offset_range(
@@ -42,8 +53,8 @@ async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     """The topic's partition ids, from the broker's metadata (raises DataError if none)."""
     # A group-less consumer's own metadata holds only assigned topics, so ask directly.
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="logad-replay")
-    await admin.start()
     try:
+        await admin.start()
         descs = await admin.describe_topics([topic])
     finally:
         await admin.close()
@@ -53,9 +64,54 @@ async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     return sorted(parts)
 
 
-async def kafka_items(
+def kafka_items(
     bootstrap: str, topic: str, from_ms: int, to_ms: int, progress: Progress = _noop
-) -> list[Item]:
+) -> Iterator[Item]:
+    """The range's events in (partition, offset) order, as they are read: a background
+    thread reads one partition after the other and hands over batches through a short
+    queue, so memory holds a few batches, not the range."""
+    batches: queue.Queue[list[Item] | BaseException | None] = queue.Queue(maxsize=_QUEUED)
+    stop = threading.Event()
+
+    def hand_over(item: list[Item] | BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the reader went away
+
+    def read() -> None:
+        try:
+            asyncio.run(_read(bootstrap, topic, from_ms, to_ms, hand_over, progress))
+            hand_over(None)
+        except BaseException as e:  # handed to the reader, raised there
+            hand_over(e)
+
+    thread = threading.Thread(target=read, name="logad-replay-kafka", daemon=True)
+    thread.start()
+    try:
+        while (got := batches.get()) is not None:
+            if isinstance(got, KafkaError):
+                raise kafka_failure(bootstrap, got) from None
+            if isinstance(got, BaseException):
+                raise got
+            yield from got
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+async def _read(
+    bootstrap: str,
+    topic: str,
+    from_ms: int,
+    to_ms: int,
+    hand_over: Callable[[list[Item]], bool],
+    progress: Progress,
+) -> None:
+    parts = await topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -63,21 +119,23 @@ async def kafka_items(
         client_id="logad-replay",
         auto_offset_reset="earliest",
     )
-    parts = await topic_partitions(bootstrap, topic)
-    await consumer.start()
     try:
+        await consumer.start()
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         ranges = await offset_range(consumer, tps, from_ms, to_ms)
-        for tp, (start, _) in ranges.items():
-            consumer.seek(tp, start)
-        left = {tp for tp, (a, b) in ranges.items() if b > a}
         log.info("replay_kafka_ranges", ranges={tp.partition: r for tp, r in ranges.items()})
-        items: list[Item] = []
-        while left:
-            batch = await consumer.getmany(*left, timeout_ms=1000, max_records=5000)
-            for tp, recs in batch.items():
-                end = ranges[tp][1]
+        consumer.pause(*tps)
+        for tp in tps:  # one partition at a time: (partition, offset) order without a sort
+            start, end = ranges[tp]
+            if end <= start:
+                continue
+            consumer.seek(tp, start)
+            consumer.resume(tp)
+            while await consumer.position(tp) < end:
+                batch = await consumer.getmany(tp, timeout_ms=1000, max_records=_BATCH)
+                recs = batch.get(tp, [])
+                items: list[Item] = []
                 for r in recs:
                     if r.offset >= end:
                         break
@@ -90,10 +148,8 @@ async def kafka_items(
                         continue
                     items.append((event, tp.partition, r.offset, event.label))
                 progress(len(recs), f"{topic}[{tp.partition}]")
-                if recs and recs[-1].offset >= end - 1:
-                    left.discard(tp)
-                    consumer.pause(tp)
-        items.sort(key=lambda it: (it[1], it[2]))
-        return items
+                if items and not hand_over(items):
+                    return
+            consumer.pause(tp)
     finally:
         await consumer.stop()

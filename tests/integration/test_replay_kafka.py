@@ -4,7 +4,9 @@ and moves no consumer group's offsets."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,9 +17,11 @@ from aiokafka.structs import OffsetAndMetadata
 from serve_support import DAY, DAY_MS, CreateTopic
 
 from schemas.daily_files import daily_file_name, write_sessions
+from schemas.errors import LogadError
 from schemas.scores import Score
 from stream.archive import DAY_MS as ONE_DAY_MS
 from stream.cli import main
+from stream.replay_kafka import kafka_items
 from stream.simulate import SimSession, interleave, simulate_day
 
 
@@ -114,3 +118,35 @@ async def test_replay_from_kafka_matches_replay_from_the_archive(
     assert await _groups(kafka_bootstrap) == groups
     assert await _committed(kafka_bootstrap, live, tps) == [7, 3]
     assert date.fromisoformat(d1[:10]) == DAY
+
+
+@pytest.mark.slow
+async def test_kafka_source_streams_in_partition_offset_order(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
+) -> None:
+    await create_topic(topic_name, 3)
+    sessions = simulate_day(random.Random(71), DAY_MS, 150, 0.0)
+    await _produce_at_event_time(kafka_bootstrap, topic_name, sessions)
+    n_events = sum(len(s.events) for s in sessions)
+    loop = asyncio.get_running_loop()
+
+    def read_all() -> list[tuple[int, int]]:
+        return [(p, o) for _, p, o, _ in kafka_items(kafka_bootstrap, topic_name, 0, 2**62)]
+
+    got = await loop.run_in_executor(None, read_all)
+    assert len(got) == n_events
+    assert got == sorted(got) and len({p for p, _ in got}) == 3
+
+    def read_a_few() -> tuple[int, bool]:
+        items = kafka_items(kafka_bootstrap, topic_name, 0, 2**62)
+        first = list(itertools.islice(items, 10))
+        items.close()  # the reader thread stops and closes its consumer
+        alive = any(t.name == "logad-replay-kafka" for t in threading.enumerate())
+        return len(first), alive
+
+    assert await loop.run_in_executor(None, read_a_few) == (10, False)
+
+
+def test_unreachable_broker_is_one_error() -> None:
+    with pytest.raises(LogadError, match=r"^Kafka at 127\.0\.0\.1:1: "):
+        next(kafka_items("127.0.0.1:1", "t", 0, 1))
