@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -267,3 +268,11 @@ async def until_counter(port: int, name: str, at_least: float, timeout_s: float 
             return
         assert loop.time() < deadline, f"{name} stayed below {at_least} for {timeout_s} s"
         await asyncio.sleep(0.1)
+
+
+def window_sizes(records: Sequence[ConsumerRecord[bytes, bytes]]) -> dict[str, dict[str, int]]:
+    """Per session, its distinct windows (a duplicate has the same id) and their event counts."""
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for s in scores_of(records):
+        out[s.session_id][s.window_id] = s.n_events
+    return out

@@ -8,7 +8,6 @@ reader, so every session is scored as one whole window.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -20,11 +19,11 @@ from serve_support import (
     messages,
     produce,
     read_topic,
-    scores_of,
     serving,
     settings_for,
     traffic,
     until_counter,
+    window_sizes,
 )
 
 from stream import broker
@@ -61,9 +60,7 @@ async def test_restart_with_open_sessions(
     async with serving(second):
         records = await read_topic(kafka_bootstrap, topics.scores, covers(set(n_events)), 120)
 
-    windows: dict[str, dict[str, int]] = defaultdict(dict)
-    for s in scores_of(records):
-        windows[s.session_id][s.window_id] = s.n_events  # a duplicate has the same id
+    windows = window_sizes(records)
     assert set(windows) == set(n_events), "every session scored"
     split = {sid for sid, w in windows.items() if len(w) > 1}
     if hand_back:

@@ -25,6 +25,7 @@ from serve_support import (
     start_serve_process,
     traffic,
     until_counter,
+    window_sizes,
 )
 
 from stream import broker
@@ -134,9 +135,7 @@ async def test_group_member_leaving_mid_stream_loses_no_session(
             for s in first_half + second_half
             if all(b.ts - a.ts < gap for a, b in itertools.pairwise(s.events))
         }
-        windows: dict[str, dict[str, int]] = defaultdict(dict)
-        for score in scores_of(records):
-            windows[score.session_id][score.window_id] = score.n_events
+        windows = window_sizes(records)
         split = {
             sid: windows[sid] for sid, n in n_events.items() if list(windows[sid].values()) != [n]
         }
