@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from aiokafka.errors import KafkaError
 
 from schemas.console import out
 from schemas.errors import ConfigError, DataError
 from schemas.registry import resolve_model
 from schemas.scores import Score
 from schemas.settings import build_settings, settings_flags
+from stream.kafka_io import kafka_failure
 from stream.replay import (
     DaySource,
     ReplaySettings,
@@ -171,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
         write_scores(args.out, scores)
         out(f"{len(scores)} scores from {events} events written to {args.out}")
     if args.out_topic is not None:
-        asyncio.run(_produce(args.bootstrap, args.out_topic, scores))
+        try:
+            asyncio.run(_produce(args.bootstrap, args.out_topic, scores))
+        except KafkaError as e:
+            raise kafka_failure(args.bootstrap, e) from None
         out(f"{len(scores)} scores produced to {args.out_topic}")
     if args.labels:
         _print_evaluation(scores, args)
@@ -182,8 +187,8 @@ async def _produce(bootstrap: str, topic: str, scores: list[Score]) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", client_id="logad-replay")
-    await producer.start()
     try:
+        await producer.start()
         for sc in scores:
             await producer.send(topic, sc.encode(), key=sc.session_id.encode())
         await producer.flush()

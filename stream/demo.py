@@ -100,8 +100,8 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float) -> N
 
 async def _create_topics(bootstrap: str, names: list[str]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
     try:
+        await admin.start()
         await admin.create_topics(
             [NewTopic(n, num_partitions=2, replication_factor=1) for n in names]
         )
@@ -121,9 +121,9 @@ async def _watch(
     consumer = AIOKafkaConsumer(
         scores_topic, alerts_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
     )
-    await consumer.start()
     shown = 0
     try:
+        await consumer.start()
         while not done.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():

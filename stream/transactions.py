@@ -64,9 +64,10 @@ class TxnOutbox:
                 max_batch_size=256 * 1024,
                 transaction_timeout_ms=self._s.transaction_timeout_ms,
             )
-            await producer.start()
+            # Held before it starts, so that close() stops it even when starting fails.
             self._producers[p] = producer
             self._items[p] = []
+            await producer.start()
 
     async def close(self, partitions: set[int]) -> None:
         for p in partitions:

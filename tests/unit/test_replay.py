@@ -196,3 +196,20 @@ def test_missing_input_file_is_one_line(
     assert (
         capsys.readouterr().err.strip().splitlines()[-1] == f"logad: error: no such file: {missing}"
     )
+
+
+def test_unreachable_out_topic_broker_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+    from trainer.scoring import WindowScorer
+
+    monkeypatch.setattr(cli_replay, "resolve_model", lambda p: p)
+    monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: FakeScorer())
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    argv = ["replay", "--model", str(tmp_path), "--events", str(events)]
+    assert main([*argv, "--out-topic", "t.replay", "--bootstrap", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("logad: error: Kafka at 127.0.0.1:1: ")
+    assert "Unclosed" not in err
