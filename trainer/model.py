@@ -89,13 +89,53 @@ def masked_logits(
 ) -> torch.Tensor:
     """Logits at the selected positions only: `positions` is a bool mask shaped like input_ids.
 
-    Running the LM head only where a prediction is needed saves the (tokens x vocab) matmul
-    on every unmasked position. Returns (n_selected, vocab).
+    Returns (n_selected, vocab), in row-major order of `positions`. Nothing reads the last
+    layer's output anywhere else, so that layer computes its queries, attention output and
+    feed-forward only at the selected positions (its keys and values still come from every
+    position), and the LM head runs only there. Scoring selects one position in k, so this
+    skips most of the last layer: scoring with the 2-layer `tiny` on CPU is 1.33-1.46x
+    faster (bench/score_throughput.py). The layers are HF's modules, run by `_layer` as
+    `BertLayer` runs them.
     """
     bert = model.bert
-    hidden = bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    logits: torch.Tensor = model.cls(hidden[positions])
+    hidden = bert.embeddings(input_ids=input_ids)
+    keys = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq): True = attend
+    *body, last = bert.encoder.layer
+    for layer in body:
+        hidden = _layer(layer, hidden, hidden, keys)
+    rows, valid = selected_rows(positions)
+    queries = hidden.gather(1, rows.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    logits: torch.Tensor = model.cls(_layer(last, queries, hidden, keys)[valid])
     return logits
+
+
+def selected_rows(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the selected positions in order, left-aligned and padded with 0 to the
+    largest count, and which entries are real: (batch, m) indices and (batch, m) bools."""
+    counts = positions.sum(dim=1)
+    m = int(counts.max()) if positions.numel() else 0
+    # A stable sort of "not selected" brings each row's selected positions first, in order.
+    rows = torch.argsort((~positions).to(torch.int8), dim=1, stable=True)[:, :m]
+    valid = torch.arange(m, device=positions.device)[None, :] < counts[:, None]
+    return rows, valid
+
+
+def _layer(layer: Any, queries: torch.Tensor, context: torch.Tensor, keys: torch.Tensor) -> Any:
+    """One `BertLayer` whose queries are `queries` (batch, m, hidden) and whose keys and
+    values come from `context` (batch, seq, hidden), masked by `keys`. With queries =
+    context, this is `BertLayer.forward` (eval or train; SDPA attention)."""
+    att = layer.attention.self
+    b, m, h = queries.shape
+    s = context.shape[1]
+    heads, size = att.num_attention_heads, att.attention_head_size
+    q = att.query(queries).view(b, m, heads, size).transpose(1, 2)
+    k = att.key(context).view(b, s, heads, size).transpose(1, 2)
+    v = att.value(context).view(b, s, heads, size).transpose(1, 2)
+    o = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=keys, dropout_p=att.dropout.p if att.training else 0.0, scale=att.scaling
+    )
+    a = layer.attention.output(o.transpose(1, 2).reshape(b, m, h), queries)
+    return layer.output(layer.intermediate(a), a)
 
 
 def device_for(requested: str = "auto") -> torch.device:
