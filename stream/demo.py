@@ -42,9 +42,9 @@ class DemoSettings:
     days: int = 3
     sessions_per_day: int = 2_000
     preset: str = "small"
-    epochs: int = 6
+    epochs: int = 9
     lr: float = 1e-3
-    tokens_per_batch: int = 2048
+    tokens_per_batch: int = 1024
     live_sessions: int = 1_500
     anomaly_rate: float = 0.05
     rate: float = 4_000.0
@@ -220,8 +220,6 @@ def run_demo(s: DemoSettings) -> int:
                     str(s.tokens_per_batch),
                     "--warmup-steps",
                     "10",
-                    "--cpu-threads",
-                    "1",
                 ]
             )
             if rc != 0:
