@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from serve_support import CreateTopic, tiny_bundle
+from serve_support import CreateTopic, MakeTopics, Topics, create_topics, tiny_bundle
 
 from stream import broker
 
@@ -91,6 +91,19 @@ def create_topic(kafka_bootstrap: str) -> CreateTopic:
         return await create_topic_on(kafka_bootstrap, name, partitions)
 
     return create
+
+
+@pytest.fixture
+def serve_topics(topic_name: str, create_topic: CreateTopic) -> MakeTopics:
+    """`await serve_topics(partitions)`: serve's input topic (with `partitions`) and its
+    scores, alerts and dead-letter topics, named for this test and created."""
+
+    async def make(partitions: int) -> Topics:
+        topics = Topics.for_test(topic_name)
+        await create_topics(create_topic, topics, partitions)
+        return topics
+
+    return make
 
 
 @pytest.fixture(scope="session")

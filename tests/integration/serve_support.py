@@ -28,6 +28,8 @@ from stream.settings import ServeSettings
 from stream.simulate import SimSession, generate_sessions, interleave, simulate_day
 
 CreateTopic = Callable[..., Awaitable[str]]
+MakeTopics = Callable[[int], Awaitable["Topics"]]
+"""`await serve_topics(partitions)`: this test's Topics, created on the broker."""
 """The `create_topic` fixture (tests/integration/conftest.py)."""
 WindowKey = tuple[str, int | None, int | None]
 """A window as session id, first and last event time."""

@@ -41,11 +41,10 @@ from pathlib import Path
 import orjson
 import pytest
 from serve_support import (
-    CreateTopic,
+    MakeTopics,
     Topics,
     WindowKey,
     covers,
-    create_topics,
     day_start_ms,
     messages,
     produce,
@@ -125,15 +124,13 @@ async def _probe_until(
 @pytest.mark.integration
 async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_replay_stable(
     kafka_bootstrap: str,
-    topic_name: str,
-    create_topic: CreateTopic,
+    serve_topics: MakeTopics,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # retrain's token cache
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=1)
+    topics = await serve_topics(1)
     archive, registry = tmp_path / "archive", tmp_path / "registry"
     assert (
         main(["promote", str(_bootstrap_bundle(tmp_path / "v1")), "--registry", str(registry)]) == 0

@@ -11,11 +11,9 @@ import pytest
 from serve_support import (
     DAY,
     DAY_MS,
-    CreateTopic,
-    Topics,
+    MakeTopics,
     WindowKey,
     covers,
-    create_topics,
     messages,
     produce,
     read_topic,
@@ -49,10 +47,9 @@ def _key(score: Score) -> WindowKey:
 
 @pytest.mark.slow
 async def test_every_scored_window_is_archived_with_its_score(
-    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
+    kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path, tmp_path: Path
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=2)
+    topics = await serve_topics(2)
     # Traffic across midnight into a second day, 20 minutes past it: day one is over.
     sessions = traffic(150, anomaly_rate=0.2, seed=51, start_ms=DAY_MS + ONE_DAY_MS - 60_000)
     sessions += traffic(30, anomaly_rate=0.2, seed=52, start_ms=DAY_MS + ONE_DAY_MS + 1_200_000)
@@ -84,13 +81,11 @@ async def test_every_scored_window_is_archived_with_its_score(
 @pytest.mark.slow
 async def test_kill_9_while_appending_loses_no_archived_line(
     kafka_bootstrap: str,
-    topic_name: str,
-    create_topic: CreateTopic,
+    serve_topics: MakeTopics,
     bundle: Path,
     tmp_path: Path,
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=2)
+    topics = await serve_topics(2)
     sessions = traffic(400, anomaly_rate=0.1, seed=61)
     ids = {s.session_id for s in sessions}
     await produce(kafka_bootstrap, topics.input, messages(sessions))

@@ -13,10 +13,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from serve_support import (
-    CreateTopic,
-    Topics,
+    MakeTopics,
     committed_and_end,
-    create_topics,
     messages,
     produce,
     settings_for,
@@ -59,10 +57,9 @@ def sessions_seen(records: list[ConsumerRecord[bytes, bytes]]) -> set[str]:
 
 @pytest.mark.slow
 async def test_exactly_once_survives_kill_9(
-    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
+    kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path, tmp_path: Path
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=2)
+    topics = await serve_topics(2)
     sessions = traffic(400, anomaly_rate=0.1, seed=51)
     ids = {s.session_id for s in sessions}
     bad = [(f"bad-{i}".encode(), malformed_message(i)) for i in range(4)]

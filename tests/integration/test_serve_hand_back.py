@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 from serve_support import (
-    CreateTopic,
-    Topics,
+    MakeTopics,
     covers,
-    create_topics,
     messages,
     produce,
     read_topic,
@@ -34,12 +32,10 @@ from stream import broker
 async def test_restart_with_open_sessions(
     hand_back: bool,
     kafka_bootstrap: str,
-    topic_name: str,
-    create_topic: CreateTopic,
+    serve_topics: MakeTopics,
     bundle: Path,
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=2)
+    topics = await serve_topics(2)
     sessions = traffic(200, anomaly_rate=0.0, seed=5)
     n_events = {s.session_id: len(s.events) for s in sessions}
     msgs = messages(sessions)

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 from serve_support import (
-    CreateTopic,
-    Topics,
+    MakeTopics,
     committed_and_end,
     covers,
-    create_topics,
     http_get,
     messages,
     produce,
@@ -29,10 +27,9 @@ from stream.simulate import malformed_message
 
 @pytest.mark.slow
 async def test_serve_scores_every_session_and_commits_behind_scores(
-    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path
+    kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=3)
+    topics = await serve_topics(3)
     sessions = traffic(300, anomaly_rate=0.2, seed=11)
     bad = [(f"bad-{i}".encode(), malformed_message(i)) for i in range(5)]
     msgs = messages(sessions)

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 from serve_support import (
-    CreateTopic,
-    Topics,
+    MakeTopics,
     committed_and_end,
     covers,
-    create_topics,
     http_get,
     messages,
     produce,
@@ -41,10 +39,9 @@ async def _until_ready(port: int, timeout_s: float = 60.0) -> None:
 
 @pytest.mark.slow
 async def test_kill_9_mid_stream_then_restart_loses_no_session(
-    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
+    kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path, tmp_path: Path
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=2)
+    topics = await serve_topics(2)
     sessions = traffic(400, anomaly_rate=0.1, seed=21)
     ids = {s.session_id for s in sessions}
     await produce(kafka_bootstrap, topics.input, messages(sessions))
@@ -93,12 +90,10 @@ async def test_kill_9_mid_stream_then_restart_loses_no_session(
 async def test_group_member_leaving_mid_stream_loses_no_session(
     hand_back: bool,
     kafka_bootstrap: str,
-    topic_name: str,
-    create_topic: CreateTopic,
+    serve_topics: MakeTopics,
     bundle: Path,
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=4)
+    topics = await serve_topics(4)
     first_half = traffic(200, anomaly_rate=0.1, seed=31)
     # The second half starts where the first ends, so some sessions straddle the rebalance.
     second_half = traffic(200, anomaly_rate=0.1, seed=32, start_ms=first_half[-1].events[0].ts)

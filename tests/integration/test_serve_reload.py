@@ -11,11 +11,9 @@ import orjson
 import pytest
 from serve_support import (
     DAY_MS,
-    CreateTopic,
-    Topics,
+    MakeTopics,
     copy_bundle,
     covers,
-    create_topics,
     http_get,
     messages,
     produce,
@@ -41,10 +39,9 @@ async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:
 
 @pytest.mark.slow
 async def test_hot_reload_switches_model_without_losing_windows(
-    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
+    kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path, tmp_path: Path
 ) -> None:
-    topics = Topics.for_test(topic_name)
-    await create_topics(create_topic, topics, partitions=2)
+    topics = await serve_topics(2)
     registry = tmp_path / "registry"
     assert main(["promote", str(bundle), "--registry", str(registry)]) == 0
     v1 = read_pointer(registry).version
