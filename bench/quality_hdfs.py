@@ -171,6 +171,8 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: b
             str(end_marker).lower(),
             "--prefix-cut-fraction",
             str(a.prefix_cut_fraction if end_marker else 0.0),
+            "--prune-last-layer",
+            str(a.prune_last_layer).lower(),
         ]
     )
     if rc != 0:
@@ -421,6 +423,14 @@ def parser() -> argparse.ArgumentParser:
         default=0.0,
         help="share of training sessions cut to a prefix without the end marker "
         "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--prune-last-layer",
+        type=lambda v: {"true": True, "false": False}[v.lower()],
+        default=True,
+        metavar="{true,false}",
+        help="train with the last layer at the masked positions only (the trainer's "
+        "prune_last_layer; default: true)",
     )
     p.add_argument(
         "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"

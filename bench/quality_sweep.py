@@ -170,6 +170,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=3, help="runs at a time (default: 3)")
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
+    p.add_argument(
+        "--prune-last-layer",
+        type=lambda v: {"true": True, "false": False}[v.lower()],
+        default=True,
+        metavar="{true,false}",
+        help="the trainer's prune_last_layer for every run (default: true)",
+    )
     p.add_argument("--data", type=Path, help="HDFS data directory (bench-quality's default)")
     p.add_argument(
         "--out", type=Path, default=ROOT / "bench" / "out" / "sweep", help="work directory"
@@ -178,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     common = ["--device", a.device, "--threads", str(a.threads)]
+    common += ["--prune-last-layer", str(a.prune_last_layer).lower()]
     if a.data is not None:
         common += ["--data", str(a.data)]
     specs = [RunSpec(pr, lr, s, a.epochs) for pr, lr in a.runs for s in a.seeds]

@@ -33,6 +33,9 @@ class Batch:
     n_masked: int
     n_tokens: int
     """Non-pad tokens (with [CLS]/[SEP])."""
+    row_masked: int
+    """The most predicted positions in one row: the model's last layer computes that many
+    per row (trainer.model.flat_selection)."""
 
     @property
     def n_padded(self) -> int:
@@ -45,6 +48,7 @@ class Batch:
             self.targets.pin_memory(),
             self.n_masked,
             self.n_tokens,
+            self.row_masked,
         )
 
 
@@ -66,14 +70,16 @@ def make_batch(
     if cuts is not None:
         ids = cut_prefixes(ids, cuts, generator)
     masked, labels = mask_tokens(ids, vocab_size, spec, generator)
+    predicted = labels != IGNORE
     flat_labels = labels.view(-1)
-    flat_idx = torch.nonzero(flat_labels != IGNORE).view(-1)
+    flat_idx = torch.nonzero(predicted.view(-1)).view(-1)
     return Batch(
         input_ids=masked,
         flat_idx=flat_idx,
         targets=flat_labels[flat_idx],
         n_masked=int(flat_idx.numel()),
         n_tokens=int((ids != PAD_ID).sum()),
+        row_masked=int(predicted.sum(dim=1).max()) if predicted.numel() else 0,
     )
 
 

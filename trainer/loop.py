@@ -23,7 +23,7 @@ from trainer.dataset import TrainingData
 from trainer.distributed import Dist
 from trainer.end_marker import END_EVENT
 from trainer.masking import MaskSpec
-from trainer.model import autocast_for
+from trainer.model import autocast_for, flat_selection, gathered_logits
 from trainer.prefix_cuts import CutSpec
 from trainer.settings import TrainSettings
 
@@ -38,15 +38,27 @@ class MaskedLM(torch.nn.Module):
     DDP must wrap a module whose forward does the work (its hooks run in forward), so the
     masked-only head lives here rather than in a free function. The flat indices come from
     the CPU collate step: a boolean-mask gather on the GPU would synchronize every step.
+    As in scoring, the last layer computes only the masked positions (trainer.model.
+    gathered_logits); `whole_encoder` runs every position through it instead, the same
+    logits at more cost (kept for the throughput bench's comparison and the tests).
     """
 
-    def __init__(self, model: BertForMaskedLM) -> None:
+    def __init__(self, model: BertForMaskedLM, *, whole_encoder: bool = False) -> None:
         super().__init__()
         self.module = model
+        self.whole_encoder = whole_encoder
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, flat_idx: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        flat_idx: torch.Tensor,
+        row_masked: int,
     ) -> torch.Tensor:
+        if not self.whole_encoder:
+            shape = (input_ids.shape[0], input_ids.shape[1])
+            rows, keep = flat_selection(flat_idx, shape, row_masked)
+            return gathered_logits(self.module, input_ids, attention_mask, rows, keep)
         hidden = self.module.bert(
             input_ids=input_ids, attention_mask=attention_mask
         ).last_hidden_state
@@ -108,7 +120,7 @@ def train_step(
     counts = torch.tensor([batch.n_masked, batch.n_tokens], dtype=torch.float64, device=d.device)
     d.all_reduce(counts)
     with autocast_for(d.device):
-        logits = net(ids, ids != 0, flat_idx)
+        logits = net(ids, ids != 0, flat_idx, batch.row_masked)
     loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
     loss = loss_sum * d.world_size / counts[0].float()
     loss.backward()  # type: ignore[no-untyped-call]
@@ -148,7 +160,7 @@ def evaluate(net: torch.nn.Module, batches: Iterable[Batch], d: Dist) -> EvalMet
         for b in batches:
             ids, flat_idx, targets = batch_to(b, d.device)
             with autocast_for(d.device):
-                logits = head(ids, ids != 0, flat_idx)
+                logits = head(ids, ids != 0, flat_idx, b.row_masked)
             ce = F.cross_entropy(logits.float(), targets, reduction="sum")
             hits = (logits.argmax(dim=-1) == targets).sum()
             sums += torch.stack(

@@ -97,15 +97,29 @@ def masked_logits(
     faster (bench/score_throughput.py). The layers are HF's modules, run by `_layer` as
     `BertLayer` runs them.
     """
+    rows, valid = selected_rows(positions)
+    return gathered_logits(model, input_ids, attention_mask, rows, valid.view(-1).nonzero()[:, 0])
+
+
+def gathered_logits(
+    model: BertForMaskedLM,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    rows: torch.Tensor,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """`masked_logits` with the selection given as `rows` (batch, m), the positions each
+    row's last layer computes, and `keep`, the flat indices into (batch * m) whose logits
+    are returned, in that order (`selected_rows`, `flat_selection`)."""
     bert = model.bert
     hidden = bert.embeddings(input_ids=input_ids)
     keys = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq): True = attend
     *body, last = bert.encoder.layer
     for layer in body:
         hidden = _layer(layer, hidden, hidden, keys)
-    rows, valid = selected_rows(positions)
     queries = hidden.gather(1, rows.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-    logits: torch.Tensor = model.cls(_layer(last, queries, hidden, keys)[valid])
+    out = _layer(last, queries, hidden, keys)
+    logits: torch.Tensor = model.cls(out.reshape(-1, out.shape[-1]).index_select(0, keep))
     return logits
 
 
@@ -118,6 +132,21 @@ def selected_rows(positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows = torch.argsort((~positions).to(torch.int8), dim=1, stable=True)[:, :m]
     valid = torch.arange(m, device=positions.device)[None, :] < counts[:, None]
     return rows, valid
+
+
+def flat_selection(
+    flat_idx: torch.Tensor, shape: tuple[int, int], m: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`gathered_logits`' (rows, keep) from ascending flat indices into a (batch, seq)
+    tensor, at most `m` of them in any row. Everything stays on flat_idx's device, with no
+    host sync: training knows m from the CPU collate step."""
+    batch, seq = shape
+    row = torch.div(flat_idx, seq, rounding_mode="floor")
+    first = torch.searchsorted(row, torch.arange(batch, device=flat_idx.device))
+    j = torch.arange(flat_idx.numel(), device=flat_idx.device) - first[row]
+    rows = torch.zeros(batch, m, dtype=flat_idx.dtype, device=flat_idx.device)
+    rows[row, j] = flat_idx - row * seq
+    return rows, row * m + j
 
 
 def _layer(layer: Any, queries: torch.Tensor, context: torch.Tensor, keys: torch.Tensor) -> Any:

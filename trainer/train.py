@@ -155,7 +155,7 @@ def _run(
     model.train()
     # Dropout draws from here on: each rank its own stream.
     torch.manual_seed(s.seed * 1_000_003 + d.rank + 1)
-    net: torch.nn.Module = MaskedLM(model)
+    net: torch.nn.Module = MaskedLM(model, whole_encoder=not s.prune_last_layer)
     if d.enabled:
         net = DistributedDataParallel(
             net, device_ids=[d.device.index] if d.device.type == "cuda" else None

@@ -54,6 +54,7 @@ def _joined(a: Batch, b: Batch) -> Batch:
         torch.cat([a.targets, b.targets]),
         a.n_masked + b.n_masked,
         a.n_tokens + b.n_tokens,
+        max(a.row_masked, b.row_masked),
     )
 
 

@@ -11,7 +11,15 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer.model import PRESETS, bert_config, build_model, masked_logits, selected_rows
+from trainer.loop import MaskedLM
+from trainer.model import (
+    PRESETS,
+    bert_config,
+    build_model,
+    flat_selection,
+    masked_logits,
+    selected_rows,
+)
 
 VOCAB_SIZE = 50
 
@@ -86,3 +94,40 @@ def test_no_selected_position_gives_no_logits() -> None:
     with torch.inference_mode():
         out = masked_logits(model, ids, attention, torch.zeros_like(ids, dtype=torch.bool))
     assert out.shape == (0, VOCAB_SIZE)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=7, max_size=7), min_size=1, max_size=5))
+def test_flat_selection_matches_selected_rows(rows_in: list[list[bool]]) -> None:
+    positions = torch.tensor(rows_in, dtype=torch.bool)
+    rows, valid = selected_rows(positions)
+    flat_idx = torch.nonzero(positions.reshape(-1)).view(-1)
+    m = int(positions.sum(dim=1).max())
+    got_rows, keep = flat_selection(flat_idx, (len(rows_in), 7), m)
+    assert torch.equal(got_rows[valid], rows[valid])
+    assert keep.tolist() == torch.nonzero(valid.reshape(-1)).view(-1).tolist()
+
+
+def test_training_head_equals_the_whole_encoder_in_loss_and_gradients() -> None:
+    # The trainer's MaskedLM prunes the last layer to the masked positions; without dropout
+    # it must compute the same logits and the same gradient for every parameter.
+    preset = dataclasses.replace(PRESETS["tiny"], dropout=0.0)
+    torch.manual_seed(5)
+    model = build_model(bert_config(preset, VOCAB_SIZE))
+    model.train(True)
+    ids, attention, positions = batch([16, 9, 25, 4], 25, seed=5)
+    flat_idx = torch.nonzero(positions.reshape(-1)).view(-1)
+    m = int(positions.sum(dim=1).max())
+    grads = []
+    for whole in (True, False):
+        model.zero_grad(set_to_none=True)
+        logits = MaskedLM(model, whole_encoder=whole)(ids, attention, flat_idx, m)
+        (logits.square().mean() + logits[:, 7].sum()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        if whole:
+            want = logits.detach()
+        else:
+            torch.testing.assert_close(logits.detach(), want, atol=1e-5, rtol=1e-5)
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 20
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, atol=1e-5, rtol=1e-4, msg=name)
