@@ -6,9 +6,9 @@
 # 1. bench.quality_sweep: tiny / small / base on HDFS, three seeds each, in parallel (#5);
 #    beside it, the production recipe through the real command line under torchrun (DDP,
 #    one rank, preset base, default learning rate) and `logad evaluate` of its bundle.
-# 2. On the GPU alone afterwards: bench.train_throughput and bench.score_throughput with
-#    preset base, and bench.replay_hdfs (the stream's sessionizer + scorer) on the GPU with
-#    the sweep's base bundle.
+# 2. On the GPU alone afterwards: bench.train_throughput, bench.score_throughput and
+#    bench.model_process with preset base, and bench.replay_hdfs (the stream's sessionizer +
+#    scorer) on the GPU with the sweep's base bundle.
 # Wheels in .whl/ (orjson, structlog, aiokafka, async-timeout for Python 3.12) are installed
 # first when present (see the device notes in the README). Every step has its own time limit; results land in $OUT/gpu_check.tgz.
 # SMOKE=1 shrinks every step to seconds, for a dry run on CPU.
@@ -32,13 +32,15 @@ if [ -n "${SMOKE:-}" ]; then
     DEV=cpu BIG=tiny EPOCHS=1 SEEDS="0" RUNS="tiny:2e-3" JOBS=1 DDP_EPOCHS=1
     TT="--preset tiny --steps 2 --warmup 1 --baseline-steps 1"
     ST="--preset tiny --windows 16 --repeats 1"
+    MP="--preset tiny --windows 40"
     T_SWEEP=200 T_BENCH=120
 else
     DEV=cuda BIG=base EPOCHS=60 SEEDS="0 1 2" RUNS="tiny:2e-3 small:1e-3 base:2e-4" JOBS=9
     DDP_EPOCHS=10
     TT="--preset base --steps 20 --warmup 5 --baseline-steps 5"
-    ST="--preset base --windows 1000 --repeats 1 --groups 10"
-    T_SWEEP=300 T_BENCH=60
+    ST="--preset base --windows 400 --repeats 1 --groups 10"
+    MP="--preset base --windows 2000"
+    T_SWEEP=300 T_BENCH=90
 fi
 
 step() {  # step NAME LIMIT_S CMD...: time-limited, output to $W/collect/NAME.log
@@ -48,6 +50,12 @@ step() {  # step NAME LIMIT_S CMD...: time-limited, output to $W/collect/NAME.lo
     timeout "$limit" "$@" >"$W/collect/$name.log" 2>&1
     local rc=$?
     echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$W/collect/steps.txt"
+    collect
+}
+
+collect() {  # after every step, so that a run stopped at the device's limit still reports
+    cp bench/results/*-"$DEV"-"$(date -u +%F)".json "$W/collect/" 2>/dev/null
+    tar czf "$OUT/gpu_check.tgz" -C "$W" collect
 }
 
 # A first look at the device's own transformers; if the model does not run on it, the
@@ -90,6 +98,8 @@ wait $sweep_pid
 step train_throughput "$T_BENCH" $PY -m bench.train_throughput $TT --device "$DEV"
 # shellcheck disable=SC2086
 step score_throughput "$T_BENCH" $PY -m bench.score_throughput $ST --device "$DEV"
+# shellcheck disable=SC2086
+step model_process "$T_BENCH" $PY -m bench.model_process $MP --device "$DEV"
 bundle=$(ls -d "$W"/sweep/"$BIG"-*-s0/model.trained 2>/dev/null | head -1)
 if [ -n "$bundle" ]; then
     step replay "$T_BENCH" $PY -m bench.replay_hdfs --model "$bundle" --device "$DEV" \
@@ -97,10 +107,9 @@ if [ -n "$bundle" ]; then
         --results "$W/collect/replay_hdfs-$DEV.json"
 fi
 
-cp bench/results/*-"$DEV"-"$(date -u +%F)".json "$W/collect/" 2>/dev/null
 for d in "$W"/sweep/*/; do cp "$d/log.txt" "$W/collect/sweep-$(basename "$d").log" 2>/dev/null; done
 cp "$W"/ddp-"$BIG"/manifest.json "$W/collect/ddp-manifest.json" 2>/dev/null
-tar czf "$OUT/gpu_check.tgz" -C "$W" collect
+collect
 tail -n 15 "$W/collect/sweep.log"
 tail -n 12 "$W/collect/ddp_train_evaluate.log"
-for f in train_throughput score_throughput replay; do tail -n 8 "$W/collect/$f.log" 2>/dev/null; done
+for f in train_throughput score_throughput model_process replay; do tail -n 8 "$W/collect/$f.log" 2>/dev/null; done

@@ -25,12 +25,17 @@ class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(_Stderr())  # type: ignore[arg-type]
 
 
+_configured: tuple[str, bool] = ("info", False)
+
+
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
     """Configure structlog once per process. `json=None` picks by whether stderr is a TTY.
 
     Libraries that log through the standard library (aiokafka, torch) are rendered the same
     way, with a `logger` key, at WARNING and above (at DEBUG too when `level` is debug)."""
+    global _configured
     use_json = (not sys.stderr.isatty()) if json is None else json
+    _configured = (level, use_json)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if use_json
@@ -67,6 +72,11 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(ours if ours == logging.DEBUG else max(ours, logging.WARNING))
+
+
+def logging_settings() -> tuple[str, bool]:
+    """The (level, json) last configured: a child process logs as its parent does."""
+    return _configured
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -43,13 +43,14 @@ from stream.kafka_io import (
     producer_send,
 )
 from stream.metrics import MetricsServer, ServeMetrics
+from stream.model_process import start_process_scorer
 from stream.offsets import OffsetTracker
 from stream.reload import LoadScorer, ModelWatcher, load_window_scorer
 from stream.score_cache import ScoreCache
 from stream.sessionizer import Sessionizer, SessionizerSettings
 from stream.settings import ServeSettings
 from stream.transactions import TxnOutbox
-from stream.worker import Scorer, ScoringWorker, monotonic_ms, wall_ms
+from stream.worker import Scorer, ScoringWorker, close_scorer, monotonic_ms, wall_ms
 from trainer.gc_tuning import restore_gc, tune_gc
 
 log = structlog.get_logger(__name__)
@@ -379,7 +380,7 @@ async def serve(
     """Run `logad serve` until `stop` is set. `load` builds a scorer from a bundle dir
     (default: trainer.scoring.WindowScorer); tests pass a fake."""
     assert settings.model is not None  # ServeSettings guarantees it
-    load = load or load_window_scorer(settings.device, model_threads(settings.score_threads))
+    load = load or load_scorer(settings)
     bundle = resolve_model(settings.model)
     loop = asyncio.get_running_loop()
     scorer = await loop.run_in_executor(None, load, bundle)
@@ -396,6 +397,7 @@ async def serve(
     # A thread waiting for the GIL waits up to the switch interval: at Python's 5 ms, the
     # model thread, which needs it back after every torch op, crawls while the loop runs.
     sys.setswitchinterval(settings.switch_interval_ms / 1000)
+    service: Service | None = None
     try:
         await producer.start()
         await consumer.start()
@@ -413,7 +415,17 @@ async def serve(
             server.stop()
         restore_gc(gc_defaults)
         sys.setswitchinterval(switch_default)
+        for s in service.worker.scorers() if service is not None else [scorer]:
+            await loop.run_in_executor(None, close_scorer, s)
     log.info("serve_stopped")
+
+
+def load_scorer(settings: ServeSettings) -> LoadScorer:
+    """How serve loads a bundle: in a model process of its own, or in this one."""
+    threads = model_threads(settings.score_threads)
+    if settings.model_process:
+        return functools.partial(start_process_scorer, device=settings.device, threads=threads)
+    return load_window_scorer(settings.device, threads)
 
 
 def _watcher(

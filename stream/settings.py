@@ -50,6 +50,8 @@ SERVE_HELP: dict[str, str] = {
     "device": "scoring device: auto, cpu, cuda, cuda:N",
     "score_threads": "CPU threads for the model (0 = every core the process may use but one, "
     "left to the consume loop; at least 1)",
+    "model_process": "run the model in a child process of its own (stream/model_process.py), "
+    "so that it never waits for the consume loop's GIL, instead of a thread of serve's process",
     "switch_interval_ms": "Python's GIL switch interval while serving (its default is 5): "
     "the model thread gets the GIL back after each torch op sooner while the consume loop "
     "runs",
@@ -101,6 +103,7 @@ class ServeSettings:
     transaction_timeout_ms: int = 60_000
     device: str = "auto"
     score_threads: int = 0
+    model_process: bool = False
     switch_interval_ms: float = 0.2
     reload_check_s: float = 5.0
     hand_back: bool = False

@@ -42,6 +42,13 @@ class Scorer(Protocol):
     def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]: ...
 
 
+def close_scorer(scorer: Scorer) -> None:
+    """Release a scorer's resources (a model process stops); most scorers hold none."""
+    close = getattr(scorer, "close", None)
+    if close is not None:
+        close()
+
+
 def monotonic_ms() -> int:
     return time.monotonic_ns() // 1_000_000
 
@@ -117,8 +124,14 @@ class ScoringWorker:
 
     def offer(self, scorer: Scorer) -> None:
         """Use `scorer` from the next batch on (hot reload)."""
+        if self._offered is not None:  # offered and never used: nothing queued holds it
+            self._executor.submit(close_scorer, self._offered)
         self._offered = scorer
         self._wake.set()
+
+    def scorers(self) -> list[Scorer]:
+        """The scorer serving, and one offered and not yet switched to: what to close."""
+        return [self.scorer] + ([self._offered] if self._offered is not None else [])
 
     def stop(self) -> None:
         """Finish what is queued, then return from `run`."""
@@ -172,6 +185,8 @@ class ScoringWorker:
         if self._offered is not None:
             old, self.scorer, self._offered = self.scorer, self._offered, None
             log.info("model_switched", old=old.model_version, new=self.scorer.model_version)
+            # Behind the batches already queued for the old model, in the same thread.
+            self._executor.submit(close_scorer, old)
             self._metrics.set_model(self.scorer.model_version)
             self._metrics.model_switches.inc()
         return self.scorer

@@ -37,9 +37,36 @@ async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.2)
 
 
+def model_processes(bundle_fragment: str) -> list[int]:
+    """Pids of live model processes (stream/model_process.py) whose bundle path holds
+    `bundle_fragment`."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0") if d.name.isdigit() else []
+        except OSError:
+            continue
+        if b"stream.model_process" in argv and any(bundle_fragment.encode() in a for a in argv):
+            pids.append(int(d.name))
+    return pids
+
+
+async def _until_gone(bundle_fragment: str, timeout_s: float = 30.0) -> None:
+    for _ in range(int(timeout_s * 5)):
+        if not model_processes(bundle_fragment):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"a model process for {bundle_fragment} is still running")
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("model_process", [False, True], ids=["thread", "process"])
 async def test_hot_reload_switches_model_without_losing_windows(
-    kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path, tmp_path: Path
+    kafka_bootstrap: str,
+    serve_topics: MakeTopics,
+    bundle: Path,
+    tmp_path: Path,
+    model_process: bool,
 ) -> None:
     topics = await serve_topics(2)
     registry = tmp_path / "registry"
@@ -50,7 +77,9 @@ async def test_hot_reload_switches_model_without_losing_windows(
     hour = 3_600_000
     parts = [traffic(120, 0.1, seed=41 + i, start_ms=DAY_MS + i * hour) for i in range(3)]
     port = broker.free_port()
-    settings = settings_for(kafka_bootstrap, topics, registry, metrics_port=port)
+    settings = settings_for(
+        kafka_bootstrap, topics, registry, metrics_port=port, model_process=model_process
+    )
 
     async with serving(settings):
         await produce(kafka_bootstrap, topics.input, messages(parts[0]))
@@ -63,6 +92,9 @@ async def test_hot_reload_switches_model_without_losing_windows(
         ids1 = ids0 | {s.session_id for s in parts[1]}
         await read_topic(kafka_bootstrap, topics.scores, covers(ids1), 60)
         await _until_metric(port, f'logad_model_info{{version="{v2}"}} 1.0')
+        if model_process:  # the new model's process serves; the old one's has stopped
+            assert len(model_processes(str(registry / v2))) == 1
+            await _until_gone(str(registry / v1))
 
         # A bundle that fails its sha256 check is refused; the serving model stays.
         bad = registry / "v-reload-3-bad"
@@ -82,6 +114,7 @@ async def test_hot_reload_switches_model_without_losing_windows(
         loop = asyncio.get_running_loop()
         assert (await loop.run_in_executor(None, http_get, port, "/readyz"))[0] == 200
 
+    await _until_gone(str(registry))  # serve stopped every model process it started
     scores = scores_of(records)  # one scores partition: in the order they were produced
     assert {s.session_id for s in scores} == ids2, "no window lost"
     assert len({s.window_id for s in scores}) == len(scores), "no window scored twice"

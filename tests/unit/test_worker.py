@@ -204,3 +204,49 @@ async def test_next_batch_is_scored_while_the_last_one_is_published() -> None:
     await task
     await acks.wait_until(lambda: worker.backlog == 0)
     assert [v["session_id"] for _t, _k, v in producer.sent] == ["s0", "s1", "s2", "s3"]
+
+
+class ClosingScorer(FakeScorer):
+    """Records, in order, each batch it scores and when it is closed; scoring waits for
+    `release` when one is given."""
+
+    def __init__(self, version: str, events: list[str], release: threading.Event | None = None):
+        super().__init__(version)
+        self.events = events
+        self.release = release
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        self.events.append(f"{self.model_version} scoring {len(windows)}")
+        if self.release is not None:
+            assert self.release.wait(10)
+        self.events.append(f"{self.model_version} scored {len(windows)}")
+        return super().score_windows(windows, now_ms)
+
+    def close(self) -> None:
+        self.events.append(f"{self.model_version} closed")
+
+
+async def test_a_replaced_scorer_is_closed_after_the_batch_it_is_scoring() -> None:
+    events: list[str] = []
+    release = threading.Event()
+    old = ClosingScorer("v1", events, release)
+    never_used, new = ClosingScorer("v0", events), ClosingScorer("v2", events)
+    worker, acks, _done = make_worker(old, FakeProducer())
+    task = asyncio.create_task(worker.run())
+    worker.submit([win(1)], now_ms=0)
+    for _ in range(1000):
+        if "v1 scoring 1" in events:
+            break
+        await asyncio.sleep(0.01)
+    worker.offer(never_used)
+    worker.offer(new)  # replaces the offer never switched to, which is closed
+    worker.submit([win(2), win(3)], now_ms=0)  # started with v2 while v1 still scores
+    await asyncio.sleep(0.05)
+    release.set()
+    worker.stop()
+    await task
+    await acks.wait_until(lambda: worker.backlog == 0)
+    assert events.index("v1 scored 1") < events.index("v1 closed")
+    assert events.index("v0 closed") < events.index("v2 scoring 2")
+    assert "v0 scoring 1" not in events and "v2 closed" not in events
+    assert worker.scorers() == [new]  # what serve closes on shutdown
