@@ -87,7 +87,7 @@ class ServeSettings:
     max_batch_tokens: int = 16_384
     max_batch_wait_ms: int = 50
     length_buckets: tuple[int, ...] = (32, 64, 128, 256, MAX_TOKENS)
-    queue_max_windows: int = 4_096
+    queue_max_windows: int = 32_768
     score_cache_size: int = 100_000
     gap_ms: int = 30_000
     max_events: int = MAX_EVENTS
