@@ -267,8 +267,9 @@ def metrics(port: int) -> dict[str, float]:
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
-    """CPU time (user + system) of process `pid` so far, and of its main thread (the
-    consume loop's, in serve): less sensitive than wall time to other load on the cores."""
+    """CPU time (user + system) of process `pid` and its child processes (serve's model
+    process) so far, and of its main thread (the consume loop's, in serve): less sensitive
+    than wall time to other load on the cores."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def stat(path: str) -> float:
@@ -276,7 +277,22 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
             fields = fh.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
 
-    return stat(f"/proc/{pid}/stat"), stat(f"/proc/{pid}/task/{pid}/stat")
+    children: list[str] = []
+    for task in os.listdir(f"/proc/{pid}/task"):  # a child belongs to the thread that made it
+        with open(f"/proc/{pid}/task/{task}/children") as fh:
+            children += fh.read().split()
+    total = stat(f"/proc/{pid}/stat") + sum(stat(f"/proc/{c}/stat") for c in children)
+    return total, stat(f"/proc/{pid}/task/{pid}/stat")
+
+
+def machine_busy_seconds() -> float:
+    """Core-seconds every process on this machine has spent busy so far (from /proc/stat):
+    beside serve's own CPU time, it shows whether the cores were saturated (the broker and
+    this bench run on them too)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
@@ -368,6 +384,7 @@ def drain_serve(
             if first_ms is None and events > 0:
                 first_ms = now_ms
                 cpu0 = cpu_seconds(serve.proc.pid)
+                busy0 = machine_busy_seconds()
             if consumed_ms is None and events >= len(msgs):
                 consumed_ms = now_ms
             if (
@@ -381,6 +398,7 @@ def drain_serve(
         else:
             raise TimeoutError(f"{name}: not drained within 600 s")
         cpu1 = cpu_seconds(serve.proc.pid)
+        busy1 = machine_busy_seconds()
         load_after = os.getloadavg()[0]
     finally:
         if spy is not None:
@@ -408,9 +426,12 @@ def drain_serve(
         # and the consume loop's alone), and events per CPU-second of that loop.
         "cpu_s": round(cpu1[0] - cpu0[0], 2),
         "loop_cpu_s": round(cpu1[1] - cpu0[1], 2),
+        # Busy core-seconds of the whole machine over the same span (broker included).
+        "machine_busy_s": round(busy1 - busy0, 2),
         "events_per_loop_cpu_s": round(len(msgs) / max(cpu1[1] - cpu0[1], 0.01)),
         "idle_timeout_s": cfg["idle_timeout_ms"] / 1000,
         "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        "pauses": m.get("logad_pauses_total"),  # times the scoring queue was full
         "load_avg_1m": [round(load_before, 2), round(load_after, 2)],
     }
 
@@ -509,6 +530,20 @@ def messages(sims: Sequence[Any]) -> list[tuple[bytes, bytes]]:
     return [(e.session_id.encode(), e.encode()) for e in interleave(sims)]
 
 
+def settings_override(text: str) -> dict[str, Any]:
+    """`KEY=VALUE[,KEY=VALUE]`, values as JSON (a bare word stays a string)."""
+    out: dict[str, Any] = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, help="bundle to serve (default: train a tiny one)")
@@ -570,6 +605,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also drain (cache on) with serve run from this checkout of logad, e.g. the "
         "last commit, on the same broker and traffic (default: none)",
     )
+    p.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        type=settings_override,
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="also drain (cache on) with these serve settings changed, values as JSON, e.g. "
+        "model_process=false or queue_max_windows=16384; repeatable (default: none)",
+    )
     p.add_argument("--passthrough-worker", nargs=6, help=argparse.SUPPRESS)
     p.add_argument("--consume-only-worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -630,6 +674,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
             drain["serve_baseline_repo"]["repo"] = str(args.baseline_repo)
             say(f"drain serve from {args.baseline_repo}: {drain['serve_baseline_repo']}")
+        for i, override in enumerate(args.compare):
+            key = "serve_" + ",".join(f"{k}={v}" for k, v in override.items())
+            drain[key] = drain_serve(
+                boot, work, f"dcmp{i}", {**config, **override}, drain_msgs,
+                {s.session_id for s in drain_sims}, args.partitions,
+            )  # fmt: skip
+            say(f"drain {key}: {drain[key]}")
         for ms in args.compare_switch_ms:
             key = f"serve_switch_{ms:g}ms"
             drain[key] = drain_serve(
@@ -706,6 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "seconds": round(secs, 3),
                 "events_per_s": round(n_events / secs),
                 "cache_hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+                "pauses": m.get("logad_pauses_total"),  # times the scoring queue was full
                 "load_avg_1m": [round(load0, 2), round(os.getloadavg()[0], 2)],
             }
             say(f"live serve: {live['serve']}")
