@@ -103,6 +103,7 @@ class ScoringWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._offered: Scorer | None = None
+        self._retired: list[Scorer] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logad-score")
         self.backlog = 0
         """Windows submitted and not yet acknowledged: batching, scoring or being sent."""
@@ -125,13 +126,25 @@ class ScoringWorker:
     def offer(self, scorer: Scorer) -> None:
         """Use `scorer` from the next batch on (hot reload)."""
         if self._offered is not None:  # offered and never used: nothing queued holds it
-            self._executor.submit(close_scorer, self._offered)
+            self._retire(self._offered)
         self._offered = scorer
         self._wake.set()
 
     def scorers(self) -> list[Scorer]:
-        """The scorer serving, and one offered and not yet switched to: what to close."""
-        return [self.scorer] + ([self._offered] if self._offered is not None else [])
+        """Every scorer not yet closed (serving, offered, or replaced and waiting for its
+        queued batches): what to close on shutdown."""
+        offered = [self._offered] if self._offered is not None else []
+        return [self.scorer, *offered, *self._retired]
+
+    def _retire(self, scorer: Scorer) -> None:
+        """Close `scorer` in the scoring thread, behind the batches already queued there.
+        Until then `scorers` lists it, in case shutdown cancels that queue."""
+        self._retired.append(scorer)
+        self._executor.submit(self._close_retired, scorer)
+
+    def _close_retired(self, scorer: Scorer) -> None:
+        close_scorer(scorer)
+        self._retired.remove(scorer)
 
     def stop(self) -> None:
         """Finish what is queued, then return from `run`."""
@@ -168,10 +181,14 @@ class ScoringWorker:
         return self._ready.popleft() if self._ready else None
 
     async def _next_batch(self) -> Batch | None:
-        """Wait for the next batch; None once stopping and nothing is left."""
+        """Wait for the next batch (nothing is in flight meanwhile); None once stopping and
+        nothing is left."""
         while True:
             if (batch := self._take_ready()) is not None:
                 return batch
+            # Idle, so between batches: a model offered now takes over at once, rather than
+            # when traffic next comes (the model_info metric then shows it without traffic).
+            self._switch_model()
             if self._stopping and not len(self._batcher):
                 return None
             now = monotonic_ms()
@@ -185,8 +202,7 @@ class ScoringWorker:
         if self._offered is not None:
             old, self.scorer, self._offered = self.scorer, self._offered, None
             log.info("model_switched", old=old.model_version, new=self.scorer.model_version)
-            # Behind the batches already queued for the old model, in the same thread.
-            self._executor.submit(close_scorer, old)
+            self._retire(old)
             self._metrics.set_model(self.scorer.model_version)
             self._metrics.model_switches.inc()
         return self.scorer

@@ -15,7 +15,7 @@ from schemas.windows import Window
 from stream.batcher import Batcher
 from stream.kafka_io import Acks, Headers
 from stream.metrics import ServeMetrics
-from stream.worker import ScoringWorker
+from stream.worker import ScoringWorker, close_scorer
 
 
 class FakeScorer:
@@ -120,6 +120,26 @@ async def test_model_switch_happens_between_batches() -> None:
     versions = {v["session_id"]: v["model_version"] for t, _k, v in producer.sent}
     assert versions == {"s1": "v1", "s2": "v2", "s3": "v2"}
     assert worker.scorer is new
+
+
+async def test_an_idle_worker_switches_to_an_offered_model_at_once() -> None:
+    events: list[str] = []
+    old, new = ClosingScorer("v1", events), ClosingScorer("v2", events)
+    worker, _acks, _done = make_worker(old, FakeProducer())
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.05)
+    worker.offer(new)  # no traffic: nothing is in flight, so nothing waits for the switch
+    for _ in range(100):
+        if worker.scorer is new:
+            break
+        await asyncio.sleep(0.01)
+    assert worker.scorer is new
+    worker.stop()
+    await task
+    for scorer in worker.scorers():  # as serve does on shutdown
+        close_scorer(scorer)
+    assert "v1 closed" in events and "v2 closed" in events
+    assert not [e for e in events if "scor" in e]
 
 
 async def test_failed_send_surfaces_and_windows_stay_unfinished() -> None:
