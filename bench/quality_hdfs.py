@@ -48,7 +48,9 @@ import torch  # noqa: E402
 from bench.machine import machine, shown_path  # noqa: E402
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle  # noqa: E402
 from schemas.console import out  # noqa: E402
+from schemas.errors import ConfigError  # noqa: E402
 from schemas.logs import configure_logging  # noqa: E402
+from schemas.settings import coerce  # noqa: E402
 from schemas.vocab import Vocab  # noqa: E402
 from trainer.calibration import calibrate, threshold_from_quantile  # noqa: E402
 from trainer.dataset import DataSelection, load_training_data  # noqa: E402
@@ -372,6 +374,14 @@ def row(r: EvalReport) -> dict[str, Any]:
     }
 
 
+def bool_flag(text: str) -> bool:
+    """An argparse type for true/false values, parsed as settings parse them."""
+    try:
+        return bool(coerce(text, bool, "value"))
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument(
@@ -426,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--prune-last-layer",
-        type=lambda v: {"true": True, "false": False}[v.lower()],
+        type=bool_flag,
         default=True,
         metavar="{true,false}",
         help="train with the last layer at the masked positions only (the trainer's "

@@ -41,6 +41,7 @@ import orjson  # noqa: E402
 import torch  # noqa: E402 - imported here so machine() records the GPU
 
 from bench.machine import machine  # noqa: E402
+from bench.quality_hdfs import bool_flag  # noqa: E402
 from schemas.console import out  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -172,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
     p.add_argument(
         "--prune-last-layer",
-        type=lambda v: {"true": True, "false": False}[v.lower()],
+        type=bool_flag,
         default=True,
         metavar="{true,false}",
         help="the trainer's prune_last_layer for every run (default: true)",

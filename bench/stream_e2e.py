@@ -272,15 +272,24 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     than wall time to other load on the cores."""
     tick = os.sysconf("SC_CLK_TCK")
 
+    def read(path: str) -> str:
+        """The file's text, or "" when its thread or process has just gone."""
+        try:
+            with open(path) as fh:
+                return fh.read()
+        except (FileNotFoundError, ProcessLookupError):
+            return ""
+
     def stat(path: str) -> float:
-        with open(path) as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
+        text = read(path)
+        if not text:
+            return 0.0
+        fields = text.rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
 
-    children: list[str] = []
-    for task in os.listdir(f"/proc/{pid}/task"):  # a child belongs to the thread that made it
-        with open(f"/proc/{pid}/task/{task}/children") as fh:
-            children += fh.read().split()
+    # A child belongs to the thread that started it.
+    children = [c for t in os.listdir(f"/proc/{pid}/task")
+                for c in read(f"/proc/{pid}/task/{t}/children").split()]  # fmt: skip
     total = stat(f"/proc/{pid}/stat") + sum(stat(f"/proc/{c}/stat") for c in children)
     return total, stat(f"/proc/{pid}/task/{pid}/stat")
 
@@ -674,18 +683,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             )  # fmt: skip
             drain["serve_baseline_repo"]["repo"] = str(args.baseline_repo)
             say(f"drain serve from {args.baseline_repo}: {drain['serve_baseline_repo']}")
-        for i, override in enumerate(args.compare):
-            key = "serve_" + ",".join(f"{k}={v}" for k, v in override.items())
+        # Each comparison drains serve again with some settings changed.
+        variants = [
+            ("serve_" + ",".join(f"{k}={v}" for k, v in o.items()), f"dcmp{i}", o)
+            for i, o in enumerate(args.compare)
+        ] + [
+            (f"serve_switch_{ms:g}ms", f"dsw{ms:g}".replace(".", "_"), {"switch_interval_ms": ms})
+            for ms in args.compare_switch_ms
+        ]
+        for key, name, override in variants:
             drain[key] = drain_serve(
-                boot, work, f"dcmp{i}", {**config, **override}, drain_msgs,
-                {s.session_id for s in drain_sims}, args.partitions,
-            )  # fmt: skip
-            say(f"drain {key}: {drain[key]}")
-        for ms in args.compare_switch_ms:
-            key = f"serve_switch_{ms:g}ms"
-            drain[key] = drain_serve(
-                boot, work, f"dsw{ms:g}".replace(".", "_"),
-                {**config, "switch_interval_ms": ms}, drain_msgs,
+                boot, work, name, {**config, **override}, drain_msgs,
                 {s.session_id for s in drain_sims}, args.partitions,
             )  # fmt: skip
             say(f"drain {key}: {drain[key]}")
