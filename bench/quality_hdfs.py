@@ -101,6 +101,8 @@ class Variant:
     strategy: ScoringStrategy
 
     def window_score(self, r: WindowResult) -> float:
+        if self.strategy.known_counts and r.known:
+            return 0.0  # as score_token_windows scores it
         if self.strategy.kind == "logbert" or self.strategy.aggregate == "maxrank":
             return float(r.score)  # the miss fraction or the max rank, as the run scored it
         return aggregate(r.nll, self.strategy)
@@ -123,6 +125,16 @@ VARIANTS = [
     Variant("full k=6 max-rank", "full-6", ScoringStrategy(groups=6, aggregate="maxrank")),
     Variant("full k=10 max", "full-10", ScoringStrategy(groups=10, aggregate="max")),
     Variant("full k=10 max-rank", "full-10", ScoringStrategy(groups=10, aggregate="maxrank")),
+    Variant(
+        "full k=10 max, known mixes",
+        "full-10",
+        ScoringStrategy(groups=10, aggregate="max", known_counts=True),
+    ),
+    Variant(
+        "full k=10 max-rank, known mixes",
+        "full-10",
+        ScoringStrategy(groups=10, aggregate="maxrank", known_counts=True),
+    ),
 ]
 ABLATION = ("full k=6 max", "full k=6 max-rank")
 
@@ -183,12 +195,25 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: b
 
 
 def mlm_scorer(
-    model: Any, vocab: Vocab, key: str, max_batch_tokens: int, device: torch.device
+    model: Any,
+    vocab: Vocab,
+    key: str,
+    max_batch_tokens: int,
+    device: torch.device,
+    known_counts: tuple[tuple[int, ...], ...],
 ) -> tuple[Callable[[list[tuple[str, ...]]], Sequence[WindowResult]], WindowScorer]:
     """The product's scorer with run `key`'s strategy: event windows in, marked as in
-    serving when the vocab holds the end marker."""
+    serving when the vocab holds the end marker; each result says whether its window is a
+    known event mix of the bundle's training data."""
     scorer = WindowScorer(
-        model, vocab, RUNS[key], 0.0, "bench", device, max_batch_tokens=max_batch_tokens
+        model,
+        vocab,
+        RUNS[key],
+        0.0,
+        "bench",
+        device,
+        max_batch_tokens=max_batch_tokens,
+        known_counts=known_counts,
     )
     return scorer.score_events, scorer
 
@@ -240,6 +265,7 @@ def mlm_section(
     vocab = Vocab.load(bundle / VOCAB)
     device = device_for(a.device)
     model = load_model(bundle, device)
+    known = Calibration.from_json((bundle / CALIBRATION).read_bytes()).known_counts
     assert uses_end_marker(vocab) == end
     # The trainer's own slice, tokenized (and marked) as it was for calibration.
     val_tokens = validation_slice(
@@ -258,7 +284,7 @@ def mlm_section(
     variants = VARIANTS if end else [v for v in VARIANTS if v.name in ABLATION]
     wanted = {v.run for v in variants}
     for key in sorted(wanted):
-        fn, scorer = mlm_scorer(model, vocab, key, a.max_batch_tokens, device)
+        fn, scorer = mlm_scorer(model, vocab, key, a.max_batch_tokens, device, known)
         t0 = time.perf_counter()
         val_results = score_token_windows(
             model,
@@ -266,6 +292,7 @@ def mlm_section(
             scorer.strategy,
             scorer.device,
             max_batch_tokens=a.max_batch_tokens,
+            known=scorer.known,
         )
         val_split = split_sessions([[]] * len(val_tokens))  # one window per "session"
         runs[key] = (

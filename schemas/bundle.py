@@ -54,6 +54,9 @@ class Calibration:
     n_windows: int
     strategy: dict[str, Any] = field(default_factory=dict)
     """The scoring strategy the scores were computed with, so serving matches calibration."""
+    known_counts: tuple[tuple[int, ...], ...] = ()
+    """The event mixes of the training windows (trainer/known_counts.py: (token id, count)
+    pairs, flattened), for strategies that treat a known mix as normal."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -63,6 +66,7 @@ class Calibration:
                 "threshold_quantile": self.threshold_quantile,
                 "n_windows": self.n_windows,
                 "strategy": self.strategy,
+                "known_counts": [list(k) for k in self.known_counts],
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -77,9 +81,18 @@ class Calibration:
                 threshold_quantile=float(obj["threshold_quantile"]),
                 n_windows=int(obj["n_windows"]),
                 strategy=dict(obj.get("strategy", {})),
+                known_counts=tuple(_count_key(k) for k in obj.get("known_counts", [])),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"bad calibration.json: {e}") from None
+
+
+def _count_key(obj: Any) -> tuple[int, ...]:
+    if not isinstance(obj, list) or len(obj) % 2:
+        raise ValueError(f"a known_counts entry must be a list of (token id, count) pairs: {obj!r}")
+    if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in obj):
+        raise ValueError(f"a known_counts entry must hold non-negative integers: {obj!r}")
+    return tuple(obj)
 
 
 @dataclass(frozen=True)

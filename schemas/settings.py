@@ -237,6 +237,8 @@ def _metavar(tp: Any) -> str:
     base = args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and args else tp
     if base is Path:
         return "PATH"
+    if base is bool:
+        return "true|false"
     if base is int:
         return "N"
     if base is float:

@@ -25,6 +25,7 @@ from schemas.bundle import Calibration
 from schemas.errors import DataError
 
 if TYPE_CHECKING:
+    from trainer.known_counts import CountKey
     from trainer.scoring import ScoringStrategy
 
 log = structlog.get_logger(__name__)
@@ -63,7 +64,11 @@ def quantiles(scores: npt.ArrayLike) -> dict[str, float]:
 
 
 def calibrate(
-    scores: npt.ArrayLike, threshold_quantile: float = 0.999, *, strategy: ScoringStrategy
+    scores: npt.ArrayLike,
+    threshold_quantile: float = 0.999,
+    *,
+    strategy: ScoringStrategy,
+    known_counts: tuple[CountKey, ...] = (),
 ) -> Calibration:
     """Quantiles of the normal scores and the threshold at `threshold_quantile`.
 
@@ -87,4 +92,5 @@ def calibrate(
         threshold_quantile=threshold_quantile,
         n_windows=int(s.size),
         strategy=strategy.to_dict(),
+        known_counts=known_counts,
     )

@@ -255,15 +255,16 @@ def evaluate_scores(
 
 def format_table(reports: Sequence[EvalReport]) -> str:
     """A compact fixed-width table, one row per report."""
+    w = max([22, *(len(r.name) for r in reports)])
     head = (
-        f"{'name':<22} {'F1':>7} {'prec':>7} {'recall':>7} {'FPR':>8} {'AUROC':>7} "
+        f"{'name':<{w}} {'F1':>7} {'prec':>7} {'recall':>7} {'FPR':>8} {'AUROC':>7} "
         f"{'AUPRC':>7} {'FP':>5} {'passes':>6} {'win/s':>8}"
     )
     rows = [head, "-" * len(head)]
     for r in reports:
         d = r.detection
         rows.append(
-            f"{r.name:<22} {d.f1:7.4f} {d.precision:7.4f} {d.recall:7.4f} {d.fpr:8.5f} "
+            f"{r.name:<{w}} {d.f1:7.4f} {d.precision:7.4f} {d.recall:7.4f} {d.fpr:8.5f} "
             f"{d.auroc:7.4f} {d.auprc:7.4f} {d.false_positives:5d} "
             f"{r.forward_passes_per_window:6.2f} {r.throughput.windows_per_s:8.1f}"
         )

@@ -74,7 +74,17 @@ def evaluate_bundle(
             s.token_cache_dir or default_token_cache_dir(),
             expected if isinstance(expected, int) else None,
         )
-        cal = recalibrate(scorer.model, val, strategy, q, scorer.device, s.max_batch_tokens)
+        if strategy.known_counts and scorer.known is None:
+            raise ConfigError(f"{bundle}: its calibration lists no known event mixes")
+        cal = recalibrate(
+            scorer.model,
+            val,
+            strategy,
+            q,
+            scorer.device,
+            s.max_batch_tokens,
+            cal.known_counts,
+        )
         scorer.strategy, scorer.threshold = strategy, cal.threshold
         source = (
             f"re-calibrated for this strategy: {quantile_label(q)} of {cal.n_windows} "
@@ -95,10 +105,13 @@ def evaluate_bundle(
         else None
     )
     lengths = [len(w) for w in split_sessions([*normal, *abnormal]).windows]
-    report = evaluate_scores(
+    name = (
         f"{scorer.strategy.kind}/{scorer.strategy.aggregate}"
         if scorer.strategy.kind == "full"
-        else scorer.strategy.kind,
+        else scorer.strategy.kind
+    )
+    report = evaluate_scores(
+        f"{name}, known mixes" if scorer.strategy.known_counts else name,
         scored,
         scorer.threshold,
         source,

@@ -11,7 +11,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-STRATEGY_FIELDS = ("kind", "groups", "aggregate", "top_n", "mask_ratio", "top_g", "r")
+STRATEGY_FIELDS = (
+    "kind",
+    "groups",
+    "aggregate",
+    "top_n",
+    "mask_ratio",
+    "top_g",
+    "r",
+    "known_counts",
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,9 @@ class EvaluateSettings:
     """Override: 'logbert' counts a masked event as missed outside the top g."""
     r: float | None = None
     """Override: a fixed 'logbert' miss-fraction threshold instead of a calibrated one."""
+    known_counts: bool | None = None
+    """Override: score 0 for a window whose event counts equal a training window's,
+    whatever their order (the bundle's calibration lists them)."""
     threshold_quantile: float | None = None
     """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
     val_fraction: float | None = None

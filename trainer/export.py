@@ -35,6 +35,7 @@ from schemas.errors import BundleError, DecodeError
 from schemas.vocab import Vocab
 from trainer.calibration import calibrate
 from trainer.dataset import TrainingData
+from trainer.known_counts import known_count_keys
 from trainer.model import load_model, save_model
 from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, score_token_windows
 
@@ -73,10 +74,19 @@ def grow_vocab(model: BertForMaskedLM, new_size: int) -> BertForMaskedLM:
 
 def validation_windows(data: TrainingData) -> list[npt.NDArray[np.int64]]:
     """The held-out windows as event token ids (no [CLS]/[SEP]), the scorer's input."""
+    return _windows(data, data.val_idx)
+
+
+def training_windows(data: TrainingData) -> list[npt.NDArray[np.int64]]:
+    """The windows trained on, as event token ids."""
+    return _windows(data, data.train_idx)
+
+
+def _windows(data: TrainingData, idx: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
     st = data.store
     return [
         np.asarray(st.tokens[int(st.starts[i]) : int(st.starts[i] + st.lengths[i])], np.int64)
-        for i in data.val_idx
+        for i in idx
     ]
 
 
@@ -88,19 +98,24 @@ def calibrate_on_validation(
     max_batch_tokens: int,
     strategy: ScoringStrategy | None = None,
 ) -> Calibration:
+    """The threshold for `strategy` from the validation slice; the calibration also lists
+    the training windows' event mixes, so any bundle can use a `known_counts` strategy."""
     strategy = strategy or DEFAULT_STRATEGY
+    known = known_count_keys(training_windows(data))
     results = score_token_windows(
         model,
         cast(Sequence[Sequence[int]], validation_windows(data)),
         strategy,
         device,
         max_batch_tokens=max_batch_tokens,
+        known=frozenset(known),
     )
     scores = np.array([r.score for r in results], dtype=np.float64)
-    cal = calibrate(scores, threshold_quantile, strategy=strategy)
+    cal = calibrate(scores, threshold_quantile, strategy=strategy, known_counts=known)
     log.info(
         "calibrated",
         windows=cal.n_windows,
+        known_counts=len(known),
         threshold=cal.threshold,
         threshold_quantile=threshold_quantile,
         aggregate=strategy.aggregate,

@@ -209,7 +209,7 @@ def _run(
         s.threshold_quantile,
         d.device,
         s.score_tokens_per_batch,
-        replace(DEFAULT_STRATEGY, groups=s.score_groups),
+        replace(DEFAULT_STRATEGY, groups=s.score_groups, known_counts=s.score_known_counts),
     )
     manifest = export_bundle(
         req.out,

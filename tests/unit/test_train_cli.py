@@ -16,7 +16,7 @@ from schemas.bundle import BUNDLE_FILES, MANIFEST, Calibration, verify_bundle
 from schemas.daily_files import read_sessions, write_sessions
 from trainer.cli_train import main
 from trainer.end_marker import END_EVENT
-from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy
+from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, WindowScorer
 
 
 @pytest.mark.slow
@@ -56,6 +56,11 @@ def test_train_exports_bundle_then_warm_starts(
     assert manifest.metrics["val_fraction"] == 0.1 and manifest.metrics["end_marker"] is True
     assert END_EVENT in Vocab.load(out / "vocab.json")
     assert cal.quantiles["p50"] <= cal.threshold
+    # The training windows' event mixes, for a known_counts strategy: (token id, count) pairs.
+    assert 0 < len(cal.known_counts) <= manifest.metrics["train_windows"]
+    vocab_size = len(Vocab.load(out / "vocab.json"))
+    for key in cal.known_counts:
+        assert all(0 < t < vocab_size and c > 0 for t, c in zip(key[::2], key[1::2], strict=True))
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no tmp left
 
     run = tmp_path / "models" / "m1.run"
@@ -88,10 +93,17 @@ def test_train_exports_bundle_then_warm_starts(
             "1",
             "--init-from",
             str(out),
+            "--score-known-counts",
+            "true",
         ]
     )
     assert rc == 0
     m2 = verify_bundle(out2)
+    # Calibrated for the known-mixes strategy: the new sessions' mix E5 E5 E_NEW is known.
+    cal2 = Calibration.from_json((out2 / "calibration.json").read_bytes())
+    assert cal2.strategy["known_counts"] is True
+    scored = WindowScorer.from_bundle(out2, device="cpu").score_events([["E_NEW", "E5", "E5"]])
+    assert scored[0].known and scored[0].score == 0.0
     assert m2.parent_version == manifest.version and m2.version > manifest.version
     new_vocab = Vocab.load(out2 / "vocab.json")
     assert new_vocab.tokens[: len(old_vocab)] == old_vocab.tokens

@@ -1,0 +1,118 @@
+"""Known event mixes: a strategy with `known_counts` scores a window whose event counts
+equal a training window's 0, whatever their order; the keys travel in calibration.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import BertForMaskedLM
+
+from schemas.bundle import CALIBRATION, Calibration
+from schemas.errors import BundleError
+from schemas.vocab import UNK_ID, Vocab
+from trainer.calibration import calibrate
+from trainer.export import export_bundle
+from trainer.known_counts import count_key, known_count_keys
+from trainer.model import bert_config, build_model, get_preset
+from trainer.recalibrate import write_recalibrated_bundle
+from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
+
+CPU = torch.device("cpu")
+VOCAB_SIZE = 12
+MAX = ScoringStrategy(groups=3, aggregate="max")
+MAX_KNOWN = ScoringStrategy(groups=3, aggregate="max", known_counts=True)
+
+
+@pytest.fixture(scope="module")
+def model() -> BertForMaskedLM:
+    torch.manual_seed(0)
+    m = build_model(bert_config(get_preset("tiny"), VOCAB_SIZE))
+    m.train(False)
+    return m
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(5, 11), min_size=0, max_size=30), st.randoms())
+def test_count_key_ignores_order_and_sees_counts(ids: list[int], rnd: object) -> None:
+    shuffled = list(ids)
+    rnd.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert count_key(shuffled) == count_key(ids)
+    assert count_key([*ids, 5]) != count_key(ids)
+    key = count_key(ids)
+    assert key is not None
+    assert dict(zip(key[::2], key[1::2], strict=True)) == {i: ids.count(i) for i in set(ids)}
+
+
+def test_a_window_with_an_unknown_event_is_never_known() -> None:
+    assert count_key([5, UNK_ID, 6]) is None
+    assert known_count_keys([[5, UNK_ID], [5, 6]]) == ((5, 1, 6, 1),)
+
+
+def test_known_count_keys_most_frequent_first_and_capped() -> None:
+    windows = [[7, 8], [5], [8, 7], [6], [5], [7, 8]]
+    assert known_count_keys(windows) == ((7, 1, 8, 1), (5, 1), (6, 1))
+    assert known_count_keys(windows, limit=1) == ((7, 1, 8, 1),)
+    with pytest.raises(ValueError):
+        known_count_keys(windows, limit=-1)
+
+
+def test_known_mix_scores_zero_in_any_order(model: BertForMaskedLM) -> None:
+    seen, reordered, other = [5, 6, 6, 7, 8], [6, 8, 5, 7, 6], [5, 6, 7, 7, 8]
+    known = frozenset(k for k in (count_key(seen),) if k is not None)
+    windows = [seen, reordered, other]
+    plain = score_token_windows(model, windows, MAX, CPU)
+    with_known = score_token_windows(model, windows, MAX_KNOWN, CPU, known=known)
+    assert [r.known for r in with_known] == [True, True, False]
+    assert [r.known for r in plain] == [False, False, False]  # not looked up without `known`
+    assert with_known[0].score == with_known[1].score == 0.0 < plain[1].score
+    assert with_known[2].score == plain[2].score > 0.0
+    # The explanation is the model's, whatever the score.
+    assert [s.position for s in with_known[1].surprising] == [
+        s.position for s in plain[1].surprising
+    ]
+    # Without the strategy flag the mixes are only reported.
+    assert score_token_windows(model, windows, MAX, CPU, known=known)[1].score == plain[1].score
+    with pytest.raises(ValueError, match="event mixes"):
+        score_token_windows(model, windows, MAX_KNOWN, CPU)
+
+
+def test_calibration_round_trips_known_counts() -> None:
+    cal = calibrate([1.0, 2.0], 0.5, strategy=MAX_KNOWN, known_counts=((5, 2, 7, 1), (6, 1)))
+    back = Calibration.from_json(cal.to_json())
+    assert back == cal and back.known_counts == ((5, 2, 7, 1), (6, 1))
+    old_file = b'{"quantiles": {}, "threshold": 1, "threshold_quantile": 0.5, "n_windows": 2}'
+    assert Calibration.from_json(old_file).known_counts == ()
+    for bad in ("[[5, 2, 7]]", "[[5, -2]]", "[[5, true]]", "[5]"):
+        blob = old_file[:-1] + b', "known_counts": ' + bad.encode() + b"}"
+        with pytest.raises(BundleError, match="known_counts"):
+            Calibration.from_json(blob)
+
+
+def test_scorer_refuses_a_known_counts_strategy_without_mixes(model: BertForMaskedLM) -> None:
+    vocab = Vocab.build([[f"E{i}" for i in range(7)]])
+    with pytest.raises(BundleError, match="known event mixes"):
+        WindowScorer(model, vocab, MAX_KNOWN, 1.0, "v1", CPU)
+    scorer = WindowScorer(model, vocab, MAX_KNOWN, 1.0, "v1", CPU, known_counts=[(5, 1, 6, 1)])
+    a, b = scorer.score_events([["E0", "E1"], ["E0", "E2"]], ended=[False, False])
+    assert (a.known, a.score) == (True, 0.0) and not b.known and b.score > 0.0
+
+
+def test_recalibrated_bundle_keeps_the_known_mixes(model: BertForMaskedLM, tmp_path: Path) -> None:
+    vocab = Vocab.build([[f"E{i}" for i in range(7)]])
+    src = tmp_path / "src"
+    keys = ((5, 1, 6, 1),)
+    export_bundle(
+        src, model, vocab, calibrate([1.0, 2.0], 0.5, strategy=MAX, known_counts=keys),
+        data_from=None, data_to=None, preset="tiny", parent_version=None, metrics={},
+    )  # fmt: skip
+    write_recalibrated_bundle(src, tmp_path / "dst", calibrate([3.0], 0.5, strategy=MAX_KNOWN))
+    cal = Calibration.from_json((tmp_path / "dst" / CALIBRATION).read_bytes())
+    assert cal.known_counts == keys and cal.strategy["known_counts"] is True
+    served = WindowScorer.from_bundle(tmp_path / "dst", device="cpu")
+    assert served.known == frozenset(keys)
+    assert np.isclose(served.score_events([["E1", "E0"]], ended=[False])[0].score, 0.0)
