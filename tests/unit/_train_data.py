@@ -1,11 +1,14 @@
 """Small training inputs shared by the trainer tests: a slice of the HDFS training sessions
-written as a daily file, and CPU-sized settings."""
+written as a daily file, CPU-sized settings, and an untrained `tiny` model."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from transformers import BertForMaskedLM
+
+from trainer.model import bert_config, build_model, get_preset
 from trainer.settings import TrainSettings
 
 HDFS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hdfs"
@@ -63,3 +66,13 @@ def cli_flags(tmp: Path) -> list[str]:
         "--cpu-threads",
         "1",
     ]
+
+
+def eval_tiny_model(vocab_size: int, seed: int = 0) -> BertForMaskedLM:
+    """A randomly initialized `tiny` model in eval mode (the same weights for the same seed)."""
+    import torch
+
+    torch.manual_seed(seed)
+    m = build_model(bert_config(get_preset("tiny"), vocab_size))
+    m.train(False)
+    return m

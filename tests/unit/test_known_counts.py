@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _train_data import eval_tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertForMaskedLM
@@ -18,7 +19,6 @@ from schemas.vocab import UNK_ID, Vocab
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
 from trainer.known_counts import count_key, known_count_keys
-from trainer.model import bert_config, build_model, get_preset
 from trainer.recalibrate import write_recalibrated_bundle
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 
@@ -30,10 +30,7 @@ MAX_KNOWN = ScoringStrategy(groups=3, aggregate="max", known_counts=True)
 
 @pytest.fixture(scope="module")
 def model() -> BertForMaskedLM:
-    torch.manual_seed(0)
-    m = build_model(bert_config(get_preset("tiny"), VOCAB_SIZE))
-    m.train(False)
-    return m
+    return eval_tiny_model(VOCAB_SIZE)
 
 
 @settings(max_examples=50, deadline=None)

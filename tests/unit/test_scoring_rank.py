@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _train_data import eval_tiny_model
 from transformers import BertForMaskedLM
 
 from schemas.bundle import CALIBRATION, Calibration, verify_bundle
@@ -15,7 +16,6 @@ from schemas.errors import BundleError
 from schemas.vocab import CLS_ID, MASK_ID, SEP_ID, UNK_ID, Vocab
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
-from trainer.model import bert_config, build_model, get_preset
 from trainer.recalibrate import write_recalibrated_bundle
 from trainer.scoring import (
     FIRST_EVENT_ID,
@@ -34,10 +34,7 @@ MAXRANK = ScoringStrategy(groups=3, aggregate="maxrank", n_surprising=20)
 
 @pytest.fixture(scope="module")
 def model() -> BertForMaskedLM:
-    torch.manual_seed(0)
-    m = build_model(bert_config(get_preset("tiny"), VOCAB_SIZE))
-    m.train(False)
-    return m
+    return eval_tiny_model(VOCAB_SIZE)
 
 
 def test_event_rank_counts_strictly_better_events() -> None:
