@@ -70,6 +70,7 @@ from trainer.evaluate import (  # noqa: E402
 )
 from trainer.evaluate_run import passes_per_window  # noqa: E402
 from trainer.export import validation_windows  # noqa: E402
+from trainer.known_counts import KnownMixes  # noqa: E402
 from trainer.metrics import Population, curve  # noqa: E402
 from trainer.model import device_for, load_model  # noqa: E402
 from trainer.recalibrate import validation_slice, write_recalibrated_bundle  # noqa: E402
@@ -101,7 +102,8 @@ class Variant:
     strategy: ScoringStrategy
 
     def window_score(self, r: WindowResult) -> float:
-        if self.strategy.known_counts and r.known:
+        st = self.strategy
+        if st.known_counts and (r.known_in_order if st.known_pairs else r.known):
             return 0.0  # as score_token_windows scores it
         if self.strategy.kind == "logbert" or self.strategy.aggregate == "maxrank":
             return float(r.score)  # the miss fraction or the max rank, as the run scored it
@@ -134,6 +136,16 @@ VARIANTS = [
         "full k=10 max-rank, known mixes",
         "full-10",
         ScoringStrategy(groups=10, aggregate="maxrank", known_counts=True),
+    ),
+    Variant(
+        "full k=10 max, known mixes in known steps",
+        "full-10",
+        ScoringStrategy(groups=10, aggregate="max", known_counts=True, known_pairs=True),
+    ),
+    Variant(
+        "full k=10 max-rank, known mixes in known steps",
+        "full-10",
+        ScoringStrategy(groups=10, aggregate="maxrank", known_counts=True, known_pairs=True),
     ),
 ]
 ABLATION = ("full k=6 max", "full k=6 max-rank")
@@ -200,7 +212,7 @@ def mlm_scorer(
     key: str,
     max_batch_tokens: int,
     device: torch.device,
-    known_counts: tuple[tuple[int, ...], ...],
+    known: KnownMixes | None,
 ) -> tuple[Callable[[list[tuple[str, ...]]], Sequence[WindowResult]], WindowScorer]:
     """The product's scorer with run `key`'s strategy: event windows in, marked as in
     serving when the vocab holds the end marker; each result says whether its window is a
@@ -213,7 +225,7 @@ def mlm_scorer(
         "bench",
         device,
         max_batch_tokens=max_batch_tokens,
-        known_counts=known_counts,
+        known=known,
     )
     return scorer.score_events, scorer
 
@@ -265,7 +277,8 @@ def mlm_section(
     vocab = Vocab.load(bundle / VOCAB)
     device = device_for(a.device)
     model = load_model(bundle, device)
-    known = Calibration.from_json((bundle / CALIBRATION).read_bytes()).known_counts
+    cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
+    known = KnownMixes.of(cal.known_counts, cal.known_pairs)
     assert uses_end_marker(vocab) == end
     # The trainer's own slice, tokenized (and marked) as it was for calibration.
     val_tokens = validation_slice(

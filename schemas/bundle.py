@@ -57,6 +57,9 @@ class Calibration:
     known_counts: tuple[tuple[int, ...], ...] = ()
     """The event mixes of the training windows (trainer/known_counts.py: (token id, count)
     pairs, flattened), for strategies that treat a known mix as normal."""
+    known_pairs: tuple[tuple[int, int], ...] = ()
+    """The pairs of consecutive tokens in the training windows (token ids), for strategies
+    that also require a known mix's order to be made of known steps."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -67,6 +70,7 @@ class Calibration:
                 "n_windows": self.n_windows,
                 "strategy": self.strategy,
                 "known_counts": [list(k) for k in self.known_counts],
+                "known_pairs": [list(p) for p in self.known_pairs],
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -82,6 +86,7 @@ class Calibration:
                 n_windows=int(obj["n_windows"]),
                 strategy=dict(obj.get("strategy", {})),
                 known_counts=tuple(_count_key(k) for k in obj.get("known_counts", [])),
+                known_pairs=tuple(_pair(p) for p in obj.get("known_pairs", [])),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"bad calibration.json: {e}") from None
@@ -93,6 +98,13 @@ def _count_key(obj: Any) -> tuple[int, ...]:
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in obj):
         raise ValueError(f"a known_counts entry must hold non-negative integers: {obj!r}")
     return tuple(obj)
+
+
+def _pair(obj: Any) -> tuple[int, int]:
+    ok = isinstance(obj, list) and len(obj) == 2
+    if not ok or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in obj):
+        raise ValueError(f"a known_pairs entry must be two token ids: {obj!r}")
+    return (obj[0], obj[1])
 
 
 @dataclass(frozen=True)

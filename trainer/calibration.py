@@ -25,7 +25,7 @@ from schemas.bundle import Calibration
 from schemas.errors import DataError
 
 if TYPE_CHECKING:
-    from trainer.known_counts import CountKey
+    from trainer.known_counts import CountKey, Pair
     from trainer.scoring import ScoringStrategy
 
 log = structlog.get_logger(__name__)
@@ -69,6 +69,7 @@ def calibrate(
     *,
     strategy: ScoringStrategy,
     known_counts: tuple[CountKey, ...] = (),
+    known_pairs: tuple[Pair, ...] = (),
 ) -> Calibration:
     """Quantiles of the normal scores and the threshold at `threshold_quantile`.
 
@@ -93,4 +94,5 @@ def calibrate(
         n_windows=int(s.size),
         strategy=strategy.to_dict(),
         known_counts=known_counts,
+        known_pairs=known_pairs,
     )

@@ -83,7 +83,7 @@ def evaluate_bundle(
             q,
             scorer.device,
             s.max_batch_tokens,
-            cal.known_counts,
+            scorer.known,
         )
         scorer.strategy, scorer.threshold = strategy, cal.threshold
         source = (

@@ -20,6 +20,7 @@ STRATEGY_FIELDS = (
     "top_g",
     "r",
     "known_counts",
+    "known_pairs",
 )
 
 
@@ -54,6 +55,9 @@ class EvaluateSettings:
     known_counts: bool | None = None
     """Override: score 0 for a window whose event counts equal a training window's,
     whatever their order (the bundle's calibration lists them)."""
+    known_pairs: bool | None = None
+    """Override: with known_counts, a known mix scores 0 only when each pair of its
+    consecutive events also occurred in training."""
     threshold_quantile: float | None = None
     """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
     val_fraction: float | None = None

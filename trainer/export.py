@@ -35,7 +35,7 @@ from schemas.errors import BundleError, DecodeError
 from schemas.vocab import Vocab
 from trainer.calibration import calibrate
 from trainer.dataset import TrainingData
-from trainer.known_counts import known_count_keys
+from trainer.known_counts import KnownMixes, known_count_keys, known_pair_keys
 from trainer.model import load_model, save_model
 from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, score_token_windows
 
@@ -99,23 +99,28 @@ def calibrate_on_validation(
     strategy: ScoringStrategy | None = None,
 ) -> Calibration:
     """The threshold for `strategy` from the validation slice; the calibration also lists
-    the training windows' event mixes, so any bundle can use a `known_counts` strategy."""
+    the training windows' event mixes and pairs, so any bundle can use a `known_counts`
+    strategy."""
     strategy = strategy or DEFAULT_STRATEGY
-    known = known_count_keys(training_windows(data))
+    trained_on = training_windows(data)
+    counts, pairs = known_count_keys(trained_on), known_pair_keys(trained_on)
     results = score_token_windows(
         model,
         cast(Sequence[Sequence[int]], validation_windows(data)),
         strategy,
         device,
         max_batch_tokens=max_batch_tokens,
-        known=frozenset(known),
+        known=KnownMixes.of(counts, pairs),
     )
     scores = np.array([r.score for r in results], dtype=np.float64)
-    cal = calibrate(scores, threshold_quantile, strategy=strategy, known_counts=known)
+    cal = calibrate(
+        scores, threshold_quantile, strategy=strategy, known_counts=counts, known_pairs=pairs
+    )
     log.info(
         "calibrated",
         windows=cal.n_windows,
-        known_counts=len(known),
+        known_counts=len(counts),
+        known_pairs=len(pairs),
         threshold=cal.threshold,
         threshold_quantile=threshold_quantile,
         aggregate=strategy.aggregate,

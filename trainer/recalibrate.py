@@ -40,7 +40,7 @@ from trainer.calibration import calibrate
 from trainer.dataset import DataSelection, load_training_data
 from trainer.end_marker import uses_end_marker
 from trainer.export import validation_windows
-from trainer.known_counts import CountKey
+from trainer.known_counts import KnownMixes
 from trainer.scoring import ScoringStrategy, score_token_windows
 from trainer.settings import TrainSettings
 from trainer.token_cache import TokenCache
@@ -94,7 +94,7 @@ def strategy_scores(
     strategy: ScoringStrategy,
     device: torch.device,
     max_batch_tokens: int = 16_384,
-    known_counts: tuple[CountKey, ...] = (),
+    known: KnownMixes | None = None,
 ) -> npt.NDArray[np.float64]:
     token_windows = [np.asarray(w, dtype=np.int64) for w in windows]
     results = score_token_windows(
@@ -103,7 +103,7 @@ def strategy_scores(
         strategy,
         device,
         max_batch_tokens=max_batch_tokens,
-        known=frozenset(known_counts) if known_counts else None,
+        known=known,
     )
     return np.array([r.score for r in results], dtype=np.float64)
 
@@ -115,12 +115,18 @@ def recalibrate(
     threshold_quantile: float,
     device: torch.device,
     max_batch_tokens: int = 16_384,
-    known_counts: tuple[CountKey, ...] = (),
+    known: KnownMixes | None = None,
 ) -> Calibration:
     """A fresh Calibration for `strategy`, from the validation slice's scores; it keeps
-    `known_counts` (the bundle's training event mixes)."""
-    scores = strategy_scores(model, val_windows, strategy, device, max_batch_tokens, known_counts)
-    cal = calibrate(scores, threshold_quantile, strategy=strategy, known_counts=known_counts)
+    `known` (the bundle's training event mixes and pairs)."""
+    scores = strategy_scores(model, val_windows, strategy, device, max_batch_tokens, known)
+    cal = calibrate(
+        scores,
+        threshold_quantile,
+        strategy=strategy,
+        known_counts=tuple(sorted(known.counts)) if known else (),
+        known_pairs=tuple(sorted(known.pairs)) if known else (),
+    )
     log.info(
         "recalibrated",
         kind=strategy.kind,
@@ -135,11 +141,14 @@ def recalibrate(
 def write_recalibrated_bundle(src: Path, dst: Path, calibration: Calibration) -> BundleManifest:
     """A copy of bundle `src` at `dst` with a new calibration.json: a new version whose
     parent is `src`'s (same weights and vocab), published atomically. A calibration that
-    lists no known event mixes takes `src`'s (they come from the same training data)."""
+    lists no known event mixes takes `src`'s mixes and pairs (they come from the same
+    training data)."""
     manifest = verify_bundle(src)
     if not calibration.known_counts:
         old = Calibration.from_json((src / CALIBRATION).read_bytes())
-        calibration = dataclasses.replace(calibration, known_counts=old.known_counts)
+        calibration = dataclasses.replace(
+            calibration, known_counts=old.known_counts, known_pairs=old.known_pairs
+        )
     if dst.exists():
         raise BundleError(f"{dst} already exists")
     version = new_version()

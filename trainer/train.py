@@ -209,7 +209,12 @@ def _run(
         s.threshold_quantile,
         d.device,
         s.score_tokens_per_batch,
-        replace(DEFAULT_STRATEGY, groups=s.score_groups, known_counts=s.score_known_counts),
+        replace(
+            DEFAULT_STRATEGY,
+            groups=s.score_groups,
+            known_counts=s.score_known_counts,
+            known_pairs=s.score_known_counts and s.score_known_pairs,
+        ),
     )
     manifest = export_bundle(
         req.out,

@@ -1,5 +1,6 @@
 """Known event mixes: a strategy with `known_counts` scores a window whose event counts
-equal a training window's 0, whatever their order; the keys travel in calibration.json."""
+equal a training window's 0, whatever their order (with `known_pairs`, only when each step
+of its order was seen too); the keys travel in calibration.json."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from schemas.errors import BundleError
 from schemas.vocab import UNK_ID, Vocab
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
-from trainer.known_counts import count_key, known_count_keys
+from trainer.known_counts import (
+    KnownMixes,
+    count_key,
+    known_count_keys,
+    known_pair_keys,
+    pairs_of,
+)
 from trainer.recalibrate import write_recalibrated_bundle
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 
@@ -26,6 +33,7 @@ CPU = torch.device("cpu")
 VOCAB_SIZE = 12
 MAX = ScoringStrategy(groups=3, aggregate="max")
 MAX_KNOWN = ScoringStrategy(groups=3, aggregate="max", known_counts=True)
+MAX_KNOWN_STEPS = ScoringStrategy(groups=3, aggregate="max", known_counts=True, known_pairs=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +58,19 @@ def test_a_window_with_an_unknown_event_is_never_known() -> None:
     assert known_count_keys([[5, UNK_ID], [5, 6]]) == ((5, 1, 6, 1),)
 
 
+def test_pairs_are_consecutive_tokens_most_frequent_first() -> None:
+    assert pairs_of([5, 6, 5, 6]) == {(5, 6), (6, 5)}
+    assert pairs_of([5]) == set()
+    assert known_pair_keys([[5, 6], [7, 8, 5, 6], [5, 6, 7]]) == ((5, 6), (6, 7), (7, 8), (8, 5))
+    assert known_pair_keys([[5, 6], [7, 8, 5, 6]], limit=1) == ((5, 6),)
+    assert KnownMixes.of([], [(5, 6)]) is None
+
+
+def test_known_pairs_refines_known_counts() -> None:
+    with pytest.raises(ValueError, match="known_pairs"):
+        ScoringStrategy(known_pairs=True)
+
+
 def test_known_count_keys_most_frequent_first_and_capped() -> None:
     windows = [[7, 8], [5], [8, 7], [6], [5], [7, 8]]
     assert known_count_keys(windows) == ((7, 1, 8, 1), (5, 1), (6, 1))
@@ -60,7 +81,7 @@ def test_known_count_keys_most_frequent_first_and_capped() -> None:
 
 def test_known_mix_scores_zero_in_any_order(model: BertForMaskedLM) -> None:
     seen, reordered, other = [5, 6, 6, 7, 8], [6, 8, 5, 7, 6], [5, 6, 7, 7, 8]
-    known = frozenset(k for k in (count_key(seen),) if k is not None)
+    known = KnownMixes.of(known_count_keys([seen]), known_pair_keys([seen]))
     windows = [seen, reordered, other]
     plain = score_token_windows(model, windows, MAX, CPU)
     with_known = score_token_windows(model, windows, MAX_KNOWN, CPU, known=known)
@@ -78,15 +99,44 @@ def test_known_mix_scores_zero_in_any_order(model: BertForMaskedLM) -> None:
         score_token_windows(model, windows, MAX_KNOWN, CPU)
 
 
+def test_known_pairs_still_scores_a_known_mix_in_an_unseen_order(model: BertForMaskedLM) -> None:
+    # Training saw 5 6 7 8 and 6 5 7 8: the pairs 5-6, 6-5, 6-7, 5-7 and 7-8.
+    train = [[5, 6, 7, 8], [6, 5, 7, 8]]
+    known = KnownMixes.of(known_count_keys(train), known_pair_keys(train))
+    interleaved, swapped = [6, 5, 7, 8], [5, 7, 6, 8]  # swapped has 7-6 and 6-8, never seen
+    plain = score_token_windows(model, [interleaved, swapped], MAX, CPU)
+    got = score_token_windows(model, [interleaved, swapped], MAX_KNOWN_STEPS, CPU, known=known)
+    assert [(r.known, r.known_in_order) for r in got] == [(True, True), (True, False)]
+    assert got[0].score == 0.0 and got[1].score == plain[1].score > 0.0
+    mixes_only = score_token_windows(model, [swapped], MAX_KNOWN, CPU, known=known)
+    assert mixes_only[0].score == 0.0
+
+
 def test_calibration_round_trips_known_counts() -> None:
-    cal = calibrate([1.0, 2.0], 0.5, strategy=MAX_KNOWN, known_counts=((5, 2, 7, 1), (6, 1)))
+    cal = calibrate(
+        [1.0, 2.0],
+        0.5,
+        strategy=MAX_KNOWN,
+        known_counts=((5, 2, 7, 1), (6, 1)),
+        known_pairs=((5, 7), (7, 5)),
+    )
     back = Calibration.from_json(cal.to_json())
     assert back == cal and back.known_counts == ((5, 2, 7, 1), (6, 1))
+    assert back.known_pairs == ((5, 7), (7, 5))
     old_file = b'{"quantiles": {}, "threshold": 1, "threshold_quantile": 0.5, "n_windows": 2}'
     assert Calibration.from_json(old_file).known_counts == ()
-    for bad in ("[[5, 2, 7]]", "[[5, -2]]", "[[5, true]]", "[5]"):
-        blob = old_file[:-1] + b', "known_counts": ' + bad.encode() + b"}"
-        with pytest.raises(BundleError, match="known_counts"):
+    assert Calibration.from_json(old_file).known_pairs == ()
+    for key, bad in (
+        ("known_counts", "[[5, 2, 7]]"),
+        ("known_counts", "[[5, -2]]"),
+        ("known_counts", "[[5, true]]"),
+        ("known_counts", "[5]"),
+        ("known_pairs", "[[5, 6, 7]]"),
+        ("known_pairs", "[[5, -6]]"),
+        ("known_pairs", "[5]"),
+    ):
+        blob = old_file[:-1] + f', "{key}": {bad}}}'.encode()
+        with pytest.raises(BundleError, match=key):
             Calibration.from_json(blob)
 
 
@@ -94,7 +144,8 @@ def test_scorer_refuses_a_known_counts_strategy_without_mixes(model: BertForMask
     vocab = Vocab.build([[f"E{i}" for i in range(7)]])
     with pytest.raises(BundleError, match="known event mixes"):
         WindowScorer(model, vocab, MAX_KNOWN, 1.0, "v1", CPU)
-    scorer = WindowScorer(model, vocab, MAX_KNOWN, 1.0, "v1", CPU, known_counts=[(5, 1, 6, 1)])
+    known = KnownMixes.of([(5, 1, 6, 1)])
+    scorer = WindowScorer(model, vocab, MAX_KNOWN, 1.0, "v1", CPU, known=known)
     a, b = scorer.score_events([["E0", "E1"], ["E0", "E2"]], ended=[False, False])
     assert (a.known, a.score) == (True, 0.0) and not b.known and b.score > 0.0
 
@@ -102,14 +153,16 @@ def test_scorer_refuses_a_known_counts_strategy_without_mixes(model: BertForMask
 def test_recalibrated_bundle_keeps_the_known_mixes(model: BertForMaskedLM, tmp_path: Path) -> None:
     vocab = Vocab.build([[f"E{i}" for i in range(7)]])
     src = tmp_path / "src"
-    keys = ((5, 1, 6, 1),)
+    keys, pairs = ((5, 1, 6, 1),), ((6, 5),)
     export_bundle(
-        src, model, vocab, calibrate([1.0, 2.0], 0.5, strategy=MAX, known_counts=keys),
+        src, model, vocab,
+        calibrate([1.0, 2.0], 0.5, strategy=MAX, known_counts=keys, known_pairs=pairs),
         data_from=None, data_to=None, preset="tiny", parent_version=None, metrics={},
     )  # fmt: skip
     write_recalibrated_bundle(src, tmp_path / "dst", calibrate([3.0], 0.5, strategy=MAX_KNOWN))
     cal = Calibration.from_json((tmp_path / "dst" / CALIBRATION).read_bytes())
     assert cal.known_counts == keys and cal.strategy["known_counts"] is True
+    assert cal.known_pairs == pairs
     served = WindowScorer.from_bundle(tmp_path / "dst", device="cpu")
-    assert served.known == frozenset(keys)
+    assert served.known == KnownMixes.of(keys, pairs)
     assert np.isclose(served.score_events([["E1", "E0"]], ended=[False])[0].score, 0.0)

@@ -46,3 +46,11 @@ def test_a_failed_run_is_shown_not_averaged() -> None:
     assert s["f1_by_seed"] == {0: None, 1: 0.6}
     assert s["f1_mean"] == 0.6
     assert "0:fail 1:0.6000" in table([s])
+
+
+def test_default_row_is_the_trainers_default_strategy() -> None:
+    from bench.quality_hdfs import VARIANTS
+    from trainer.scoring import DEFAULT_STRATEGY
+
+    [row] = [v for v in VARIANTS if v.name == DEFAULT_ROW]
+    assert row.strategy == DEFAULT_STRATEGY

@@ -61,6 +61,7 @@ def test_train_exports_bundle_then_warm_starts(
     vocab_size = len(Vocab.load(out / "vocab.json"))
     for key in cal.known_counts:
         assert all(0 < t < vocab_size and c > 0 for t, c in zip(key[::2], key[1::2], strict=True))
+    assert cal.known_pairs and all(0 < t < vocab_size for p in cal.known_pairs for t in p)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no tmp left
 
     run = tmp_path / "models" / "m1.run"
@@ -93,15 +94,15 @@ def test_train_exports_bundle_then_warm_starts(
             "1",
             "--init-from",
             str(out),
-            "--score-known-counts",
-            "true",
+            "--score-known-pairs",
+            "false",
         ]
     )
     assert rc == 0
     m2 = verify_bundle(out2)
-    # Calibrated for the known-mixes strategy: the new sessions' mix E5 E5 E_NEW is known.
+    # Calibrated for known mixes in any order: the new sessions' mix E5 E5 E_NEW is known.
     cal2 = Calibration.from_json((out2 / "calibration.json").read_bytes())
-    assert cal2.strategy["known_counts"] is True
+    assert cal2.strategy["known_counts"] is True and cal2.strategy["known_pairs"] is False
     scored = WindowScorer.from_bundle(out2, device="cpu").score_events([["E_NEW", "E5", "E5"]])
     assert scored[0].known and scored[0].score == 0.0
     assert m2.parent_version == manifest.version and m2.version > manifest.version
