@@ -39,6 +39,16 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def report_header(name: str, key: str = "bench") -> dict[str, Any]:
+    """The first fields of every bench's results JSON: its name (under `key`), when, and on
+    what machine."""
+    return {
+        key: name,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 import torch
 
-from bench.machine import machine
+from bench.machine import report_header
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.vocab import Vocab
@@ -176,9 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"busy loop alone: {results['busy_loop_alone_iters_per_s']} iterations/s")
 
     result = {
-        "bench": "model_process",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **report_header("model_process"),
         "config": {
             "device": str(device),
             "preset": preset,

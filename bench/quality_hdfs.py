@@ -33,7 +33,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,7 +44,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import machine, shown_path  # noqa: E402
+from bench.machine import report_header, shown_path  # noqa: E402
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle  # noqa: E402
 from schemas.console import out  # noqa: E402
 from schemas.errors import ConfigError  # noqa: E402
@@ -587,9 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     total_s = time.perf_counter() - t_start
     results = {
-        "benchmark": "quality_hdfs",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **report_header("quality_hdfs", key="benchmark"),
         "run_seconds": round(total_s, 1),
         "data": {
             "train": shown_path(a.data / "train.jsonl"),

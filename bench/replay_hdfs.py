@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import machine, shown_path  # noqa: E402
+from bench.machine import report_header, shown_path  # noqa: E402
 from schemas.console import out  # noqa: E402
 from schemas.logs import configure_logging  # noqa: E402
 from schemas.scores import Score  # noqa: E402
@@ -229,9 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "file_windows": len(run.split.windows),
     }
     results = {
-        "benchmark": "replay_hdfs",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **report_header("replay_hdfs", key="benchmark"),
         "model": shown_path(a.model),
         "model_version": scorer.model_version,
         "strategy": scorer.strategy.to_dict(),

@@ -38,7 +38,7 @@ import orjson
 import torch
 from transformers import BertForMaskedLM
 
-from bench.machine import machine
+from bench.machine import report_header
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.vocab import CLS_ID, MASK_ID, SEP_ID
@@ -190,9 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     naive_scores = np.array(outputs["per_window_full_head"])
     base = results["batched_masked_head"]["seconds"]
     report = {
-        "bench": "score_throughput",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **report_header("score_throughput"),
         "config": {
             "device": device.type,
             "preset": preset_name,

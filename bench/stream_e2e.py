@@ -63,7 +63,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.machine import machine
+from bench.machine import report_header
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.windows import Window
@@ -793,9 +793,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     d = results["drain"]
     report = {
-        "bench": "stream_e2e",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **report_header("stream_e2e"),
         "config": {
             "drain_events": len(drain_msgs),
             "drain_sessions": len(drain_sims),

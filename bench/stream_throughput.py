@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from bench.machine import machine
+from bench.machine import report_header
 from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.windows import Window, split_points
@@ -229,9 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("warning")
 
     report = {
-        "bench": "stream_throughput",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **report_header("stream_throughput"),
         "sessionizer": bench_sessionizer(args),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM
 
-from bench.machine import machine
+from bench.machine import report_header
 from schemas.console import out as say
 from schemas.daily_files import daily_file_name
 from schemas.logs import configure_logging
@@ -308,9 +308,7 @@ def main() -> None:
             )
 
     result = {
-        "bench": "train_throughput",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **report_header("train_throughput"),
         "device": str(device),
         "preset": args.preset,
         "tokens_per_batch": args.tokens_per_batch,
