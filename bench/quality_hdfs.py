@@ -74,6 +74,7 @@ from trainer.metrics import Population, curve  # noqa: E402
 from trainer.model import device_for, load_model  # noqa: E402
 from trainer.recalibrate import validation_slice, write_recalibrated_bundle  # noqa: E402
 from trainer.scoring import (  # noqa: E402
+    Aggregate,
     ScoringStrategy,
     WindowResult,
     WindowScorer,
@@ -99,18 +100,31 @@ class Variant:
     name: str
     run: str
     strategy: ScoringStrategy
+    n_event_tokens: int = 0
+    """The vocab's event tokens: the rank of an event scored like [UNK] (set per bundle)."""
 
     def window_score(self, r: WindowResult) -> float:
+        """As score_token_windows scores the window with this strategy (the run scored it
+        with the run's strategy, which has no count ceilings)."""
         st = self.strategy
         if st.known_counts and (r.known_in_order if st.known_pairs else r.known):
-            return 0.0  # as score_token_windows scores it
-        if self.strategy.kind == "logbert" or self.strategy.aggregate == "maxrank":
-            return float(r.score)  # the miss fraction or the max rank, as the run scored it
-        return aggregate(r.nll, self.strategy)
+            return 0.0
+        past = st.count_ceilings and bool(r.past_ceiling)
+        if st.kind == "logbert":
+            return float(r.score)  # the miss fraction, as the run scored it
+        if st.aggregate == "maxrank":
+            return float(self.n_event_tokens) if past else float(r.score)
+        nll = r.nll
+        if past:
+            nll = nll.copy()
+            nll[list(r.past_ceiling)] = np.float32(st.unk_nll)
+        return aggregate(nll, st)
 
     def strategy_dict(self) -> dict[str, Any]:
         return self.strategy.to_dict()
 
+
+MAX_AGGREGATES: tuple[tuple[str, Aggregate], ...] = (("max", "max"), ("max-rank", "maxrank"))
 
 RUNS: dict[str, ScoringStrategy] = {
     # One "full" run gives the NLLs (every NLL aggregate) and the max rank.
@@ -145,6 +159,26 @@ VARIANTS = [
         "full k=10 max-rank, known mixes in known steps",
         "full-10",
         ScoringStrategy(groups=10, aggregate="maxrank", known_counts=True, known_pairs=True),
+    ),
+    Variant(
+        "full k=10 max, count ceilings",
+        "full-10",
+        ScoringStrategy(groups=10, aggregate="max", count_ceilings=True),
+    ),
+    *(
+        Variant(
+            f"full k=10 {label}, known mixes{steps}, count ceilings",
+            "full-10",
+            ScoringStrategy(
+                groups=10,
+                aggregate=agg,
+                known_counts=True,
+                known_pairs=bool(steps),
+                count_ceilings=True,
+            ),
+        )
+        for steps in ("", " in known steps")
+        for label, agg in MAX_AGGREGATES
     ),
 ]
 ABLATION = ("full k=6 max", "full k=6 max-rank")
@@ -277,7 +311,7 @@ def mlm_section(
     device = device_for(a.device)
     model = load_model(bundle, device)
     cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
-    known = KnownMixes.of(cal.known_counts, cal.known_pairs)
+    known = KnownMixes.of(cal.known_counts, cal.known_pairs, cal.count_ceilings)
     assert uses_end_marker(vocab) == end
     # The trainer's own slice, tokenized (and marked) as it was for calibration.
     val_tokens = validation_slice(
@@ -293,7 +327,10 @@ def mlm_section(
     Run = WindowRun[Any]
     runs: dict[str, tuple[Run, Run, Run]] = {}
     seconds: dict[str, float] = {}
-    variants = VARIANTS if end else [v for v in VARIANTS if v.name in ABLATION]
+    variants = [
+        dataclasses.replace(v, n_event_tokens=len(vocab) - vocab.first_event_id)
+        for v in (VARIANTS if end else [v for v in VARIANTS if v.name in ABLATION])
+    ]
     wanted = {v.run for v in variants}
     for key in sorted(wanted):
         fn, scorer = mlm_scorer(model, vocab, key, a.max_batch_tokens, device, known)

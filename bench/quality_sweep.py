@@ -45,7 +45,7 @@ from bench.quality_hdfs import bool_flag  # noqa: E402
 from schemas.console import out  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-DEFAULT_ROW = "full k=10 max, known mixes in known steps"
+DEFAULT_ROW = "full k=10 max, known mixes in known steps, count ceilings"
 """The strategy new bundles score with (trainer.scoring.DEFAULT_STRATEGY)."""
 
 

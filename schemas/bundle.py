@@ -60,6 +60,10 @@ class Calibration:
     known_pairs: tuple[tuple[int, int], ...] = ()
     """The pairs of consecutive tokens in the training windows (token ids), for strategies
     that also require a known mix's order to be made of known steps."""
+    count_ceilings: tuple[tuple[int, int], ...] | None = None
+    """(token id, ceiling) for the events with a count ceiling (trainer/known_counts.py),
+    for strategies that score an occurrence beyond it like an unknown event. None: not
+    recorded (files from before count ceilings)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -71,6 +75,9 @@ class Calibration:
                 "strategy": self.strategy,
                 "known_counts": [list(k) for k in self.known_counts],
                 "known_pairs": [list(p) for p in self.known_pairs],
+                "count_ceilings": (
+                    None if self.count_ceilings is None else [list(c) for c in self.count_ceilings]
+                ),
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -87,6 +94,11 @@ class Calibration:
                 strategy=dict(obj.get("strategy", {})),
                 known_counts=tuple(_count_key(k) for k in obj.get("known_counts", [])),
                 known_pairs=tuple(_pair(p) for p in obj.get("known_pairs", [])),
+                count_ceilings=(
+                    None
+                    if obj.get("count_ceilings") is None
+                    else tuple(_ceiling(c) for c in obj["count_ceilings"])
+                ),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"bad calibration.json: {e}") from None
@@ -100,10 +112,26 @@ def _count_key(obj: Any) -> tuple[int, ...]:
     return tuple(obj)
 
 
+def _two_ints(obj: Any, lows: tuple[int, int]) -> bool:
+    return (
+        isinstance(obj, list)
+        and len(obj) == 2
+        and all(
+            isinstance(x, int) and not isinstance(x, bool) and x >= lo
+            for x, lo in zip(obj, lows, strict=True)
+        )
+    )
+
+
 def _pair(obj: Any) -> tuple[int, int]:
-    ok = isinstance(obj, list) and len(obj) == 2
-    if not ok or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in obj):
+    if not _two_ints(obj, (0, 0)):
         raise ValueError(f"a known_pairs entry must be two token ids: {obj!r}")
+    return (obj[0], obj[1])
+
+
+def _ceiling(obj: Any) -> tuple[int, int]:
+    if not _two_ints(obj, (0, 0)):
+        raise ValueError(f"a count_ceilings entry must be a token id and a count: {obj!r}")
     return (obj[0], obj[1])
 
 

@@ -25,7 +25,7 @@ from schemas.bundle import Calibration
 from schemas.errors import DataError
 
 if TYPE_CHECKING:
-    from trainer.known_counts import CountKey, Pair
+    from trainer.known_counts import KnownMixes
     from trainer.scoring import ScoringStrategy
 
 log = structlog.get_logger(__name__)
@@ -68,10 +68,10 @@ def calibrate(
     threshold_quantile: float = 0.999,
     *,
     strategy: ScoringStrategy,
-    known_counts: tuple[CountKey, ...] = (),
-    known_pairs: tuple[Pair, ...] = (),
+    known: KnownMixes | None = None,
 ) -> Calibration:
-    """Quantiles of the normal scores and the threshold at `threshold_quantile`.
+    """Quantiles of the normal scores and the threshold at `threshold_quantile`; the
+    calibration also records `known` (what the training windows held).
 
     A "logbert" strategy with a fixed `r` uses r as the threshold (its rule: anomalous when
     the miss fraction exceeds r); the quantiles are still recorded.
@@ -93,6 +93,7 @@ def calibrate(
         threshold_quantile=threshold_quantile,
         n_windows=int(s.size),
         strategy=strategy.to_dict(),
-        known_counts=known_counts,
-        known_pairs=known_pairs,
+        known_counts=tuple(sorted(known.counts)) if known else (),
+        known_pairs=tuple(sorted(known.pairs)) if known else (),
+        count_ceilings=known.ceilings if known else None,
     )

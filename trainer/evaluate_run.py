@@ -76,6 +76,8 @@ def evaluate_bundle(
         )
         if strategy.known_counts and scorer.known is None:
             raise ConfigError(f"{bundle}: its calibration lists no known event mixes")
+        if strategy.count_ceilings and (scorer.known is None or scorer.known.ceilings is None):
+            raise ConfigError(f"{bundle}: its calibration records no count ceilings (retrain)")
         cal = recalibrate(
             scorer.model,
             val,
@@ -110,8 +112,16 @@ def evaluate_bundle(
         if scorer.strategy.kind == "full"
         else scorer.strategy.kind
     )
+    extras = [
+        label
+        for label, on in (
+            ("known mixes", scorer.strategy.known_counts),
+            ("count ceilings", scorer.strategy.count_ceilings),
+        )
+        if on
+    ]
     report = evaluate_scores(
-        f"{name}, known mixes" if scorer.strategy.known_counts else name,
+        ", ".join([name, *extras]),
         scored,
         scorer.threshold,
         source,

@@ -21,6 +21,7 @@ STRATEGY_FIELDS = (
     "r",
     "known_counts",
     "known_pairs",
+    "count_ceilings",
 )
 
 
@@ -58,6 +59,10 @@ class EvaluateSettings:
     known_pairs: bool | None = None
     """Override: with known_counts, a known mix scores 0 only when each pair of its
     consecutive events also occurred in training."""
+    count_ceilings: bool | None = None
+    """Override: for kind 'full', an occurrence of an event beyond the most any training
+    window held of it scores like an unknown event (the bundle's calibration lists the
+    ceilings)."""
     threshold_quantile: float | None = None
     """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
     val_fraction: float | None = None

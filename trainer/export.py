@@ -35,7 +35,13 @@ from schemas.errors import BundleError, DecodeError
 from schemas.vocab import Vocab
 from trainer.calibration import calibrate
 from trainer.dataset import TrainingData
-from trainer.known_counts import KnownMixes, known_count_keys, known_pair_keys
+from trainer.known_counts import (
+    CEILING_SUPPORT,
+    KnownMixes,
+    count_ceilings,
+    known_count_keys,
+    known_pair_keys,
+)
 from trainer.model import load_model, save_model
 from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, score_token_windows
 
@@ -97,30 +103,34 @@ def calibrate_on_validation(
     device: torch.device,
     max_batch_tokens: int,
     strategy: ScoringStrategy | None = None,
+    ceiling_support: int = CEILING_SUPPORT,
 ) -> Calibration:
     """The threshold for `strategy` from the validation slice; the calibration also lists
-    the training windows' event mixes and pairs, so any bundle can use a `known_counts`
-    strategy."""
+    the training windows' event mixes, pairs and count ceilings (each needing
+    `ceiling_support` windows), so any bundle can use a strategy that looks them up."""
     strategy = strategy or DEFAULT_STRATEGY
-    trained_on = training_windows(data)
-    counts, pairs = known_count_keys(trained_on), known_pair_keys(trained_on)
+    trained_on, held_out = training_windows(data), validation_windows(data)
+    known = KnownMixes(
+        frozenset(known_count_keys(trained_on)),
+        frozenset(known_pair_keys(trained_on)),
+        count_ceilings(trained_on, held_out, ceiling_support),
+    )
     results = score_token_windows(
         model,
-        cast(Sequence[Sequence[int]], validation_windows(data)),
+        cast(Sequence[Sequence[int]], held_out),
         strategy,
         device,
         max_batch_tokens=max_batch_tokens,
-        known=KnownMixes.of(counts, pairs),
+        known=known,
     )
     scores = np.array([r.score for r in results], dtype=np.float64)
-    cal = calibrate(
-        scores, threshold_quantile, strategy=strategy, known_counts=counts, known_pairs=pairs
-    )
+    cal = calibrate(scores, threshold_quantile, strategy=strategy, known=known)
     log.info(
         "calibrated",
         windows=cal.n_windows,
-        known_counts=len(counts),
-        known_pairs=len(pairs),
+        known_counts=len(known.counts),
+        known_pairs=len(known.pairs),
+        count_ceilings=len(known.ceilings or ()),
         threshold=cal.threshold,
         threshold_quantile=threshold_quantile,
         aggregate=strategy.aggregate,

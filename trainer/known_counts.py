@@ -11,6 +11,18 @@ Order-only anomalies are invisible to that alone. With `known_pairs` as well, a 
 counts only when every pair of consecutive events in the window (end marker included) also
 occurred in training: HDFS's interleavings reuse pairs seen before, while a swapped step in
 a sequential flow (the simulator's out-of-order anomaly) makes a pair never seen.
+
+Count ceilings (strategy `count_ceilings`) look at one event at a time: an occurrence of an
+event beyond what the training windows held of it scores like an unknown event. Some
+counts are fixed by the system (an HDFS block has three replicas, so it is deleted three
+times; five deletions is a fault however ordinary each step looks); others have a long
+tail (a block can be served any number of times). The validation slice tells them apart
+without labels: an event that some validation window held more of than its ceiling gets
+none. A ceiling needs `CEILING_SUPPORT` training windows: nightly training data is raw
+traffic, and one or two windows (an anomaly nobody flagged) do not make a count normal.
+An event fewer windows held has ceiling 0: any occurrence of it scores like an unknown
+event (HDFS's E20, "unexpected error trying to delete block", is in 2 of 4,480 normal
+training windows and in 2,647 of 8,627 anomalous dev blocks).
 """
 
 from __future__ import annotations
@@ -24,12 +36,20 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.vocab import UNK_ID
+from trainer.settings import TrainSettings
 
 CountKey = tuple[int, ...]
 """(token id, count) pairs, flattened, in token id order."""
 
 Pair = tuple[int, int]
 """Two token ids that followed each other in a window."""
+
+Ceiling = tuple[int, int]
+"""(token id, the most occurrences of it that `CEILING_SUPPORT` training windows held)."""
+
+CEILING_SUPPORT = TrainSettings.score_ceiling_support
+"""Training windows that must hold a count (or more) of an event for it to be within the
+event's ceiling."""
 
 MAX_KNOWN_PAIRS = 100_000
 """Pairs kept in a bundle, the most frequent first (HDFS's training windows hold 77)."""
@@ -84,18 +104,97 @@ def known_pair_keys(
     return tuple(p for p, _ in ranked[:limit])
 
 
+def _count_histograms(
+    windows: Iterable[Sequence[int] | npt.NDArray[np.integer]],
+) -> dict[int, Counter[int]]:
+    """For each token: how many windows held it how many times."""
+    hist: dict[int, Counter[int]] = {}
+    for w in windows:
+        values, counts = np.unique(np.asarray(w, dtype=np.int64), return_counts=True)
+        for t, c in zip(values.tolist(), counts.tolist(), strict=True):
+            hist.setdefault(t, Counter())[c] += 1
+    return hist
+
+
+def _supported_max(hist: Counter[int], support: int) -> int:
+    """The largest count that at least `support` windows held (or more); 0 if none."""
+    windows = 0
+    for count in sorted(hist, reverse=True):
+        windows += hist[count]
+        if windows >= support:
+            return count
+    return 0
+
+
+def count_ceilings(
+    train: Iterable[Sequence[int] | npt.NDArray[np.integer]],
+    validation: Iterable[Sequence[int] | npt.NDArray[np.integer]],
+    support: int = CEILING_SUPPORT,
+) -> tuple[Ceiling, ...]:
+    """The ceiling of each event the training windows held, in token id order: the most
+    occurrences that `support` training windows held (0 when fewer windows held the event
+    at all). Events a validation window held more of than that (a long-tailed count), and
+    [UNK], get none."""
+    if support < 1:
+        raise ValueError(f"support must be >= 1, got {support}")
+    held_out = {t: max(h) for t, h in _count_histograms(validation).items()}
+    ceilings = []
+    for t, hist in sorted(_count_histograms(train).items()):
+        ceiling = _supported_max(hist, support)
+        if t != UNK_ID and held_out.get(t, 0) <= ceiling:
+            ceilings.append((t, ceiling))
+    return tuple(ceilings)
+
+
+def past_ceiling(
+    ids: npt.NDArray[np.int64],
+    window_of: npt.NDArray[np.int64],
+    ceilings: Iterable[Ceiling],
+) -> npt.NDArray[np.bool_]:
+    """Which events (flat over many windows; `window_of[i]` is event i's window, windows
+    contiguous) are an occurrence beyond their event's ceiling in their window: with a
+    ceiling of 3, the fourth and later occurrences."""
+    ceiling_of = dict(ceilings)
+    if ids.size == 0 or not ceiling_of:
+        return np.zeros(ids.size, dtype=bool)
+    top = int(ids.max()) + 1
+    limit = np.full(top, np.iinfo(np.int64).max, dtype=np.int64)
+    for t, c in ceiling_of.items():
+        if t < top:
+            limit[t] = c
+    # Occurrence number of each event within (window, token), counted in window order.
+    order = np.lexsort((np.arange(ids.size), ids, window_of))
+    key = window_of[order] * top + ids[order]
+    first = np.ones(ids.size, dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    at = np.arange(ids.size)
+    occurrence = at - np.maximum.accumulate(np.where(first, at, 0))
+    past = np.empty(ids.size, dtype=bool)
+    past[order] = occurrence >= limit[ids[order]]
+    return past
+
+
 @dataclass(frozen=True)
 class KnownMixes:
     """What the training windows held, as the scoring function looks it up."""
 
     counts: frozenset[CountKey]
     pairs: frozenset[Pair]
+    ceilings: tuple[Ceiling, ...] | None = None
+    """None: not recorded (a bundle from before count ceilings)."""
 
     @classmethod
-    def of(cls, counts: Iterable[CountKey], pairs: Iterable[Pair] = ()) -> KnownMixes | None:
-        """None when there are no mixes to look up."""
+    def of(
+        cls,
+        counts: Iterable[CountKey],
+        pairs: Iterable[Pair] = (),
+        ceilings: Iterable[Ceiling] | None = None,
+    ) -> KnownMixes | None:
+        """None when there is nothing to look up."""
         c = frozenset(counts)
-        return cls(c, frozenset(pairs)) if c else None
+        if not c and ceilings is None:
+            return None
+        return cls(c, frozenset(pairs), None if ceilings is None else tuple(ceilings))
 
     def match(self, token_ids: Sequence[int] | npt.NDArray[np.integer]) -> tuple[bool, bool]:
         """(the window is a known mix, and also every pair of its consecutive tokens is

@@ -118,15 +118,9 @@ def recalibrate(
     known: KnownMixes | None = None,
 ) -> Calibration:
     """A fresh Calibration for `strategy`, from the validation slice's scores; it keeps
-    `known` (the bundle's training event mixes and pairs)."""
+    `known` (what the bundle's training windows held)."""
     scores = strategy_scores(model, val_windows, strategy, device, max_batch_tokens, known)
-    cal = calibrate(
-        scores,
-        threshold_quantile,
-        strategy=strategy,
-        known_counts=tuple(sorted(known.counts)) if known else (),
-        known_pairs=tuple(sorted(known.pairs)) if known else (),
-    )
+    cal = calibrate(scores, threshold_quantile, strategy=strategy, known=known)
     log.info(
         "recalibrated",
         kind=strategy.kind,
@@ -141,14 +135,16 @@ def recalibrate(
 def write_recalibrated_bundle(src: Path, dst: Path, calibration: Calibration) -> BundleManifest:
     """A copy of bundle `src` at `dst` with a new calibration.json: a new version whose
     parent is `src`'s (same weights and vocab), published atomically. A calibration that
-    lists no known event mixes takes `src`'s mixes and pairs (they come from the same
-    training data)."""
+    lists no known event mixes (or no count ceilings) takes `src`'s: they come from the
+    same training data."""
     manifest = verify_bundle(src)
+    old = Calibration.from_json((src / CALIBRATION).read_bytes())
     if not calibration.known_counts:
-        old = Calibration.from_json((src / CALIBRATION).read_bytes())
         calibration = dataclasses.replace(
             calibration, known_counts=old.known_counts, known_pairs=old.known_pairs
         )
+    if calibration.count_ceilings is None:
+        calibration = dataclasses.replace(calibration, count_ceilings=old.count_ceilings)
     if dst.exists():
         raise BundleError(f"{dst} already exists")
     version = new_version()

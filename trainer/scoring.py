@@ -24,6 +24,8 @@ A window is up to 510 event token ids; the model sees [CLS] + ids + [SEP]. Two s
 Either strategy may add `known_counts`: a window whose event counts equal a training
 window's (trainer/known_counts.py) scores 0, whatever the order of its events; with
 `known_pairs` too, only when each pair of its consecutive events also occurred in training.
+A "full" strategy may add `count_ceilings`: an occurrence of an event beyond the most any
+training window held of it scores like an [UNK] event (its NLL is `unk_nll`, it ranks last).
 
 `WindowScorer` wraps a loaded bundle (model, vocab, calibration) and turns `Window` records
 into `Score` records. When the bundle's vocab holds the session-end marker, it appends the
@@ -53,7 +55,7 @@ from schemas.scores import Expected, Score, SurprisingEvent
 from schemas.vocab import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIALS, UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS, Window
 from trainer.end_marker import END_EVENT, encode_window, uses_end_marker
-from trainer.known_counts import KnownMixes
+from trainer.known_counts import KnownMixes, past_ceiling
 from trainer.model import autocast_for, device_for, load_model, masked_logits
 
 log = structlog.get_logger(__name__)
@@ -114,6 +116,10 @@ class ScoringStrategy:
     """With `known_counts`: a known mix scores 0 only when every pair of its consecutive
     events (end marker included) also occurred in training, so a swapped step in a
     sequential flow is still scored while free interleavings of seen steps are not."""
+    count_ceilings: bool = False
+    """For "full": an occurrence of an event beyond the most that any training window held
+    of it (its ceiling) scores like an [UNK] event. Events whose count has a long tail get
+    no ceiling (trainer/known_counts.py). Needs the ceilings in calibration.json."""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -132,6 +138,8 @@ class ScoringStrategy:
             raise ValueError(f"unk_nll must be finite and > 0, got {self.unk_nll}")
         if self.known_pairs and not self.known_counts:
             raise ValueError("known_pairs refines known_counts: set both")
+        if self.count_ceilings and self.kind != "full":
+            raise ValueError("count_ceilings applies to the 'full' kind only")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,7 +165,12 @@ def _check_int(name: str, value: object, lo: int) -> None:
 
 
 DEFAULT_STRATEGY = ScoringStrategy(
-    kind="full", groups=10, aggregate="max", known_counts=True, known_pairs=True
+    kind="full",
+    groups=10,
+    aggregate="max",
+    known_counts=True,
+    known_pairs=True,
+    count_ceilings=True,
 )
 """What `logad train` calibrates and records in a new bundle, so `serve` scores with it:
 of the strategies that still see the order of events, the one with the best mean F1 at the
@@ -191,6 +204,9 @@ class WindowResult:
     caller passes the known mixes)."""
     known_in_order: bool = False
     """`known`, and every pair of its consecutive tokens occurred in training."""
+    past_ceiling: tuple[int, ...] = ()
+    """Positions of the events beyond their event's count ceiling (only looked up when
+    the caller passes ceilings); a `count_ceilings` strategy scored them like [UNK]."""
 
 
 # ---------------------------------------------------------------------------- pure helpers
@@ -315,10 +331,14 @@ def event_rank(logp: torch.Tensor, true_ids: torch.Tensor) -> torch.Tensor:
     return (logp[:, FIRST_EVENT_ID:] > true).sum(dim=1)
 
 
-def window_max_rank(rank: np.ndarray, ids: np.ndarray, n_event_tokens: int) -> float:
-    """The largest rank in a window; an [UNK] event ranks last (`n_event_tokens`), and an
-    event not predicted (-1) is ignored. An empty window scores 0.0."""
-    r = np.where(ids == UNK_ID, n_event_tokens, rank)
+def window_max_rank(
+    rank: np.ndarray, ids: np.ndarray, n_event_tokens: int, unseen: np.ndarray | None = None
+) -> float:
+    """The largest rank in a window; an [UNK] event (or one `unseen` marks) ranks last
+    (`n_event_tokens`), and an event not predicted (-1) is ignored. An empty window scores
+    0.0."""
+    last = ids == UNK_ID if unseen is None else (ids == UNK_ID) | unseen
+    r = np.where(last, n_event_tokens, rank)
     r = r[r >= 0]
     return float(r.max()) if r.size else 0.0
 
@@ -419,9 +439,10 @@ def score_token_windows(
 ) -> list[WindowResult]:
     """Score windows of event token ids (no [CLS]/[SEP]); results in input order.
 
-    `known`: the training windows' event mixes and pairs. Each result then says whether its
-    window is a known mix (in known order), and a strategy with `known_counts` scores such a
-    window 0 (it needs `known`).
+    `known`: what the training windows held. Each result then says whether its window is a
+    known mix (in known order) and which of its events are past their count ceiling; a
+    strategy with `known_counts` scores a known mix 0, and one with `count_ceilings` scores
+    an event past its ceiling like [UNK] (both need `known`).
 
     Passes of all windows are sorted by length and packed into batches of at most
     `max_batch_tokens` padded tokens (one pass per batch when a pass alone exceeds it).
@@ -432,6 +453,8 @@ def score_token_windows(
         raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
     if strategy.known_counts and known is None:
         raise ValueError("strategy known_counts needs the training windows' event mixes")
+    if strategy.count_ceilings and (known is None or known.ceilings is None):
+        raise ValueError("strategy count_ceilings needs the training windows' count ceilings")
     vocab_size = int(model.config.vocab_size)
     max_events = min(MAX_EVENTS, int(model.config.max_position_embeddings) - 2)
     windows = [np.asarray(w, dtype=np.int64).reshape(-1) for w in token_windows]
@@ -463,8 +486,16 @@ def score_token_windows(
         model.train(was_training)
 
     # Vectorized over all events: NLL, [UNK] override, cap, and logbert misses.
+    past = (
+        past_ceiling(passes.ids, np.repeat(np.arange(len(windows)), passes.lengths), known.ceilings)
+        if known is not None and known.ceilings
+        else np.zeros(passes.ids.size, dtype=bool)
+    )
+    unseen = passes.ids == UNK_ID
+    if strategy.count_ceilings:
+        unseen |= past
     nll = np.minimum(-pred.logp, np.float32(strategy.unk_nll))  # NaN stays NaN
-    nll[(passes.ids == UNK_ID) & ~np.isnan(nll)] = np.float32(strategy.unk_nll)
+    nll[unseen & ~np.isnan(nll)] = np.float32(strategy.unk_nll)
     in_top_g = (pred.top_ids[:, : strategy.top_g] == passes.ids[:, None]).any(axis=1)
     miss = ~np.isnan(nll) & ~in_top_g
 
@@ -481,7 +512,9 @@ def score_token_windows(
         n = int(passes.lengths[j])
         win_nll = nll[s : s + n].astype(np.float32, copy=True)
         if strategy.kind == "full" and strategy.aggregate == "maxrank":
-            score = window_max_rank(pred.rank[s : s + n], passes.ids[s : s + n], n_event_tokens)
+            score = window_max_rank(
+                pred.rank[s : s + n], passes.ids[s : s + n], n_event_tokens, unseen[s : s + n]
+            )
         elif strategy.kind == "full":
             score = aggregate(win_nll, strategy)
         else:
@@ -514,6 +547,7 @@ def score_token_windows(
                 surprising=surprising,
                 known=mix,
                 known_in_order=in_order,
+                past_ceiling=tuple(np.flatnonzero(past[s : s + n]).tolist()),
             )
         )
     return results
@@ -545,6 +579,11 @@ class WindowScorer:
             raise BundleError(
                 f"{model_version}: the strategy treats known event mixes as normal, "
                 "but the calibration lists none"
+            )
+        if strategy.count_ceilings and (known is None or known.ceilings is None):
+            raise BundleError(
+                f"{model_version}: the strategy scores events past their count ceilings, "
+                "but the calibration records none (retrain, or pick another strategy)"
             )
         # Module.to moves in place; BertForMaskedLM's own `to` wrapper is untyped.
         torch.nn.Module.to(model, device)
@@ -600,7 +639,9 @@ class WindowScorer:
             manifest.version,
             dev,
             max_batch_tokens=max_batch_tokens,
-            known=KnownMixes.of(calibration.known_counts, calibration.known_pairs),
+            known=KnownMixes.of(
+                calibration.known_counts, calibration.known_pairs, calibration.count_ceilings
+            ),
         )
 
     def score_events(

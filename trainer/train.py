@@ -214,7 +214,9 @@ def _run(
             groups=s.score_groups,
             known_counts=s.score_known_counts,
             known_pairs=s.score_known_counts and s.score_known_pairs,
+            count_ceilings=s.score_count_ceilings,
         ),
+        s.score_ceiling_support,
     )
     manifest = export_bundle(
         req.out,

@@ -113,13 +113,8 @@ def test_known_pairs_still_scores_a_known_mix_in_an_unseen_order(model: BertForM
 
 
 def test_calibration_round_trips_known_counts() -> None:
-    cal = calibrate(
-        [1.0, 2.0],
-        0.5,
-        strategy=MAX_KNOWN,
-        known_counts=((5, 2, 7, 1), (6, 1)),
-        known_pairs=((5, 7), (7, 5)),
-    )
+    known = KnownMixes.of([(5, 2, 7, 1), (6, 1)], [(5, 7), (7, 5)])
+    cal = calibrate([1.0, 2.0], 0.5, strategy=MAX_KNOWN, known=known)
     back = Calibration.from_json(cal.to_json())
     assert back == cal and back.known_counts == ((5, 2, 7, 1), (6, 1))
     assert back.known_pairs == ((5, 7), (7, 5))
@@ -156,7 +151,7 @@ def test_recalibrated_bundle_keeps_the_known_mixes(model: BertForMaskedLM, tmp_p
     keys, pairs = ((5, 1, 6, 1),), ((6, 5),)
     export_bundle(
         src, model, vocab,
-        calibrate([1.0, 2.0], 0.5, strategy=MAX, known_counts=keys, known_pairs=pairs),
+        calibrate([1.0, 2.0], 0.5, strategy=MAX, known=KnownMixes.of(keys, pairs)),
         data_from=None, data_to=None, preset="tiny", parent_version=None, metrics={},
     )  # fmt: skip
     write_recalibrated_bundle(src, tmp_path / "dst", calibrate([3.0], 0.5, strategy=MAX_KNOWN))

@@ -62,6 +62,11 @@ def test_train_exports_bundle_then_warm_starts(
     for key in cal.known_counts:
         assert all(0 < t < vocab_size and c > 0 for t, c in zip(key[::2], key[1::2], strict=True))
     assert cal.known_pairs and all(0 < t < vocab_size for p in cal.known_pairs for t in p)
+    # Count ceilings: at most each event's largest count in one training window.
+    assert cal.count_ceilings and all(0 < t < vocab_size for t, _ in cal.count_ceilings)
+    most = {t: max(k[i + 1] for k in cal.known_counts for i in range(0, len(k), 2) if k[i] == t)
+            for t, _ in cal.count_ceilings}  # fmt: skip
+    assert all(0 <= c <= most[t] for t, c in cal.count_ceilings)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no tmp left
 
     run = tmp_path / "models" / "m1.run"
@@ -96,6 +101,8 @@ def test_train_exports_bundle_then_warm_starts(
             str(out),
             "--score-known-pairs",
             "false",
+            "--score-count-ceilings",
+            "false",
         ]
     )
     assert rc == 0
@@ -103,6 +110,7 @@ def test_train_exports_bundle_then_warm_starts(
     # Calibrated for known mixes in any order: the new sessions' mix E5 E5 E_NEW is known.
     cal2 = Calibration.from_json((out2 / "calibration.json").read_bytes())
     assert cal2.strategy["known_counts"] is True and cal2.strategy["known_pairs"] is False
+    assert cal2.strategy["count_ceilings"] is False and cal2.count_ceilings is not None
     scored = WindowScorer.from_bundle(out2, device="cpu").score_events([["E_NEW", "E5", "E5"]])
     assert scored[0].known and scored[0].score == 0.0
     assert m2.parent_version == manifest.version and m2.version > manifest.version
