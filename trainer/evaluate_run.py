@@ -115,7 +115,10 @@ def evaluate_bundle(
     extras = [
         label
         for label, on in (
-            ("known mixes", scorer.strategy.known_counts),
+            (
+                "known mixes in known steps" if scorer.strategy.known_pairs else "known mixes",
+                scorer.strategy.known_counts,
+            ),
             ("count ceilings", scorer.strategy.count_ceilings),
         )
         if on
