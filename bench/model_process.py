@@ -56,8 +56,11 @@ def make_bundle(root: Path, preset: str, n_events: int, seed: int) -> tuple[Path
     vocab = Vocab.build([events])
     model = build_model(bert_config(get_preset(preset), len(vocab)))
     out = root / "bundle"
-    # Random weights and no training windows, so no known mixes: the model's cost alone.
-    strategy = dataclasses.replace(DEFAULT_STRATEGY, known_counts=False, known_pairs=False)
+    # Random weights and no training windows, so no known mixes or count ceilings: the
+    # model's cost alone.
+    strategy = dataclasses.replace(
+        DEFAULT_STRATEGY, known_counts=False, known_pairs=False, count_ceilings=False
+    )
     cal = calibrate([1.0, 2.0, 3.0], 0.5, strategy=strategy)
     export_bundle(
         out, model, vocab, cal, data_from=None, data_to=None, preset=preset,
