@@ -23,7 +23,7 @@ from trainer.evaluate_settings import EvaluateSettings
 from trainer.gc_tuning import tuned_gc
 from trainer.metrics import Population
 from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
-from trainer.scoring import ScoringStrategy, WindowScorer
+from trainer.scoring import ScoringStrategy, WindowScorer, missing_lookup
 from trainer.settings import default_token_cache_dir
 
 log = structlog.get_logger(__name__)
@@ -74,10 +74,8 @@ def evaluate_bundle(
             s.token_cache_dir or default_token_cache_dir(),
             expected if isinstance(expected, int) else None,
         )
-        if strategy.known_counts and scorer.known is None:
-            raise ConfigError(f"{bundle}: its calibration lists no known event mixes")
-        if strategy.count_ceilings and (scorer.known is None or scorer.known.ceilings is None):
-            raise ConfigError(f"{bundle}: its calibration records no count ceilings (retrain)")
+        if why := missing_lookup(strategy, scorer.known):
+            raise ConfigError(f"{bundle}: {why}")
         cal = recalibrate(
             scorer.model,
             val,

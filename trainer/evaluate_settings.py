@@ -60,9 +60,9 @@ class EvaluateSettings:
     """Override: with known_counts, a known mix scores 0 only when each pair of its
     consecutive events also occurred in training."""
     count_ceilings: bool | None = None
-    """Override: for kind 'full', an occurrence of an event beyond the most any training
-    window held of it scores like an unknown event (the bundle's calibration lists the
-    ceilings)."""
+    """Override: for kind 'full', an occurrence of an event beyond its count ceiling (the
+    most of it that enough training windows held) scores like an unknown event (the bundle's
+    calibration lists the ceilings)."""
     threshold_quantile: float | None = None
     """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
     val_fraction: float | None = None

@@ -24,8 +24,9 @@ A window is up to 510 event token ids; the model sees [CLS] + ids + [SEP]. Two s
 Either strategy may add `known_counts`: a window whose event counts equal a training
 window's (trainer/known_counts.py) scores 0, whatever the order of its events; with
 `known_pairs` too, only when each pair of its consecutive events also occurred in training.
-A "full" strategy may add `count_ceilings`: an occurrence of an event beyond the most any
-training window held of it scores like an [UNK] event (its NLL is `unk_nll`, it ranks last).
+A "full" strategy may add `count_ceilings`: an occurrence of an event beyond its count
+ceiling (what enough training windows held of it) scores like an [UNK] event (its NLL is
+`unk_nll`, it ranks last).
 
 `WindowScorer` wraps a loaded bundle (model, vocab, calibration) and turns `Window` records
 into `Score` records. When the bundle's vocab holds the session-end marker, it appends the
@@ -117,9 +118,9 @@ class ScoringStrategy:
     events (end marker included) also occurred in training, so a swapped step in a
     sequential flow is still scored while free interleavings of seen steps are not."""
     count_ceilings: bool = False
-    """For "full": an occurrence of an event beyond the most that any training window held
-    of it (its ceiling) scores like an [UNK] event. Events whose count has a long tail get
-    no ceiling (trainer/known_counts.py). Needs the ceilings in calibration.json."""
+    """For "full": an occurrence of an event beyond its count ceiling (the most of it that
+    enough training windows held) scores like an [UNK] event. Events whose count has a long
+    tail get no ceiling (trainer/known_counts.py). Needs the ceilings in calibration.json."""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -157,6 +158,18 @@ class ScoringStrategy:
         if isinstance(values.get("r"), int) and not isinstance(values["r"], bool):
             values["r"] = float(values["r"])
         return cls(**values)
+
+
+def missing_lookup(strategy: ScoringStrategy, known: KnownMixes | None) -> str | None:
+    """Why `known` (a bundle's record of its training windows) cannot serve `strategy`, or
+    None when it can."""
+    if strategy.known_counts and known is None:
+        return "the strategy treats known event mixes as normal, but the calibration lists none"
+    if strategy.count_ceilings and (known is None or known.ceilings is None):
+        return (
+            "the strategy scores events past their count ceilings, but the calibration records none"
+        )
+    return None
 
 
 def _check_int(name: str, value: object, lo: int) -> None:
@@ -451,10 +464,8 @@ def score_token_windows(
     """
     if max_batch_tokens < 1:
         raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
-    if strategy.known_counts and known is None:
-        raise ValueError("strategy known_counts needs the training windows' event mixes")
-    if strategy.count_ceilings and (known is None or known.ceilings is None):
-        raise ValueError("strategy count_ceilings needs the training windows' count ceilings")
+    if why := missing_lookup(strategy, known):
+        raise ValueError(why)
     vocab_size = int(model.config.vocab_size)
     max_events = min(MAX_EVENTS, int(model.config.max_position_embeddings) - 2)
     windows = [np.asarray(w, dtype=np.int64).reshape(-1) for w in token_windows]
@@ -575,16 +586,8 @@ class WindowScorer:
             raise BundleError(
                 f"model vocab size {model.config.vocab_size} != vocab.json size {len(vocab)}"
             )
-        if strategy.known_counts and known is None:
-            raise BundleError(
-                f"{model_version}: the strategy treats known event mixes as normal, "
-                "but the calibration lists none"
-            )
-        if strategy.count_ceilings and (known is None or known.ceilings is None):
-            raise BundleError(
-                f"{model_version}: the strategy scores events past their count ceilings, "
-                "but the calibration records none (retrain, or pick another strategy)"
-            )
+        if why := missing_lookup(strategy, known):
+            raise BundleError(f"{model_version}: {why} (retrain, or pick another strategy)")
         # Module.to moves in place; BertForMaskedLM's own `to` wrapper is untyped.
         torch.nn.Module.to(model, device)
         model.train(False)

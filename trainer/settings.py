@@ -95,8 +95,8 @@ class TrainSettings:
     False: any order of a known mix scores 0 (better on HDFS, blind to order-only
     anomalies). Ignored when score_known_counts is false."""
     score_count_ceilings: bool = True
-    """Calibrate the bundle for a strategy that scores an occurrence of an event beyond the
-    most any training window held of it like an unknown event (`count_ceilings`; events
+    """Calibrate the bundle for a strategy that scores an occurrence of an event beyond its
+    count ceiling like an unknown event (`count_ceilings`: see score_ceiling_support; events
     whose count a validation window exceeded get no ceiling; README, Scoring)."""
     score_ceiling_support: int = 3
     """Training windows that must hold a count of an event (or more) for it to be within
