@@ -31,6 +31,7 @@ import itertools
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -146,31 +147,38 @@ def count_ceilings(
     return tuple(ceilings)
 
 
+NO_CEILING = np.iinfo(np.int64).max
+
+
+def ceiling_limits(ceilings: Iterable[Ceiling]) -> npt.NDArray[np.int64]:
+    """Ceilings as an array indexed by token id (NO_CEILING for tokens without one)."""
+    pairs = list(ceilings)
+    limits = np.full(max((t for t, _ in pairs), default=-1) + 1, NO_CEILING, dtype=np.int64)
+    for t, c in pairs:
+        limits[t] = c
+    return limits
+
+
 def past_ceiling(
     ids: npt.NDArray[np.int64],
     window_of: npt.NDArray[np.int64],
-    ceilings: Iterable[Ceiling],
+    limits: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.bool_]:
     """Which events (flat over many windows; `window_of[i]` is event i's window, windows
-    contiguous) are an occurrence beyond their event's ceiling in their window: with a
-    ceiling of 3, the fourth and later occurrences."""
-    ceiling_of = dict(ceilings)
-    if ids.size == 0 or not ceiling_of:
+    contiguous) are an occurrence beyond their event's ceiling (`limits`, from
+    `ceiling_limits`) in their window: with a ceiling of 3, the fourth and later ones."""
+    if ids.size == 0 or limits.size == 0:
         return np.zeros(ids.size, dtype=bool)
-    top = int(ids.max()) + 1
-    limit = np.full(top, np.iinfo(np.int64).max, dtype=np.int64)
-    for t, c in ceiling_of.items():
-        if t < top:
-            limit[t] = c
+    limit = np.where(ids < limits.size, limits[np.minimum(ids, limits.size - 1)], NO_CEILING)
     # Occurrence number of each event within (window, token), counted in window order.
     order = np.lexsort((np.arange(ids.size), ids, window_of))
-    key = window_of[order] * top + ids[order]
+    key = window_of[order] * (int(ids.max()) + 1) + ids[order]
     first = np.ones(ids.size, dtype=bool)
     first[1:] = key[1:] != key[:-1]
     at = np.arange(ids.size)
     occurrence = at - np.maximum.accumulate(np.where(first, at, 0))
     past = np.empty(ids.size, dtype=bool)
-    past[order] = occurrence >= limit[ids[order]]
+    past[order] = occurrence >= limit[order]
     return past
 
 
@@ -195,6 +203,11 @@ class KnownMixes:
         if not c and ceilings is None:
             return None
         return cls(c, frozenset(pairs), None if ceilings is None else tuple(ceilings))
+
+    @cached_property
+    def limits(self) -> npt.NDArray[np.int64]:
+        """The ceilings as `past_ceiling` takes them (built once per loaded bundle)."""
+        return ceiling_limits(self.ceilings or ())
 
     def match(self, token_ids: Sequence[int] | npt.NDArray[np.integer]) -> tuple[bool, bool]:
         """(the window is a known mix, and also every pair of its consecutive tokens is

@@ -498,7 +498,7 @@ def score_token_windows(
 
     # Vectorized over all events: NLL, [UNK] override, cap, and logbert misses.
     past = (
-        past_ceiling(passes.ids, np.repeat(np.arange(len(windows)), passes.lengths), known.ceilings)
+        past_ceiling(passes.ids, np.repeat(np.arange(len(windows)), passes.lengths), known.limits)
         if known is not None and known.ceilings
         else np.zeros(passes.ids.size, dtype=bool)
     )

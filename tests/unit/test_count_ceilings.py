@@ -20,7 +20,7 @@ from schemas.errors import BundleError
 from schemas.vocab import UNK_ID, Vocab
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
-from trainer.known_counts import KnownMixes, count_ceilings, past_ceiling
+from trainer.known_counts import KnownMixes, ceiling_limits, count_ceilings, past_ceiling
 from trainer.recalibrate import write_recalibrated_bundle
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 
@@ -58,7 +58,7 @@ def test_past_ceiling_marks_the_occurrences_beyond_each_ceiling(
 ) -> None:
     ids = np.array([t for w in windows for t in w], dtype=np.int64)
     window_of = np.repeat(np.arange(len(windows)), [len(w) for w in windows])
-    got = past_ceiling(ids, window_of, ceilings.items())
+    got = past_ceiling(ids, window_of, ceiling_limits(ceilings.items()))
     assert got.tolist() == naive_past(windows, ceilings)
 
 
@@ -85,7 +85,8 @@ def test_a_ceiling_needs_support_windows() -> None:
     # ... unless a validation window holds it: then it has no ceiling at all.
     assert count_ceilings(train, [[6]], support=3) == ((5, 2), (7, 1))
     ids = np.array([6, 5, 5, 5], dtype=np.int64)
-    past = past_ceiling(ids, np.zeros(4, dtype=np.int64), count_ceilings(train, [], support=3))
+    limits = ceiling_limits(count_ceilings(train, [], support=3))
+    past = past_ceiling(ids, np.zeros(4, dtype=np.int64), limits)
     assert past.tolist() == [True, False, False, True]
 
 
