@@ -78,7 +78,7 @@ from trainer.scoring import (  # noqa: E402
     ScoringStrategy,
     WindowResult,
     WindowScorer,
-    aggregate,
+    final_score,
     score_token_windows,
 )
 from trainer.token_cache import TokenCache  # noqa: E402
@@ -105,20 +105,16 @@ class Variant:
 
     def window_score(self, r: WindowResult) -> float:
         """As score_token_windows scores the window with this strategy (the run scored it
-        with the run's strategy, which has no count ceilings)."""
-        st = self.strategy
-        if st.known_counts and (r.known_in_order if st.known_pairs else r.known):
-            return 0.0
-        past = st.count_ceilings and bool(r.past_ceiling)
-        if st.kind == "logbert":
-            return float(r.score)  # the miss fraction, as the run scored it
-        if st.aggregate == "maxrank":
-            return float(self.n_event_tokens) if past else float(r.score)
-        nll = r.nll
-        if past:
-            nll = nll.copy()
-            nll[list(r.past_ceiling)] = np.float32(st.unk_nll)
-        return aggregate(nll, st)
+        with the run's strategy, which has no known mixes or count ceilings)."""
+        return final_score(
+            self.strategy,
+            r.nll,
+            float(r.score),
+            self.n_event_tokens,
+            known=r.known,
+            known_in_order=r.known_in_order,
+            past=r.past_ceiling,
+        )
 
     def strategy_dict(self) -> dict[str, Any]:
         return self.strategy.to_dict()

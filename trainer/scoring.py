@@ -255,6 +255,34 @@ def aggregate(nll: np.ndarray, strategy: ScoringStrategy) -> float:
     return float(np.sort(v)[-n:].mean())
 
 
+def final_score(
+    strategy: ScoringStrategy,
+    nll: np.ndarray,
+    base: float,
+    n_event_tokens: int,
+    *,
+    known: bool = False,
+    known_in_order: bool = False,
+    past: Sequence[int] = (),
+) -> float:
+    """A window's score under `strategy`: the one place the known-mix and count-ceiling
+    rules apply. `nll` are its per-event NLLs, `base` its max rank ("maxrank") or miss
+    fraction ("logbert"), both as scored without count ceilings; `known`, `known_in_order`
+    and `past` are what `WindowResult` reports. So a result scored with one strategy can be
+    scored with another without a forward pass (bench/quality_hdfs.py does)."""
+    if strategy.known_counts and (known_in_order if strategy.known_pairs else known):
+        return 0.0
+    capped = strategy.count_ceilings and len(past) > 0
+    if strategy.kind == "logbert":
+        return base
+    if strategy.aggregate == "maxrank":
+        return float(n_event_tokens) if capped else base  # past a ceiling ranks last
+    if capped:
+        nll = nll.copy()
+        nll[list(past)] = np.float32(strategy.unk_nll)
+    return aggregate(nll, strategy)
+
+
 def most_surprising(nll: np.ndarray, n: int) -> np.ndarray:
     """Positions of the n largest finite NLLs, largest first, ties by position."""
     finite = np.flatnonzero(~np.isnan(nll))
@@ -344,14 +372,10 @@ def event_rank(logp: torch.Tensor, true_ids: torch.Tensor) -> torch.Tensor:
     return (logp[:, FIRST_EVENT_ID:] > true).sum(dim=1)
 
 
-def window_max_rank(
-    rank: np.ndarray, ids: np.ndarray, n_event_tokens: int, unseen: np.ndarray | None = None
-) -> float:
-    """The largest rank in a window; an [UNK] event (or one `unseen` marks) ranks last
-    (`n_event_tokens`), and an event not predicted (-1) is ignored. An empty window scores
-    0.0."""
-    last = ids == UNK_ID if unseen is None else (ids == UNK_ID) | unseen
-    r = np.where(last, n_event_tokens, rank)
+def window_max_rank(rank: np.ndarray, ids: np.ndarray, n_event_tokens: int) -> float:
+    """The largest rank in a window; an [UNK] event ranks last (`n_event_tokens`), and an
+    event not predicted (-1) is ignored. An empty window scores 0.0."""
+    r = np.where(ids == UNK_ID, n_event_tokens, rank)
     r = r[r >= 0]
     return float(r.max()) if r.size else 0.0
 
@@ -502,9 +526,8 @@ def score_token_windows(
         if known is not None and known.ceilings
         else np.zeros(passes.ids.size, dtype=bool)
     )
-    unseen = passes.ids == UNK_ID
-    if strategy.count_ceilings:
-        unseen |= past
+    # The stored NLLs show events past a ceiling as the strategy scores them, for explanations.
+    unseen = (passes.ids == UNK_ID) | (past if strategy.count_ceilings else False)
     nll = np.minimum(-pred.logp, np.float32(strategy.unk_nll))  # NaN stays NaN
     nll[unseen & ~np.isnan(nll)] = np.float32(strategy.unk_nll)
     in_top_g = (pred.top_ids[:, : strategy.top_g] == passes.ids[:, None]).any(axis=1)
@@ -522,15 +545,13 @@ def score_token_windows(
     for j, s in enumerate(passes.starts):
         n = int(passes.lengths[j])
         win_nll = nll[s : s + n].astype(np.float32, copy=True)
-        if strategy.kind == "full" and strategy.aggregate == "maxrank":
-            score = window_max_rank(
-                pred.rank[s : s + n], passes.ids[s : s + n], n_event_tokens, unseen[s : s + n]
-            )
-        elif strategy.kind == "full":
-            score = aggregate(win_nll, strategy)
-        else:
+        if strategy.kind == "logbert":
             predicted = int((~np.isnan(win_nll)).sum())
-            score = float(miss[s : s + n].sum()) / predicted if predicted else 0.0
+            base = float(miss[s : s + n].sum()) / predicted if predicted else 0.0
+        elif strategy.aggregate == "maxrank":
+            base = window_max_rank(pred.rank[s : s + n], passes.ids[s : s + n], n_event_tokens)
+        else:
+            base = 0.0  # NLL aggregates need only the NLLs
         surprising = [
             SurprisingToken(
                 position=int(p),
@@ -549,8 +570,16 @@ def score_token_windows(
             for p in most_surprising(win_nll, strategy.n_surprising)
         ]
         mix, in_order = known.match(windows[j]) if known is not None else (False, False)
-        if strategy.known_counts and (in_order if strategy.known_pairs else mix):
-            score = 0.0
+        beyond = tuple(np.flatnonzero(past[s : s + n]).tolist())
+        score = final_score(
+            strategy,
+            win_nll,
+            base,
+            n_event_tokens,
+            known=mix,
+            known_in_order=in_order,
+            past=beyond,
+        )
         results.append(
             WindowResult(
                 score=score,
@@ -558,7 +587,7 @@ def score_token_windows(
                 surprising=surprising,
                 known=mix,
                 known_in_order=in_order,
-                past_ceiling=tuple(np.flatnonzero(past[s : s + n]).tolist()),
+                past_ceiling=beyond,
             )
         )
     return results
