@@ -102,19 +102,26 @@ class Variant:
     strategy: ScoringStrategy
     n_event_tokens: int = 0
     """The vocab's event tokens: the rank of an event scored like [UNK] (set per bundle)."""
+    calibrate_exempted: bool = False
+    """Take the threshold from the scores after the known-mix exemption (the rule until
+    2026-11-29) instead of the product's `calibration_scores`, for comparison."""
 
-    def window_score(self, r: WindowResult) -> float:
+    def window_score(self, r: WindowResult, *, as_novel: bool = False) -> float:
         """As score_token_windows scores the window with this strategy (the run scored it
-        with the run's strategy, which has no known mixes or count ceilings)."""
+        with the run's strategy, which has no known mixes or count ceilings); `as_novel`:
+        as if its mix were not known (its `score_as_novel`)."""
         return final_score(
             self.strategy,
             r.nll,
             float(r.score),
             self.n_event_tokens,
-            known=r.known,
-            known_in_order=r.known_in_order,
+            known=r.known and not as_novel,
+            known_in_order=r.known_in_order and not as_novel,
             past=r.past_ceiling,
         )
+
+    def calibration_score(self, r: WindowResult) -> float:
+        return self.window_score(r, as_novel=not self.calibrate_exempted)
 
     def strategy_dict(self) -> dict[str, Any]:
         return self.strategy.to_dict()
@@ -176,6 +183,13 @@ VARIANTS = [
         for steps in ("", " in known steps")
         for label, agg in MAX_AGGREGATES
     ),
+]
+# The rows above as calibrated until 2026-11-29, for comparison only (never the bundle's).
+OLD_RULE = ", threshold over exempted scores"
+VARIANTS += [
+    dataclasses.replace(v, name=v.name + OLD_RULE, calibrate_exempted=True)
+    for v in VARIANTS
+    if v.strategy.known_counts and v.strategy.count_ceilings and v.strategy.aggregate == "max"
 ]
 ABLATION = ("full k=6 max", "full k=6 max-rank")
 
@@ -277,7 +291,8 @@ def evaluate_variant(
 ) -> tuple[EvalReport, Calibration, ScoredSets]:
     val_scores = np.array([v.window_score(r) for r in val.results])
     cal = dataclasses.replace(
-        calibrate(val_scores, q, strategy=v.strategy), strategy=v.strategy_dict()
+        calibrate([v.calibration_score(r) for r in val.results], q, strategy=v.strategy),
+        strategy=v.strategy_dict(),
     )
     scored = ScoredSets(
         dn.session_scores(v.window_score), da.session_scores(v.window_score), throughput(dn, da)
@@ -583,7 +598,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return (round(t[0].detection.f1, 4), -t[0].forward_passes_per_window)
 
     # Every strategy is servable now (max-rank included), so the best measured is the default.
-    best_report, best_cal, best_scored = max(mlm, key=rank_key)
+    best_report, best_cal, best_scored = max(
+        (t for t in mlm if not t[0].name.endswith(OLD_RULE)), key=rank_key
+    )
     best_measured = best_report.name
     bundle = a.out / "model"
     shutil.rmtree(bundle, ignore_errors=True)

@@ -33,7 +33,7 @@ from schemas.bundle import (
 )
 from schemas.errors import BundleError, DecodeError
 from schemas.vocab import Vocab
-from trainer.calibration import calibrate
+from trainer.calibration import calibrate, calibration_scores
 from trainer.dataset import TrainingData
 from trainer.known_counts import (
     CEILING_SUPPORT,
@@ -123,8 +123,7 @@ def calibrate_on_validation(
         max_batch_tokens=max_batch_tokens,
         known=known,
     )
-    scores = np.array([r.score for r in results], dtype=np.float64)
-    cal = calibrate(scores, threshold_quantile, strategy=strategy, known=known)
+    cal = calibrate(calibration_scores(results), threshold_quantile, strategy=strategy, known=known)
     log.info(
         "calibrated",
         windows=cal.n_windows,

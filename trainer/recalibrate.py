@@ -36,7 +36,7 @@ from schemas.bundle import (
 )
 from schemas.errors import BundleError, DataError
 from schemas.vocab import Vocab
-from trainer.calibration import calibrate
+from trainer.calibration import calibrate, calibration_scores
 from trainer.dataset import DataSelection, load_training_data
 from trainer.end_marker import uses_end_marker
 from trainer.export import validation_windows
@@ -96,6 +96,7 @@ def strategy_scores(
     max_batch_tokens: int = 16_384,
     known: KnownMixes | None = None,
 ) -> npt.NDArray[np.float64]:
+    """What `strategy` is calibrated on for these windows (`calibration_scores`)."""
     token_windows = [np.asarray(w, dtype=np.int64) for w in windows]
     results = score_token_windows(
         model,
@@ -105,7 +106,7 @@ def strategy_scores(
         max_batch_tokens=max_batch_tokens,
         known=known,
     )
-    return np.array([r.score for r in results], dtype=np.float64)
+    return calibration_scores(results)
 
 
 def recalibrate(

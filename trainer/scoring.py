@@ -208,6 +208,9 @@ class SurprisingToken:
 @dataclass
 class WindowResult:
     score: float
+    score_as_novel: float
+    """The score were the window's mix not known: `score`, unless the strategy's known
+    mixes scored the window 0. Thresholds are calibrated on it (trainer/calibration.py)."""
     nll: np.ndarray
     """Per event, float32. NaN where the strategy made no prediction (unmasked, "logbert")."""
     surprising: list[SurprisingToken]
@@ -580,9 +583,15 @@ def score_token_windows(
             known_in_order=in_order,
             past=beyond,
         )
+        as_novel = (
+            final_score(strategy, win_nll, base, n_event_tokens, past=beyond)
+            if mix and strategy.known_counts
+            else score
+        )
         results.append(
             WindowResult(
                 score=score,
+                score_as_novel=as_novel,
                 nll=win_nll,
                 surprising=surprising,
                 known=mix,

@@ -4,6 +4,7 @@ of its order was seen too); the keys travel in calibration.json."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from transformers import BertForMaskedLM
 from schemas.bundle import CALIBRATION, Calibration
 from schemas.errors import BundleError
 from schemas.vocab import UNK_ID, Vocab
-from trainer.calibration import calibrate
+from trainer.calibration import calibrate, calibration_scores, threshold_from_quantile
 from trainer.export import export_bundle
 from trainer.known_counts import (
     KnownMixes,
@@ -26,7 +27,7 @@ from trainer.known_counts import (
     known_pair_keys,
     pairs_of,
 )
-from trainer.recalibrate import write_recalibrated_bundle
+from trainer.recalibrate import strategy_scores, write_recalibrated_bundle
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 
 CPU = torch.device("cpu")
@@ -110,6 +111,36 @@ def test_known_pairs_still_scores_a_known_mix_in_an_unseen_order(model: BertForM
     assert got[0].score == 0.0 and got[1].score == plain[1].score > 0.0
     mixes_only = score_token_windows(model, [swapped], MAX_KNOWN, CPU, known=known)
     assert mixes_only[0].score == 0.0
+
+
+def test_thresholds_are_calibrated_on_scores_as_if_every_mix_were_novel(
+    model: BertForMaskedLM,
+) -> None:
+    seen, reordered, other = [5, 6, 6, 7, 8], [6, 8, 5, 7, 6], [5, 6, 7, 7, 8]
+    windows = [seen, reordered, other, [5, 5, 5]]
+    # 5 has ceiling 1, yet [5, 5, 5] is a known mix: as novel it is past its ceiling.
+    train = [seen, [5, 5, 5], [5], [5], [5]]
+    known = KnownMixes.of(known_count_keys(train), known_pair_keys(train), [(5, 1)])
+    both = ScoringStrategy(groups=3, aggregate="max", known_counts=True, count_ceilings=True)
+    plain = score_token_windows(model, windows, MAX, CPU)
+    capped = score_token_windows(
+        model, windows, dataclasses.replace(MAX, count_ceilings=True), CPU, known=known
+    )
+    got = score_token_windows(model, windows, both, CPU, known=known)
+    assert [r.score for r in got] == [0.0, 0.0, plain[2].score, 0.0]
+    as_novel = [r.score_as_novel for r in got]
+    assert as_novel == [r.score for r in capped]
+    assert as_novel[:3] == [r.score for r in plain[:3]]
+    assert as_novel[3] == pytest.approx(both.unk_nll)
+    assert plain[3].score < as_novel[3]
+    assert calibration_scores(got).tolist() == as_novel
+    # recalibrate takes the same scores; the exemption alone would have made this 0.
+    scores = strategy_scores(model, windows, both, CPU, known=known)
+    assert scores.tolist() == as_novel
+    threshold = calibrate(scores, 0.5, strategy=both, known=known).threshold
+    assert threshold == threshold_from_quantile(as_novel, 0.5) > 0.0
+    # Without known mixes in the strategy, nothing differs.
+    assert [r.score_as_novel for r in capped] == [r.score for r in capped]
 
 
 def test_calibration_round_trips_known_counts() -> None:
