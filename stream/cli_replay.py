@@ -17,7 +17,7 @@ from schemas.console import out
 from schemas.errors import ConfigError, DataError
 from schemas.registry import resolve_model
 from schemas.scores import Score
-from schemas.settings import build_settings, settings_flags
+from schemas.settings import add_settings_flags, build_settings, settings_flags
 from stream.kafka_io import kafka_failure
 from stream.replay import (
     DaySource,
@@ -43,6 +43,8 @@ _HELP = {
     "device": "scoring device: auto, cpu, cuda, cuda:N",
     "max_batch_tokens": "most tokens in one scoring batch",
     "batch_windows": "windows handed to the scorer at a time",
+    "explain_known_mixes": "run the model on windows their known mix scores 0, to list "
+    "their surprising events (off: no forward pass for them, and no explanation)",
 }
 
 
@@ -94,16 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--labels", type=Path, nargs="+", metavar="FILE", help="labelled session files")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the evaluation as JSON")
     p.add_argument("--config", type=Path, metavar="FILE", help="TOML/JSON settings file")
-    defaults = {f.name: f.default for f in dataclasses.fields(ReplaySettings)}
-    for name, text in _HELP.items():
-        tp = str if name == "device" else int
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            type=tp,
-            default=None,
-            help=f"{text} (default: {defaults[name]})",
-        )
+    add_settings_flags(p, ReplaySettings, _HELP)
     p.set_defaults(func=run)
 
 
@@ -131,7 +124,12 @@ def run(args: argparse.Namespace) -> int:
     from trainer.scoring import WindowScorer
 
     bundle = resolve_model(args.model)
-    scorer = WindowScorer.from_bundle(bundle, s.device, max_batch_tokens=s.max_batch_tokens)
+    scorer = WindowScorer.from_bundle(
+        bundle,
+        s.device,
+        max_batch_tokens=s.max_batch_tokens,
+        explain_known_mixes=s.explain_known_mixes,
+    )
     bar = None
     events = 0
 

@@ -93,13 +93,16 @@ class ProcessScorer:
             self._process.wait()
 
 
-def start_process_scorer(bundle_dir: Path, device: str, threads: int) -> ProcessScorer:
+def start_process_scorer(
+    bundle_dir: Path, device: str, threads: int, explain_known_mixes: bool = False
+) -> ProcessScorer:
     """Start a child that loads `bundle_dir`; returns once it is ready to score. A bundle
     that fails to load or verify raises BundleError here, as the in-process loader does."""
     ours, theirs = socket.socketpair()
     level, json = logging_settings()
     cmd = [sys.executable, "-m", "stream.model_process", str(theirs.fileno()), str(bundle_dir)]
-    cmd += [device, str(threads), level, "json" if json else "console"]
+    cmd += [device, str(threads), str(int(explain_known_mixes)), level]
+    cmd += ["json" if json else "console"]
     # A fresh interpreter, not multiprocessing's spawn, which re-imports the caller's
     # __main__ (a script without a main guard would start serving again in the child).
     process = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
@@ -122,18 +125,19 @@ def start_process_scorer(bundle_dir: Path, device: str, threads: int) -> Process
 
 
 def main(argv: list[str]) -> None:
-    """The child: `python -m stream.model_process FD BUNDLE DEVICE THREADS LEVEL FORMAT`."""
+    """The child: `python -m stream.model_process FD BUNDLE DEVICE THREADS EXPLAIN LEVEL
+    FORMAT` (EXPLAIN: 1 to explain known mixes, 0 not)."""
     # The parent decides when scoring ends: a Ctrl-C or a SIGTERM sent to the whole process
     # group must not kill the model before the parent's shutdown has scored its open windows.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, bundle_dir, device, threads, level, fmt = argv
+    fd, bundle_dir, device, threads, explain, level, fmt = argv
     configure_logging(level, fmt == "json")
     conn = Connection(int(fd))
     from stream.reload import load_window_scorer  # torch is imported here, in the child only
 
     try:
-        scorer = load_window_scorer(device, int(threads))(Path(bundle_dir))
+        scorer = load_window_scorer(device, int(threads), explain == "1")(Path(bundle_dir))
     except Exception as e:
         conn.send(("error", type(e).__name__, str(e)))
         return

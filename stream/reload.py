@@ -25,7 +25,9 @@ log = structlog.get_logger(__name__)
 LoadScorer = Callable[[Path], Scorer]
 
 
-def load_window_scorer(device: str, threads: int = 0) -> LoadScorer:
+def load_window_scorer(
+    device: str, threads: int = 0, explain_known_mixes: bool = False
+) -> LoadScorer:
     """The production loader: trainer.scoring.WindowScorer (torch is imported only here)."""
 
     def load(bundle_dir: Path) -> Scorer:
@@ -35,7 +37,9 @@ def load_window_scorer(device: str, threads: int = 0) -> LoadScorer:
 
         if threads:
             torch.set_num_threads(threads)
-        return WindowScorer.from_bundle(bundle_dir, device=device)
+        return WindowScorer.from_bundle(
+            bundle_dir, device=device, explain_known_mixes=explain_known_mixes
+        )
 
     return load
 

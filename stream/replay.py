@@ -65,6 +65,8 @@ class ReplaySettings:
     """Most tokens in one scoring batch."""
     batch_windows: int = 256
     """Windows handed to the scorer at a time."""
+    explain_known_mixes: bool = False
+    """Run the model on windows their known mix scores 0, for their surprising events."""
 
     def __post_init__(self) -> None:
         if self.batch_windows < 1:

@@ -424,8 +424,13 @@ def load_scorer(settings: ServeSettings) -> LoadScorer:
     """How serve loads a bundle: in a model process of its own, or in this one."""
     threads = model_threads(settings.score_threads)
     if settings.model_process:
-        return functools.partial(start_process_scorer, device=settings.device, threads=threads)
-    return load_window_scorer(settings.device, threads)
+        return functools.partial(
+            start_process_scorer,
+            device=settings.device,
+            threads=threads,
+            explain_known_mixes=settings.explain_known_mixes,
+        )
+    return load_window_scorer(settings.device, threads, settings.explain_known_mixes)
 
 
 def _watcher(

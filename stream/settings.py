@@ -55,6 +55,9 @@ SERVE_HELP: dict[str, str] = {
     "switch_interval_ms": "Python's GIL switch interval while serving (its default is 5): "
     "the model thread gets the GIL back after each torch op sooner while the consume loop "
     "runs",
+    "explain_known_mixes": "run the model on windows their known mix scores 0, to list "
+    "their surprising events in the scores topic (off: no forward pass for them, and no "
+    "explanation)",
     "reload_check_s": "how often a registry's 'current' pointer is checked (0 = never)",
     "hand_back": "on shutdown and partition revoke, leave open windows to whoever reads the "
     "partition next (the commit stays before them, so they are re-read whole) instead of "
@@ -105,6 +108,7 @@ class ServeSettings:
     score_threads: int = 0
     model_process: bool = False
     switch_interval_ms: float = 0.2
+    explain_known_mixes: bool = False
     reload_check_s: float = 5.0
     hand_back: bool = False
     archive_dir: Path | None = None

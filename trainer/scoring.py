@@ -43,7 +43,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import structlog
@@ -476,6 +476,7 @@ def score_token_windows(
     *,
     max_batch_tokens: int = 32768,
     known: KnownMixes | None = None,
+    skip_exempt: bool = False,
 ) -> list[WindowResult]:
     """Score windows of event token ids (no [CLS]/[SEP]); results in input order.
 
@@ -483,6 +484,10 @@ def score_token_windows(
     known mix (in known order) and which of its events are past their count ceiling; a
     strategy with `known_counts` scores a known mix 0, and one with `count_ceilings` scores
     an event past its ceiling like [UNK] (both need `known`).
+
+    `skip_exempt`: a window the strategy's known mixes score 0 gets no forward pass, since
+    nothing the model says changes its score. Its result then has no NLLs (NaN), no
+    surprising events and `score_as_novel` NaN, so it cannot be calibrated on.
 
     Passes of all windows are sorted by length and packed into batches of at most
     `max_batch_tokens` padded tokens (one pass per batch when a pass alone exceeds it).
@@ -502,6 +507,26 @@ def score_token_windows(
         bad = (w >= vocab_size) | ((w < FIRST_EVENT_ID) & (w != UNK_ID))
         if bad.any():
             raise ValueError(f"window {i} holds token id {int(w[bad][0])}, not an event token")
+    if skip_exempt and strategy.known_counts and known is not None:
+        exempt = [known.match(w)[1 if strategy.known_pairs else 0] for w in windows]
+        if any(exempt):
+            rest = [w for w, e in zip(windows, exempt, strict=True) if not e]
+            scored = iter(
+                score_token_windows(
+                    model,
+                    cast(Sequence[Sequence[int]], rest),  # int64 arrays serve as sequences
+                    strategy,
+                    device,
+                    max_batch_tokens=max_batch_tokens,
+                    known=known,
+                )
+                if rest
+                else []
+            )
+            return [
+                _exempt_result(w, known) if e else next(scored)
+                for w, e in zip(windows, exempt, strict=True)
+            ]
 
     top_k = min(vocab_size - FIRST_EVENT_ID, strategy.top_k_expected)
     if strategy.kind == "logbert":
@@ -602,6 +627,25 @@ def score_token_windows(
     return results
 
 
+def _exempt_result(window: np.ndarray, known: KnownMixes) -> WindowResult:
+    """The result of a window its known mix scores 0, without the model (`skip_exempt`)."""
+    mix, in_order = known.match(window)
+    past = (
+        past_ceiling(window, np.zeros(window.size, dtype=np.int64), known.limits)
+        if known.ceilings
+        else np.zeros(window.size, dtype=bool)
+    )
+    return WindowResult(
+        score=0.0,
+        score_as_novel=math.nan,
+        nll=np.full(window.size, np.nan, dtype=np.float32),
+        surprising=[],
+        known=mix,
+        known_in_order=in_order,
+        past_ceiling=tuple(np.flatnonzero(past).tolist()),
+    )
+
+
 # ---------------------------------------------------------------------------- serving
 
 
@@ -619,6 +663,7 @@ class WindowScorer:
         *,
         max_batch_tokens: int = 32768,
         known: KnownMixes | None = None,
+        explain_known_mixes: bool = False,
     ) -> None:
         if int(model.config.vocab_size) != len(vocab):
             raise BundleError(
@@ -638,11 +683,19 @@ class WindowScorer:
         self.max_batch_tokens = max_batch_tokens
         self.end_marker = uses_end_marker(vocab)
         self.known = known
+        self.explain_known_mixes = explain_known_mixes
+        """Run the model on windows the known-mix rule scores 0, for their surprising
+        events; off, they get no forward pass and no explanation (`skip_exempt`)."""
         self._lock = threading.Lock()
 
     @classmethod
     def from_bundle(
-        cls, bundle_dir: Path, device: str = "auto", *, max_batch_tokens: int = 32768
+        cls,
+        bundle_dir: Path,
+        device: str = "auto",
+        *,
+        max_batch_tokens: int = 32768,
+        explain_known_mixes: bool = False,
     ) -> WindowScorer:
         """Verify the bundle's hashes, then load it. Scores with the strategy it was
         calibrated with (calibration.json's `strategy`)."""
@@ -683,6 +736,7 @@ class WindowScorer:
             known=KnownMixes.of(
                 calibration.known_counts, calibration.known_pairs, calibration.count_ceilings
             ),
+            explain_known_mixes=explain_known_mixes,
         )
 
     def score_events(
@@ -704,6 +758,7 @@ class WindowScorer:
                 self.device,
                 max_batch_tokens=self.max_batch_tokens,
                 known=self.known,
+                skip_exempt=not self.explain_known_mixes,
             )
 
     def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:

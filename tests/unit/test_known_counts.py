@@ -143,6 +143,44 @@ def test_thresholds_are_calibrated_on_scores_as_if_every_mix_were_novel(
     assert [r.score_as_novel for r in capped] == [r.score for r in capped]
 
 
+def test_windows_the_rule_scores_zero_can_skip_the_model(model: BertForMaskedLM) -> None:
+    train = [[5, 6, 7, 8], [6, 5, 7, 8], [5, 5, 6, 7, 8]]  # 5's ceiling: 1 (given below)
+    known = KnownMixes.of(known_count_keys(train), known_pair_keys(train), [(5, 1)])
+    windows = [[6, 5, 7, 8], [5, 7, 6, 8], [5, 6, 7, 7, 8]]  # known steps, known mix, novel
+    full = score_token_windows(model, windows, MAX_KNOWN_STEPS, CPU, known=known)
+    got = score_token_windows(model, windows, MAX_KNOWN_STEPS, CPU, known=known, skip_exempt=True)
+    assert [r.score for r in got] == [r.score for r in full] == [0.0, full[1].score, full[2].score]
+    assert np.isnan(got[0].nll).all() and got[0].surprising == []
+    assert np.isnan(got[0].score_as_novel) and (got[0].known, got[0].known_in_order) == (True, True)
+    assert full[0].surprising and not np.isnan(full[0].nll).any()
+    for a, b in zip(got[1:], full[1:], strict=True):  # scored by the model, as without skipping
+        np.testing.assert_array_equal(a.nll, b.nll)
+        assert a.surprising == b.surprising and a.score_as_novel == b.score_as_novel
+
+    # Only exempt windows: the model is never called.
+    def refuse(*_: object) -> None:
+        raise AssertionError("the model ran")
+
+    hook = model.bert.embeddings.register_forward_pre_hook(refuse)
+    try:
+        only = score_token_windows(
+            model, [[6, 5, 7, 8], [5, 5, 6, 7, 8]], MAX_KNOWN, CPU, known=known, skip_exempt=True
+        )
+        with pytest.raises(AssertionError, match="the model ran"):
+            score_token_windows(model, windows[2:], MAX_KNOWN, CPU, known=known, skip_exempt=True)
+    finally:
+        hook.remove()
+    assert [r.score for r in only] == [0.0, 0.0] and only[1].past_ceiling == (1,)
+    # The scorer skips unless told to explain known mixes.
+    vocab = Vocab.build([[f"E{i}" for i in range(7)]])
+    for explain in (False, True):
+        scorer = WindowScorer(
+            model, vocab, MAX_KNOWN, 1.0, "v1", CPU, known=known, explain_known_mixes=explain
+        )
+        (r,) = scorer.score_events([["E1", "E0", "E2", "E3"]], ended=[False])
+        assert r.score == 0.0 and bool(r.surprising) == explain
+
+
 def test_calibration_round_trips_known_counts() -> None:
     known = KnownMixes.of([(5, 2, 7, 1), (6, 1)], [(5, 7), (7, 5)])
     cal = calibrate([1.0, 2.0], 0.5, strategy=MAX_KNOWN, known=known)

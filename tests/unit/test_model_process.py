@@ -18,6 +18,7 @@ from stream.model_process import ModelProcessError, ProcessScorer, start_process
 from stream.reload import load_window_scorer
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
+from trainer.known_counts import KnownMixes
 from trainer.model import bert_config, build_model, get_preset
 from trainer.scoring import ScoringStrategy
 
@@ -71,6 +72,39 @@ def test_scores_equal_the_in_process_scorer_and_close_stops_the_child(bundle: Pa
     with pytest.raises(ModelProcessError, match="closed"):
         scorer.score_windows(windows(1), 0)
     scorer.close()  # twice is harmless
+
+
+@pytest.fixture(scope="module")
+def known_mix_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle calibrated for known mixes; windows of EVENTS[:2] (with the end marker or
+    not) are known ones."""
+    torch.manual_seed(0)
+    vocab = Vocab.build([EVENTS])
+    model = build_model(bert_config(get_preset("tiny"), len(vocab)))
+    out = tmp_path_factory.mktemp("mp") / "known"
+    ids = sorted(vocab.encode(EVENTS[:2]))
+    known = KnownMixes.of([(ids[0], 1, ids[1], 1)], ceilings=())
+    strategy = ScoringStrategy(groups=3, aggregate="max", known_counts=True)
+    export_bundle(
+        out, model, vocab, calibrate([1.0, 2.0], 0.5, strategy=strategy, known=known),
+        data_from=None, data_to=None, preset="tiny", parent_version=None, metrics={},
+    )  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("explain", [False, True])
+def test_both_loaders_explain_known_mixes_only_when_told(
+    known_mix_bundle: Path, explain: bool
+) -> None:
+    w = Window.build("s", 0, tuple(EVENTS[:2]), 0, 1, 0, 0, 1, ended=False)
+    child = start_process_scorer(known_mix_bundle, "cpu", 1, explain_known_mixes=explain)
+    try:
+        (got,) = child.score_windows([w], 1)
+    finally:
+        child.close()
+    (want,) = load_window_scorer("cpu", 1, explain)(known_mix_bundle).score_windows([w], 1)
+    assert got == want and got.score == 0.0
+    assert bool(got.surprising) == explain
 
 
 def test_child_ignores_sigterm_and_exits_when_the_parent_end_closes(bundle: Path) -> None:

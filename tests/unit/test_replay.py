@@ -14,7 +14,7 @@ from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError
 from schemas.scores import Score
 from schemas.sessions import Session
-from schemas.settings import build_settings
+from schemas.settings import build_settings, settings_flags
 from schemas.windows import Window
 from stream import cli_replay
 from stream.replay import (
@@ -153,7 +153,12 @@ def test_cli_parses_sources() -> None:
             "5",
         ]
     )
-    assert ns.from_time == 1767225600000 and ns.to_time == 1767229200000 and ns.gap_ms == 5
+    assert ns.from_time == 1767225600000 and ns.to_time == 1767229200000
+    settings = build_settings(ReplaySettings, flags=settings_flags(ns, ReplaySettings))
+    assert settings.gap_ms == 5 and settings.explain_known_mixes is False
+    ns = parser.parse_args(["replay", "--model", "m", "--topic", "t", "--explain-known-mixes"])
+    settings = build_settings(ReplaySettings, flags=settings_flags(ns, ReplaySettings))
+    assert settings.explain_known_mixes is True
 
 
 def test_alerted_mask_for_exclude_alerted(tmp_path: Path) -> None:
