@@ -258,6 +258,12 @@ def aggregate(nll: np.ndarray, strategy: ScoringStrategy) -> float:
     return float(np.sort(v)[-n:].mean())
 
 
+def exempt(strategy: ScoringStrategy, known: bool, known_in_order: bool) -> bool:
+    """Whether the strategy's known mixes score a window 0, given what `WindowResult`
+    reports of it (`known`, `known_in_order`)."""
+    return strategy.known_counts and (known_in_order if strategy.known_pairs else known)
+
+
 def final_score(
     strategy: ScoringStrategy,
     nll: np.ndarray,
@@ -273,7 +279,7 @@ def final_score(
     fraction ("logbert"), both as scored without count ceilings; `known`, `known_in_order`
     and `past` are what `WindowResult` reports. So a result scored with one strategy can be
     scored with another without a forward pass (bench/quality_hdfs.py does)."""
-    if strategy.known_counts and (known_in_order if strategy.known_pairs else known):
+    if exempt(strategy, known, known_in_order):
         return 0.0
     capped = strategy.count_ceilings and len(past) > 0
     if strategy.kind == "logbert":
@@ -508,9 +514,10 @@ def score_token_windows(
         if bad.any():
             raise ValueError(f"window {i} holds token id {int(w[bad][0])}, not an event token")
     if skip_exempt and strategy.known_counts and known is not None:
-        exempt = [known.match(w)[1 if strategy.known_pairs else 0] for w in windows]
-        if any(exempt):
-            rest = [w for w, e in zip(windows, exempt, strict=True) if not e]
+        matches = [known.match(w) for w in windows]
+        skip = [exempt(strategy, *m) for m in matches]
+        if any(skip):
+            rest = [w for w, e in zip(windows, skip, strict=True) if not e]
             scored = iter(
                 score_token_windows(
                     model,
@@ -524,8 +531,8 @@ def score_token_windows(
                 else []
             )
             return [
-                _exempt_result(w, known) if e else next(scored)
-                for w, e in zip(windows, exempt, strict=True)
+                _exempt_result(w, m, known) if e else next(scored)
+                for w, m, e in zip(windows, matches, skip, strict=True)
             ]
 
     top_k = min(vocab_size - FIRST_EVENT_ID, strategy.top_k_expected)
@@ -610,7 +617,7 @@ def score_token_windows(
         )
         as_novel = (
             final_score(strategy, win_nll, base, n_event_tokens, past=beyond)
-            if mix and strategy.known_counts
+            if exempt(strategy, mix, in_order)
             else score
         )
         results.append(
@@ -627,9 +634,10 @@ def score_token_windows(
     return results
 
 
-def _exempt_result(window: np.ndarray, known: KnownMixes) -> WindowResult:
-    """The result of a window its known mix scores 0, without the model (`skip_exempt`)."""
-    mix, in_order = known.match(window)
+def _exempt_result(window: np.ndarray, match: tuple[bool, bool], known: KnownMixes) -> WindowResult:
+    """The result of a window its known mix scores 0 (`match`: `known.match(window)`),
+    without the model (`skip_exempt`)."""
+    mix, in_order = match
     past = (
         past_ceiling(window, np.zeros(window.size, dtype=np.int64), known.limits)
         if known.ceilings
