@@ -43,7 +43,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 import structlog
@@ -513,28 +513,44 @@ def score_token_windows(
         bad = (w >= vocab_size) | ((w < FIRST_EVENT_ID) & (w != UNK_ID))
         if bad.any():
             raise ValueError(f"window {i} holds token id {int(w[bad][0])}, not an event token")
-    if skip_exempt and strategy.known_counts and known is not None:
-        matches = [known.match(w) for w in windows]
-        skip = [exempt(strategy, *m) for m in matches]
-        if any(skip):
-            rest = [w for w, e in zip(windows, skip, strict=True) if not e]
-            scored = iter(
-                score_token_windows(
-                    model,
-                    cast(Sequence[Sequence[int]], rest),  # int64 arrays serve as sequences
-                    strategy,
-                    device,
-                    max_batch_tokens=max_batch_tokens,
-                    known=known,
-                )
-                if rest
-                else []
-            )
-            return [
-                _exempt_result(w, m, known) if e else next(scored)
-                for w, m, e in zip(windows, matches, skip, strict=True)
-            ]
+    # Each window's mix is matched once, here.
+    matches = [known.match(w) if known is not None else (False, False) for w in windows]
+    skip = [skip_exempt and exempt(strategy, *m) for m in matches]
+    if not any(skip):
+        return _model_results(model, windows, matches, strategy, device, max_batch_tokens, known)
+    assert known is not None  # only known mixes are exempt
+    rest = [i for i, e in enumerate(skip) if not e]
+    scored = iter(
+        _model_results(
+            model,
+            [windows[i] for i in rest],
+            [matches[i] for i in rest],
+            strategy,
+            device,
+            max_batch_tokens,
+            known,
+        )
+        if rest
+        else []
+    )
+    return [
+        _exempt_result(w, m, known) if e else next(scored)
+        for w, m, e in zip(windows, matches, skip, strict=True)
+    ]
 
+
+def _model_results(
+    model: BertForMaskedLM,
+    windows: list[np.ndarray],
+    matches: list[tuple[bool, bool]],
+    strategy: ScoringStrategy,
+    device: torch.device,
+    max_batch_tokens: int,
+    known: KnownMixes | None,
+) -> list[WindowResult]:
+    """`score_token_windows` for checked windows, through the model; `matches[j]` is
+    `known.match(windows[j])` ((False, False) without `known`)."""
+    vocab_size = int(model.config.vocab_size)
     top_k = min(vocab_size - FIRST_EVENT_ID, strategy.top_k_expected)
     if strategy.kind == "logbert":
         top_k = min(vocab_size - FIRST_EVENT_ID, max(top_k, strategy.top_g))
@@ -604,7 +620,7 @@ def score_token_windows(
             )
             for p in most_surprising(win_nll, strategy.n_surprising)
         ]
-        mix, in_order = known.match(windows[j]) if known is not None else (False, False)
+        mix, in_order = matches[j]
         beyond = tuple(np.flatnonzero(past[s : s + n]).tolist())
         score = final_score(
             strategy,
