@@ -49,6 +49,22 @@ async def offset_range(
     return out
 
 
+async def deleted_before_range(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], from_ms: int
+) -> dict[int, int | None]:
+    """Partitions whose deleted messages (retention, delete-records) may have been stamped
+    in the range: partition -> the stamp of its first message still held (None: it holds
+    none). A log that still starts at offset 0 lost nothing."""
+    begins = await consumer.beginning_offsets(tps)
+    firsts = await consumer.offsets_for_times(dict.fromkeys(tps, 0))
+    out: dict[int, int | None] = {}
+    for tp in tps:
+        first = firsts.get(tp)
+        if begins[tp] > 0 and (first is None or first.timestamp > from_ms):
+            out[tp.partition] = first.timestamp if first is not None else None
+    return out
+
+
 async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
     """The topic's partition ids, from the broker's metadata (raises DataError if none)."""
     # A group-less consumer's own metadata holds only assigned topics, so ask directly.
@@ -125,6 +141,13 @@ async def _read(
         consumer.assign(tps)
         ranges = await offset_range(consumer, tps, from_ms, to_ms)
         log.info("replay_kafka_ranges", ranges={tp.partition: r for tp, r in ranges.items()})
+        if gone := await deleted_before_range(consumer, tps, from_ms):
+            log.warning(
+                "replay_kafka_range_partly_deleted",
+                first_held_ms=gone,
+                hint="the topic no longer holds the range's oldest messages (retention.ms?); "
+                "replay the archive's daily files (--days-dir) for those days",
+            )
         consumer.pause(*tps)
         for tp in tps:  # one partition at a time: (partition, offset) order without a sort
             start, end = ranges[tp]

@@ -62,12 +62,16 @@ def topic_name(request: pytest.FixtureRequest) -> str:
     return f"test-{base}-{uuid.uuid4().hex[:8]}"
 
 
-async def create_topic_on(bootstrap: str, name: str, partitions: int = 1) -> str:
-    """Create `name` with `partitions` partitions (replication 1) and wait for its leaders."""
+async def create_topic_on(
+    bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None
+) -> str:
+    """Create `name` with `partitions` partitions (replication 1) and topic `configs`, and
+    wait for its leaders."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        resp = await admin.create_topics([NewTopic(name, partitions, replication_factor=1)])
+        topic = NewTopic(name, partitions, replication_factor=1, topic_configs=configs or {})
+        resp = await admin.create_topics([topic])
         for err in resp.to_object()["topic_errors"]:
             if err["error_code"] != 0:
                 raise RuntimeError(f"cannot create topic {name}: {err['error_message']}")
@@ -85,10 +89,11 @@ async def create_topic_on(bootstrap: str, name: str, partitions: int = 1) -> str
 
 @pytest.fixture
 def create_topic(kafka_bootstrap: str) -> CreateTopic:
-    """`await create_topic(name, partitions=1)` on the session broker; returns the name."""
+    """`await create_topic(name, partitions=1, configs=None)` on the session broker; returns
+    the name."""
 
-    async def create(name: str, partitions: int = 1) -> str:
-        return await create_topic_on(kafka_bootstrap, name, partitions)
+    async def create(name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> str:
+        return await create_topic_on(kafka_bootstrap, name, partitions, configs)
 
     return create
 

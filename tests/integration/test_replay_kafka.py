@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import OffsetAndMetadata
 from serve_support import DAY, DAY_MS, CreateTopic
+from structlog.testing import capture_logs
 
 from schemas.daily_files import daily_file_name, write_sessions
 from schemas.errors import LogadError
@@ -37,6 +38,11 @@ async def _produce_at_event_time(bootstrap: str, topic: str, sessions: list[SimS
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+# Messages are stamped with DAY's event times, weeks old by now: the broker's default 7-day
+# retention would delete them at its next check (30 s after start, then every 5 min).
+KEEP_FOREVER = {"retention.ms": "-1"}
 
 
 async def _groups(bootstrap: str) -> set[str]:
@@ -81,7 +87,7 @@ def _verdicts(path: Path) -> dict[str, bool]:
 async def test_replay_from_kafka_matches_replay_from_the_archive(
     kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, bundle: Path, tmp_path: Path
 ) -> None:
-    await create_topic(topic_name, 2)
+    await create_topic(topic_name, 2, KEEP_FOREVER)
     days = [DAY, DAY + timedelta(days=1)]
     per_day = [
         simulate_day(random.Random(70 + i), DAY_MS + i * ONE_DAY_MS, 120, 0.15) for i in (0, 1)
@@ -124,7 +130,7 @@ async def test_replay_from_kafka_matches_replay_from_the_archive(
 async def test_kafka_source_streams_in_partition_offset_order(
     kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
 ) -> None:
-    await create_topic(topic_name, 3)
+    await create_topic(topic_name, 3, KEEP_FOREVER)
     sessions = simulate_day(random.Random(71), DAY_MS, 150, 0.0)
     await _produce_at_event_time(kafka_bootstrap, topic_name, sessions)
     n_events = sum(len(s.events) for s in sessions)
@@ -145,6 +151,39 @@ async def test_kafka_source_streams_in_partition_offset_order(
         return len(first), alive
 
     assert await loop.run_in_executor(None, read_a_few) == (10, False)
+
+
+async def test_a_range_older_than_what_the_topic_holds_is_warned_of(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
+) -> None:
+    await create_topic(topic_name, 2, KEEP_FOREVER)
+    sessions = simulate_day(random.Random(72), DAY_MS, 30, 0.0)
+    await _produce_at_event_time(kafka_bootstrap, topic_name, sessions)
+    tps = [TopicPartition(topic_name, p) for p in (0, 1)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:  # what retention does to old segments, on partition 0 only
+        await admin.delete_records({tps[0]: RecordsToDelete(5)})
+    finally:
+        await admin.close()
+    loop = asyncio.get_running_loop()
+
+    def read(from_ms: int) -> tuple[list[int], list[dict[str, object]]]:
+        with capture_logs() as logs:
+            offsets = [
+                o
+                for _, p, o, _ in kafka_items(kafka_bootstrap, topic_name, from_ms, 2**62)
+                if p == 0
+            ]
+        return offsets, [e for e in logs if e["event"] == "replay_kafka_range_partly_deleted"]
+
+    offsets, warned = await loop.run_in_executor(None, read, DAY_MS - ONE_DAY_MS)
+    assert offsets and min(offsets) >= 5
+    (warning,) = warned
+    held = warning["first_held_ms"]
+    assert isinstance(held, dict) and list(held) == [0] and held[0] >= DAY_MS
+    # A range that starts after partition 0's first held message lost nothing to the deletion.
+    assert (await loop.run_in_executor(None, read, held[0] + 1))[1] == []
 
 
 def test_unreachable_broker_is_one_error() -> None:
