@@ -68,7 +68,7 @@ from schemas.console import out as say
 from schemas.logs import configure_logging
 from schemas.windows import Window
 from stream import broker
-from stream.serve import model_threads
+from stream.serve import model_threads, model_threads_idle
 from stream.settings import ServeSettings
 from stream.simulate import generate_sessions, interleave, simulate_day
 
@@ -807,6 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "score_cache_size": args.cache_size,
             "score_threads": args.score_threads,
             "serve_model_threads": model_threads(args.score_threads),
+            "serve_model_threads_idle": model_threads_idle(0, model_threads(args.score_threads)),
             "serve_switch_interval_ms": ServeSettings.switch_interval_ms,
             "model": "tiny (trained on the spot)" if args.model is None else str(args.model),
             "model_manifest": {

@@ -80,6 +80,12 @@ def model_threads(configured: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
+def model_threads_idle(configured: int, busy: int) -> int:
+    """CPU threads for the model while the consume loop is idle: as configured, or for 0
+    every core this process may use; never fewer than while it is busy."""
+    return max(busy, configured or len(os.sched_getaffinity(0)))
+
+
 class Service:
     def __init__(
         self,
@@ -99,6 +105,7 @@ class Service:
         self.send = producer_send(producer)
         s = settings
         batcher = Batcher(s.max_batch_tokens, s.max_batch_wait_ms, s.length_buckets)
+        busy = model_threads(s.score_threads)
         self.archive: ArchiveTap | None = None
         if s.archive_dir is not None:
             # A day is whole once the watermark is past its end by a gap (its last sessions
@@ -117,6 +124,7 @@ class Service:
             outbox=self._to_outbox if settings.exactly_once else None,
             on_scored=self.archive.append if self.archive is not None else None,
             cache=ScoreCache(s.score_cache_size) if s.score_cache_size else None,
+            threads=(busy, model_threads_idle(s.score_threads_idle, busy)),
         )
         self.txn = TxnOutbox(settings) if settings.exactly_once else None
         self._revoking: set[int] = set()
@@ -138,6 +146,8 @@ class Service:
                     timeout_ms=self.s.poll_timeout_ms, max_records=self.s.poll_max_records
                 )
                 now = wall_ms()
+                # An idle loop leaves its core to the model (the tail of a backlog).
+                self.worker.loop_idle = not records
                 bad = self._ingest(records, now)
                 self._submit(self.sessions.advance(now))
                 await self._dead_letter(bad)
@@ -145,7 +155,11 @@ class Service:
                 if monotonic_ms() >= self._next_commit:
                     await self._commit_safe()
                 self._observe()
+                # getmany returns buffered records without suspending: without a yield here
+                # a backlog starves the worker's task, and every window waits for the end.
+                await asyncio.sleep(0)
             self._check(tasks)
+            self.worker.loop_idle = True  # no more polls: the final flush may use every core
             assigned = set(self.offsets.assigned)
             watermark = self.sessions.min_watermark(assigned, wall_ms())
             await self._finish(assigned, [] if self.s.hand_back else self.sessions.flush_all())

@@ -50,6 +50,9 @@ SERVE_HELP: dict[str, str] = {
     "device": "scoring device: auto, cpu, cuda, cuda:N",
     "score_threads": "CPU threads for the model (0 = every core the process may use but one, "
     "left to the consume loop; at least 1)",
+    "score_threads_idle": "CPU threads for the model while the consume loop is idle (its "
+    "last poll brought no records, as in the tail of a backlog; 0 = every core the process "
+    "may use; never fewer than score_threads; the model in a thread only)",
     "model_process": "run the model in a child process of its own (stream/model_process.py), "
     "so that it never waits for the consume loop's GIL, instead of a thread of serve's process",
     "switch_interval_ms": "Python's GIL switch interval while serving (its default is 5): "
@@ -106,6 +109,7 @@ class ServeSettings:
     transaction_timeout_ms: int = 60_000
     device: str = "auto"
     score_threads: int = 0
+    score_threads_idle: int = 0
     model_process: bool = False
     switch_interval_ms: float = 0.2
     explain_known_mixes: bool = False
@@ -153,8 +157,8 @@ class ServeSettings:
             raise ValueError("commit_metadata_max_bytes must be >= 0")
         if self.score_cache_size < 0:
             raise ValueError("score_cache_size must be >= 0")
-        if self.score_threads < 0:
-            raise ValueError("score_threads must be >= 0")
+        if min(self.score_threads, self.score_threads_idle) < 0:
+            raise ValueError("score_threads and score_threads_idle must be >= 0")
         if not 0 < self.switch_interval_ms <= 1000:
             raise ValueError("switch_interval_ms must be in (0, 1000]")
         if min(self.allowed_lateness_ms, self.linger_ms, self.max_batch_wait_ms) < 0:

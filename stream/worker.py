@@ -83,6 +83,7 @@ class ScoringWorker:
         outbox: Callable[[Window, tuple[Message, ...]], None] | None = None,
         on_scored: Callable[[list[tuple[Window, Score]]], None] | None = None,
         cache: ScoreCache | None = None,
+        threads: tuple[int, int] | None = None,
     ) -> None:
         self.scorer = scorer
         self._batcher = batcher
@@ -99,6 +100,12 @@ class ScoringWorker:
         (the daily archive); an exception there fails the worker like a scoring error."""
         self._cache = cache
         """Memo of model outputs by (model version, events); None scores every window."""
+        self._threads = threads
+        """CPU threads for the model while the consume loop is busy and while it is idle,
+        set before each batch in the scoring thread (scorers with `use_threads` only);
+        None leaves the scorer's as loaded."""
+        self.loop_idle = False
+        """Set by the consume loop: its last poll brought nothing, so its core is free."""
         self._ready: deque[Batch] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -253,6 +260,10 @@ class ScoringWorker:
         """In the scoring thread: score, then hand the results to `on_scored`. Returns the
         scores and the seconds spent scoring."""
         t0 = time.perf_counter()
+        use_threads = getattr(scorer, "use_threads", None)
+        if self._threads is not None and use_threads is not None:
+            busy, idle = self._threads
+            use_threads(idle if self.loop_idle else busy)
         if self._cache is None:
             scores = scorer.score_windows(windows, now_ms)
         else:

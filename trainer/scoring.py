@@ -785,6 +785,12 @@ class WindowScorer:
                 skip_exempt=not self.explain_known_mixes,
             )
 
+    def use_threads(self, n: int) -> None:
+        """Score with `n` CPU threads from now on. Call it from the thread that scores:
+        torch keeps the count per calling thread (and as the default for new ones)."""
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
     def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
         """One Score per window, in order; `now_ms` is the wall clock stamped as scored_at."""
         results = self.score_events([w.events for w in windows], [w.ended for w in windows])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -407,6 +408,16 @@ def test_scorer_from_bundle_flags_anomalies_and_explains_them(
     results = scorer.score_events([UNKNOWN, []])
     assert results[0].score == pytest.approx(unknown.score)
     assert results[1].score == 0.0
+
+    # serve's idle loop lends the model a core: the scoring thread's count changes, the
+    # scores do not.
+    def with_threads(n: int) -> tuple[int, list[float]]:
+        scorer.use_threads(n)
+        return torch.get_num_threads(), [s.score for s in scorer.score_windows(windows, 5_000)]
+
+    with ThreadPoolExecutor(1) as pool:
+        threads, again = pool.submit(with_threads, 2).result()
+    assert threads == 2 and again == pytest.approx([s.score for s in scores])
 
 
 @pytest.mark.slow

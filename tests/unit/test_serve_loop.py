@@ -4,6 +4,7 @@ backpressure, commits, revoke and restart-skip, without a broker."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,31 @@ async def test_window_labels_follow_event_label_for_any_label_value() -> None:
     assert got == want
     assert [type(got[f"s{i}"]) for i in (0, 1, 6, 7)] == [int, int, float, float]
     assert got["s4"] is None and got["s2"] is None and got["none"] is None
+
+
+async def test_the_worker_scores_while_every_poll_brings_records() -> None:
+    """aiokafka's getmany returns buffered records without suspending: the loop must yield
+    anyway, or a backlog would hold back every window's score until it is drained."""
+    service, consumer, producer = make_service()
+    await assign(service, consumer, {0})
+    stop = asyncio.Event()
+    idle_seen: list[bool] = []
+    polls = 0
+    deadline = time.monotonic() + 10
+
+    async def getmany(timeout_ms: int, max_records: int) -> Any:
+        nonlocal polls
+        idle_seen.append(service.worker.loop_idle)
+        if producer.sent or time.monotonic() > deadline:
+            stop.set()  # the loop ends after this poll
+        polls += 1
+        if polls == 2:
+            return {}  # an empty poll: the loop is idle until the next one brings records
+        # Each event opens a session 5 s after the last: the previous one closes by the gap.
+        return {TopicPartition(TOPIC, 0): [record(0, polls, event(f"s{polls}", 5000 * polls))]}
+
+    consumer.getmany = getmany  # type: ignore[attr-defined]
+    consumer.subscribe = lambda topics, listener: None  # type: ignore[attr-defined]
+    await service.run(stop)
+    assert time.monotonic() < deadline, "no score was sent while polls brought records"
+    assert idle_seen[:4] == [False, False, True, False]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import os
 
-from stream.serve import model_threads
+from stream.serve import model_threads, model_threads_idle
 from trainer.gc_tuning import GC_THRESHOLD_0, restore_gc, tune_gc, tuned_gc
 
 
@@ -13,6 +13,13 @@ def test_model_threads_leave_a_core_to_the_consume_loop() -> None:
     assert model_threads(3) == 3
     assert model_threads(0) == max(1, len(os.sched_getaffinity(0)) - 1)
     assert model_threads(0) >= 1
+
+
+def test_an_idle_loop_leaves_every_core_to_the_model() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert model_threads_idle(0, 1) == cores
+    assert model_threads_idle(3, 1) == 3
+    assert model_threads_idle(1, 4) == 4  # never fewer than while the loop is busy
 
 
 def test_tune_gc_freezes_what_is_loaded_and_restore_undoes_it() -> None:

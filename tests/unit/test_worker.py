@@ -270,3 +270,36 @@ async def test_a_replaced_scorer_is_closed_after_the_batch_it_is_scoring() -> No
     assert events.index("v0 closed") < events.index("v2 scoring 2")
     assert "v0 scoring 1" not in events and "v2 closed" not in events
     assert worker.scorers() == [new]  # what serve closes on shutdown
+
+
+class ThreadCountingScorer(FakeScorer):
+    def __init__(self, version: str) -> None:
+        super().__init__(version)
+        self.thread_counts: list[tuple[int, str]] = []
+
+    def use_threads(self, n: int) -> None:
+        self.thread_counts.append((n, threading.current_thread().name))
+
+
+async def test_the_model_gets_more_threads_while_the_consume_loop_is_idle() -> None:
+    scorer, producer, acks = ThreadCountingScorer("v1"), FakeProducer(), Acks()
+    worker = ScoringWorker(
+        scorer,
+        Batcher(max_tokens=4096, max_wait_ms=0),
+        producer.send,
+        acks,
+        scores_topic="scores",
+        alerts_topic="alerts",
+        on_done=lambda w: None,
+        metrics=ServeMetrics(),
+        threads=(1, 3),
+    )
+    task = asyncio.create_task(worker.run())
+    worker.submit([win(0)], now_ms=0)
+    await acks.wait_until(lambda: worker.backlog == 0)
+    worker.loop_idle = True
+    worker.submit([win(1)], now_ms=0)
+    worker.stop()
+    await task
+    assert [n for n, _ in scorer.thread_counts] == [1, 3]
+    assert all(name.startswith("logad-score") for _, name in scorer.thread_counts)
