@@ -45,6 +45,16 @@ async def _produce_at_event_time(bootstrap: str, topic: str, sessions: list[SimS
 KEEP_FOREVER = {"retention.ms": "-1"}
 
 
+async def _loaded_topic(
+    bootstrap: str, create_topic: CreateTopic, topic: str, partitions: int, seed: int, n: int
+) -> list[SimSession]:
+    """A fresh topic kept forever, holding `n` simulated sessions of DAY at event time."""
+    await create_topic(topic, partitions, KEEP_FOREVER)
+    sessions = simulate_day(random.Random(seed), DAY_MS, n, 0.0)
+    await _produce_at_event_time(bootstrap, topic, sessions)
+    return sessions
+
+
 async def _groups(bootstrap: str) -> set[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -130,9 +140,7 @@ async def test_replay_from_kafka_matches_replay_from_the_archive(
 async def test_kafka_source_streams_in_partition_offset_order(
     kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
 ) -> None:
-    await create_topic(topic_name, 3, KEEP_FOREVER)
-    sessions = simulate_day(random.Random(71), DAY_MS, 150, 0.0)
-    await _produce_at_event_time(kafka_bootstrap, topic_name, sessions)
+    sessions = await _loaded_topic(kafka_bootstrap, create_topic, topic_name, 3, 71, 150)
     n_events = sum(len(s.events) for s in sessions)
     loop = asyncio.get_running_loop()
 
@@ -156,9 +164,7 @@ async def test_kafka_source_streams_in_partition_offset_order(
 async def test_a_range_older_than_what_the_topic_holds_is_warned_of(
     kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
 ) -> None:
-    await create_topic(topic_name, 2, KEEP_FOREVER)
-    sessions = simulate_day(random.Random(72), DAY_MS, 30, 0.0)
-    await _produce_at_event_time(kafka_bootstrap, topic_name, sessions)
+    await _loaded_topic(kafka_bootstrap, create_topic, topic_name, 2, 72, 30)
     tps = [TopicPartition(topic_name, p) for p in (0, 1)]
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()

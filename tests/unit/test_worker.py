@@ -71,19 +71,25 @@ def win(i: int, events: tuple[str, ...] = ("A", "B")) -> Window:
 
 
 def make_worker(
-    scorer: FakeScorer, producer: FakeProducer, wait_ms: int = 0
+    scorer: FakeScorer,
+    producer: FakeProducer,
+    wait_ms: int = 0,
+    *,
+    max_tokens: int = 4096,
+    threads: tuple[int, int] | None = None,
 ) -> tuple[ScoringWorker, Acks, list[Window]]:
     acks = Acks()
     done: list[Window] = []
     worker = ScoringWorker(
         scorer,
-        Batcher(max_tokens=4096, max_wait_ms=wait_ms),
+        Batcher(max_tokens=max_tokens, max_wait_ms=wait_ms),
         producer.send,
         acks,
         scores_topic="scores",
         alerts_topic="alerts",
         on_done=done.append,
         metrics=ServeMetrics(),
+        threads=threads,
     )
     return worker, acks, done
 
@@ -202,17 +208,8 @@ async def test_next_batch_is_scored_while_the_last_one_is_published() -> None:
         return real(windows, now_ms)
 
     scorer.score_windows = recording  # type: ignore[method-assign]
-    acks = Acks()
-    worker = ScoringWorker(
-        scorer,
-        Batcher(max_tokens=512, max_wait_ms=0),  # one 300-event window per batch
-        producer.send,
-        acks,
-        scores_topic="scores",
-        alerts_topic="alerts",
-        on_done=lambda w: None,
-        metrics=ServeMetrics(),
-    )
+    # One 300-event window per batch.
+    worker, acks, _ = make_worker(scorer, producer, max_tokens=512)
     task = asyncio.create_task(worker.run())
     worker.submit([win(i, ("A",) * 300) for i in range(4)], now_ms=0)
     async with asyncio.timeout(10):
@@ -282,18 +279,8 @@ class ThreadCountingScorer(FakeScorer):
 
 
 async def test_the_model_gets_more_threads_while_the_consume_loop_is_idle() -> None:
-    scorer, producer, acks = ThreadCountingScorer("v1"), FakeProducer(), Acks()
-    worker = ScoringWorker(
-        scorer,
-        Batcher(max_tokens=4096, max_wait_ms=0),
-        producer.send,
-        acks,
-        scores_topic="scores",
-        alerts_topic="alerts",
-        on_done=lambda w: None,
-        metrics=ServeMetrics(),
-        threads=(1, 3),
-    )
+    scorer = ThreadCountingScorer("v1")
+    worker, acks, _ = make_worker(scorer, FakeProducer(), threads=(1, 3))
     task = asyncio.create_task(worker.run())
     worker.submit([win(0)], now_ms=0)
     await acks.wait_until(lambda: worker.backlog == 0)
