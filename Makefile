@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 kafka-jars: $(STAMP)
-	$(PY) -c "from stream.broker import fetch_jars; fetch_jars()"
+	$(PY) -c "from stream.devtools.broker import fetch_jars; fetch_jars()"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -14,7 +14,7 @@
 # SMOKE=1 shrinks every step to seconds, for a dry run on CPU.
 set -u
 OUT=${OUT:-/tmp/gpu_check_out}
-DATA=${DATA:-../shared/data/hdfs}
+DATA=${DATA:-data/hdfs}
 PY=${PY:-python3}
 W=$(mktemp -d)
 mkdir -p "$OUT" "$W/collect"
@@ -82,7 +82,7 @@ step sweep "$T_SWEEP" $PY -m bench.quality_sweep --device "$DEV" --jobs "$JOBS" 
 sweep_pid=$!
 
 ddp() {  # a function, run through `bash -c` so that `timeout` can run it
-    $PY -m torch.distributed.run --standalone --nproc-per-node 1 -m trainer train \
+    $PY -m torch.distributed.run --standalone --nproc-per-node 1 -m stream.cli.train train \
         --data "$DATA/train.jsonl" --out "$W/ddp-$BIG" --preset "$BIG" --epochs "$DDP_EPOCHS" \
         --device "$DEV" --checkpoint-every-steps 0 --token-cache-dir "$W/ddp-cache" &&
         $PY -m stream.cli --log-level warning evaluate --model "$W/ddp-$BIG" --device "$DEV" \

@@ -53,11 +53,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def shown_path(path: Path) -> str:
-    """`path` as results should record it: relative to the repository (`../shared/...` for
-    the shared data beside it), so a results file names no one machine's directories.
-    Tried as given (made absolute) first: `../shared` is often a link elsewhere."""
+    """`path` as results should record it: relative to the repository, so a results file
+    names no one machine's directories. Tried as given (made absolute) first, then with
+    links resolved."""
     for p in (Path(os.path.abspath(path)), Path(path).resolve()):
-        for base, prefix in ((REPO, ""), (REPO.parent, "../")):
-            if p.is_relative_to(base):
-                return prefix + str(p.relative_to(base))
+        if p.is_relative_to(REPO):
+            return str(p.relative_to(REPO))
     return str(Path(path).resolve())

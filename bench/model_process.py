@@ -8,7 +8,7 @@ thread; both need the GIL. This measures, on the same windows and a bundle with 
 weights (cost does not depend on what a model learned):
 
 - the model's seconds for all windows, scored in batches from a worker thread as serve does
-  (`thread`), or sent to a child process (`process`, stream/model_process.py);
+  (`thread`), or sent to a child process (`process`, stream/serve/model_process.py);
 - each alone, and beside a busy pure-Python loop in the main thread (dicts, tuples and
   string keys, as a sessionizer's work looks), at serve's GIL switch interval;
 - the busy loop's iterations per second, alone and beside each: the other side of the cost.
@@ -34,14 +34,14 @@ import orjson
 import torch
 
 from bench.machine import report_header
-from schemas.console import out as say
-from schemas.logs import configure_logging
+from schemas.runtime.console import out as say
+from schemas.runtime.logs import configure_logging
 from schemas.vocab import Vocab
 from schemas.windows import Window
-from stream.model_process import start_process_scorer
-from stream.reload import load_window_scorer
-from stream.serve import model_threads
-from stream.settings import ServeSettings
+from stream.serve.app import model_threads
+from stream.serve.model_process import start_process_scorer
+from stream.serve.reload import load_window_scorer
+from stream.serve.settings import ServeSettings
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
 from trainer.model import bert_config, build_model, device_for, get_preset

@@ -1,6 +1,6 @@
 """HDFS detection-quality benchmark (`make bench-quality`), on CPU, with a fixed seed.
 
-1. Train the MLM with the real `logad train` on ../shared/data/hdfs/train.jsonl, with the
+1. Train the MLM with the real `logad train` on data/hdfs/train.jsonl, with the
    session-end marker (the trainer's `end_marker` setting, trainer/end_marker.py). The
    trainer holds out a validation slice by session hash (normal data only); it is never
    trained on.
@@ -46,10 +46,10 @@ import torch  # noqa: E402
 
 from bench.machine import report_header, shown_path  # noqa: E402
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle  # noqa: E402
-from schemas.console import out  # noqa: E402
 from schemas.errors import ConfigError  # noqa: E402
-from schemas.logs import configure_logging  # noqa: E402
-from schemas.settings import coerce  # noqa: E402
+from schemas.runtime.console import out  # noqa: E402
+from schemas.runtime.logs import configure_logging  # noqa: E402
+from schemas.runtime.settings import coerce  # noqa: E402
 from schemas.vocab import Vocab  # noqa: E402
 from trainer.calibration import calibrate, threshold_from_quantile  # noqa: E402
 from trainer.dataset import DataSelection, load_training_data  # noqa: E402
@@ -83,7 +83,7 @@ from trainer.scoring import (  # noqa: E402
 )
 from trainer.token_cache import TokenCache  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "hdfs"
+DATA = ROOT / "data" / "hdfs"
 POPULATION = Population(normals=552_640, abnormals=16_838)
 ANCHORS = {
     "DeepLog (paper)": 0.96,

@@ -4,7 +4,7 @@
         --runs tiny:2e-3 small:1e-3 base:2e-4 --seeds 0 1 2
 
 Each run (preset, peak learning rate, seed) is `make bench-quality`'s MLM half, unchanged:
-the same `logad train` on ../shared/data/hdfs/train.jsonl with its validation slice, the
+the same `logad train` on data/hdfs/train.jsonl with its validation slice, the
 same scoring runs, each strategy's threshold at p99.9 of its validation scores, no dev
 label choosing anything (bench/quality_hdfs.py; no DeepLog, no ablation). Runs go in
 parallel processes (--jobs) sharing the device.
@@ -42,7 +42,7 @@ import torch  # noqa: E402 - imported here so machine() records the GPU
 
 from bench.machine import machine  # noqa: E402
 from bench.quality_hdfs import bool_flag  # noqa: E402
-from schemas.console import out  # noqa: E402
+from schemas.runtime.console import out  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_ROW = "full k=10 max, known mixes in known steps, count ceilings"
@@ -76,7 +76,7 @@ def run_one(spec: RunSpec, common: Sequence[str], out_root: Path) -> dict[str, A
     """One training + scoring run, its console output to <out>/<slug>/log.txt."""
     from bench.quality_hdfs import mlm_section, parser, row, train_bundle
     from schemas.bundle import verify_bundle
-    from schemas.logs import configure_logging
+    from schemas.runtime.logs import configure_logging
 
     run_dir = out_root / spec.slug
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -34,15 +34,15 @@ import orjson  # noqa: E402
 import torch  # noqa: E402
 
 from bench.machine import report_header, shown_path  # noqa: E402
-from schemas.console import out  # noqa: E402
-from schemas.logs import configure_logging  # noqa: E402
+from schemas.runtime.console import out  # noqa: E402
+from schemas.runtime.logs import configure_logging  # noqa: E402
 from schemas.scores import Score  # noqa: E402
-from stream.replay import read_labels  # noqa: E402
+from stream.jobs.replay import read_labels  # noqa: E402
 from trainer.evaluate import read_event_lists, run_windows  # noqa: E402
 from trainer.metrics import Detection, Population, detection  # noqa: E402
 from trainer.scoring import WindowScorer  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "hdfs"
+DATA = ROOT / "data" / "hdfs"
 POPULATION = Population(normals=552_640, abnormals=16_838)
 HOUR_MS = 3_600_000
 # The longest silence inside one dev block is 12.9 h and the longest block spans 14.9 h

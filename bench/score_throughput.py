@@ -39,8 +39,8 @@ import torch
 from transformers import BertForMaskedLM
 
 from bench.machine import report_header
-from schemas.console import out as say
-from schemas.logs import configure_logging
+from schemas.runtime.console import out as say
+from schemas.runtime.logs import configure_logging
 from schemas.vocab import CLS_ID, MASK_ID, SEP_ID
 from trainer import scoring
 from trainer.model import (

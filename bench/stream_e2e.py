@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.stream_e2e                     # tiny model trained on the spot
     .venv/bin/python -m bench.stream_e2e --model BUNDLE --drain-events 300000
 
-Starts its own Kafka broker (stream.broker, free port, temporary data dir) and measures two
+Starts its own Kafka broker (stream.devtools.broker, free port, temporary data dir) and measures two
 ways, on the same broker and simulated traffic, each against a pass-through baseline (one
 process that consumes, produces every message unchanged, and commits per poll: Kafka I/O
 and Python overhead only, no model):
@@ -26,7 +26,7 @@ and Python overhead only, no model):
 - scorer_only: `WindowScorer.score_windows` in this process on the drain traffic's
   windows (one per session, the first --scorer-windows of them), batched as serve batches
   them, no cache: the model's share of the cost. At serve's model thread count
-  (`stream.serve.model_threads`), and again on every core (`scorer_only_all_cores`).
+  (`stream.serve.app.model_threads`), and again on every core (`scorer_only_all_cores`).
 
 Each serve drain also reports its CPU seconds over the timed span (`cpu_s`, all threads;
 `loop_cpu_s`, the consume loop's thread alone): steadier than wall time when other jobs
@@ -64,13 +64,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.machine import report_header
-from schemas.console import out as say
-from schemas.logs import configure_logging
+from schemas.runtime.console import out as say
+from schemas.runtime.logs import configure_logging
 from schemas.windows import Window
-from stream import broker
-from stream.serve import model_threads, model_threads_idle
-from stream.settings import ServeSettings
-from stream.simulate import generate_sessions, interleave, simulate_day
+from stream.devtools import broker
+from stream.devtools.simulate import generate_sessions, interleave, simulate_day
+from stream.serve.app import model_threads, model_threads_idle
+from stream.serve.settings import ServeSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -226,10 +226,10 @@ async def passthrough(
 
 async def consume_only(bootstrap: str, src: str, group: str, n: int, stamp: str) -> None:
     """The read-side ceiling: a group consumer with serve's fetch settings
-    (stream.kafka_io.make_consumer) that decodes each value with orjson and commits per
+    (stream.serve.kafka_io.make_consumer) that decodes each value with orjson and commits per
     poll, until `n` records were read. Writes "<first poll ms> <last record ms>" (wall
     time) to `stamp`."""
-    from stream.kafka_io import make_consumer
+    from stream.serve.kafka_io import make_consumer
 
     settings = ServeSettings(model=Path("-"), bootstrap=bootstrap, group_id=group)
     consumer = make_consumer(settings)
@@ -497,7 +497,7 @@ def scorer_only(
 ) -> dict[str, float]:
     import torch
 
-    from stream.batcher import Batcher
+    from stream.serve.batcher import Batcher
     from trainer.scoring import WindowScorer
 
     torch.set_num_threads(threads)

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.stream_throughput
     .venv/bin/python -m bench.stream_throughput --sessions 100000 --interval-ms 1
 
-The input is simulated Spring Cloud traffic (`stream.simulate`): sessions arrive every
+The input is simulated Spring Cloud traffic (`stream.devtools.simulate`): sessions arrive every
 --interval-ms of event time and are spread over --partitions partitions by session id, the
 way a keyed Kafka topic spreads them. With the default 30 s gap, about 30 000/interval
 sessions are open at any time. Messages are dropped from the events (the sessionizer never
@@ -46,11 +46,11 @@ from typing import Any
 import orjson
 
 from bench.machine import report_header
-from schemas.console import out as say
-from schemas.logs import configure_logging
+from schemas.runtime.console import out as say
+from schemas.runtime.logs import configure_logging
 from schemas.windows import Window, split_points
-from stream.sessionizer import Sessionizer, SessionizerSettings
-from stream.simulate import generate_sessions, interleave
+from stream.devtools.simulate import generate_sessions, interleave
+from stream.serve.sessionizer import Sessionizer, SessionizerSettings
 from trainer.gc_tuning import GC_THRESHOLD_0
 
 RESULTS = Path(__file__).resolve().parent / "results"

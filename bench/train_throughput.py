@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from transformers import BertForMaskedLM
 
 from bench.machine import report_header
-from schemas.console import out as say
 from schemas.daily_files import daily_file_name
-from schemas.logs import configure_logging
+from schemas.runtime.console import out as say
+from schemas.runtime.logs import configure_logging
 from schemas.vocab import PAD_ID
 from trainer.batching import epoch_rng, padding_efficiency, plan_batches
 from trainer.collate import Batch, iterate, make_batch

@@ -1,6 +1,6 @@
 """`EvaluateSettings`: every knob of `logad evaluate` (torch-free, so `--help` stays fast).
 
-Built by `schemas.settings.build_settings` (defaults < config file < LOGAD_* env < flags).
+Built by `schemas.runtime.settings.build_settings` (defaults < config file < LOGAD_* env < flags).
 The bundle, the session files, the report directory and the calibration data are
 per-invocation arguments, not settings.
 """

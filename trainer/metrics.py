@@ -5,7 +5,7 @@ is anomalous, the positive class. Normal and anomalous scores come as two arrays
 
 Precision at the population ratio: the dev normals are a uniform sample of all normal
 sessions, so a measured FPR and recall extrapolate to the full population of Nn normals and
-Na anomalies as `P = R*Na / (R*Na + FPR*Nn)` (../shared/data/README.md). Curves (ROC,
+Na anomalies as `P = R*Na / (R*Na + FPR*Nn)` (data/README.md). Curves (ROC,
 precision-recall, AUPRC) weight each normal by Nn / n_normal and each anomaly by
 Na / n_abnormal the same way, so AUPRC too is "at the natural ratio" when a population is
 given. AUROC does not depend on the ratio.

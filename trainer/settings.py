@@ -1,6 +1,6 @@
 """`TrainSettings`: every knob of `logad train`, with the production defaults.
 
-Built by `schemas.settings.build_settings` (defaults < config file < LOGAD_* env < flags).
+Built by `schemas.runtime.settings.build_settings` (defaults < config file < LOGAD_* env < flags).
 The data selection (files, dates), the output directory and the warm-start bundle are
 per-invocation arguments, not settings.
 """

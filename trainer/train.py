@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from schemas.bundle import BundleManifest
 from schemas.errors import ConfigError, DataError, LogadError
-from schemas.settings import settings_for_log
+from schemas.runtime.settings import settings_for_log
 from schemas.vocab import Vocab
 from trainer.checkpoint import (
     latest_checkpoint,

@@ -3,7 +3,7 @@
 Every test in tests/integration is marked `integration` automatically.
 
 Fixtures for test authors:
-- `kafka_bootstrap` (session): "127.0.0.1:PORT" of a broker started by `stream.broker` on a
+- `kafka_bootstrap` (session): "127.0.0.1:PORT" of a broker started by `stream.devtools.broker` on a
   free port with a temporary data dir, stopped at session end. Topics are auto-created with
   one partition; use `create_topic` for more. A broker that cannot start fails the session's
   tests (it never skips them).
@@ -27,7 +27,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from serve_support import CreateTopic, MakeTopics, Topics, create_topics, tiny_bundle
 
-from stream import broker
+from stream.devtools import broker
 
 _HERE = Path(__file__).resolve().parent
 

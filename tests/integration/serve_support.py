@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from schemas.bundle import write_manifest
 from schemas.daily_files import daily_file_name, write_sessions
 from schemas.scores import Score
-from stream.serve import serve
-from stream.settings import ServeSettings
-from stream.simulate import SimSession, generate_sessions, interleave, simulate_day
+from stream.devtools.simulate import SimSession, generate_sessions, interleave, simulate_day
+from stream.serve.app import serve
+from stream.serve.settings import ServeSettings
 
 CreateTopic = Callable[..., Awaitable[str]]
 MakeTopics = Callable[[int], Awaitable["Topics"]]

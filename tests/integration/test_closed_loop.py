@@ -60,9 +60,9 @@ from serve_support import (
 from schemas.daily_files import daily_file_name, find_daily_files, is_complete, read_sessions
 from schemas.registry import list_bundles, read_pointer
 from schemas.scores import Score
-from stream.archive import utc_day
 from stream.cli import main
-from stream.simulate import SimSession, simulate_day
+from stream.devtools.simulate import SimSession, simulate_day
+from stream.serve.archive import utc_day
 
 DAY0 = date(2026, 10, 31)
 DAY1, DAY2, DAY3 = (DAY0 + timedelta(days=i) for i in (1, 2, 3))

@@ -11,8 +11,8 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from serve_support import CreateTopic
 
-from stream import broker
 from stream.cli import main
+from stream.devtools import broker
 
 
 async def _produce(bootstrap: str, topic: str, values: list[bytes], partition: int = 0) -> None:

@@ -20,10 +20,10 @@ from structlog.testing import capture_logs
 from schemas.daily_files import daily_file_name, write_sessions
 from schemas.errors import LogadError
 from schemas.scores import Score
-from stream.archive import DAY_MS as ONE_DAY_MS
 from stream.cli import main
-from stream.replay_kafka import kafka_items
-from stream.simulate import SimSession, interleave, simulate_day
+from stream.devtools.simulate import SimSession, interleave, simulate_day
+from stream.jobs.replay_kafka import kafka_items
+from stream.serve.archive import DAY_MS as ONE_DAY_MS
 
 
 async def _produce_at_event_time(bootstrap: str, topic: str, sessions: list[SimSession]) -> None:

@@ -28,8 +28,8 @@ from structlog.testing import capture_logs
 from schemas.daily_files import daily_file_name, find_daily_files, is_complete, read_sessions
 from schemas.scores import Score
 from schemas.sessions import Session
-from stream.archive import DAY_MS as ONE_DAY_MS
-from stream.archive import utc_day
+from stream.serve.archive import DAY_MS as ONE_DAY_MS
+from stream.serve.archive import utc_day
 
 
 def _archived(archive: Path) -> dict[WindowKey, list[Session]]:

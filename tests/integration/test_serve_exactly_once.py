@@ -22,7 +22,7 @@ from serve_support import (
     traffic,
 )
 
-from stream.simulate import malformed_message
+from stream.devtools.simulate import malformed_message
 
 
 async def read_committed(

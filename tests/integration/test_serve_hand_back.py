@@ -24,7 +24,7 @@ from serve_support import (
     window_sizes,
 )
 
-from stream import broker
+from stream.devtools import broker
 
 
 @pytest.mark.slow

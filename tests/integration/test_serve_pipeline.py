@@ -21,8 +21,8 @@ from serve_support import (
 )
 
 from schemas.scores import Alert
-from stream import broker
-from stream.simulate import malformed_message
+from stream.devtools import broker
+from stream.devtools.simulate import malformed_message
 
 
 @pytest.mark.slow

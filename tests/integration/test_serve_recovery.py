@@ -26,7 +26,7 @@ from serve_support import (
     window_sizes,
 )
 
-from stream import broker
+from stream.devtools import broker
 
 
 async def _until_ready(port: int, timeout_s: float = 60.0) -> None:

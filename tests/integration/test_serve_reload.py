@@ -25,8 +25,8 @@ from serve_support import (
 )
 
 from schemas.registry import read_pointer
-from stream import broker
 from stream.cli import main
+from stream.devtools import broker
 
 
 async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:
@@ -38,7 +38,7 @@ async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:
 
 
 def model_processes(bundle_fragment: str) -> list[int]:
-    """Pids of live model processes (stream/model_process.py) whose bundle path holds
+    """Pids of live model processes (stream/serve/model_process.py) whose bundle path holds
     `bundle_fragment`."""
     pids = []
     for d in Path("/proc").iterdir():
@@ -46,7 +46,9 @@ def model_processes(bundle_fragment: str) -> list[int]:
             argv = (d / "cmdline").read_bytes().split(b"\0") if d.name.isdigit() else []
         except OSError:
             continue
-        if b"stream.model_process" in argv and any(bundle_fragment.encode() in a for a in argv):
+        if b"stream.serve.model_process" in argv and any(
+            bundle_fragment.encode() in a for a in argv
+        ):
             pids.append(int(d.name))
     return pids
 

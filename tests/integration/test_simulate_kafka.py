@@ -14,7 +14,7 @@ from serve_support import CreateTopic
 from schemas.errors import DecodeError
 from schemas.events import LogEvent
 from stream.cli import main
-from stream.simulate import generate_sessions
+from stream.devtools.simulate import generate_sessions
 
 
 async def _read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, bytes, bytes]]:

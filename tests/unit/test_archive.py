@@ -12,7 +12,7 @@ import pytest
 from schemas.daily_files import find_daily_files, read_sessions
 from schemas.scores import Score
 from schemas.windows import Window
-from stream.archive import (
+from stream.serve.archive import (
     DAY_MS,
     ArchiveTap,
     DailyArchive,

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.windows import Window
-from stream.batcher import Batcher
+from stream.serve.batcher import Batcher
 
 
 def win(n_events: int, i: int = 0) -> Window:

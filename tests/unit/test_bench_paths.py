@@ -11,11 +11,11 @@ def test_paths_inside_the_repo_are_relative() -> None:
     assert shown_path(REPO / "bench" / "out" / "hdfs" / "model") == "bench/out/hdfs/model"
 
 
-def test_shared_data_beside_the_repo_is_dotdot() -> None:
-    assert shown_path(REPO.parent / "shared" / "data" / "x.jsonl") == "../shared/data/x.jsonl"
+def test_data_in_the_repo_is_relative() -> None:
+    assert shown_path(REPO / "data" / "hdfs" / "train.jsonl") == "data/hdfs/train.jsonl"
 
 
 def test_other_paths_stay_absolute() -> None:
     outside = Path("/nonexistent-logad-dir/f")
-    assert not outside.is_relative_to(REPO.parent)
+    assert not outside.is_relative_to(REPO)
     assert shown_path(outside) == "/nonexistent-logad-dir/f"

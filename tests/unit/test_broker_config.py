@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import LogadError
-from stream import broker
+from stream.devtools import broker
 
 
 def _props(text: str) -> dict[str, str]:

@@ -57,7 +57,7 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_shared_hdfs_file_reads() -> None:
-    path = Path(__file__).resolve().parents[3] / "shared" / "data" / "hdfs" / "train.jsonl"
+    path = Path(__file__).resolve().parents[2] / "data" / "hdfs" / "train.jsonl"
     sessions = list(read_sessions(path))
     assert len(sessions) == 5583
     assert all(s.events for s in sessions)

@@ -34,9 +34,9 @@ import pytest
 import yaml
 
 from schemas.errors import LogadError
-from schemas.settings import ENV_PREFIX, build_settings
+from schemas.runtime.settings import ENV_PREFIX, build_settings
 from stream.cli import build_parser
-from stream.settings import ServeSettings
+from stream.serve.settings import ServeSettings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -617,7 +617,7 @@ def test_crontab_line() -> None:
 def test_readme_commands_match_the_cli(tmp_path: Path) -> None:
     from torch.distributed.run import get_args_parser
 
-    from trainer.cli_train import build_parser as trainer_parser
+    from stream.cli.train import build_parser as trainer_parser
 
     compose_logad = compose_invocations(yaml.safe_load(COMPOSE.read_text()))
     seen: set[str] = set()
@@ -625,7 +625,7 @@ def test_readme_commands_match_the_cli(tmp_path: Path) -> None:
         argv = None
         if tokens[0] == "torchrun":
             targs = get_args_parser().parse_args(tokens[1:])
-            assert targs.module and targs.training_script == "trainer", tokens
+            assert targs.module and targs.training_script == "stream.cli.train", tokens
             assert targs.nnodes != "1" and targs.rdzv_backend == "c10d" and targs.rdzv_endpoint
             _, unknown = trainer_parser().parse_known_args(targs.training_script_args)
             assert unknown == [], tokens

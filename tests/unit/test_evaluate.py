@@ -14,7 +14,7 @@ from schemas.errors import ConfigError, LogadError
 from schemas.sessions import Session
 from schemas.vocab import UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS
-from trainer import cli_evaluate
+from stream.cli import evaluate as cli_evaluate
 from trainer.calibration import calibrate
 from trainer.end_marker import END_EVENT, encode_window, marks, uses_end_marker, with_end
 from trainer.evaluate import (

@@ -8,7 +8,7 @@ import orjson
 import pytest
 import structlog
 
-from schemas.logs import configure_logging
+from schemas.runtime.logs import configure_logging
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""The model in a child process (stream/model_process.py): the same scores as in-process,
+"""The model in a child process (stream/serve/model_process.py): the same scores as in-process,
 a bad bundle refused at start, and a child that outlives neither its parent nor `close`."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from schemas.errors import BundleError
 from schemas.vocab import Vocab
 from schemas.windows import Window
-from stream.model_process import ModelProcessError, ProcessScorer, start_process_scorer
-from stream.reload import load_window_scorer
+from stream.serve.model_process import ModelProcessError, ProcessScorer, start_process_scorer
+from stream.serve.reload import load_window_scorer
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
 from trainer.known_counts import KnownMixes

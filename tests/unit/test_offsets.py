@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.offsets import (
+from stream.serve.offsets import (
     DoneWindow,
     OffsetTracker,
     decode_metadata,

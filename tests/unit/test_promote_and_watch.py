@@ -14,10 +14,10 @@ from schemas.registry import read_pointer
 from schemas.scores import Score
 from schemas.windows import Window
 from stream.cli import main
-from stream.cli_registry import add_to_registry
-from stream.metrics import ServeMetrics
-from stream.reload import ModelWatcher
-from stream.worker import Scorer
+from stream.cli.registry import add_to_registry
+from stream.serve.metrics import ServeMetrics
+from stream.serve.reload import ModelWatcher
+from stream.serve.worker import Scorer
 
 
 def fake_bundle(path: Path, version: str, payload: bytes = b"weights") -> Path:

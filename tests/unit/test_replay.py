@@ -12,12 +12,12 @@ import pytest
 
 from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError
+from schemas.runtime.settings import build_settings, settings_flags
 from schemas.scores import Score
 from schemas.sessions import Session
-from schemas.settings import build_settings, settings_flags
 from schemas.windows import Window
-from stream import cli_replay
-from stream.replay import (
+from stream.cli import replay as cli_replay
+from stream.jobs.replay import (
     DaySource,
     ReplaySettings,
     check_out_topic,

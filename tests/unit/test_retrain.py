@@ -10,9 +10,9 @@ import pytest
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
 from schemas.errors import ConfigError, DataError
 from schemas.registry import POINTER, read_pointer
+from schemas.runtime.settings import build_settings
 from schemas.sessions import Session
-from schemas.settings import build_settings
-from stream.retrain import (
+from stream.jobs.retrain import (
     TMP_PREFIX,
     Figures,
     RetrainSettings,
@@ -110,7 +110,7 @@ def test_a_run_that_crashes_while_training_leaves_the_registry_untouched(
         (out / "model.safetensors").write_bytes(b"half-written")
         raise RuntimeError("killed mid-training")
 
-    monkeypatch.setattr("stream.retrain._train_candidate", crash)
+    monkeypatch.setattr("stream.jobs.retrain._train_candidate", crash)
     s = RetrainSettings(archive_dir=archive, registry=registry)
     with pytest.raises(RuntimeError, match="killed"):
         run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))

@@ -15,11 +15,11 @@ import torch
 from schemas.scores import Score
 from schemas.vocab import Vocab
 from schemas.windows import Window
-from stream.batcher import Batcher
-from stream.kafka_io import Acks
-from stream.metrics import ServeMetrics
-from stream.score_cache import ScoreCache
-from stream.worker import ScoringWorker
+from stream.serve.batcher import Batcher
+from stream.serve.kafka_io import Acks
+from stream.serve.metrics import ServeMetrics
+from stream.serve.score_cache import ScoreCache
+from stream.serve.worker import ScoringWorker
 from trainer.model import PRESETS, bert_config, build_model
 from trainer.scoring import ScoringStrategy, WindowScorer
 

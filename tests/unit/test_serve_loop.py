@@ -12,8 +12,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from test_worker import FakeProducer, FakeScorer
 
 from schemas.events import LogEvent
-from stream.serve import Service
-from stream.settings import ServeSettings
+from stream.serve.app import Service
+from stream.serve.settings import ServeSettings
 
 TOPIC = "in"
 
@@ -71,7 +71,7 @@ def make_service(**overrides: Any) -> tuple[Service, FakeConsumer, FakeProducer]
 
 
 def _metrics() -> Any:
-    from stream.metrics import ServeMetrics
+    from stream.serve.metrics import ServeMetrics
 
     return ServeMetrics()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from stream.metrics import Health, MetricsServer, ServeMetrics
+from stream.serve.metrics import Health, MetricsServer, ServeMetrics
 
 
 def get(port: int, path: str) -> tuple[int, str]:

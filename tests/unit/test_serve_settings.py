@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import ConfigError
-from schemas.settings import build_settings
-from stream.settings import SERVE_HELP, ServeSettings
+from schemas.runtime.settings import build_settings
+from stream.serve.settings import SERVE_HELP, ServeSettings
 
 
 def test_model_is_required() -> None:
@@ -58,7 +58,7 @@ def test_every_setting_has_help() -> None:
 def test_serve_flags_reach_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from stream import cli_serve
+    from stream.cli import serve as cli_serve
 
     seen: list[ServeSettings] = []
 

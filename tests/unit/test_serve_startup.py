@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from stream import serve as serve_module
-from stream.kafka_io import kafka_failure
-from stream.settings import ServeSettings
+from stream.serve import app as serve_module
+from stream.serve.kafka_io import kafka_failure
+from stream.serve.settings import ServeSettings
 from tests.unit.test_promote_and_watch import Loaded, fake_bundle
 
 

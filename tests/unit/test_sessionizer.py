@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from schemas.events import LogEvent
 from schemas.windows import Window, make_window_id
-from stream.sessionizer import Sessionizer, SessionizerSettings
+from stream.serve.sessionizer import Sessionizer, SessionizerSettings
 
 T0 = 1_700_000_000_000
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import LogEvent
-from stream.sessionizer import Sessionizer, SessionizerSettings
+from stream.serve.sessionizer import Sessionizer, SessionizerSettings
 
 T0 = 1_700_000_000_000
 

@@ -8,7 +8,12 @@ from typing import Literal
 import pytest
 
 from schemas import ConfigError
-from schemas.settings import add_settings_flags, build_settings, settings_flags, settings_for_log
+from schemas.runtime.settings import (
+    add_settings_flags,
+    build_settings,
+    settings_flags,
+    settings_for_log,
+)
 
 
 @dataclass(frozen=True)

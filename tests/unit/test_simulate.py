@@ -14,8 +14,8 @@ from schemas.daily_files import read_sessions
 from schemas.errors import DecodeError
 from schemas.events import LogEvent
 from stream.cli import main
-from stream.cli_simulate import SimulateSettings, _messages
-from stream.simulate import (
+from stream.cli.simulate import SimulateSettings, _messages
+from stream.devtools.simulate import (
     ANOMALY_KINDS,
     ANOMALY_ONLY,
     EUREKA,

@@ -14,7 +14,7 @@ from _train_data import cli_flags, hdfs_day
 from schemas import Session, Vocab
 from schemas.bundle import BUNDLE_FILES, MANIFEST, Calibration, verify_bundle
 from schemas.daily_files import read_sessions, write_sessions
-from trainer.cli_train import main
+from stream.cli.train import main
 from trainer.end_marker import END_EVENT
 from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, WindowScorer
 

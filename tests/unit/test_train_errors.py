@@ -12,7 +12,7 @@ from _train_data import cli_flags, hdfs_day
 from torch.optim.lr_scheduler import LambdaLR
 
 from schemas import ConfigError
-from trainer.cli_train import main
+from stream.cli.train import main
 from trainer.collate import make_batch
 from trainer.dataset import WindowStore
 from trainer.distributed import Dist, check_nproc

@@ -12,10 +12,10 @@ import pytest
 
 from schemas.scores import Score
 from schemas.windows import Window
-from stream.batcher import Batcher
-from stream.kafka_io import Acks, Headers
-from stream.metrics import ServeMetrics
-from stream.worker import ScoringWorker, close_scorer
+from stream.serve.batcher import Batcher
+from stream.serve.kafka_io import Acks, Headers
+from stream.serve.metrics import ServeMetrics
+from stream.serve.worker import ScoringWorker, close_scorer
 
 
 class FakeScorer:

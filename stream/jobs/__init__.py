@@ -1,0 +1,1 @@
+"""Batch jobs over history and the registry: replay, the nightly retrain."""

@@ -1,0 +1,273 @@
+"""`logad replay`: historical data through the same sessionizer and scorer as `logad serve`.
+
+Sources (each yields `(event, partition, offset, label)` in a deterministic order):
+
+- daily files: each Session line becomes its events, in order, at one synthetic event time
+  per line spaced more than the gap apart, so every line closes as its own window (a line
+  over 510 events is split as the stream splits it). Offsets are the running event index,
+  partition -1. The windows then get the line's real start/end times back.
+- an events file of LogEvent JSON lines (optionally .gz) in time order; partition 0,
+  offset = line index. A label may ride in `attrs.label`, as simulated traffic has it.
+- a Kafka topic between two times, through `offsets_for_times`, consumed with no group
+  (assigned partitions, no commits), so no committed offset moves.
+
+Determinism: no wall clock enters the output. The sessionizer runs on event time only (no
+idle flush; everything left open is flushed at the end), `scored_at` is each window's last
+event time, and the Scores are written sorted by (first_ts, session_id, window_index,
+window_id). The same input and bundle give byte-identical output.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import gzip
+import io
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+import structlog
+
+from schemas.daily_files import find_daily_files, read_sessions
+from schemas.errors import ConfigError, DataError, DecodeError
+from schemas.events import LogEvent
+from schemas.scores import Score
+from schemas.windows import MAX_EVENTS, Window
+from stream.serve.sessionizer import Sessionizer, SessionizerSettings
+
+log = structlog.get_logger(__name__)
+
+LIVE_SCORES_TOPIC = "logad.scores"
+_SERVICE = "replay"
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    gap_ms: int = 30_000
+    """A session closes after this much event time without events (HDFS blocks need hours)."""
+    max_events: int = MAX_EVENTS
+    """Events per window; a longer session goes on in a new window."""
+    max_duration_ms: int = 3_600_000
+    """A window is closed after spanning this much event time."""
+    max_open_sessions: int = 100_000
+    """Open sessions held in memory; past it the oldest is flushed."""
+    allowed_lateness_ms: int = 0
+    """Event-time slack before the watermark closes sessions."""
+    device: str = "auto"
+    """Scoring device: auto, cpu, cuda, cuda:N."""
+    max_batch_tokens: int = 16_384
+    """Most tokens in one scoring batch."""
+    batch_windows: int = 256
+    """Windows handed to the scorer at a time."""
+    explain_known_mixes: bool = False
+    """Run the model on windows their known mix scores 0, for their surprising events."""
+
+    def __post_init__(self) -> None:
+        if self.batch_windows < 1:
+            raise ValueError("batch_windows must be >= 1")
+        if self.max_batch_tokens < 512:
+            raise ValueError("max_batch_tokens must be >= 512")
+        self.sessionizer()  # its checks too, so that a bad value is a one-line config error
+
+    def sessionizer(self) -> SessionizerSettings:
+        return SessionizerSettings(
+            gap_ms=self.gap_ms,
+            max_events=self.max_events,
+            max_duration_ms=self.max_duration_ms,
+            max_open_sessions=self.max_open_sessions,
+            allowed_lateness_ms=self.allowed_lateness_ms,
+            # Never flush by wall clock: replay runs on event time only.
+            idle_timeout_ms=1 << 60,
+        )
+
+
+Item = tuple[LogEvent, int, int, int | None]
+Progress = Callable[[int, str], None]
+"""Called with (work units done since the last call, a short description)."""
+
+
+def _noop(n: int, what: str) -> None:
+    pass
+
+
+# ---- sources
+
+
+@dataclass
+class DaySource:
+    """Daily files as events. `restore` gives windows their lines' real times back."""
+
+    files: list[Path]
+    gap_ms: int
+    _bases: list[int] = dataclasses.field(default_factory=list)
+    _times: list[tuple[int, int] | None] = dataclasses.field(default_factory=list)
+
+    def total(self) -> int:
+        return sum(p.stat().st_size for p in self.files)
+
+    def items(self, progress: Progress = _noop) -> Iterator[Item]:
+        offset = 0
+        line = 0
+        step = self.gap_ms + 1
+        for path in self.files:
+            for s in read_sessions(path, strict=False):
+                ts = line * step
+                self._bases.append(offset)
+                times = (s.start_ts, s.end_ts) if s.start_ts is not None and s.end_ts else None
+                self._times.append(times)
+                for e in s.events:
+                    yield LogEvent(ts, _SERVICE, s.session_id, e), -1, offset, s.label
+                    offset += 1
+                line += 1
+                progress(len(s.encode()) + 1, path.name)
+
+    def restore(self, w: Window) -> Window:
+        k = bisect.bisect_right(self._bases, w.first_offset) - 1
+        times = self._times[k] if k >= 0 else None
+        if times is None:
+            return w
+        return dataclasses.replace(w, first_ts=times[0], last_ts=times[1])
+
+
+def day_files(days_dir: Path, from_date: date | None, to_date: date | None) -> list[Path]:
+    files = [f.path for f in find_daily_files([days_dir], from_date, to_date)]
+    if not files:
+        raise DataError(f"no daily files in {days_dir} between {from_date} and {to_date}")
+    return files
+
+
+def _open_events(path: Path) -> tuple[IO[bytes] | gzip.GzipFile, Callable[[], int]]:
+    raw = path.open("rb")
+    if path.suffix == ".gz":
+        return gzip.GzipFile(fileobj=raw), raw.tell
+    return raw, raw.tell
+
+
+def event_items(path: Path, progress: Progress = _noop) -> Iterator[Item]:
+    """LogEvent lines of a file, as partition 0 with the line index as offset."""
+    fh, pos = _open_events(path)
+    last = 0
+    with fh:
+        for i, raw in enumerate(fh):
+            if not raw.strip():
+                continue
+            try:
+                event = LogEvent.decode(raw)
+            except DecodeError as e:
+                log.warning("replay_event_undecodable", path=str(path), line=i + 1, error=str(e))
+                continue
+            yield event, 0, i, event.label
+            if i % 1024 == 0:
+                now = pos()
+                progress(now - last, path.name)
+                last = now
+        progress(pos() - last, path.name)
+
+
+# ---- the pipeline
+
+
+def sessionize(
+    items: Iterator[Item], settings: ReplaySettings, batch: int
+) -> Iterator[list[Window]]:
+    """Windows as the sessionizer closes them, in chunks of about `batch`."""
+    sessions = Sessionizer(settings.sessionizer())
+    pending: list[Window] = []
+    for event, partition, offset, label in items:
+        pending += sessions.add(event, partition, offset, 0, label)
+        if len(pending) >= batch:
+            yield pending
+            pending = []
+    pending += sessions.flush_all(ended=True)  # the file is over, and so are its sessions
+    if pending:
+        yield pending
+
+
+def replay_scores(
+    items: Iterator[Item],
+    scorer: Any,
+    settings: ReplaySettings,
+    restore: Callable[[Window], Window] | None = None,
+) -> list[Score]:
+    """Every window's Score, sorted; `scored_at` is the window's last event time."""
+    scores: list[Score] = []
+    for windows in sessionize(items, settings, settings.batch_windows):
+        if restore is not None:
+            windows = [restore(w) for w in windows]
+        for w, s in zip(windows, scorer.score_windows(windows, 0), strict=True):
+            scores.append(dataclasses.replace(s, scored_at=w.last_ts))
+    scores.sort(key=lambda s: (s.first_ts, s.session_id, s.window_index, s.window_id))
+    return scores
+
+
+def write_scores(path: Path, scores: Sequence[Score]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        for s in scores:
+            fh.write(s.encode() + b"\n")
+    tmp.replace(path)
+
+
+def check_out_topic(topic: str, force: bool) -> None:
+    if topic == LIVE_SCORES_TOPIC and not force:
+        raise ConfigError(
+            f"--out-topic {topic} is the live scores topic; replay into another topic "
+            "(or pass --force)"
+        )
+
+
+# ---- evaluation against labelled session files
+
+
+def read_labels(files: Sequence[Path]) -> dict[str, int]:
+    labels: dict[str, int] = {}
+    for p in files:
+        for s in read_sessions(p, strict=False):
+            if s.label is not None:
+                labels[s.session_id] = s.label
+    if not labels:
+        raise DataError(f"no labelled sessions in {', '.join(map(str, files))}")
+    return labels
+
+
+@dataclass(frozen=True)
+class BlockEvaluation:
+    detection: dict[str, Any]
+    sessions_labelled: int
+    sessions_scored: int
+    missing: int
+
+
+def evaluate_blocks(scores: Sequence[Score], labels: dict[str, int]) -> BlockEvaluation:
+    """Per session (block): its highest window score against the threshold."""
+    from trainer.metrics import detection
+
+    best: dict[str, float] = {}
+    threshold = scores[0].threshold if scores else 0.0
+    for s in scores:
+        if s.score > best.get(s.session_id, -np.inf):
+            best[s.session_id] = s.score
+    normal = [best[sid] for sid, lb in labels.items() if lb == 0 and sid in best]
+    abnormal = [best[sid] for sid, lb in labels.items() if lb == 1 and sid in best]
+    if not normal or not abnormal:
+        raise DataError(
+            f"the replay scored {len(normal)} labelled normal and {len(abnormal)} labelled "
+            "abnormal sessions; need both"
+        )
+    det = detection(normal, abnormal, threshold)
+    missing = sum(1 for sid in labels if sid not in best)
+    return BlockEvaluation(det.to_dict(), len(labels), len(normal) + len(abnormal), missing)
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def is_tty() -> bool:
+    return isinstance(sys.stderr, io.TextIOBase) and sys.stderr.isatty()
