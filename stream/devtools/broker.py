@@ -13,7 +13,6 @@ about one broker: server.properties, the Kafka logs (data/), broker.log and brok
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import fcntl
 import logging
@@ -34,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from schemas.errors import LogadError
+from stream.devtools.broker_config import HOST, new_cluster_id, parse_port, render_server_properties
 
 log = structlog.get_logger(__name__)
 
@@ -41,7 +41,6 @@ log = structlog.get_logger(__name__)
 # one reported to work with it, and tests/integration proves produce/consume/commit on it.
 KAFKA_VERSION = "4.0.2"
 DEFAULT_PORT = 9092
-HOST = "127.0.0.1"
 
 _DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 _JVM_HEAP = ("-Xms256m", "-Xmx768m")
@@ -72,52 +71,6 @@ def cache_dir() -> Path:
 
 def default_data_dir(port: int) -> Path:
     return cache_dir() / f"broker-{port}"
-
-
-def render_server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
-    """server.properties for a one-node KRaft broker+controller on 127.0.0.1.
-
-    Static `controller.quorum.voters` (not the dynamic bootstrap servers) so a restart of
-    the same data dir may pick a different free controller port.
-    """
-    settings = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
-        "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "log.dirs": str(log_dir),
-        "num.partitions": "1",
-        "auto.create.topics.enable": "true",
-        # One node: every internal topic must make do with a single replica.
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        # Tests join groups often; the default 3 s delay would slow each one down.
-        "group.initial.rebalance.delay.ms": "0",
-        # The 128 MiB default dedupe buffer does not fit the small heap (OutOfMemoryError).
-        "log.cleaner.dedupe.buffer.size": "1048577",
-    }
-    return "".join(f"{k}={v}\n" for k, v in settings.items())
-
-
-def parse_port(server_properties: str) -> int | None:
-    """The PLAINTEXT port from rendered server.properties text, if there is one."""
-    m = re.search(r"^advertised\.listeners=PLAINTEXT://[^:\s]+:(\d+)\s*$", server_properties, re.M)
-    return int(m.group(1)) if m else None
-
-
-def new_cluster_id(raw: bytes) -> str:
-    """A Kafka cluster id (base64url of 16 bytes, no padding) from 16 random bytes."""
-    text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
-    # Kafka's own Uuid.randomUuid() avoids a leading '-': it reads as a command-line flag.
-    return "A" + text[1:] if text.startswith("-") else text
 
 
 def fetch_jars(version: str = KAFKA_VERSION) -> Path:

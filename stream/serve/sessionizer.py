@@ -30,14 +30,10 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from operator import itemgetter
 
 from schemas.events import LogEvent
 from schemas.windows import MAX_EVENTS, Window
-
-_NEVER = 1 << 62
-_EVENT_ID = itemgetter(2)
-_COMPACT_SLACK = 1024  # a heap may hold this many stale entries beyond 2x its live ones
+from stream.serve.session_state import NEVER, OpenSession, PartitionState
 
 
 @dataclass(frozen=True)
@@ -72,72 +68,6 @@ class SessionizerSettings:
             raise ValueError("sessionizer setting max_closed_sessions must be >= 0")
 
 
-class _Session:
-    """One open session and the buffer of its current window.
-
-    The buffer is three parallel lists (event ids, event times, offsets) in arrival order,
-    rather than a tuple per event: no allocation per event, so the cyclic GC runs far less.
-    `in_order` says whether arrival order is already (ts, offset) order, as it nearly
-    always is; only a window that is not gets sorted when it is emitted.
-    """
-
-    __slots__ = (
-        "alive",
-        "buf",
-        "buf_gen",
-        "buf_off",
-        "buf_ts",
-        "heap_deadline",
-        "heap_seq",
-        "in_order",
-        "index",
-        "label",
-        "last_off",
-        "last_ts",
-        "late",
-        "max_off",
-        "max_ts",
-        "min_off",
-        "min_ts",
-        "partition",
-        "session_id",
-    )
-
-    def __init__(self, partition: int, session_id: str, index: int, late: bool) -> None:
-        self.partition = partition
-        self.session_id = session_id
-        self.index = index
-        self.late = late
-        self.alive = True
-        self.buf: list[str] = []  # event ids, arrival order
-        self.buf_ts: list[int] = []
-        self.buf_off: list[int] = []
-        self.in_order = True
-        self.last_off = -_NEVER  # offset of the last event appended
-        self.buf_gen = 0
-        self.min_ts = _NEVER
-        self.max_ts = -_NEVER
-        self.min_off = _NEVER
-        self.max_off = -_NEVER
-        self.label: int | None = None
-        self.last_ts = -_NEVER  # across windows: the gap is about the session, not the window
-        self.heap_seq = -1
-        self.heap_deadline = _NEVER
-
-
-class _Partition:
-    __slots__ = ("expiry", "last_wall_ms", "offsets", "sessions", "watermark")
-
-    def __init__(self, now_ms: int) -> None:
-        self.sessions: dict[str, _Session] = {}
-        self.watermark = -_NEVER
-        self.last_wall_ms = now_ms
-        # (deadline, seq, session): valid while seq == session.heap_seq and session.alive.
-        self.expiry: list[tuple[int, int, _Session]] = []
-        # (min offset, seq, session, buf_gen): valid while that buffer is still open.
-        self.offsets: list[tuple[int, int, _Session, int]] = []
-
-
 class Sessionizer:
     def __init__(self, settings: SessionizerSettings) -> None:
         self.settings = settings
@@ -146,8 +76,8 @@ class Sessionizer:
         self._max_dur = settings.max_duration_ms
         self._lateness = settings.allowed_lateness_ms
         self._max_open = settings.max_open_sessions
-        self._parts: dict[int, _Partition] = {}
-        self._lru: OrderedDict[_Session, None] = OrderedDict()  # least recently active first
+        self._parts: dict[int, PartitionState] = {}
+        self._lru: OrderedDict[OpenSession, None] = OrderedDict()  # least recently active first
         self._touch = self._lru.move_to_end
         self._closed: OrderedDict[tuple[int, str], tuple[int, int]] = OrderedDict()
         self._seq = 0
@@ -205,7 +135,7 @@ class Sessionizer:
         event id): no LogEvent per event (`logad serve` decodes straight to these)."""
         part = self._parts.get(partition)
         if part is None:
-            part = self._parts[partition] = _Partition(now_ms)
+            part = self._parts[partition] = PartitionState(now_ms)
         part.last_wall_ms = now_ms
         wm = ts - self._lateness
         if wm > part.watermark:
@@ -320,7 +250,7 @@ class Sessionizer:
         event counts as quiet after `idle_timeout_ms` (see `min_watermark`)."""
         for p in partitions:
             if p not in self._parts:
-                self._parts[p] = _Partition(now_ms)
+                self._parts[p] = PartitionState(now_ms)
 
     def min_watermark(self, partitions: Iterable[int], now_ms: int | None = None) -> int | None:
         """The lowest watermark over `partitions`; None when there are none, or when one
@@ -336,12 +266,12 @@ class Sessionizer:
         for p in partitions:
             part = self._parts.get(p)
             if part is not None and now_ms is not None and now_ms - part.last_wall_ms >= idle:
-                if part.watermark != -_NEVER and (
+                if part.watermark != -NEVER and (
                     quiet_lowest is None or part.watermark < quiet_lowest
                 ):
                     quiet_lowest = part.watermark
                 continue
-            if part is None or part.watermark == -_NEVER:
+            if part is None or part.watermark == -NEVER:
                 return None
             if lowest is None or part.watermark < lowest:
                 lowest = part.watermark
@@ -362,67 +292,43 @@ class Sessionizer:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _deadline(self, s: _Session) -> int:
+    def _deadline(self, s: OpenSession) -> int:
         gap_deadline = s.last_ts + self._gap
         if s.buf:
             return min(gap_deadline, s.min_ts + self._max_dur)
         return gap_deadline
 
-    def _lower_deadline(self, part: _Partition, s: _Session) -> None:
+    def _lower_deadline(self, part: PartitionState, s: OpenSession) -> None:
         """Re-queue the session if its deadline dropped below its queued one (a new window,
         or an out-of-order event that moved the window start earlier)."""
         deadline = self._deadline(s)
         if deadline < s.heap_deadline:
             self._push_expiry(part, s, deadline)
 
-    def _open(self, part: _Partition, partition: int, sid: str, ts: int) -> _Session:
+    def _open(self, part: PartitionState, partition: int, sid: str, ts: int) -> OpenSession:
         index, late = 0, False
         closed = self._closed.pop((partition, sid), None)
         if closed is not None:
             closed_last_ts, index = closed
             late = ts - closed_last_ts <= self._gap
-        s = _Session(partition, sid, index, late)
+        s = OpenSession(partition, sid, index, late)
         part.sessions[sid] = s
         self._lru[s] = None
         return s
 
-    def _emit(self, s: _Session, ended: bool) -> Window:
-        """Emit the session's current window and start an empty one (next index). `ended`:
-        the session is over (not just this window)."""
-        buf = s.buf
-        if s.in_order:
-            events = tuple(buf)
-        else:  # (ts, offset, event id) order, as sorting the triples would give
-            events = tuple(map(_EVENT_ID, sorted(zip(s.buf_ts, s.buf_off, buf, strict=True))))
-        w = Window.build(
-            s.session_id,
-            s.index,
-            events,
-            s.min_ts,
-            s.max_ts,
-            s.partition,
-            s.min_off,
-            s.max_off,
-            s.late,
-            s.label,
-            ended,
-        )
-        self._open_events -= len(buf)
-        # Emptied in place, not replaced: fewer allocations, fewer GC runs.
-        buf.clear()
-        s.buf_ts.clear()
-        s.buf_off.clear()
-        s.in_order = True
-        s.index += 1
-        s.min_ts = _NEVER
-        s.max_ts = -_NEVER
-        s.min_off = _NEVER
-        s.max_off = -_NEVER
-        s.last_off = -_NEVER
-        s.label = None
-        return w
+    def _emit(self, s: OpenSession, ended: bool) -> Window:
+        self._open_events -= len(s.buf)
+        return s.take_window(ended)
 
-    def _close(self, s: _Session, out: list[Window], ended: bool = True) -> None:
+    def _push_expiry(self, part: PartitionState, s: OpenSession, deadline: int) -> None:
+        self._seq += 1
+        part.push_expiry(s, deadline, self._seq)
+
+    def _push_offset(self, part: PartitionState, s: OpenSession) -> None:
+        self._seq += 1
+        part.push_offset(s, self._seq)
+
+    def _close(self, s: OpenSession, out: list[Window], ended: bool = True) -> None:
         """End the session: emit what it holds and remember it, to spot late events."""
         if s.buf:
             out.append(self._emit(s, ended))
@@ -436,14 +342,14 @@ class Sessionizer:
             if len(self._closed) > self.settings.max_closed_sessions:
                 self._closed.popitem(last=False)
 
-    def _expire(self, part: _Partition, out: list[Window]) -> None:
+    def _expire(self, part: PartitionState, out: list[Window]) -> None:
         heap = part.expiry
         wm = part.watermark
         while heap and heap[0][0] < wm:
             _, seq, s = heapq.heappop(heap)
             if not s.alive or seq != s.heap_seq:
                 continue  # stale: the session closed, or a newer entry replaced this one
-            s.heap_deadline = _NEVER
+            s.heap_deadline = NEVER
             if s.last_ts + self._gap < wm:
                 self._close(s, out)
                 continue
@@ -452,25 +358,3 @@ class Sessionizer:
             # Entries are pushed lazily (only when a deadline drops), so the real deadline
             # may be later than the popped one: re-queue at the real one.
             self._push_expiry(part, s, self._deadline(s))
-
-    def _push_expiry(self, part: _Partition, s: _Session, deadline: int) -> None:
-        self._seq += 1
-        s.heap_seq = self._seq
-        s.heap_deadline = deadline
-        heap = part.expiry
-        heapq.heappush(heap, (deadline, self._seq, s))
-        if len(heap) > 2 * len(part.sessions) + _COMPACT_SLACK:
-            part.expiry = [e for e in heap if e[2].alive and e[1] == e[2].heap_seq]
-            heapq.heapify(part.expiry)
-
-    def _push_offset(self, part: _Partition, s: _Session) -> None:
-        self._seq += 1
-        heap = part.offsets
-        heapq.heappush(heap, (s.min_off, self._seq, s, s.buf_gen))
-        if len(heap) > 2 * len(part.sessions) + _COMPACT_SLACK:
-            part.offsets = [
-                e
-                for e in heap
-                if e[2].alive and e[2].buf and e[3] == e[2].buf_gen and e[0] == e[2].min_off
-            ]
-            heapq.heapify(part.offsets)

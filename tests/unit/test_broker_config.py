@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from schemas.errors import LogadError
-from stream.devtools import broker
+from stream.devtools import broker, broker_config
 
 
 def _props(text: str) -> dict[str, str]:
@@ -16,7 +16,7 @@ def _props(text: str) -> dict[str, str]:
 
 
 def test_server_properties_single_node_kraft_on_loopback() -> None:
-    text = broker.render_server_properties(
+    text = broker_config.render_server_properties(
         port=19092, controller_port=19093, log_dir=Path("/d/data")
     )
     p = _props(text)
@@ -37,16 +37,16 @@ def test_server_properties_single_node_kraft_on_loopback() -> None:
         "share.coordinator.state.topic.min.isr",
     ):
         assert p[key] == "1", key
-    assert broker.parse_port(text) == 19092
+    assert broker_config.parse_port(text) == 19092
 
 
 def test_parse_port_without_listener() -> None:
-    assert broker.parse_port("node.id=1\n") is None
+    assert broker_config.parse_port("node.id=1\n") is None
 
 
 @pytest.mark.parametrize("raw", [bytes(16), b"\xf8" + bytes(15), os.urandom(16)])
 def test_cluster_id_is_22_base64url_chars_not_starting_with_dash(raw: bytes) -> None:
-    cid = broker.new_cluster_id(raw)
+    cid = broker_config.new_cluster_id(raw)
     assert len(cid) == 22
     assert not cid.startswith("-")
     assert set(cid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -67,7 +67,7 @@ def test_stale_pid_of_another_process_is_not_a_broker_and_never_signalled(
 ) -> None:
     # Our own pid stands in for a pid the OS reused after the broker died.
     (tmp_path / "server.properties").write_text(
-        broker.render_server_properties(port=19092, controller_port=19093, log_dir=tmp_path)
+        broker_config.render_server_properties(port=19092, controller_port=19093, log_dir=tmp_path)
     )
     (tmp_path / "broker.pid").write_text(f"{os.getpid()}\n")
     info = broker.status(data_dir=tmp_path)
