@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars lint test test-fast demo bench-quality bench-replay clean
+.PHONY: install kafka-jars lint test test-unit test-fast demo bench-quality bench-replay clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,11 +25,17 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# Everything: lint, then tests/unit (in-process), tests/process (DDP, torchrun, child
+# processes) and tests/integration (a real Kafka broker the session starts itself).
 test: lint kafka-jars
 	$(VENV)/bin/pytest
 
+# The in-process unit suite alone: no broker, no child process, about a minute.
+test-unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit
+
 test-fast: $(STAMP)
-	$(VENV)/bin/pytest -m "not slow and not integration"
+	$(VENV)/bin/pytest tests/unit -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/out

@@ -15,8 +15,8 @@ A strategy with known mixes scores a window whose mix training held 0, after the
 threshold is calibrated on every window's score as if its mix were novel
 (`calibration_scores`), so the exemption only ever removes alerts. Calibrating on the exempted
 scores instead would spend the whole false-alarm budget (1 - q of all windows) on the few
-windows with a novel mix: on HDFS 99.5% of normal blocks hold a known mix, so the p99.9 of
-1,103 validation windows rested on the 6 novel ones, and moved by seed from 7.0 to 9.3.
+windows with a novel mix. Where nearly every normal window holds a known mix (as on HDFS),
+the quantile would rest on a handful of windows and swing from seed to seed.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Once torch, transformers and the model are loaded, the cyclic GC's full runs re-
 of thousands of their objects, though none of them will ever be garbage, while the per-event
 and per-window records these processes allocate are freed by reference counting anyway.
 Freezing what is loaded, and running young collections less often, removes that cost
-(replay of HDFS's dev stream: 11.3-11.9 s -> 9.4-9.5 s; a 200k-event serve drain, see
-bench/stream_e2e.py).
+(docs/performance.md has the measured effect on replay and on a serve drain).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Without them every training row that ends its session ends `... <end> [SEP]`, and the model
 learns that the token before [SEP] is the marker: a window the stream cut mid-session (size
 or duration limit, open-session bound, revoke, shutdown: no marker) then looks wrong at its
-last event. On HDFS, 4-6% of normal sessions cut at a random point raised an alert without
-prefix cuts, none with them (README, Scoring). With a share of rows cut to a random prefix,
+last event, and normal sessions cut at a random point raise alerts (docs/scoring.md has
+the measurement). With a share of rows cut to a random prefix,
 the token before [SEP] may be the marker or the next event, and the model judges which
 from the events before it.
 

@@ -73,8 +73,7 @@ def sessionizer_settings(s: ServeSettings) -> SessionizerSettings:
 def model_threads(configured: int) -> int:
     """CPU threads for the model: as configured, or for 0 every core this process may use
     but one, which the consume loop needs. Torch's own default (one per core) makes the
-    model's threads and the loop fight for the cores: on 2 cores, a backlog drained 1.8x
-    faster with 1 model thread than with 2 (bench/stream_e2e.py)."""
+    model's threads and the loop fight for the cores (bench/stream_e2e.py measures both)."""
     if configured > 0:
         return configured
     return max(1, len(os.sched_getaffinity(0)) - 1)

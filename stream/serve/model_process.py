@@ -1,8 +1,8 @@
 """The model in a child process of its own, so that it never waits for the consume loop's GIL.
 
 In one process, the model thread needs the GIL back after every torch op while the consume
-loop runs Python, and on 2 cores the two threads slowed each other down (README, Stream
-performance). Here `serve` keeps the consume loop and the score cache; the child loads the
+loop runs Python, so on a machine with few cores the two threads slow each other down
+(docs/performance.md). Here `serve` keeps the consume loop and the score cache; the child loads the
 bundle (verified as always) and scores the windows it is sent over a socket pair. The child
 is a fresh interpreter (`python -m stream.serve.model_process`). It ignores SIGINT and SIGTERM (a
 clean shutdown still has open windows to score; the parent stops it when done), and exits

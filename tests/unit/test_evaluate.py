@@ -25,7 +25,6 @@ from trainer.evaluate import (
 )
 from trainer.evaluate_run import passes_per_window
 from trainer.export import export_bundle
-from trainer.metrics import Population
 from trainer.model import bert_config, build_model, get_preset
 from trainer.scoring import ScoringStrategy
 
@@ -228,7 +227,3 @@ def test_population_needs_both_sizes(bundle: Path, tmp_path: Path) -> None:
 def test_missing_session_file_is_one_clear_error(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(LogadError, match="no such session file"):
         _evaluate(bundle, tmp_path / "nope.jsonl", tmp_path / "nope.jsonl", "--device", "cpu")
-
-
-def test_population_type() -> None:
-    assert Population(5, 1).normals == 5

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _train_data import eval_tiny_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertForMaskedLM
@@ -18,6 +17,7 @@ from transformers import BertForMaskedLM
 from schemas.bundle import CALIBRATION, Calibration
 from schemas.errors import BundleError
 from schemas.vocab import UNK_ID, Vocab
+from tests.train_data import eval_tiny_model
 from trainer.calibration import calibrate, calibration_scores, threshold_from_quantile
 from trainer.export import export_bundle
 from trainer.known_counts import (

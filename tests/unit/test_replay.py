@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from schemas.errors import ConfigError
 from schemas.runtime.settings import build_settings, settings_flags
 from schemas.scores import Score
 from schemas.sessions import Session
-from schemas.windows import Window
 from stream.cli import replay as cli_replay
 from stream.jobs.replay import (
     DaySource,
@@ -26,31 +24,8 @@ from stream.jobs.replay import (
     replay_scores,
     write_scores,
 )
+from tests.fakes import FakeScorer, event_count
 from trainer.dataset import alerted_mask
-
-
-class FakeScorer:
-    model_version = "fake"
-    threshold = 5.0
-
-    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
-        return [
-            Score(
-                w.window_id,
-                w.session_id,
-                w.index,
-                "fake",
-                float(len(w.events)),
-                5.0,
-                len(w.events) > 5,
-                len(w.events),
-                w.first_ts,
-                w.last_ts,
-                now_ms,
-                label=w.label,
-            )
-            for w in windows
-        ]
 
 
 def _days(tmp: Path) -> Path:
@@ -73,9 +48,19 @@ def _days(tmp: Path) -> Path:
     return d
 
 
+def length_scorer() -> FakeScorer:
+    """Scores a window by its event count; over 5 events is anomalous."""
+    return FakeScorer(threshold=5.0, rule=event_count)
+
+
 def _replay(days: Path) -> list[Score]:
     src = DaySource([*sorted(days.glob("*.jsonl"))], 30_000)
-    return replay_scores(src.items(), FakeScorer(), ReplaySettings(batch_windows=2), src.restore)
+    return replay_scores(
+        src.items(),
+        length_scorer(),
+        ReplaySettings(batch_windows=2),
+        src.restore,
+    )
 
 
 def test_daily_files_replay_is_deterministic_and_keeps_lines(tmp_path: Path) -> None:
@@ -106,13 +91,13 @@ def test_events_file_through_the_sessionizer(tmp_path: Path) -> None:
         b'{"ts": 90000, "service": "s", "session_id": "blk1", "event_id": "E4"}',
     ]
     p.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
-    scores = replay_scores(event_items(p), FakeScorer(), ReplaySettings(gap_ms=10_000))
+    scores = replay_scores(event_items(p), length_scorer(), ReplaySettings(gap_ms=10_000))
     assert [(s.session_id, s.window_index, s.n_events) for s in scores] == [
         ("blk1", 0, 2),
         ("blk2", 0, 1),
         ("blk1", 1, 1),
     ]
-    long_gap = replay_scores(event_items(p), FakeScorer(), ReplaySettings(gap_ms=100_000))
+    long_gap = replay_scores(event_items(p), length_scorer(), ReplaySettings(gap_ms=100_000))
     assert sorted((s.session_id, s.n_events) for s in long_gap) == [("blk1", 3), ("blk2", 1)]
 
 
@@ -210,7 +195,7 @@ def test_unreachable_out_topic_broker_is_one_line(
     from trainer.scoring import WindowScorer
 
     monkeypatch.setattr(cli_replay, "resolve_model", lambda p: p)
-    monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: FakeScorer())
+    monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: length_scorer())
     events = tmp_path / "events.jsonl"
     events.write_text("")
     argv = ["replay", "--model", str(tmp_path), "--events", str(events)]

@@ -20,6 +20,7 @@ from stream.serve.kafka_io import Acks
 from stream.serve.metrics import ServeMetrics
 from stream.serve.score_cache import ScoreCache
 from stream.serve.worker import ScoringWorker
+from tests.fakes import FakeScorer, event_count
 from trainer.model import PRESETS, bert_config, build_model
 from trainer.scoring import ScoringStrategy, WindowScorer
 
@@ -109,37 +110,8 @@ def test_a_model_switch_never_returns_the_old_models_scores(one_thread: None) ->
     assert len(cache) == 8  # the old model's entries were dropped, not kept beside
 
 
-class CountingScorer:
-    """Deterministic by events, and counts what it is asked to score."""
-
-    def __init__(self, version: str = "v1") -> None:
-        self.model_version = version
-        self.calls: list[int] = []
-
-    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
-        self.calls.append(len(windows))
-        return [
-            Score(
-                w.window_id,
-                w.session_id,
-                w.index,
-                self.model_version,
-                float(len(w.events)),
-                2.5,
-                len(w.events) > 2.5,
-                len(w.events),
-                w.first_ts,
-                w.last_ts,
-                now_ms,
-                late=w.late,
-                label=w.label,
-            )
-            for w in windows
-        ]
-
-
 def test_repeats_in_one_batch_are_scored_once_and_the_lru_is_bounded() -> None:
-    sc, cache = CountingScorer(), ScoreCache(2)
+    sc, cache = FakeScorer("v1", threshold=2.5, rule=event_count), ScoreCache(2)
     a, b, c = ("A",), ("A", "B"), ("A", "B", "C")
     out = cache.score(sc, [win(0, a), win(1, b), win(2, a), win(3, a)], 5)
     assert sc.calls == [2] and (cache.hits, cache.misses) == (2, 2)
@@ -166,7 +138,7 @@ async def test_worker_counts_cache_hits_in_its_metrics() -> None:
         fut.set_result(None)
         return fut
 
-    metrics, acks, sc = ServeMetrics(), Acks(), CountingScorer()
+    metrics, acks, sc = ServeMetrics(), Acks(), FakeScorer("v1", threshold=2.5, rule=event_count)
     worker = ScoringWorker(
         sc,
         Batcher(max_tokens=4096, max_wait_ms=0),
@@ -190,7 +162,7 @@ async def test_worker_counts_cache_hits_in_its_metrics() -> None:
 
 
 def test_window_fields_never_come_from_the_cache() -> None:
-    sc, cache = CountingScorer(), ScoreCache(10)
+    sc, cache = FakeScorer("v1", threshold=2.5, rule=event_count), ScoreCache(10)
     first = win(0, ("A", "B"), label=1, late=True)
     second = dataclasses.replace(win(1, ("A", "B")), index=4)
     s1, s2 = cache.score(sc, [first], 1) + cache.score(sc, [second], 2)

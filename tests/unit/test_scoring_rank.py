@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _train_data import eval_tiny_model
 from transformers import BertForMaskedLM
 
 from schemas.bundle import CALIBRATION, Calibration, verify_bundle
 from schemas.errors import BundleError
 from schemas.vocab import CLS_ID, MASK_ID, SEP_ID, UNK_ID, Vocab
+from tests.train_data import eval_tiny_model
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
 from trainer.recalibrate import write_recalibrated_bundle

@@ -9,38 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
-from test_worker import FakeProducer, FakeScorer
 
 from schemas.events import LogEvent
 from stream.serve.app import Service
 from stream.serve.settings import ServeSettings
+from tests.fakes import FakeConsumer, FakeProducer, FakeScorer
 
 TOPIC = "in"
-
-
-class FakeConsumer:
-    def __init__(self) -> None:
-        self.assigned: set[TopicPartition] = set()
-        self.paused_tps: set[TopicPartition] = set()
-        self.commits: list[dict[TopicPartition, tuple[int, str]]] = []
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self.assigned)
-
-    def pause(self, *tps: TopicPartition) -> None:
-        self.paused_tps |= set(tps)
-
-    def resume(self, *tps: TopicPartition) -> None:
-        self.paused_tps -= set(tps)
-
-    def paused(self) -> set[TopicPartition]:
-        return set(self.paused_tps)
-
-    def highwater(self, tp: TopicPartition) -> int:
-        return 100
-
-    async def commit(self, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
-        self.commits.append(offsets)
 
 
 def record(partition: int, offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:

@@ -9,12 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 import safetensors.torch
-from _train_data import cli_flags, hdfs_day
 
 from schemas import Session, Vocab
 from schemas.bundle import BUNDLE_FILES, MANIFEST, Calibration, verify_bundle
 from schemas.daily_files import read_sessions, write_sessions
 from stream.cli.train import main
+from tests.train_data import cli_flags, hdfs_day
 from trainer.end_marker import END_EVENT
 from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, WindowScorer
 
@@ -37,8 +37,6 @@ def test_train_exports_bundle_then_warm_starts(
             str(out),
             "--epochs",
             "2",
-            "--num-workers",
-            "1",
         ]
     )
     assert rc == 0
@@ -119,38 +117,6 @@ def test_train_exports_bundle_then_warm_starts(
     assert new_vocab.tokens[len(old_vocab) :] == ("E_NEW",)
     w = safetensors.torch.load_file(str(out2 / "model.safetensors"))
     assert w["bert.embeddings.word_embeddings.weight"].shape[0] == len(new_vocab)
-
-
-@pytest.mark.slow
-def test_nproc_2_trains_with_gloo_through_torchrun(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    day = hdfs_day(tmp_path / "days", 150)
-    out = tmp_path / "m"
-    rc = main(
-        [
-            "--log-level",
-            "warning",
-            "train",
-            *cli_flags(tmp_path),
-            "--data",
-            str(day),
-            "--out",
-            str(out),
-            "--epochs",
-            "1",
-            "--nproc",
-            "2",
-        ]
-    )
-    assert rc == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted((*BUNDLE_FILES, MANIFEST))
-    verify_bundle(out)
-    ckpt = next((tmp_path / "m.run" / "checkpoints").iterdir())
-    # Both ranks saved their RNG state; rank 0 alone wrote everything else.
-    assert {"rng-rank0.safetensors", "rng-rank1.safetensors"} <= {p.name for p in ckpt.iterdir()}
-    meta = orjson.loads((ckpt / "meta.json").read_bytes())
-    assert meta["world_size"] == 2
 
 
 def test_score_groups_sets_the_calibrated_strategy(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_data import cli_flags, hdfs_day
 from torch.optim.lr_scheduler import LambdaLR
 
 from schemas import ConfigError
 from stream.cli.train import main
+from tests.train_data import cli_flags, hdfs_day
 from trainer.collate import make_batch
 from trainer.dataset import WindowStore
 from trainer.distributed import Dist, check_nproc

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from _train_data import hdfs_day, tiny_settings
 
 from schemas import ConfigError
 from schemas.bundle import WEIGHTS
+from tests.train_data import hdfs_day, tiny_settings
 from trainer.dataset import DataSelection
 from trainer.loop import TrainState
 from trainer.train import TrainRequest, run_training

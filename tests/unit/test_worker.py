@@ -7,7 +7,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 import pytest
 
 from schemas.scores import Score
@@ -16,54 +15,7 @@ from stream.serve.batcher import Batcher
 from stream.serve.kafka_io import Acks, Headers
 from stream.serve.metrics import ServeMetrics
 from stream.serve.worker import ScoringWorker, close_scorer
-
-
-class FakeScorer:
-    def __init__(self, version: str) -> None:
-        self.model_version = version
-        self.threads: set[str] = set()
-
-    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
-        self.threads.add(threading.current_thread().name)
-        return [
-            Score(
-                window_id=w.window_id,
-                session_id=w.session_id,
-                window_index=w.index,
-                model_version=self.model_version,
-                score=1.0 if "BAD" in w.events else 0.0,
-                threshold=0.5,
-                anomalous="BAD" in w.events,
-                n_events=len(w.events),
-                first_ts=w.first_ts,
-                last_ts=w.last_ts,
-                scored_at=now_ms,
-            )
-            for w in windows
-        ]
-
-
-class FakeProducer:
-    def __init__(self, fail_topic: str | None = None) -> None:
-        self.sent: list[tuple[str, bytes | None, Any]] = []
-        self.fail_topic = fail_topic
-        self.headers: list[Headers | None] = []
-
-    async def send(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None
-    ) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if topic == self.fail_topic:
-            fut.set_exception(RuntimeError("broker said no"))
-        else:
-            assert value is not None
-            try:
-                self.sent.append((topic, key, orjson.loads(value)))
-            except orjson.JSONDecodeError:
-                self.sent.append((topic, key, value))  # a dead letter's raw bytes
-            self.headers.append(headers)
-            fut.set_result(None)
-        return fut
+from tests.fakes import FakeProducer, FakeScorer
 
 
 def win(i: int, events: tuple[str, ...] = ("A", "B")) -> Window:

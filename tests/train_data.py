@@ -11,7 +11,7 @@ from transformers import BertForMaskedLM
 from trainer.model import bert_config, build_model, get_preset
 from trainer.settings import TrainSettings
 
-HDFS = Path(__file__).resolve().parents[2] / "data" / "hdfs"
+HDFS = Path(__file__).resolve().parents[1] / "data" / "hdfs"
 
 
 def hdfs_day(dst: Path, n: int, day: str = "2026-01-01", skip: int = 0) -> Path:

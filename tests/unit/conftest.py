@@ -1,0 +1,28 @@
+"""The unit suite runs in this one process: starting a child process fails the test.
+
+Tests that need processes (DDP ranks, torchrun, the model's child process) live under
+tests/process, and tests that need the Kafka broker under tests/integration.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.process
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import pytest
+
+
+def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
+    raise RuntimeError("a unit test started a process: move it under tests/process")
+
+
+@pytest.fixture(autouse=True)
+def no_child_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(subprocess, "Popen", _refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", _refuse)
+    monkeypatch.setattr(os, "fork", _refuse)
+    monkeypatch.setattr(os, "posix_spawn", _refuse)
+    yield
