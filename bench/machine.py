@@ -271,6 +271,8 @@ def write_result(
         if not name or "/" in name or name.startswith(".") or name == Path(INDEX).stem:
             raise ValueError(f"bad result name {name!r}")
         path = results_dir() / f"{name}.json"
+    elif path.name == INDEX:
+        raise ValueError(f"{path}: the index is not a result")
     else:
         name = path.stem
     header = report_header(name)

@@ -79,6 +79,11 @@ def test_bad_names_are_refused(results: Path, name: str) -> None:
         write_result(name, {}, command="")
 
 
+def test_the_index_cannot_be_written_as_a_result(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        write_result("x", {}, path=tmp_path / INDEX, command="")
+
+
 def test_a_partial_or_unknown_result_still_gets_a_summary() -> None:
     assert summary_of({"bench": "stream_e2e", "results": {}}) == "stream_e2e"
     assert summary_of({"benchmark": "new_bench"}) == "new_bench"
