@@ -10,15 +10,19 @@
 #    bench.model_process with preset base, and bench.replay_hdfs (the stream's sessionizer +
 #    scorer) on the GPU with the sweep's base bundle.
 # Wheels in .whl/ (orjson, structlog, aiokafka, async-timeout for Python 3.12) are installed
-# first when present (see the device notes in the README). Every step has its own time limit; results land in $OUT/gpu_check.tgz.
+# first when present (docs/performance.md, "On a GPU"). Every step has its own time limit.
+# Results land in $OUT/gpu_check.tgz: collect/results/ holds each bench's result under its
+# stable name with its index.json (BENCH_RESULTS_DIR), the rest are logs; the checkout's
+# bench/results/ is left alone. Copy a result in there to make it the current one.
 # SMOKE=1 shrinks every step to seconds, for a dry run on CPU.
 set -u
 OUT=${OUT:-/tmp/gpu_check_out}
 DATA=${DATA:-data/hdfs}
 PY=${PY:-python3}
 W=$(mktemp -d)
-mkdir -p "$OUT" "$W/collect"
+mkdir -p "$OUT" "$W/collect/results"
 export PYTHONUNBUFFERED=1
+export BENCH_RESULTS_DIR="$W/collect/results"
 
 if [ -z "${SMOKE:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -54,7 +58,6 @@ step() {  # step NAME LIMIT_S CMD...: time-limited, output to $W/collect/NAME.lo
 }
 
 collect() {  # after every step, so that a run stopped at the device's limit still reports
-    cp bench/results/*-"$DEV"-"$(date -u +%F)".json "$W/collect/" 2>/dev/null
     tar czf "$OUT/gpu_check.tgz" -C "$W" collect
 }
 
@@ -62,7 +65,7 @@ collect() {  # after every step, so that a run stopped at the device's limit sti
 # version CI uses (a wheel in .whl/fallback/, when carried) goes in, and the look is repeated.
 sanity() {
     timeout 120 $PY -m bench.score_throughput --preset tiny --windows 8 --repeats 1 \
-        --device "$DEV" >>"$W/collect/sanity.log" 2>&1
+        --device "$DEV" --out "$W/sanity/score_throughput.json" >>"$W/collect/sanity.log" 2>&1
 }
 if ! sanity && ls .whl/fallback/*.whl >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -78,7 +81,7 @@ echo "sanity rc=$?" | tee -a "$W/collect/steps.txt"
 # shellcheck disable=SC2086
 step sweep "$T_SWEEP" $PY -m bench.quality_sweep --device "$DEV" --jobs "$JOBS" \
     --runs $RUNS --seeds $SEEDS --epochs "$EPOCHS" --threads 1 \
-    --data "$DATA" --out "$W/sweep" --results "$W/collect/quality_sweep.json" &
+    --data "$DATA" --out "$W/sweep" &
 sweep_pid=$!
 
 ddp() {  # a function, run through `bash -c` so that `timeout` can run it
@@ -103,8 +106,7 @@ step model_process "$T_BENCH" $PY -m bench.model_process $MP --device "$DEV"
 bundle=$(ls -d "$W"/sweep/"$BIG"-*-s0/model.trained 2>/dev/null | head -1)
 if [ -n "$bundle" ]; then
     step replay "$T_BENCH" $PY -m bench.replay_hdfs --model "$bundle" --device "$DEV" \
-        --events "$DATA/dev_events.jsonl.gz" --data "$DATA" \
-        --results "$W/collect/replay_hdfs-$DEV.json"
+        --events "$DATA/dev_events.jsonl.gz" --data "$DATA"
 fi
 
 for d in "$W"/sweep/*/; do cp "$d/log.txt" "$W/collect/sweep-$(basename "$d").log" 2>/dev/null; done

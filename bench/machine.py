@@ -1,13 +1,19 @@
-"""What every benchmark records about the machine it ran on, so results can be compared."""
+"""What every benchmark records about the machine it ran on, so results can be compared, and
+where it writes its result: one stable file per bench in bench/results/, listed in
+bench/results/index.json."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 
 def cpu_model() -> str:
@@ -60,3 +66,221 @@ def shown_path(path: Path) -> str:
         if p.is_relative_to(REPO):
             return str(p.relative_to(REPO))
     return str(Path(path).resolve())
+
+
+RESULTS = REPO / "bench" / "results"
+INDEX = "index.json"
+_JSON = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+RESULTS_DIR_ENV = "BENCH_RESULTS_DIR"
+"""Environment variable that moves where results go (bench/gpu_check.sh collects a lent
+machine's results in its own folder, leaving the checkout's current results alone)."""
+
+
+def results_dir() -> Path:
+    """Where a bench writes its result by default: $BENCH_RESULTS_DIR, else bench/results/."""
+    return Path(os.environ.get(RESULTS_DIR_ENV) or RESULTS)
+
+
+def machine_line(info: Mapping[str, Any]) -> str:
+    """The machine of a result in a few words: its GPU when it used one, else its CPU."""
+    cores = info.get("cpu_count")
+    cpus = f", {cores} CPUs" if cores else ""
+    gpu = info.get("gpu") or str(info.get("nvidia_smi", "")).split(",")[0].strip()
+    if gpu:
+        return f"{gpu}{cpus}"
+    return f"{info.get('cpu', 'unknown CPU')}{cpus}"
+
+
+def invocation(argv: Sequence[str] | None = None) -> str:
+    """The command line that ran this bench, as typed from the repository root: the module
+    rather than its file, and paths inside the repository relative to it."""
+    args = list(sys.argv if argv is None else argv)
+    if not args:
+        return ""
+    prog = shown_path(Path(args[0]))
+    if prog.endswith(".py") and not prog.startswith("/"):
+        head = [".venv/bin/python", "-m", prog.removesuffix(".py").replace("/", ".")]
+    else:
+        head = [prog]
+    rest = [shown_path(Path(a)) if a.startswith("/") else a for a in args[1:]]
+    return shlex.join(head + rest)
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else value
+
+
+def summary_of(payload: Mapping[str, Any]) -> str:
+    """One line saying what a result found, for the index. Each bench's own fields; a bench
+    this does not know gets its name."""
+    kind = str(payload.get("bench") or payload.get("benchmark") or "")
+    try:
+        summarize = _SUMMARIES[kind]
+    except KeyError:
+        return kind
+    try:
+        return summarize(payload)
+    except (KeyError, TypeError, IndexError, ValueError, StopIteration):
+        return kind  # a partial result (a run cut short) still gets an entry
+
+
+def _quality_hdfs(p: Mapping[str, Any]) -> str:
+    name = p["default_strategy"]["name"]
+    r = next(s for s in p["strategies"] if s["name"] == name)
+    dl = _first(p.get("deeplog", {}).get("rows")) or {}
+    tail = f"; DeepLog-style baseline F1 {dl['f1']}" if "f1" in dl else ""
+    return (
+        f"HDFS dev, the bundle's strategy ({name}): F1 {r['f1']}, AUROC {r['auroc']}, "
+        f"FPR {r['fpr']:.3%}{tail}"
+    )
+
+
+def _quality_sweep(p: Mapping[str, Any]) -> str:
+    row = p.get("default_strategy_row", "default strategy")
+    parts = [
+        f"{s['preset']} lr {s['lr']:g}: mean F1 {s['f1_mean']} over seeds "
+        + "/".join(str(k) for k in s["f1_by_seed"])
+        for s in p["summary"]
+    ]
+    return f"{p['config']['device']}, {row}: " + "; ".join(parts)
+
+
+def _replay_hdfs(p: Mapping[str, Any]) -> str:
+    r = p["rows"][0]
+    cmp = p["replay_vs_session_file"]
+    return (
+        f"replay of {p['stream_blocks']} HDFS blocks: F1 {r['f1']} in {r['seconds']} s; "
+        f"{cmp['blocks_flagged_differently']} blocks flagged differently from session files"
+    )
+
+
+def _score_throughput(p: Mapping[str, Any]) -> str:
+    c, r = p["config"], p["results"]["batched_masked_head"]
+    return (
+        f"{c['preset']} on {c['device']}, k={c['groups']}: {r['windows_per_s']} windows/s, "
+        f"{r['events_per_s']} events/s"
+    )
+
+
+def _stream_e2e(p: Mapping[str, Any]) -> str:
+    d = p["results"]["drain"]
+    return (
+        f"drain of {p['config']['drain_events']} events: serve {d['serve']['events_per_s']}/s, "
+        f"pass-through {d['passthrough']['events_per_s']}/s, "
+        f"consume-only {d['consume_only']['events_per_s']}/s"
+    )
+
+
+def _stream_throughput(p: Mapping[str, Any]) -> str:
+    s = p["sessionizer"]
+    return (
+        f"sessionizer: {s['results']['sessionizer']['events_per_cpu_s']} events per CPU-second "
+        f"({s['config']['events']} events)"
+    )
+
+
+def _train_throughput(p: Mapping[str, Any]) -> str:
+    r = p["bucketed_masked_head"]
+    mfu = f", MFU {r['mfu']:.1%}" if r.get("mfu") else ""
+    return f"{p['preset']} on {p['device']}: {r['non_pad_tokens_per_s']:.0f} non-pad tokens/s{mfu}"
+
+
+def _model_process(p: Mapping[str, Any]) -> str:
+    c = p["config"]
+    return (
+        f"{c['preset']} on {c['device']}: beside a busy loop, the thread takes "
+        f"{p['process_vs_thread_beside_busy_loop']}x the child process's time"
+    )
+
+
+def _gpu_check(p: Mapping[str, Any]) -> str:
+    return "steps: " + ", ".join(f"{s['step']} rc={s['rc']}" for s in p["steps"])
+
+
+_SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "quality_hdfs": _quality_hdfs,
+    "quality_sweep": _quality_sweep,
+    "replay_hdfs": _replay_hdfs,
+    "score_throughput": _score_throughput,
+    "stream_e2e": _stream_e2e,
+    "stream_throughput": _stream_throughput,
+    "train_throughput": _train_throughput,
+    "model_process": _model_process,
+    "gpu_check": _gpu_check,
+}
+
+
+def index_entry(
+    file: str, payload: Mapping[str, Any], *, command: str, summary: str | None = None
+) -> dict[str, str]:
+    """What the index says about one result file."""
+    info = payload.get("machine")
+    return {
+        "file": file,
+        "date": str(payload.get("date", "")),
+        "machine": machine_line(info) if isinstance(info, Mapping) else "",
+        "summary": summary_of(payload) if summary is None else summary,
+        "command": command,
+    }
+
+
+def read_index(directory: Path) -> dict[str, dict[str, str]]:
+    """The index of `directory` (bench name -> entry); empty when there is none yet."""
+    try:
+        data = orjson.loads((directory / INDEX).read_bytes())
+    except FileNotFoundError:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{directory / INDEX}: not a JSON object")
+    return data
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # Written aside and renamed, so that a bench killed mid-write leaves the old file whole.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def update_index(directory: Path, name: str, entry: Mapping[str, str]) -> Path:
+    """Set `name`'s entry in `directory`'s index, keeping every other entry."""
+    index = read_index(directory)
+    index[name] = dict(entry)
+    path = directory / INDEX
+    _write_atomic(path, orjson.dumps(index, option=_JSON | orjson.OPT_SORT_KEYS) + b"\n")
+    return path
+
+
+def write_result(
+    name: str,
+    payload: Mapping[str, Any],
+    *,
+    path: Path | None = None,
+    command: str | None = None,
+    summary: str | None = None,
+) -> Path:
+    """Write a bench's result to `<results>/<name>.json` and record it in the index beside
+    it (`index.json`: bench name -> file, date, machine, summary, command).
+
+    One stable file per bench and variant, so `bench/results/` holds the current result of
+    each and git keeps the earlier ones. `path` writes elsewhere (a bench's --out), indexed
+    in that folder under the file's own name. A payload without `date` and `machine` (from
+    `report_header`) gets them here.
+    """
+    if path is None:
+        if not name or "/" in name or name.startswith(".") or name == Path(INDEX).stem:
+            raise ValueError(f"bad result name {name!r}")
+        path = results_dir() / f"{name}.json"
+    elif path.name == INDEX:
+        raise ValueError(f"{path}: the index is not a result")
+    else:
+        name = path.stem
+    header = report_header(name)
+    doc = {k: v for k, v in header.items() if k != "bench" and k not in payload} | dict(payload)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, orjson.dumps(doc, option=_JSON) + b"\n")
+    entry = index_entry(
+        path.name, doc, command=invocation() if command is None else command, summary=summary
+    )
+    update_index(path.parent, name, entry)
+    return path

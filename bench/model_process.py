@@ -13,7 +13,8 @@ weights (cost does not depend on what a model learned):
   string keys, as a sessionizer's work looks), at serve's GIL switch interval;
 - the busy loop's iterations per second, alone and beside each: the other side of the cost.
 
-Writes bench/results/model_process-<device>-<date>.json.
+Writes bench/results/model_process-<preset>-<device>.json (or --out) and its entry in the
+index beside it (bench.machine.write_result).
 """
 
 from __future__ import annotations
@@ -25,15 +26,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import torch
 
-from bench.machine import report_header
+from bench.machine import report_header, write_result
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
 from schemas.vocab import Vocab
@@ -46,8 +45,6 @@ from trainer.calibration import calibrate
 from trainer.export import export_bundle
 from trainer.model import bert_config, build_model, device_for, get_preset
 from trainer.scoring import DEFAULT_STRATEGY
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def make_bundle(root: Path, preset: str, n_events: int, seed: int) -> tuple[Path, list[str]]:
@@ -194,9 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["thread"]["beside_busy_loop_s"] / results["process"]["beside_busy_loop_s"], 3
         ),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    dest = args.out or RESULTS / f"model_process-{device.type}-{datetime.now(UTC).date()}.json"
-    dest.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    dest = write_result(f"model_process-{preset}-{device.type}", result, path=args.out)
     say(f"wrote {dest}")
     return 0
 

@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import report_header, shown_path  # noqa: E402
+from bench.machine import report_header, shown_path, write_result  # noqa: E402
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle  # noqa: E402
 from schemas.errors import ConfigError  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
@@ -669,8 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "with published numbers that pick the threshold on the test set"
         ),
     }
-    a.results.parent.mkdir(parents=True, exist_ok=True)
-    a.results.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    write_result(a.results.stem, results, path=a.results)
     out("")
     out(format_table(all_reports))
     out("")

@@ -13,7 +13,7 @@ The baseline, in the same run, is `tiny` at 2e-3: the configuration `make bench-
 trains on CPU. The question it answers: does a bigger model close the gap to F1 0.98, and
 does it narrow the seed-to-seed spread?
 
-Writes bench/results/quality_sweep-<device>-<date>.json (every strategy's row per run, and
+Writes bench/results/quality_sweep-<device>.json (every strategy's row per run, and
 per configuration the default strategy's F1 on each seed) and prints that summary.
 """
 
@@ -37,14 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import orjson  # noqa: E402
 import torch  # noqa: E402 - imported here so machine() records the GPU
 
-from bench.machine import machine  # noqa: E402
+from bench.machine import machine, results_dir, write_result  # noqa: E402
 from bench.quality_hdfs import bool_flag  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 DEFAULT_ROW = "full k=10 max, known mixes in known steps, count ceilings"
 """The strategy new bundles score with (trainer.scoring.DEFAULT_STRATEGY)."""
 
@@ -194,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     info = machine()
     tag = "gpu" if "gpu" in info and a.device != "cpu" else "cpu"
-    path = a.results or RESULTS / f"quality_sweep-{tag}-{datetime.now(UTC):%Y-%m-%d}.json"
+    tag += "" if a.prune_last_layer else "-whole-last-layer"
+    path = a.results or results_dir() / f"quality_sweep-{tag}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     ctx = multiprocessing.get_context("spawn")  # CUDA cannot be forked into
@@ -225,9 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "summary": summary,
                 "runs": sorted(results, key=lambda r: r["slug"]),
             }
-            path.write_bytes(
-                orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
-            )
+            write_result(path.stem, doc, path=path)
 
     out(table(summary))
     out(f"results: {path}")

@@ -11,7 +11,8 @@ evaluation of the same blocks, with the same bundle and threshold.
 
 Labels come from dev_normal / dev_abnormal; the 48 blocks of the stream that are training
 blocks (no dev label) are left out of the figures. Precision and F1 are extrapolated to
-the HDFS population ratio. Writes bench/results/replay_hdfs.json.
+the HDFS population ratio. Writes bench/results/replay_hdfs.json (replay_hdfs-cuda.json on
+a GPU) and its entry in bench/results/index.json.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
-from bench.machine import report_header, shown_path  # noqa: E402
+from bench.machine import report_header, shown_path, write_result  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
 from schemas.runtime.logs import configure_logging  # noqa: E402
 from schemas.scores import Score  # noqa: E402
@@ -153,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--results",
         type=Path,
-        default=ROOT / "bench" / "results" / "replay_hdfs.json",
-        help="results JSON (default: %(default)s)",
+        default=None,
+        help="results JSON (default: bench/results/replay_hdfs.json, -<device> off CPU)",
     )
     p.add_argument("--gap-ms", type=int, default=GAP_MS, help="session gap (default: %(default)s)")
     p.add_argument(
@@ -270,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "file and starting the command; the session-file rows time the scorer only"
         ),
     }
-    a.results.parent.mkdir(parents=True, exist_ok=True)
-    a.results.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
+    name = "replay_hdfs" if a.device == "cpu" else f"replay_hdfs-{a.device}"
+    written = write_result(name, results, path=a.results)
     for r in rows:
         out(
             f"{r['name']:<38} F1 {r['f1']:.4f}  P {r['precision']:.4f}  R {r['recall']:.4f}  "
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({cmp['windows_without_forward_pass']} windows without a forward pass; max |score "
         f"diff| {cmp['max_abs_score_difference_explained']:.3g})"
     )
-    out(f"results: {a.results}")
+    out(f"results: {written}")
     return 0
 
 

@@ -19,8 +19,9 @@ lengths are drawn uniformly from [--min-len, --max-len]. Variants, all on the sa
 The GPU defaults (base, 400 windows, about 40 s with start-up on an H200) fit a short device
 session; 1,000 windows with --unbatched did not finish in 60 s there.
 
-Writes bench/results/score_throughput-<device>-<date>.json. Randomly initialized weights:
-the cost of a forward pass does not depend on what the model has learned.
+Writes bench/results/score_throughput-<preset>-<device>.json (bench.machine.write_result).
+Randomly initialized weights: the cost of a forward pass does not depend on what the model
+has learned.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import argparse
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
@@ -38,7 +38,7 @@ import orjson
 import torch
 from transformers import BertForMaskedLM
 
-from bench.machine import report_header
+from bench.machine import report_header, write_result
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
 from schemas.vocab import CLS_ID, MASK_ID, SEP_ID
@@ -52,8 +52,6 @@ from trainer.model import (
     masked_logits,
 )
 from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, mask_groups, score_token_windows
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def synthetic_windows(n: int, lo: int, hi: int, vocab_size: int, seed: int) -> list[list[int]]:
@@ -136,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--out",
         type=Path,
-        help="result file (default: bench/results/score_throughput-<device>-<date>.json)",
+        help="result file (default: bench/results/score_throughput-<preset>-<device>.json)",
     )
     p.add_argument("--threads", type=int, default=1, help="CPU torch threads (default: 1)")
     p.add_argument(
@@ -217,10 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             np.max(np.abs(shipped_scores - np.array(outputs["batched_whole_encoder"])))
         ),
     }
-    day = datetime.now(UTC).date().isoformat()
-    out = args.out or RESULTS / f"score_throughput-{device.type}-{day}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    out = write_result(f"score_throughput-{preset_name}-{device.type}", report, path=args.out)
     say(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     say(f"wrote {out}")
     return 0

@@ -38,8 +38,8 @@ The last windows of a drain close when their partition has been quiet for
 reported (`tail_s`: last event consumed -> last score) beside the start-up time (process
 start -> partitions assigned, not timed). The traffic's repetition (the share of windows
 whose events repeat an earlier window's exactly) is reported: the score cache's hit rate
-can only be as good as the traffic's repetition. Writes
-bench/results/stream_e2e-<date>-<time>.json.
+can only be as good as the traffic's repetition. Writes bench/results/stream_e2e.json and
+its entry in bench/results/index.json (bench.machine.write_result).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.machine import report_header
+from bench.machine import report_header, write_result
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
 from schemas.windows import Window
@@ -72,7 +72,6 @@ from stream.devtools.simulate import generate_sessions, interleave, simulate_day
 from stream.serve.app import model_threads, model_threads_idle
 from stream.serve.settings import ServeSettings
 
-RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 DAY_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
 
@@ -834,10 +833,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else None,
         "target_events_per_s": 50_000,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d-%H%M")
-    out = RESULTS / f"stream_e2e-{stamp}.json"
-    out.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    out = write_result("stream_e2e", report)
     say(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     say(f"wrote {out}")
     return 0

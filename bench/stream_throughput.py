@@ -28,7 +28,7 @@ Variants, on the same events:
 
 Throughput is per CPU second of this process (`time.process_time`), the "per core" figure;
 wall-clock seconds are reported too, with the load average, since other jobs share the CPU.
-Writes bench/results/stream_throughput-<date>-<time>.json.
+Writes bench/results/stream_throughput.json and its entry in bench/results/index.json.
 """
 
 from __future__ import annotations
@@ -39,13 +39,11 @@ import random
 import time
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.machine import report_header
+from bench.machine import report_header, write_result
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
 from schemas.windows import Window, split_points
@@ -53,7 +51,6 @@ from stream.devtools.simulate import generate_sessions, interleave
 from stream.serve.sessionizer import Sessionizer, SessionizerSettings
 from trainer.gc_tuning import GC_THRESHOLD_0
 
-RESULTS = Path(__file__).resolve().parent / "results"
 T0 = 1_700_000_000_000
 
 # (ts, session_id, event_id, partition, offset, label)
@@ -232,11 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **report_header("stream_throughput"),
         "sessionizer": bench_sessionizer(args),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"stream_throughput-{datetime.now(UTC).strftime('%Y-%m-%d-%H%M')}.json"
-    text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
-    path.write_text(text + "\n")
-    say(text)
+    path = write_result("stream_throughput", report)
+    say(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     say(f"wrote {path}")
     return 0
 

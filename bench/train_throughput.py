@@ -10,7 +10,7 @@ LM head at the masked positions only, global masked-token normalization, the fin
 check, clipping, fused AdamW, scheduler). Steps after --warmup are timed.
 
 Baselines, same run and data: the same path with the last layer computed at every position
-(`MaskedLM(whole_encoder=True)`, as the trainer did before 2026-11-28 evening), and the naive
+(`MaskedLM(whole_encoder=True)`, the trainer's `prune_last_layer=false`), and the naive
 set-up. Every window padded to 512 tokens, batch rows
 = budget / 512, the full-vocab LM head (logits at every position), fp32 (no TF32), eager
 attention, same optimizer.
@@ -21,7 +21,8 @@ written to a temporary daily file. MFU counts the useful (non-pad) model FLOPs:
 the masked tokens; peak is bf16 dense (H100/H200 SXM: 989 TFLOP/s). The FLOPs counted are
 the whole model's, also for the pruned last layer, so there MFU is an effective figure.
 
-Writes bench/results/train_throughput-<preset>-<device>-<date>.json.
+Writes bench/results/train_throughput-<preset>-<device>.json (or --out) and its entry in the
+index beside it (bench.machine.write_result).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForMaskedLM
 
-from bench.machine import report_header
+from bench.machine import report_header, write_result
 from schemas.daily_files import daily_file_name
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
@@ -54,8 +55,6 @@ from trainer.model import bert_config, build_model, device_for, get_preset
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.settings import TrainSettings
 from trainer.token_cache import TokenCache
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 """Dense bf16 tensor-core peaks (SXM parts), for MFU."""
@@ -335,11 +334,7 @@ def main() -> None:
             bucketed["non_pad_tokens_per_s"] / naive["non_pad_tokens_per_s"] if naive else None
         ),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    dest = args.out or RESULTS / (
-        f"train_throughput-{args.preset}-{device.type}-{datetime.now(UTC).date()}.json"
-    )
-    dest.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    dest = write_result(f"train_throughput-{args.preset}-{device.type}", result, path=args.out)
     say(f"wrote {dest}")
 
 
