@@ -451,7 +451,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ablation",
         action="store_true",
-        help="also train and score the model without the end marker (about +6 min)",
+        help="also train and score the model without the end marker (a second training)",
     )
     return p
 
