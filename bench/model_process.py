@@ -44,7 +44,7 @@ from stream.serve.settings import ServeSettings
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
 from trainer.model import bert_config, build_model, device_for, get_preset
-from trainer.scoring import DEFAULT_STRATEGY
+from trainer.scoring.strategy import DEFAULT_STRATEGY
 
 
 def make_bundle(root: Path, preset: str, n_events: int, seed: int) -> tuple[Path, list[str]]:
@@ -56,7 +56,7 @@ def make_bundle(root: Path, preset: str, n_events: int, seed: int) -> tuple[Path
     # Random weights and no training windows, so no known mixes or count ceilings: the
     # model's cost alone.
     strategy = dataclasses.replace(
-        DEFAULT_STRATEGY, known_counts=False, known_pairs=False, count_ceilings=False
+        DEFAULT_STRATEGY, known_mixes=False, known_pairs=False, count_ceilings=False
     )
     cal = calibrate([1.0, 2.0, 3.0], 0.5, strategy=strategy)
     export_bundle(

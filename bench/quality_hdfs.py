@@ -5,10 +5,10 @@
    trainer holds out a validation slice by session hash (normal data only); it is never
    trained on.
 2. Score the validation slice and dev_normal / dev_abnormal once per scoring run (full
-   coverage with k = 6 and k = 10 groups, LogBERT's one random mask) through the product's scorer
-   (dev windows are marked by the same rule as in serving), and derive every strategy's
-   window score from those results: mean, max, top-3 mean of the per-event NLL, the max
-   rank of a true event, LogBERT's miss fraction.
+   coverage with k = 6 and k = 10 groups, LogBERT's one random mask) through the product's
+   passes and rules (bench/strategies.py; dev windows are marked by the same rule as in
+   serving), and derive every strategy's window score from those results: mean, max, top-3
+   mean of the per-event NLL, the max rank of a true event, LogBERT's miss fraction.
 3. For each strategy, the threshold is the p99.9 of its scores on the validation slice.
    No dev label chooses anything. F1 and precision are extrapolated to the population
    ratio (552,640 normal blocks, 16,838 anomalous).
@@ -16,9 +16,10 @@
    evaluated in the same harness, with the paper's top-g rule and with a calibrated
    threshold; its FPR on the validation slice is reported too.
 5. With --ablation, the same model is trained and scored without the end marker too.
-6. The strategy with the best F1 (then the fewest forward passes) is the default: the
-   bundle in bench/out/hdfs/model/ is re-calibrated for it when it is not already the
-   trainer's default (trainer.scoring.DEFAULT_STRATEGY).
+6. Of the strategies the product serves (bench/strategies.py says which), the one with the
+   best F1 (then the fewest forward passes) is the default: the bundle in
+   bench/out/hdfs/model/ is re-calibrated for it when it is not already the trainer's
+   default (trainer.scoring.DEFAULT_STRATEGY). The best of all rows is reported beside it.
 
 Writes bench/results/quality_hdfs.json and, under bench/out/hdfs/, the bundle, the plots
 and one report JSON per strategy.
@@ -32,7 +33,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -45,6 +45,15 @@ import orjson  # noqa: E402
 import torch  # noqa: E402
 
 from bench.machine import report_header, shown_path, write_result  # noqa: E402
+from bench.strategies import (  # noqa: E402
+    ABLATION,
+    OLD_RULE,
+    RUNS,
+    VARIANTS,
+    RunResult,
+    Variant,
+    score_run,
+)
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle  # noqa: E402
 from schemas.errors import ConfigError  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
@@ -54,7 +63,7 @@ from schemas.vocab import Vocab  # noqa: E402
 from trainer.calibration import calibrate, threshold_from_quantile  # noqa: E402
 from trainer.dataset import DataSelection, load_training_data  # noqa: E402
 from trainer.deeplog import DeepLogConfig, DeepLogScorer, train_deeplog, window_max_rank  # noqa: E402
-from trainer.end_marker import uses_end_marker  # noqa: E402
+from trainer.end_marker import encode_window, uses_end_marker  # noqa: E402
 from trainer.eval_plots import write_plots  # noqa: E402
 from trainer.evaluate import (  # noqa: E402
     EvalReport,
@@ -67,20 +76,11 @@ from trainer.evaluate import (  # noqa: E402
     split_sessions,
     throughput,
 )
-from trainer.evaluate_run import passes_per_window  # noqa: E402
 from trainer.export import validation_windows  # noqa: E402
-from trainer.known_counts import KnownMixes  # noqa: E402
+from trainer.known_mixes import KnownMixes  # noqa: E402
 from trainer.metrics import Population, curve  # noqa: E402
 from trainer.model import device_for, load_model  # noqa: E402
 from trainer.recalibrate import validation_slice, write_recalibrated_bundle  # noqa: E402
-from trainer.scoring import (  # noqa: E402
-    Aggregate,
-    ScoringStrategy,
-    WindowResult,
-    WindowScorer,
-    final_score,
-    score_token_windows,
-)
 from trainer.token_cache import TokenCache  # noqa: E402
 
 DATA = ROOT / "data" / "hdfs"
@@ -91,107 +91,6 @@ ANCHORS = {
     "LogBERT (paper, sessions >= 10 events)": 0.82,
     "LAnoBERT (threshold chosen on test data)": 0.97,
 }
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A scoring strategy evaluated from one scoring run's results."""
-
-    name: str
-    run: str
-    strategy: ScoringStrategy
-    n_event_tokens: int = 0
-    """The vocab's event tokens: the rank of an event scored like [UNK] (set per bundle)."""
-    calibrate_exempted: bool = False
-    """Take the threshold from the scores after the known-mix exemption (the rule until
-    2026-11-29) instead of the product's `calibration_scores`, for comparison."""
-
-    def window_score(self, r: WindowResult, *, as_novel: bool = False) -> float:
-        """As score_token_windows scores the window with this strategy (the run scored it
-        with the run's strategy, which has no known mixes or count ceilings); `as_novel`:
-        as if its mix were not known (its `score_as_novel`)."""
-        return final_score(
-            self.strategy,
-            r.nll,
-            float(r.score),
-            self.n_event_tokens,
-            known=r.known and not as_novel,
-            known_in_order=r.known_in_order and not as_novel,
-            past=r.past_ceiling,
-        )
-
-    def calibration_score(self, r: WindowResult) -> float:
-        return self.window_score(r, as_novel=not self.calibrate_exempted)
-
-    def strategy_dict(self) -> dict[str, Any]:
-        return self.strategy.to_dict()
-
-
-MAX_AGGREGATES: tuple[tuple[str, Aggregate], ...] = (("max", "max"), ("max-rank", "maxrank"))
-
-RUNS: dict[str, ScoringStrategy] = {
-    # One "full" run gives the NLLs (every NLL aggregate) and the max rank.
-    "full-6": ScoringStrategy(groups=6, aggregate="maxrank"),
-    "full-10": ScoringStrategy(groups=10, aggregate="maxrank"),
-    "logbert": ScoringStrategy(kind="logbert", mask_ratio=0.15, top_g=6),
-}
-VARIANTS = [
-    Variant("logbert 15% top-6", "logbert", RUNS["logbert"]),
-    Variant("full k=6 mean", "full-6", ScoringStrategy(groups=6, aggregate="mean")),
-    Variant("full k=6 top-3", "full-6", ScoringStrategy(groups=6, aggregate="topn", top_n=3)),
-    Variant("full k=6 max", "full-6", ScoringStrategy(groups=6, aggregate="max")),
-    Variant("full k=6 max-rank", "full-6", ScoringStrategy(groups=6, aggregate="maxrank")),
-    Variant("full k=10 max", "full-10", ScoringStrategy(groups=10, aggregate="max")),
-    Variant("full k=10 max-rank", "full-10", ScoringStrategy(groups=10, aggregate="maxrank")),
-    Variant(
-        "full k=10 max, known mixes",
-        "full-10",
-        ScoringStrategy(groups=10, aggregate="max", known_counts=True),
-    ),
-    Variant(
-        "full k=10 max-rank, known mixes",
-        "full-10",
-        ScoringStrategy(groups=10, aggregate="maxrank", known_counts=True),
-    ),
-    Variant(
-        "full k=10 max, known mixes in known steps",
-        "full-10",
-        ScoringStrategy(groups=10, aggregate="max", known_counts=True, known_pairs=True),
-    ),
-    Variant(
-        "full k=10 max-rank, known mixes in known steps",
-        "full-10",
-        ScoringStrategy(groups=10, aggregate="maxrank", known_counts=True, known_pairs=True),
-    ),
-    Variant(
-        "full k=10 max, count ceilings",
-        "full-10",
-        ScoringStrategy(groups=10, aggregate="max", count_ceilings=True),
-    ),
-    *(
-        Variant(
-            f"full k=10 {label}, known mixes{steps}, count ceilings",
-            "full-10",
-            ScoringStrategy(
-                groups=10,
-                aggregate=agg,
-                known_counts=True,
-                known_pairs=bool(steps),
-                count_ceilings=True,
-            ),
-        )
-        for steps in ("", " in known steps")
-        for label, agg in MAX_AGGREGATES
-    ),
-]
-# The rows above as calibrated until 2026-11-29, for comparison only (never the bundle's).
-OLD_RULE = ", threshold over exempted scores"
-VARIANTS += [
-    dataclasses.replace(v, name=v.name + OLD_RULE, calibrate_exempted=True)
-    for v in VARIANTS
-    if v.strategy.known_counts and v.strategy.count_ceilings and v.strategy.aggregate == "max"
-]
-ABLATION = ("full k=6 max", "full k=6 max-rank")
 
 
 def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: bool) -> float:
@@ -249,28 +148,26 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: b
     return time.perf_counter() - t0
 
 
-def mlm_scorer(
+def run_scorer(
     model: Any,
     vocab: Vocab,
     key: str,
     max_batch_tokens: int,
     device: torch.device,
     known: KnownMixes | None,
-) -> tuple[Callable[[list[tuple[str, ...]]], Sequence[WindowResult]], WindowScorer]:
-    """The product's scorer with run `key`'s strategy: event windows in, marked as in
-    serving when the vocab holds the end marker; each result says whether its window is a
-    known event mix of the bundle's training data."""
-    scorer = WindowScorer(
-        model,
-        vocab,
-        RUNS[key],
-        0.0,
-        "bench",
-        device,
-        max_batch_tokens=max_batch_tokens,
-        known=known,
-    )
-    return scorer.score_events, scorer
+) -> Callable[[list[tuple[str, ...]]], Sequence[RunResult]]:
+    """Run `key` on event windows, marked as in serving when the vocab holds the end
+    marker; each result says whether its window is a known event mix of the bundle's
+    training data."""
+    end = uses_end_marker(vocab)
+
+    def score(batch: list[tuple[str, ...]]) -> Sequence[RunResult]:
+        windows = [encode_window(vocab, events, end) for events in batch]
+        return score_run(
+            model, windows, RUNS[key], device, max_batch_tokens=max_batch_tokens, known=known
+        )
+
+    return score
 
 
 def oracle_f1(normal: np.ndarray, abnormal: np.ndarray) -> float:
@@ -291,8 +188,8 @@ def evaluate_variant(
 ) -> tuple[EvalReport, Calibration, ScoredSets]:
     val_scores = np.array([v.window_score(r) for r in val.results])
     cal = dataclasses.replace(
-        calibrate([v.calibration_score(r) for r in val.results], q, strategy=v.strategy),
-        strategy=v.strategy_dict(),
+        calibrate([v.calibration_score(r) for r in val.results], q, strategy=v.strategy.rules),
+        strategy=v.strategy.to_dict(),
     )
     scored = ScoredSets(
         dn.session_scores(v.window_score), da.session_scores(v.window_score), throughput(dn, da)
@@ -302,10 +199,10 @@ def evaluate_variant(
         scored,
         cal.threshold,
         f"p{q * 100:g} of {cal.n_windows} validation windows (normal, held out by the trainer)",
-        passes_per_window(v.strategy, lengths),
+        v.strategy.passes_per_window(lengths),
         POPULATION,
         details={
-            "strategy": v.strategy_dict(),
+            "strategy": v.strategy.to_dict(),
             "validation_fpr": float((val_scores > cal.threshold).mean()),
             "diagnostic_f1_at_test_chosen_threshold": oracle_f1(scored.normal, scored.abnormal),
         },
@@ -322,7 +219,7 @@ def mlm_section(
     device = device_for(a.device)
     model = load_model(bundle, device)
     cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
-    known = KnownMixes.of(cal.known_counts, cal.known_pairs, cal.count_ceilings)
+    known = KnownMixes.of(cal.known_mixes, cal.known_pairs, cal.count_ceilings)
     assert uses_end_marker(vocab) == end
     # The trainer's own slice, tokenized (and marked) as it was for calibration.
     val_tokens = validation_slice(
@@ -344,15 +241,15 @@ def mlm_section(
     ]
     wanted = {v.run for v in variants}
     for key in sorted(wanted):
-        fn, scorer = mlm_scorer(model, vocab, key, a.max_batch_tokens, device, known)
+        fn = run_scorer(model, vocab, key, a.max_batch_tokens, device, known)
         t0 = time.perf_counter()
-        val_results = score_token_windows(
+        val_results = score_run(
             model,
             cast(Sequence[Sequence[int]], val_tokens),  # int64 arrays serve as sequences
-            scorer.strategy,
-            scorer.device,
+            RUNS[key],
+            device,
             max_batch_tokens=a.max_batch_tokens,
-            known=scorer.known,
+            known=known,
         )
         val_split = split_sessions([[]] * len(val_tokens))  # one window per "session"
         runs[key] = (
@@ -554,7 +451,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ablation",
         action="store_true",
-        help="also train and score the model without the end marker (about +6 min)",
+        help="also train and score the model without the end marker (a second training)",
     )
     return p
 
@@ -597,11 +494,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     def rank_key(t: tuple[EvalReport, Calibration, ScoredSets]) -> tuple[float, float]:
         return (round(t[0].detection.f1, 4), -t[0].forward_passes_per_window)
 
-    # Every strategy is servable now (max-rank included), so the best measured is the default.
-    best_report, best_cal, best_scored = max(
-        (t for t in mlm if not t[0].name.endswith(OLD_RULE)), key=rank_key
-    )
-    best_measured = best_report.name
+    # The bundle's default must be a strategy serve scores with; the best row is reported too.
+    rows = [t for t in mlm if not t[0].name.endswith(OLD_RULE)]
+    best_measured = max(rows, key=rank_key)[0].name
+    served = {v.name for v in VARIANTS if v.strategy.served is not None}
+    best_report, best_cal, best_scored = max((t for t in rows if t[0].name in served), key=rank_key)
     bundle = a.out / "model"
     shutil.rmtree(bundle, ignore_errors=True)
     old = Calibration.from_json((trained / CALIBRATION).read_bytes())

@@ -10,8 +10,8 @@ label choosing anything (bench/quality_hdfs.py; no DeepLog, no ablation). Runs g
 parallel processes (--jobs) sharing the device.
 
 The baseline, in the same run, is `tiny` at 2e-3: the configuration `make bench-quality`
-trains on CPU. The question it answers: does a bigger model close the gap to F1 0.98, and
-does it narrow the seed-to-seed spread?
+trains on CPU. The question it answers: does a bigger model score better, and does it
+narrow the seed-to-seed spread?
 
 Writes bench/results/quality_sweep-<device>.json (every strategy's row per run, and
 per configuration the default strategy's F1 on each seed) and prints that summary.
@@ -44,7 +44,7 @@ from bench.quality_hdfs import bool_flag  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
 
 DEFAULT_ROW = "full k=10 max, known mixes in known steps, count ceilings"
-"""The strategy new bundles score with (trainer.scoring.DEFAULT_STRATEGY)."""
+"""The row of the strategy new bundles score with (trainer.scoring.DEFAULT_STRATEGY)."""
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from schemas.scores import Score  # noqa: E402
 from stream.jobs.replay import read_labels  # noqa: E402
 from trainer.evaluate import read_event_lists, run_windows  # noqa: E402
 from trainer.metrics import Detection, Population, detection  # noqa: E402
-from trainer.scoring import WindowScorer  # noqa: E402
+from trainer.scoring.scorer import WindowScorer  # noqa: E402
 
 DATA = ROOT / "data" / "hdfs"
 POPULATION = Population(normals=552_640, abnormals=16_838)

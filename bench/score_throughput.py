@@ -3,21 +3,23 @@
     .venv/bin/python -m bench.score_throughput                 # tiny on CPU, 1 thread
     .venv/bin/python -m bench.score_throughput --preset base   # on a GPU
 
-Scored with the default "full" strategy (k = 10 passes per window) on synthetic windows whose
-lengths are drawn uniformly from [--min-len, --max-len]. Variants, all on the same windows:
+Scored the product's one way (every event masked once over k = 10 passes, the window's
+largest NLL; no known-mix or count-ceiling rule, which need training windows) on synthetic
+windows whose lengths are drawn uniformly from [--min-len, --max-len]. Variants, all on the
+same windows:
 
 - batched_masked_head: `score_token_windows` as shipped (length-sorted batches across windows
   and passes, LM head at masked positions only).
 - per_window_full_head: the straightforward alternative: one batch per window holding its
-  k passes, `model(...).logits` over every position, then gather. Its scores are checked
-  against the shipped ones (max_abs_diff in the output).
+  k passes, `model(...).logits` over every position, then gather. Its scores (the max
+  NLL) are checked against the shipped ones (max_abs_diff in the output).
 - batched_whole_encoder: `score_token_windows` with every position through every layer
   (HF's whole encoder, then the head at the masked positions), as it scored before
   `masked_logits` ran the last layer at the masked positions only. Scores are compared.
 - unbatched_masked_head (--unbatched): `score_token_windows` with one pass per forward.
 
-The GPU defaults (base, 400 windows, about 40 s with start-up on an H200) fit a short device
-session; 1,000 windows with --unbatched did not finish in 60 s there.
+The GPU defaults (base, 400 windows) are sized for a short device session; --unbatched
+with many more windows is not.
 
 Writes bench/results/score_throughput-<preset>-<device>.json (bench.machine.write_result).
 Randomly initialized weights: the cost of a forward pass does not depend on what the model
@@ -42,7 +44,6 @@ from bench.machine import report_header, write_result
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
 from schemas.vocab import CLS_ID, MASK_ID, SEP_ID
-from trainer import scoring
 from trainer.model import (
     autocast_for,
     bert_config,
@@ -51,7 +52,10 @@ from trainer.model import (
     get_preset,
     masked_logits,
 )
-from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, mask_groups, score_token_windows
+from trainer.scoring import passes as scoring_passes
+from trainer.scoring.passes import mask_groups
+from trainer.scoring.score import score_token_windows
+from trainer.scoring.strategy import DEFAULT_STRATEGY, ScoringStrategy
 
 
 def synthetic_windows(n: int, lo: int, hi: int, vocab_size: int, seed: int) -> list[list[int]]:
@@ -63,7 +67,7 @@ def synthetic_windows(n: int, lo: int, hi: int, vocab_size: int, seed: int) -> l
 def per_window_full_head(
     model: BertForMaskedLM, windows: Sequence[Sequence[int]], groups: int, device: torch.device
 ) -> list[float]:
-    """Mean NLL per window, the naive way: a batch of k passes per window, full LM head."""
+    """Max NLL per window, the naive way: a batch of k passes per window, full LM head."""
     scores = []
     with torch.inference_mode():
         for w in windows:
@@ -79,7 +83,7 @@ def per_window_full_head(
             for g, members in enumerate(passes):
                 pos = torch.tensor(members, device=device)
                 nll[pos] = -logp[g, pos + 1, base[pos + 1]]
-            scores.append(float(nll.mean()) if len(w) else 0.0)
+            scores.append(float(nll.max()) if len(w) else 0.0)
     return scores
 
 
@@ -161,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def shipped(budget: int, logits: Callable[..., torch.Tensor]) -> Callable[[], list[float]]:
         def run() -> list[float]:
-            with mock.patch.object(scoring, "masked_logits", logits):
+            with mock.patch.object(scoring_passes, "masked_logits", logits):
                 res = score_token_windows(model, windows, strategy, device, max_batch_tokens=budget)
             return [r.score for r in res]
 

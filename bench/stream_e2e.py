@@ -497,7 +497,7 @@ def scorer_only(
     import torch
 
     from stream.serve.batcher import Batcher
-    from trainer.scoring import WindowScorer
+    from trainer.scoring.scorer import WindowScorer
 
     torch.set_num_threads(threads)
     scorer = WindowScorer.from_bundle(bundle, device="cpu")

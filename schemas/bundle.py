@@ -54,14 +54,15 @@ class Calibration:
     n_windows: int
     strategy: dict[str, Any] = field(default_factory=dict)
     """The scoring strategy the scores were computed with, so serving matches calibration."""
-    known_counts: tuple[tuple[int, ...], ...] = ()
-    """The event mixes of the training windows (trainer/known_counts.py: (token id, count)
-    pairs, flattened), for strategies that treat a known mix as normal."""
+    known_mixes: tuple[tuple[int, ...], ...] = ()
+    """The event mixes of the training windows (trainer/known_mixes.py: (token id, count)
+    pairs, flattened), for strategies that treat a known mix as normal. The file's key is
+    "known_counts", the name bundles have always been written with."""
     known_pairs: tuple[tuple[int, int], ...] = ()
     """The pairs of consecutive tokens in the training windows (token ids), for strategies
     that also require a known mix's order to be made of known steps."""
     count_ceilings: tuple[tuple[int, int], ...] | None = None
-    """(token id, ceiling) for the events with a count ceiling (trainer/known_counts.py),
+    """(token id, ceiling) for the events with a count ceiling (trainer/known_mixes.py),
     for strategies that score an occurrence beyond it like an unknown event. None: not
     recorded (files from before count ceilings)."""
 
@@ -73,7 +74,7 @@ class Calibration:
                 "threshold_quantile": self.threshold_quantile,
                 "n_windows": self.n_windows,
                 "strategy": self.strategy,
-                "known_counts": [list(k) for k in self.known_counts],
+                "known_counts": [list(k) for k in self.known_mixes],
                 "known_pairs": [list(p) for p in self.known_pairs],
                 "count_ceilings": (
                     None if self.count_ceilings is None else [list(c) for c in self.count_ceilings]
@@ -92,7 +93,7 @@ class Calibration:
                 threshold_quantile=float(obj["threshold_quantile"]),
                 n_windows=int(obj["n_windows"]),
                 strategy=dict(obj.get("strategy", {})),
-                known_counts=tuple(_count_key(k) for k in obj.get("known_counts", [])),
+                known_mixes=tuple(_mix_key(k) for k in obj.get("known_counts", [])),
                 known_pairs=tuple(_pair(p) for p in obj.get("known_pairs", [])),
                 count_ceilings=(
                     None
@@ -104,7 +105,7 @@ class Calibration:
             raise BundleError(f"bad calibration.json: {e}") from None
 
 
-def _count_key(obj: Any) -> tuple[int, ...]:
+def _mix_key(obj: Any) -> tuple[int, ...]:
     if not isinstance(obj, list) or len(obj) % 2:
         raise ValueError(f"a known_counts entry must be a list of (token id, count) pairs: {obj!r}")
     if not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in obj):

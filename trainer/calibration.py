@@ -15,8 +15,8 @@ A strategy with known mixes scores a window whose mix training held 0, after the
 threshold is calibrated on every window's score as if its mix were novel
 (`calibration_scores`), so the exemption only ever removes alerts. Calibrating on the exempted
 scores instead would spend the whole false-alarm budget (1 - q of all windows) on the few
-windows with a novel mix. Where nearly every normal window holds a known mix (as on HDFS),
-the quantile would rest on a handful of windows and swing from seed to seed.
+windows with a novel mix: where nearly every normal window holds a known mix (HDFS), the
+high quantile would rest on a handful of windows and move with the seed.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from schemas.bundle import Calibration
 from schemas.errors import DataError
 
 if TYPE_CHECKING:
-    from trainer.known_counts import KnownMixes
-    from trainer.scoring import ScoringStrategy, WindowResult
+    from trainer.known_mixes import KnownMixes
+    from trainer.scoring.score import WindowResult
+    from trainer.scoring.strategy import ScoringStrategy
 
 log = structlog.get_logger(__name__)
 
@@ -84,16 +85,10 @@ def calibrate(
     known: KnownMixes | None = None,
 ) -> Calibration:
     """Quantiles of the normal scores and the threshold at `threshold_quantile`; the
-    calibration also records `known` (what the training windows held).
-
-    A "logbert" strategy with a fixed `r` uses r as the threshold (its rule: anomalous when
-    the miss fraction exceeds r); the quantiles are still recorded.
-    """
+    calibration also records `strategy` and `known` (what the training windows held)."""
     s = _checked(scores)
     threshold = threshold_from_quantile(s, threshold_quantile)
-    if strategy.kind == "logbert" and strategy.r is not None:
-        threshold = float(strategy.r)
-    elif (s.size - 1) * (1.0 - threshold_quantile) < 1.0:
+    if (s.size - 1) * (1.0 - threshold_quantile) < 1.0:
         log.warning(
             "calibration_threshold_is_max",
             n_windows=int(s.size),
@@ -106,7 +101,7 @@ def calibrate(
         threshold_quantile=threshold_quantile,
         n_windows=int(s.size),
         strategy=strategy.to_dict(),
-        known_counts=tuple(sorted(known.counts)) if known else (),
+        known_mixes=tuple(sorted(known.mixes)) if known else (),
         known_pairs=tuple(sorted(known.pairs)) if known else (),
         count_ceilings=known.ceilings if known else None,
     )

@@ -8,7 +8,7 @@ an end after `E5 E22` is as surprising as any out-of-place event: every scoring 
 sees it with no change.
 
 The rule, used by the trainer's tokenization (trainer/token_cache.py) and by the scorer
-(trainer/scoring.py `WindowScorer`, which the stream, replay and `logad evaluate` all go
+(trainer/scoring/scorer.py `WindowScorer`, which the stream, replay and `logad evaluate` all go
 through): a window's events get the marker appended iff the window has fewer than
 MAX_EVENTS events and ended its session. A window of exactly MAX_EVENTS events was (almost
 always) cut from a longer session, and with the marker it would not fit the model anyway, so

@@ -23,20 +23,20 @@ from trainer.evaluate_settings import EvaluateSettings
 from trainer.gc_tuning import tuned_gc
 from trainer.metrics import Population
 from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
-from trainer.scoring import ScoringStrategy, WindowScorer, missing_lookup
+from trainer.scoring.rules import missing_lookup
+from trainer.scoring.scorer import WindowScorer
+from trainer.scoring.strategy import ScoringStrategy
 from trainer.settings import default_token_cache_dir
 
 log = structlog.get_logger(__name__)
 
 
 def passes_per_window(strategy: ScoringStrategy, lengths: Sequence[int]) -> float:
-    """Mean forward passes per window: min(k, events) for "full", one for "logbert"."""
+    """Mean forward passes per window: min(groups, events)."""
     n = np.asarray(lengths, dtype=np.int64)
     if n.size == 0:
         return 0.0
-    if strategy.kind == "full":
-        return float(np.minimum(n, strategy.groups).mean())
-    return float((n > 0).mean())
+    return float(np.minimum(n, strategy.groups).mean())
 
 
 def quantile_label(q: float) -> str:
@@ -105,17 +105,13 @@ def evaluate_bundle(
         else None
     )
     lengths = [len(w) for w in split_sessions([*normal, *abnormal]).windows]
-    name = (
-        f"{scorer.strategy.kind}/{scorer.strategy.aggregate}"
-        if scorer.strategy.kind == "full"
-        else scorer.strategy.kind
-    )
+    name = "full/max"  # every event masked once, the window's largest NLL
     extras = [
         label
         for label, on in (
             (
                 "known mixes in known steps" if scorer.strategy.known_pairs else "known mixes",
-                scorer.strategy.known_counts,
+                scorer.strategy.known_mixes,
             ),
             ("count ceilings", scorer.strategy.count_ceilings),
         )

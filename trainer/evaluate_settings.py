@@ -9,20 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-STRATEGY_FIELDS = (
-    "kind",
-    "groups",
-    "aggregate",
-    "top_n",
-    "mask_ratio",
-    "top_g",
-    "r",
-    "known_counts",
-    "known_pairs",
-    "count_ceilings",
-)
+STRATEGY_FIELDS = ("groups", "known_mixes", "known_pairs", "count_ceilings")
+"""The fields that override the bundle's scoring strategy (trainer.scoring.ScoringStrategy)."""
 
 
 @dataclass(frozen=True)
@@ -38,31 +28,18 @@ class EvaluateSettings:
     precision, F1 and AUPRC are extrapolated to that ratio)."""
     population_abnormals: int | None = None
     """Anomalous sessions in that population."""
-    kind: Literal["full", "logbert"] | None = None
-    """Override the bundle's scoring strategy kind (needs --calibrate-on)."""
     groups: int | None = None
-    """Override: mask groups (forward passes per window) for kind 'full'."""
-    aggregate: Literal["mean", "max", "topn", "maxrank"] | None = None
-    """Override: how 'full' turns per-event predictions into a window score (the mean, max
-    or top-n mean of the NLL, or 'maxrank': the largest rank of a true event)."""
-    top_n: int | None = None
-    """Override: n for aggregate 'topn'."""
-    mask_ratio: float | None = None
-    """Override: share of events masked by kind 'logbert'."""
-    top_g: int | None = None
-    """Override: 'logbert' counts a masked event as missed outside the top g."""
-    r: float | None = None
-    """Override: a fixed 'logbert' miss-fraction threshold instead of a calibrated one."""
-    known_counts: bool | None = None
+    """Override: mask groups (forward passes per window)."""
+    known_mixes: bool | None = None
     """Override: score 0 for a window whose event counts equal a training window's,
     whatever their order (the bundle's calibration lists them)."""
     known_pairs: bool | None = None
-    """Override: with known_counts, a known mix scores 0 only when each pair of its
+    """Override: with known_mixes, a known mix scores 0 only when each pair of its
     consecutive events also occurred in training."""
     count_ceilings: bool | None = None
-    """Override: for kind 'full', an occurrence of an event beyond its count ceiling (the
-    most of it that enough training windows held) scores like an unknown event (the bundle's
-    calibration lists the ceilings)."""
+    """Override: an occurrence of an event beyond its count ceiling (the most of it that
+    enough training windows held) scores like an unknown event (the bundle's calibration
+    lists the ceilings)."""
     threshold_quantile: float | None = None
     """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
     val_fraction: float | None = None

@@ -35,15 +35,16 @@ from schemas.errors import BundleError, DecodeError
 from schemas.vocab import Vocab
 from trainer.calibration import calibrate, calibration_scores
 from trainer.dataset import TrainingData
-from trainer.known_counts import (
+from trainer.known_mixes import (
     CEILING_SUPPORT,
     KnownMixes,
     count_ceilings,
-    known_count_keys,
+    known_mix_keys,
     known_pair_keys,
 )
 from trainer.model import load_model, save_model
-from trainer.scoring import DEFAULT_STRATEGY, ScoringStrategy, score_token_windows
+from trainer.scoring.score import score_token_windows
+from trainer.scoring.strategy import DEFAULT_STRATEGY, ScoringStrategy
 
 log = structlog.get_logger(__name__)
 
@@ -111,7 +112,7 @@ def calibrate_on_validation(
     strategy = strategy or DEFAULT_STRATEGY
     trained_on, held_out = training_windows(data), validation_windows(data)
     known = KnownMixes(
-        frozenset(known_count_keys(trained_on)),
+        frozenset(known_mix_keys(trained_on)),
         frozenset(known_pair_keys(trained_on)),
         count_ceilings(trained_on, held_out, ceiling_support),
     )
@@ -127,12 +128,12 @@ def calibrate_on_validation(
     log.info(
         "calibrated",
         windows=cal.n_windows,
-        known_counts=len(known.counts),
+        known_mixes=len(known.mixes),
         known_pairs=len(known.pairs),
         count_ceilings=len(known.ceilings or ()),
         threshold=cal.threshold,
         threshold_quantile=threshold_quantile,
-        aggregate=strategy.aggregate,
+        groups=strategy.groups,
         **{k.replace(".", "_"): v for k, v in cal.quantiles.items()},
     )
     return cal

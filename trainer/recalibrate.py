@@ -40,8 +40,9 @@ from trainer.calibration import calibrate, calibration_scores
 from trainer.dataset import DataSelection, load_training_data
 from trainer.end_marker import uses_end_marker
 from trainer.export import validation_windows
-from trainer.known_counts import KnownMixes
-from trainer.scoring import ScoringStrategy, score_token_windows
+from trainer.known_mixes import KnownMixes
+from trainer.scoring.score import score_token_windows
+from trainer.scoring.strategy import ScoringStrategy
 from trainer.settings import TrainSettings
 from trainer.token_cache import TokenCache
 
@@ -124,8 +125,6 @@ def recalibrate(
     cal = calibrate(scores, threshold_quantile, strategy=strategy, known=known)
     log.info(
         "recalibrated",
-        kind=strategy.kind,
-        aggregate=strategy.aggregate,
         groups=strategy.groups,
         windows=cal.n_windows,
         threshold=cal.threshold,
@@ -140,9 +139,9 @@ def write_recalibrated_bundle(src: Path, dst: Path, calibration: Calibration) ->
     same training data."""
     manifest = verify_bundle(src)
     old = Calibration.from_json((src / CALIBRATION).read_bytes())
-    if not calibration.known_counts:
+    if not calibration.known_mixes:
         calibration = dataclasses.replace(
-            calibration, known_counts=old.known_counts, known_pairs=old.known_pairs
+            calibration, known_mixes=old.known_mixes, known_pairs=old.known_pairs
         )
     if calibration.count_ceilings is None:
         calibration = dataclasses.replace(calibration, count_ceilings=old.count_ceilings)

@@ -84,25 +84,26 @@ class TrainSettings:
     """Where checkpoints, metrics.jsonl and loss.png go (default: '<out>.run' beside --out)."""
     score_groups: int = 10
     """Passes per window of the scoring strategy the bundle is calibrated for (and `serve`
-    uses): each event is masked once over this many passes. 10 scored best on HDFS; 6 costs
-    about 35% fewer forward passes on long windows, for some F1 (README, Detection quality)."""
-    score_known_counts: bool = True
-    """Calibrate the bundle for a strategy that scores a known event mix 0 (`known_counts`:
-    a window whose event counts equal a training window's; README, Scoring)."""
+    uses): each event is masked once over this many passes. More give each prediction more
+    context and cost one forward pass each on long windows (docs/quality.md compares them)."""
+    score_known_mixes: bool = True
+    """Calibrate the bundle for a strategy that scores a known event mix 0 (`known_mixes`:
+    a window whose event counts equal a training window's; docs/scoring.md)."""
     score_known_pairs: bool = True
-    """With score_known_counts: a known mix scores 0 only when each pair of its consecutive
+    """With score_known_mixes: a known mix scores 0 only when each pair of its consecutive
     events also occurred in training (`known_pairs`), so a swapped step is still scored.
-    False: any order of a known mix scores 0 (better on HDFS, blind to order-only
-    anomalies). Ignored when score_known_counts is false."""
+    False: any order of a known mix scores 0 (blind to order-only anomalies). Ignored when
+    score_known_mixes is false."""
     score_count_ceilings: bool = True
     """Calibrate the bundle for a strategy that scores an occurrence of an event beyond its
     count ceiling like an unknown event (`count_ceilings`: see score_ceiling_support; events
-    whose count a validation window exceeded get no ceiling; README, Scoring)."""
+    whose count a validation window exceeded get no ceiling; docs/scoring.md)."""
     score_ceiling_support: int = 3
     """Training windows that must hold a count of an event (or more) for it to be within
     the event's ceiling; an event fewer windows held has ceiling 0, so any occurrence of it
-    scores like an unknown event. Recorded in every bundle, used by `count_ceilings`. HDFS,
-    three seeds: 1 and 2 give the same F1, 3 to 5 a higher one (README, Detection quality)."""
+    scores like an unknown event. Recorded in every bundle, used by `count_ceilings`. More
+    than one, so that an anomaly nobody flagged in the training data does not make its
+    count normal (docs/quality.md compares values)."""
     score_tokens_per_batch: int = 16_384
     """Token budget per scoring batch when calibrating on the validation slice."""
     exclude_alerted: bool = False

@@ -51,7 +51,7 @@ from trainer.loss_plot import plot_losses
 from trainer.model import bert_config, build_model, get_preset, load_model, unwrap
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.progress import MetricsLog, Progress, read_metrics
-from trainer.scoring import DEFAULT_STRATEGY
+from trainer.scoring.strategy import DEFAULT_STRATEGY
 from trainer.settings import TrainSettings
 from trainer.token_cache import TokenCache
 
@@ -212,8 +212,8 @@ def _run(
         replace(
             DEFAULT_STRATEGY,
             groups=s.score_groups,
-            known_counts=s.score_known_counts,
-            known_pairs=s.score_known_counts and s.score_known_pairs,
+            known_mixes=s.score_known_mixes,
+            known_pairs=s.score_known_mixes and s.score_known_pairs,
             count_ceilings=s.score_count_ceilings,
         ),
         s.score_ceiling_support,

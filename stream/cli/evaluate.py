@@ -2,7 +2,7 @@
 
     logad evaluate --model BUNDLE --normal FILE... --abnormal FILE...
                    [--report DIR] [--population-normals N --population-abnormals M]
-                   [--aggregate max --calibrate-on TRAIN_DATA ...]
+                   [--groups 6 --calibrate-on TRAIN_DATA ...]
 
 The threshold is the bundle's calibrated one. Overriding the scoring strategy (or the
 threshold quantile) re-calibrates on the bundle's validation slice, re-derived from its

@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and not args.out.resolve().parent.is_dir():
         raise DataError(f"cannot write {args.out}: no such directory {args.out.resolve().parent}")
     from trainer.gc_tuning import tuned_gc
-    from trainer.scoring import WindowScorer
+    from trainer.scoring.scorer import WindowScorer
 
     bundle = resolve_model(args.model)
     scorer = WindowScorer.from_bundle(

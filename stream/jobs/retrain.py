@@ -226,7 +226,7 @@ def read_held_out(path: Path) -> HeldOut:
 
 
 def evaluate_bundle(bundle: Path, held: HeldOut, s: RetrainSettings) -> Figures:
-    from trainer.scoring import WindowScorer
+    from trainer.scoring.scorer import WindowScorer
 
     scorer = WindowScorer.from_bundle(
         bundle, s.device, max_batch_tokens=max(s.eval_tokens_per_batch, 512)

@@ -33,7 +33,7 @@ def load_window_scorer(
     def load(bundle_dir: Path) -> Scorer:
         import torch
 
-        from trainer.scoring import WindowScorer
+        from trainer.scoring.scorer import WindowScorer
 
         if threads:
             torch.set_num_threads(threads)

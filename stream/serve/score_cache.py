@@ -2,11 +2,10 @@
 
 Log sessions repeat: the same request path yields the same event sequence again and
 again. A window's score, its threshold verdict and its surprising events depend only on
-the model and the window's events ("full" masks by position; "logbert" seeds its mask from
-the window's content), so the output computed once is reused, exactly, for every later
-window with the same events under the same model version. What belongs to the window
-itself (ids, times, index, label, late) and the scoring time always come from the window
-being scored, never from the cache.
+the model and the window's events (the passes mask by position), so the output computed
+once is reused, exactly, for every later window with the same events under the same model
+version. What belongs to the window itself (ids, times, index, label, late) and the
+scoring time always come from the window being scored, never from the cache.
 
 The key is (model_version, events, ended): the raw event ids, not their token ids, so two
 windows that differ only in which unknown event they hold do not share an entry (the

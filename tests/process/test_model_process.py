@@ -18,7 +18,7 @@ from stream.serve.model_process import ModelProcessError, ProcessScorer, start_p
 from stream.serve.reload import load_window_scorer
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
-from trainer.known_counts import KnownMixes
+from trainer.known_mixes import KnownMixes
 from trainer.model import bert_config, build_model, get_preset
 from trainer.scoring import ScoringStrategy
 
@@ -84,7 +84,7 @@ def known_mix_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("mp") / "known"
     ids = sorted(vocab.encode(EVENTS[:2]))
     known = KnownMixes.of([(ids[0], 1, ids[1], 1)], ceilings=())
-    strategy = ScoringStrategy(groups=3, aggregate="max", known_counts=True)
+    strategy = ScoringStrategy(groups=3, known_mixes=True)
     export_bundle(
         out, model, vocab, calibrate([1.0, 2.0], 0.5, strategy=strategy, known=known),
         data_from=None, data_to=None, preset="tiny", parent_version=None, metrics={},

@@ -66,7 +66,7 @@ def test_threshold_flags_at_most_one_minus_q_of_calibration(scores: list[float],
 
 def test_calibrate_records_threshold_quantiles_and_strategy() -> None:
     scores = np.linspace(0.0, 10.0, 10_001)
-    strategy = ScoringStrategy(aggregate="max", groups=4)
+    strategy = ScoringStrategy(groups=4)
     cal = calibrate(scores, 0.99, strategy=strategy)
     assert cal.threshold == pytest.approx(9.9)
     assert cal.threshold == cal.quantiles["p99"]
@@ -80,15 +80,6 @@ def test_calibrate_records_threshold_quantiles_and_strategy() -> None:
 def test_calibrate_default_quantile_is_p99_9() -> None:
     scores = np.arange(100_001, dtype=np.float64)
     assert calibrate(scores, strategy=ScoringStrategy()).threshold == 99_900.0
-
-
-def test_logbert_fixed_r_overrides_the_quantile() -> None:
-    scores = [0.0, 0.1, 0.2, 0.9]
-    cal = calibrate(scores, strategy=ScoringStrategy(kind="logbert", r=0.5))
-    assert cal.threshold == 0.5
-    assert cal.quantiles["p99.9"] == 0.9
-    free = calibrate(scores, strategy=ScoringStrategy(kind="logbert"))
-    assert free.threshold == 0.9
 
 
 def test_calibrate_warns_when_the_threshold_is_just_the_max() -> None:

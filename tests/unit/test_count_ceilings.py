@@ -20,17 +20,14 @@ from schemas.vocab import UNK_ID, Vocab
 from tests.train_data import eval_tiny_model
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
-from trainer.known_counts import KnownMixes, ceiling_limits, count_ceilings, past_ceiling
+from trainer.known_mixes import KnownMixes, ceiling_limits, count_ceilings, past_ceiling
 from trainer.recalibrate import write_recalibrated_bundle
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 
 CPU = torch.device("cpu")
 VOCAB_SIZE = 12
-N_EVENT_TOKENS = VOCAB_SIZE - 5
-MAX = ScoringStrategy(groups=3, aggregate="max")
-MAX_CEIL = ScoringStrategy(groups=3, aggregate="max", count_ceilings=True)
-MEAN_CEIL = ScoringStrategy(groups=3, aggregate="mean", count_ceilings=True)
-RANK_CEIL = ScoringStrategy(groups=3, aggregate="maxrank", count_ceilings=True)
+MAX = ScoringStrategy(groups=3)
+MAX_CEIL = ScoringStrategy(groups=3, count_ceilings=True)
 
 
 @pytest.fixture(scope="module")
@@ -103,19 +100,11 @@ def test_an_event_past_its_ceiling_scores_like_unk(model: BertForMaskedLM) -> No
     assert plain[1].score < unk
     np.testing.assert_allclose(capped[1].nll[[0, 1, 3]], plain[1].nll[[0, 1, 3]])
     assert capped[1].surprising[0].position in (2, 4)  # the explanation names the excess
-    # The mean and the max rank see it too.
-    mean = score_token_windows(model, windows, MEAN_CEIL, CPU, known=known)
-    assert mean[1].score == pytest.approx(float(capped[1].nll.mean()))
-    rank = score_token_windows(model, windows, RANK_CEIL, CPU, known=known)
-    assert rank[1].score == rank[2].score == N_EVENT_TOKENS
-    assert rank[0].score < N_EVENT_TOKENS
     # Without ceilings to look up, nothing is reported.
     assert score_token_windows(model, windows, MAX, CPU)[1].past_ceiling == ()
 
 
-def test_count_ceilings_needs_full_kind_and_ceilings(model: BertForMaskedLM) -> None:
-    with pytest.raises(ValueError, match="full"):
-        ScoringStrategy(kind="logbert", count_ceilings=True)
+def test_count_ceilings_need_ceilings(model: BertForMaskedLM) -> None:
     with pytest.raises(ValueError, match="count ceilings"):
         score_token_windows(model, [[5]], MAX_CEIL, CPU, known=KnownMixes.of([(5, 1)]))
     vocab = Vocab.build([[f"E{i}" for i in range(7)]])

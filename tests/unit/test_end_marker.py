@@ -74,7 +74,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.mkdir()
     save_model(model, path)
     vocab.save(path / VOCAB)
-    strategy = ScoringStrategy(groups=3, aggregate="max", n_surprising=600)
+    strategy = ScoringStrategy(groups=3, n_surprising=600)
     cal = Calibration({"p50": 1.0}, 1.0, 0.999, 10, strategy.to_dict())
     (path / CALIBRATION).write_bytes(cal.to_json())
     write_manifest(path, new_version(), None, None, preset="tiny")

@@ -73,7 +73,6 @@ def test_score_sets_flags_a_session_by_any_window() -> None:
 
 def test_passes_per_window() -> None:
     assert passes_per_window(ScoringStrategy(groups=6), [3, 10, 0]) == pytest.approx(9 / 3)
-    assert passes_per_window(ScoringStrategy(kind="logbert"), [3, 10, 0]) == pytest.approx(2 / 3)
 
 
 def test_end_marker_goes_on_each_window_shorter_than_a_full_one() -> None:
@@ -179,7 +178,7 @@ def test_evaluate_writes_report_and_plots(
     for png in ("scores.png", "roc.png", "pr.png"):
         assert (report / png).read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
-    assert "full/mean" in printed and "AUROC" in printed
+    assert "full/max" in printed and "AUROC" in printed
 
 
 def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -> None:
@@ -194,8 +193,8 @@ def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -
         str(report),
         "--device",
         "cpu",
-        "--aggregate",
-        "max",
+        "--groups",
+        "3",
         "--calibrate-on",
         str(train),
         "--val-fraction",
@@ -207,7 +206,7 @@ def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -
     )
     assert rc == 0
     r = orjson.loads((report / "report.json").read_bytes())
-    assert r["strategy"]["aggregate"] == "max"
+    assert r["strategy"]["groups"] == 3
     assert "re-calibrated" in r["threshold_source"]
     assert r["threshold"] != pytest.approx(0.3)
 
@@ -215,7 +214,7 @@ def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -
 def test_overrides_without_calibration_data_are_refused(bundle: Path, tmp_path: Path) -> None:
     normal, abnormal = _files(tmp_path)
     with pytest.raises(ConfigError, match="calibrate-on"):
-        _evaluate(bundle, normal, abnormal, "--aggregate", "max")
+        _evaluate(bundle, normal, abnormal, "--groups", "3")
 
 
 def test_population_needs_both_sizes(bundle: Path, tmp_path: Path) -> None:

@@ -49,8 +49,8 @@ def test_a_failed_run_is_shown_not_averaged() -> None:
 
 
 def test_default_row_is_the_trainers_default_strategy() -> None:
-    from bench.quality_hdfs import VARIANTS
-    from trainer.scoring import DEFAULT_STRATEGY
+    from bench.strategies import VARIANTS
+    from trainer.scoring.strategy import DEFAULT_STRATEGY
 
     [row] = [v for v in VARIANTS if v.name == DEFAULT_ROW]
-    assert row.strategy == DEFAULT_STRATEGY
+    assert row.strategy.served == DEFAULT_STRATEGY

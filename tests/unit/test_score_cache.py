@@ -75,9 +75,8 @@ def window_fields(s: Score) -> tuple[object, ...]:
             s.late, s.label, s.scored_at, s.model_version)  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["full", "logbert"])
-def test_cached_output_equals_uncached_scoring(one_thread: None, kind: str) -> None:
-    sc = scorer("v1", 0, ScoringStrategy(kind=kind))  # type: ignore[arg-type]
+def test_cached_output_equals_uncached_scoring(one_thread: None) -> None:
+    sc = scorer("v1", 0, ScoringStrategy())
     windows = traffic()
     expected = sc.score_windows(windows, 7)
     cache = ScoreCache(100)

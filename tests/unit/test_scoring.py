@@ -1,5 +1,6 @@
-"""Window scoring: mask groups, aggregation, batching, [UNK] handling, and a trained model
-that scores unseen orders and unknown events above the windows it learned."""
+"""Window scoring: the strategy record, mask groups, the max aggregate, batching, [UNK]
+handling, and a trained model that scores unseen orders and unknown events above the windows
+it learned."""
 
 from __future__ import annotations
 
@@ -24,15 +25,14 @@ from schemas.windows import Window
 from trainer.calibration import calibrate
 from trainer.model import PRESETS, bert_config, build_model, save_model
 from trainer.scoring import (
+    DEFAULT_STRATEGY,
     DEFAULT_UNK_NLL,
     ScoringStrategy,
     WindowScorer,
-    aggregate,
-    logbert_mask,
     mask_groups,
-    most_surprising,
     score_token_windows,
 )
+from trainer.scoring.rules import most_surprising, window_score
 
 CPU = torch.device("cpu")
 VOCAB_SIZE = 40
@@ -64,30 +64,60 @@ def random_windows(lengths: list[int], seed: int = 0) -> list[list[int]]:
 
 
 def test_strategy_round_trips_through_calibration_json() -> None:
-    s = ScoringStrategy(kind="logbert", top_g=4, r=0.5, mask_ratio=0.2, seed=7)
+    s = ScoringStrategy(groups=4, known_mixes=True, known_pairs=True, n_surprising=7)
     cal = Calibration({"p50": 0.1}, 0.5, 0.999, 10, s.to_dict())
     assert ScoringStrategy.from_dict(Calibration.from_json(cal.to_json()).strategy) == s
+    assert ScoringStrategy.from_dict(DEFAULT_STRATEGY.to_dict()) == DEFAULT_STRATEGY
     assert ScoringStrategy.from_dict({}) == ScoringStrategy()
+    # Known mixes keep the key bundles have always been written with.
+    assert s.to_dict()["known_counts"] is True and "known_mixes" not in s.to_dict()
+
+
+# What `logad train` recorded before the strategy held only what serve scores with.
+OLDER_BUNDLE = {
+    "kind": "full",
+    "groups": 10,
+    "aggregate": "max",
+    "top_n": 3,
+    "mask_ratio": 0.15,
+    "top_g": 6,
+    "r": None,
+    "n_surprising": 5,
+    "top_k_expected": 3,
+    "unk_nll": DEFAULT_UNK_NLL,
+    "seed": 0,
+    "known_counts": True,
+    "known_pairs": True,
+    "count_ceilings": True,
+}
+
+
+def test_an_older_bundles_strategy_reads_when_it_is_the_one_scored_now() -> None:
+    assert ScoringStrategy.from_dict(OLDER_BUNDLE) == DEFAULT_STRATEGY
+    # A serve that predates this record reads a new bundle's kind and aggregate right.
+    assert {"kind": "full", "aggregate": "max"}.items() <= DEFAULT_STRATEGY.to_dict().items()
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("kind", "logbert"), ("aggregate", "mean"), ("aggregate", "maxrank"), ("top_n", 5),
+     ("mask_ratio", 0.2), ("r", 0.5), ("seed", 1), ("top_g", True)],
+)  # fmt: skip
+def test_an_older_bundles_other_strategy_is_refused(key: str, value: object) -> None:
+    with pytest.raises(ValueError, match=f"{key}={value!r}: windows are scored with"):
+        ScoringStrategy.from_dict({**OLDER_BUNDLE, key: value})
 
 
 @pytest.mark.parametrize(
     "bad",
     [
-        {"kind": "deeplog"},
-        {"aggregate": "median"},
         {"groups": 0},
         {"groups": True},
-        {"top_n": 0},
-        {"top_g": 0},
-        {"mask_ratio": 0.0},
-        {"mask_ratio": 1.5},
-        {"r": 1.0},
-        {"r": -0.1},
         {"n_surprising": -1},
         {"top_k_expected": -1},
         {"unk_nll": math.inf},
         {"unk_nll": 0.0},
-        {"seed": -1},
+        {"known_pairs": True},
     ],
 )
 def test_strategy_rejects_bad_values(bad: dict[str, object]) -> None:
@@ -98,10 +128,6 @@ def test_strategy_rejects_bad_values(bad: dict[str, object]) -> None:
 def test_strategy_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="grups"):
         ScoringStrategy.from_dict({"grups": 6})
-
-
-def test_default_unk_nll_is_one_in_a_billion() -> None:
-    assert ScoringStrategy().unk_nll == pytest.approx(20.7233, abs=1e-4)
 
 
 # ---------------------------------------------------------------------------- pure helpers
@@ -124,24 +150,11 @@ def test_mask_groups_rejects_bad_arguments() -> None:
         mask_groups(5, 0)
 
 
-def test_aggregate_math() -> None:
+def test_window_score_is_the_largest_predicted_nll() -> None:
     nll = np.array([1.0, 4.0, 2.0, np.nan, 3.0], dtype=np.float32)
-    assert aggregate(nll, ScoringStrategy(aggregate="mean")) == pytest.approx(2.5)
-    assert aggregate(nll, ScoringStrategy(aggregate="max")) == pytest.approx(4.0)
-    assert aggregate(nll, ScoringStrategy(aggregate="topn", top_n=2)) == pytest.approx(3.5)
-    assert aggregate(nll, ScoringStrategy(aggregate="topn", top_n=10)) == pytest.approx(2.5)
-    assert aggregate(np.zeros(0, dtype=np.float32), ScoringStrategy()) == 0.0
-    assert aggregate(np.array([np.nan], dtype=np.float32), ScoringStrategy()) == 0.0
-
-
-@given(st.lists(st.floats(0, 30, width=32), min_size=1, max_size=50), st.integers(1, 8))
-def test_aggregates_are_ordered(values: list[float], n: int) -> None:
-    nll = np.array(values, dtype=np.float32)
-    mean = aggregate(nll, ScoringStrategy(aggregate="mean"))
-    top = aggregate(nll, ScoringStrategy(aggregate="topn", top_n=n))
-    mx = aggregate(nll, ScoringStrategy(aggregate="max"))
-    assert mean <= top + 1e-5
-    assert top <= mx + 1e-5
+    assert window_score(nll) == pytest.approx(4.0)
+    assert window_score(np.zeros(0, dtype=np.float32)) == 0.0
+    assert window_score(np.array([np.nan], dtype=np.float32)) == 0.0
 
 
 def test_most_surprising_orders_by_nll_then_position() -> None:
@@ -150,39 +163,26 @@ def test_most_surprising_orders_by_nll_then_position() -> None:
     assert most_surprising(nll, 10).tolist() == [1, 3, 4, 0]
 
 
-def test_logbert_mask_is_deterministic_and_always_masks_unk() -> None:
-    ids = np.array(random_windows([200])[0], dtype=np.int64)
-    ids[17] = UNK_ID
-    s = ScoringStrategy(kind="logbert", mask_ratio=0.15)
-    m = logbert_mask(ids, s)
-    assert np.array_equal(m, logbert_mask(ids.copy(), s))
-    assert m[17]
-    assert 30 <= m.sum() <= 31  # 15% of 200, plus the [UNK] if not already drawn
-    other = logbert_mask(ids, dataclasses.replace(s, seed=1))
-    assert not np.array_equal(m, other)
-    assert logbert_mask(np.array([9], dtype=np.int64), s).tolist() == [True]
-
-
 # ---------------------------------------------------------------------------- batched scoring
 
 
 def test_batched_equals_unbatched_in_input_order(random_model: BertForMaskedLM) -> None:
     windows = random_windows([0, 1, 3, 17, 120, 6, 45, 7, 250])
     windows[3][4] = UNK_ID
-    for strategy in (ScoringStrategy(), ScoringStrategy(kind="logbert")):
-        batched = score_token_windows(random_model, windows, strategy, CPU)
-        alone = [
-            score_token_windows(random_model, [w], strategy, CPU, max_batch_tokens=1)[0]
-            for w in windows
-        ]
-        reverse = score_token_windows(random_model, windows[::-1], strategy, CPU)[::-1]
-        for b, a, r, w in zip(batched, alone, reverse, windows, strict=True):
-            assert b.nll.dtype == np.float32
-            assert b.nll.shape == (len(w),)
-            assert b.score == pytest.approx(a.score, abs=1e-5)
-            assert b.score == pytest.approx(r.score, abs=1e-5)
-            np.testing.assert_allclose(b.nll, a.nll, atol=1e-5, equal_nan=True)
-            assert [s.position for s in b.surprising] == [s.position for s in a.surprising]
+    strategy = ScoringStrategy()
+    batched = score_token_windows(random_model, windows, strategy, CPU)
+    alone = [
+        score_token_windows(random_model, [w], strategy, CPU, max_batch_tokens=1)[0]
+        for w in windows
+    ]
+    reverse = score_token_windows(random_model, windows[::-1], strategy, CPU)[::-1]
+    for b, a, r, w in zip(batched, alone, reverse, windows, strict=True):
+        assert b.nll.dtype == np.float32
+        assert b.nll.shape == (len(w),)
+        assert b.score == pytest.approx(a.score, abs=1e-5)
+        assert b.score == pytest.approx(r.score, abs=1e-5)
+        np.testing.assert_allclose(b.nll, a.nll, atol=1e-5, equal_nan=True)
+        assert [s.position for s in b.surprising] == [s.position for s in a.surprising]
 
 
 @settings(max_examples=10, deadline=None)
@@ -208,7 +208,7 @@ def test_full_strategy_predicts_every_event_and_matches_a_manual_pass(
     s = ScoringStrategy(groups=5, n_surprising=13)
     [res] = score_token_windows(random_model, [window], s, CPU)
     assert np.isfinite(res.nll).all()
-    assert res.score == pytest.approx(float(res.nll.mean()), abs=1e-6)
+    assert res.score == res.score_as_novel == float(res.nll.max())
     # Event 7 is in group 7 % 5 = 2: mask positions 2, 7, 12 and read the full head.
     ids = torch.tensor([[CLS_ID, *window, SEP_ID]])
     for p in (2, 7, 12):
@@ -220,44 +220,27 @@ def test_full_strategy_predicts_every_event_and_matches_a_manual_pass(
     assert [s.nll for s in res.surprising] == sorted(res.nll.tolist(), reverse=True)
 
 
-def test_unknown_event_scores_at_least_its_contribution(random_model: BertForMaskedLM) -> None:
+def test_an_unknown_event_scores_unk_nll(random_model: BertForMaskedLM) -> None:
     window = random_windows([10])[0]
     window[4] = UNK_ID
-    cases = (
-        (ScoringStrategy(), DEFAULT_UNK_NLL / 10),
-        (ScoringStrategy(aggregate="max"), DEFAULT_UNK_NLL),
-    )
-    for strategy, floor in cases:
-        [res] = score_token_windows(random_model, [window], strategy, CPU)
-        assert res.nll[4] == pytest.approx(DEFAULT_UNK_NLL)
-        assert res.score >= floor - 1e-5
-        top = res.surprising[0]
-        assert (top.position, top.token_id) == (4, UNK_ID)
-        # What the model expected there is still reported, and never a special token.
-        assert len(top.expected) == 3
-        assert all(t >= 5 for t, _ in top.expected)
-        probs = [p for _, p in top.expected]
-        assert probs == sorted(probs, reverse=True)
-        assert all(0.0 < p <= 1.0 for p in probs)
+    [res] = score_token_windows(random_model, [window], ScoringStrategy(), CPU)
+    assert res.nll[4] == pytest.approx(DEFAULT_UNK_NLL)
+    assert res.score == pytest.approx(DEFAULT_UNK_NLL)
+    top = res.surprising[0]
+    assert (top.position, top.token_id) == (4, UNK_ID)
+    # What the model expected there is still reported, and never a special token.
+    assert len(top.expected) == 3
+    assert all(t >= 5 for t, _ in top.expected)
+    probs = [p for _, p in top.expected]
+    assert probs == sorted(probs, reverse=True)
+    assert all(0.0 < p <= 1.0 for p in probs)
     # Every event's NLL is capped at unk_nll, so [UNK] is never outranked.
     assert float(res.nll.max()) <= DEFAULT_UNK_NLL + 1e-6
 
 
-def test_logbert_counts_a_masked_unknown_as_a_miss(random_model: BertForMaskedLM) -> None:
-    window = random_windows([20])[0]
-    window[0] = UNK_ID
-    s = ScoringStrategy(kind="logbert", top_g=VOCAB_SIZE)  # every known token is in the top g
-    [res] = score_token_windows(random_model, [window], s, CPU)
-    predicted = int(np.isfinite(res.nll).sum())
-    assert predicted in (3, 4)  # 15% of 20 = 3, plus the [UNK] unless it was drawn
-    assert np.isfinite(res.nll[0])
-    assert res.score == pytest.approx(1 / predicted)
-
-
 def test_empty_windows_score_zero(random_model: BertForMaskedLM) -> None:
-    for s in (ScoringStrategy(), ScoringStrategy(kind="logbert")):
-        res = score_token_windows(random_model, [[], []], s, CPU)
-        assert [(r.score, r.nll.size, r.surprising) for r in res] == [(0.0, 0, [])] * 2
+    res = score_token_windows(random_model, [[], []], ScoringStrategy(), CPU)
+    assert [(r.score, r.nll.size, r.surprising) for r in res] == [(0.0, 0, [])] * 2
     assert score_token_windows(random_model, [], ScoringStrategy(), CPU) == []
 
 
@@ -328,30 +311,15 @@ def trained(one_thread: None) -> tuple[BertForMaskedLM, Vocab]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("aggregate_kind", ["mean", "max", "topn"])
 def test_trained_model_scores_unseen_order_and_unknown_event_above_normal(
-    trained: tuple[BertForMaskedLM, Vocab], aggregate_kind: str
-) -> None:
-    model, vocab = trained
-    s = ScoringStrategy.from_dict({"aggregate": aggregate_kind})
-    windows = [vocab.encode(w) for w in [*NORMAL, SHUFFLED, UNKNOWN]]
-    scores = [r.score for r in score_token_windows(model, windows, s, CPU)]
-    normal, shuffled, unknown = max(scores[: len(NORMAL)]), scores[-2], scores[-1]
-    assert shuffled > normal
-    assert unknown > normal
-
-
-@pytest.mark.slow
-def test_trained_model_under_logbert_misses_only_on_anomalies(
     trained: tuple[BertForMaskedLM, Vocab],
 ) -> None:
     model, vocab = trained
-    s = ScoringStrategy(kind="logbert", top_g=1)
     windows = [vocab.encode(w) for w in [*NORMAL, SHUFFLED, UNKNOWN]]
-    scores = [r.score for r in score_token_windows(model, windows, s, CPU)]
-    assert max(scores[: len(NORMAL)]) == 0.0
-    assert scores[-2] > 0.0
-    assert scores[-1] > 0.0
+    scores = [r.score for r in score_token_windows(model, windows, ScoringStrategy(), CPU)]
+    normal, shuffled, unknown = max(scores[: len(NORMAL)]), scores[-2], scores[-1]
+    assert shuffled > normal
+    assert unknown > normal
 
 
 def write_bundle(
@@ -438,6 +406,11 @@ def test_scorer_refuses_a_tampered_or_unlabelled_bundle(
     bad = dataclasses.replace(cal, strategy={"kind": "full", "groups": 0})
     with pytest.raises(BundleError, match="groups"):
         WindowScorer.from_bundle(write_bundle(tmp_path / "s", model, vocab, bad), "cpu")
+
+    # A bundle calibrated for a strategy serve no longer scores with: one clear error.
+    mean = dataclasses.replace(cal, strategy={**cal.strategy, "aggregate": "mean"})
+    with pytest.raises(BundleError, match="bad scoring strategy: aggregate='mean'"):
+        WindowScorer.from_bundle(write_bundle(tmp_path / "m", model, vocab, mean), "cpu")
 
     other_vocab = vocab.extend(["X", "Y"])
     with pytest.raises(BundleError, match="vocab size"):

@@ -54,15 +54,15 @@ def test_train_exports_bundle_then_warm_starts(
     assert manifest.metrics["val_fraction"] == 0.1 and manifest.metrics["end_marker"] is True
     assert END_EVENT in Vocab.load(out / "vocab.json")
     assert cal.quantiles["p50"] <= cal.threshold
-    # The training windows' event mixes, for a known_counts strategy: (token id, count) pairs.
-    assert 0 < len(cal.known_counts) <= manifest.metrics["train_windows"]
+    # The training windows' event mixes, for a known_mixes strategy: (token id, count) pairs.
+    assert 0 < len(cal.known_mixes) <= manifest.metrics["train_windows"]
     vocab_size = len(Vocab.load(out / "vocab.json"))
-    for key in cal.known_counts:
+    for key in cal.known_mixes:
         assert all(0 < t < vocab_size and c > 0 for t, c in zip(key[::2], key[1::2], strict=True))
     assert cal.known_pairs and all(0 < t < vocab_size for p in cal.known_pairs for t in p)
     # Count ceilings: at most each event's largest count in one training window.
     assert cal.count_ceilings and all(0 < t < vocab_size for t, _ in cal.count_ceilings)
-    most = {t: max(k[i + 1] for k in cal.known_counts for i in range(0, len(k), 2) if k[i] == t)
+    most = {t: max(k[i + 1] for k in cal.known_mixes for i in range(0, len(k), 2) if k[i] == t)
             for t, _ in cal.count_ceilings}  # fmt: skip
     assert all(0 <= c <= most[t] for t, c in cal.count_ceilings)
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no tmp left

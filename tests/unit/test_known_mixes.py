@@ -1,4 +1,4 @@
-"""Known event mixes: a strategy with `known_counts` scores a window whose event counts
+"""Known event mixes: a strategy with `known_mixes` scores a window whose event counts
 equal a training window's 0, whatever their order (with `known_pairs`, only when each step
 of its order was seen too); the keys travel in calibration.json."""
 
@@ -14,17 +14,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import BertForMaskedLM
 
-from schemas.bundle import CALIBRATION, Calibration
+from schemas.bundle import CALIBRATION, Calibration, verify_bundle
 from schemas.errors import BundleError
 from schemas.vocab import UNK_ID, Vocab
 from tests.train_data import eval_tiny_model
 from trainer.calibration import calibrate, calibration_scores, threshold_from_quantile
 from trainer.export import export_bundle
-from trainer.known_counts import (
+from trainer.known_mixes import (
     KnownMixes,
-    count_key,
-    known_count_keys,
+    known_mix_keys,
     known_pair_keys,
+    mix_key,
     pairs_of,
 )
 from trainer.recalibrate import strategy_scores, write_recalibrated_bundle
@@ -32,9 +32,9 @@ from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 
 CPU = torch.device("cpu")
 VOCAB_SIZE = 12
-MAX = ScoringStrategy(groups=3, aggregate="max")
-MAX_KNOWN = ScoringStrategy(groups=3, aggregate="max", known_counts=True)
-MAX_KNOWN_STEPS = ScoringStrategy(groups=3, aggregate="max", known_counts=True, known_pairs=True)
+MAX = ScoringStrategy(groups=3)
+MAX_KNOWN = ScoringStrategy(groups=3, known_mixes=True)
+MAX_KNOWN_STEPS = ScoringStrategy(groups=3, known_mixes=True, known_pairs=True)
 
 
 @pytest.fixture(scope="module")
@@ -44,19 +44,19 @@ def model() -> BertForMaskedLM:
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.integers(5, 11), min_size=0, max_size=30), st.randoms())
-def test_count_key_ignores_order_and_sees_counts(ids: list[int], rnd: object) -> None:
+def test_mix_key_ignores_order_and_sees_counts(ids: list[int], rnd: object) -> None:
     shuffled = list(ids)
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
-    assert count_key(shuffled) == count_key(ids)
-    assert count_key([*ids, 5]) != count_key(ids)
-    key = count_key(ids)
+    assert mix_key(shuffled) == mix_key(ids)
+    assert mix_key([*ids, 5]) != mix_key(ids)
+    key = mix_key(ids)
     assert key is not None
     assert dict(zip(key[::2], key[1::2], strict=True)) == {i: ids.count(i) for i in set(ids)}
 
 
 def test_a_window_with_an_unknown_event_is_never_known() -> None:
-    assert count_key([5, UNK_ID, 6]) is None
-    assert known_count_keys([[5, UNK_ID], [5, 6]]) == ((5, 1, 6, 1),)
+    assert mix_key([5, UNK_ID, 6]) is None
+    assert known_mix_keys([[5, UNK_ID], [5, 6]]) == ((5, 1, 6, 1),)
 
 
 def test_pairs_are_consecutive_tokens_most_frequent_first() -> None:
@@ -67,22 +67,22 @@ def test_pairs_are_consecutive_tokens_most_frequent_first() -> None:
     assert KnownMixes.of([], [(5, 6)]) is None
 
 
-def test_known_pairs_refines_known_counts() -> None:
+def test_known_pairs_refines_known_mixes() -> None:
     with pytest.raises(ValueError, match="known_pairs"):
         ScoringStrategy(known_pairs=True)
 
 
-def test_known_count_keys_most_frequent_first_and_capped() -> None:
+def test_known_mix_keys_most_frequent_first_and_capped() -> None:
     windows = [[7, 8], [5], [8, 7], [6], [5], [7, 8]]
-    assert known_count_keys(windows) == ((7, 1, 8, 1), (5, 1), (6, 1))
-    assert known_count_keys(windows, limit=1) == ((7, 1, 8, 1),)
+    assert known_mix_keys(windows) == ((7, 1, 8, 1), (5, 1), (6, 1))
+    assert known_mix_keys(windows, limit=1) == ((7, 1, 8, 1),)
     with pytest.raises(ValueError):
-        known_count_keys(windows, limit=-1)
+        known_mix_keys(windows, limit=-1)
 
 
 def test_known_mix_scores_zero_in_any_order(model: BertForMaskedLM) -> None:
     seen, reordered, other = [5, 6, 6, 7, 8], [6, 8, 5, 7, 6], [5, 6, 7, 7, 8]
-    known = KnownMixes.of(known_count_keys([seen]), known_pair_keys([seen]))
+    known = KnownMixes.of(known_mix_keys([seen]), known_pair_keys([seen]))
     windows = [seen, reordered, other]
     plain = score_token_windows(model, windows, MAX, CPU)
     with_known = score_token_windows(model, windows, MAX_KNOWN, CPU, known=known)
@@ -103,7 +103,7 @@ def test_known_mix_scores_zero_in_any_order(model: BertForMaskedLM) -> None:
 def test_known_pairs_still_scores_a_known_mix_in_an_unseen_order(model: BertForMaskedLM) -> None:
     # Training saw 5 6 7 8 and 6 5 7 8: the pairs 5-6, 6-5, 6-7, 5-7 and 7-8.
     train = [[5, 6, 7, 8], [6, 5, 7, 8]]
-    known = KnownMixes.of(known_count_keys(train), known_pair_keys(train))
+    known = KnownMixes.of(known_mix_keys(train), known_pair_keys(train))
     interleaved, swapped = [6, 5, 7, 8], [5, 7, 6, 8]  # swapped has 7-6 and 6-8, never seen
     plain = score_token_windows(model, [interleaved, swapped], MAX, CPU)
     got = score_token_windows(model, [interleaved, swapped], MAX_KNOWN_STEPS, CPU, known=known)
@@ -120,8 +120,8 @@ def test_thresholds_are_calibrated_on_scores_as_if_every_mix_were_novel(
     windows = [seen, reordered, other, [5, 5, 5]]
     # 5 has ceiling 1, yet [5, 5, 5] is a known mix: as novel it is past its ceiling.
     train = [seen, [5, 5, 5], [5], [5], [5]]
-    known = KnownMixes.of(known_count_keys(train), known_pair_keys(train), [(5, 1)])
-    both = ScoringStrategy(groups=3, aggregate="max", known_counts=True, count_ceilings=True)
+    known = KnownMixes.of(known_mix_keys(train), known_pair_keys(train), [(5, 1)])
+    both = ScoringStrategy(groups=3, known_mixes=True, count_ceilings=True)
     plain = score_token_windows(model, windows, MAX, CPU)
     capped = score_token_windows(
         model, windows, dataclasses.replace(MAX, count_ceilings=True), CPU, known=known
@@ -145,10 +145,12 @@ def test_thresholds_are_calibrated_on_scores_as_if_every_mix_were_novel(
 
 def test_windows_the_rule_scores_zero_can_skip_the_model(model: BertForMaskedLM) -> None:
     train = [[5, 6, 7, 8], [6, 5, 7, 8], [5, 5, 6, 7, 8]]  # 5's ceiling: 1 (given below)
-    known = KnownMixes.of(known_count_keys(train), known_pair_keys(train), [(5, 1)])
+    known = KnownMixes.of(known_mix_keys(train), known_pair_keys(train), [(5, 1)])
     windows = [[6, 5, 7, 8], [5, 7, 6, 8], [5, 6, 7, 7, 8]]  # known steps, known mix, novel
     full = score_token_windows(model, windows, MAX_KNOWN_STEPS, CPU, known=known)
-    got = score_token_windows(model, windows, MAX_KNOWN_STEPS, CPU, known=known, skip_exempt=True)
+    got = score_token_windows(
+        model, windows, MAX_KNOWN_STEPS, CPU, known=known, explain_known_mixes=False
+    )
     assert [r.score for r in got] == [r.score for r in full] == [0.0, full[1].score, full[2].score]
     assert np.isnan(got[0].nll).all() and got[0].surprising == []
     assert np.isnan(got[0].score_as_novel) and (got[0].known, got[0].known_in_order) == (True, True)
@@ -164,10 +166,17 @@ def test_windows_the_rule_scores_zero_can_skip_the_model(model: BertForMaskedLM)
     hook = model.bert.embeddings.register_forward_pre_hook(refuse)
     try:
         only = score_token_windows(
-            model, [[6, 5, 7, 8], [5, 5, 6, 7, 8]], MAX_KNOWN, CPU, known=known, skip_exempt=True
+            model,
+            [[6, 5, 7, 8], [5, 5, 6, 7, 8]],
+            MAX_KNOWN,
+            CPU,
+            known=known,
+            explain_known_mixes=False,
         )
         with pytest.raises(AssertionError, match="the model ran"):
-            score_token_windows(model, windows[2:], MAX_KNOWN, CPU, known=known, skip_exempt=True)
+            score_token_windows(
+                model, windows[2:], MAX_KNOWN, CPU, known=known, explain_known_mixes=False
+            )
     finally:
         hook.remove()
     assert [r.score for r in only] == [0.0, 0.0] and only[1].past_ceiling == (1,)
@@ -181,14 +190,14 @@ def test_windows_the_rule_scores_zero_can_skip_the_model(model: BertForMaskedLM)
         assert r.score == 0.0 and bool(r.surprising) == explain
 
 
-def test_calibration_round_trips_known_counts() -> None:
+def test_calibration_round_trips_known_mixes() -> None:
     known = KnownMixes.of([(5, 2, 7, 1), (6, 1)], [(5, 7), (7, 5)])
     cal = calibrate([1.0, 2.0], 0.5, strategy=MAX_KNOWN, known=known)
     back = Calibration.from_json(cal.to_json())
-    assert back == cal and back.known_counts == ((5, 2, 7, 1), (6, 1))
+    assert back == cal and back.known_mixes == ((5, 2, 7, 1), (6, 1))
     assert back.known_pairs == ((5, 7), (7, 5))
     old_file = b'{"quantiles": {}, "threshold": 1, "threshold_quantile": 0.5, "n_windows": 2}'
-    assert Calibration.from_json(old_file).known_counts == ()
+    assert Calibration.from_json(old_file).known_mixes == ()
     assert Calibration.from_json(old_file).known_pairs == ()
     for key, bad in (
         ("known_counts", "[[5, 2, 7]]"),
@@ -204,7 +213,7 @@ def test_calibration_round_trips_known_counts() -> None:
             Calibration.from_json(blob)
 
 
-def test_scorer_refuses_a_known_counts_strategy_without_mixes(model: BertForMaskedLM) -> None:
+def test_scorer_refuses_a_known_mixes_strategy_without_mixes(model: BertForMaskedLM) -> None:
     vocab = Vocab.build([[f"E{i}" for i in range(7)]])
     with pytest.raises(BundleError, match="known event mixes"):
         WindowScorer(model, vocab, MAX_KNOWN, 1.0, "v1", CPU)
@@ -225,8 +234,29 @@ def test_recalibrated_bundle_keeps_the_known_mixes(model: BertForMaskedLM, tmp_p
     )  # fmt: skip
     write_recalibrated_bundle(src, tmp_path / "dst", calibrate([3.0], 0.5, strategy=MAX_KNOWN))
     cal = Calibration.from_json((tmp_path / "dst" / CALIBRATION).read_bytes())
-    assert cal.known_counts == keys and cal.strategy["known_counts"] is True
+    # calibration.json keeps the key bundles have always been written with.
+    assert cal.known_mixes == keys and cal.strategy["known_counts"] is True
     assert cal.known_pairs == pairs
     served = WindowScorer.from_bundle(tmp_path / "dst", device="cpu")
     assert served.known == KnownMixes.of(keys, pairs)
     assert np.isclose(served.score_events([["E1", "E0"]], ended=[False])[0].score, 0.0)
+
+
+def test_recalibrated_bundle_is_a_verified_child(model: BertForMaskedLM, tmp_path: Path) -> None:
+    vocab = Vocab.build([[f"E{i}" for i in range(7)]])
+    src = tmp_path / "src"
+    m = export_bundle(
+        src, model, vocab, calibrate([1.0, 2.0], 0.5, strategy=MAX),
+        data_from=None, data_to=None, preset="tiny", parent_version=None,
+        metrics={"val_windows": 2},
+    )  # fmt: skip
+    new_cal = calibrate([3.0, 4.0, 5.0], 0.5, strategy=dataclasses.replace(MAX, groups=5))
+    dst = tmp_path / "dst"
+    child = write_recalibrated_bundle(src, dst, new_cal)
+    assert verify_bundle(dst).version == child.version != m.version
+    assert child.parent_version == m.version and child.metrics["val_windows"] == 2
+    cal = Calibration.from_json((dst / CALIBRATION).read_bytes())
+    assert cal.strategy["groups"] == 5 and cal.threshold == 4.0
+    assert (dst / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    with pytest.raises(BundleError):
+        write_recalibrated_bundle(src, dst, new_cal)

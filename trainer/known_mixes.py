@@ -1,11 +1,12 @@
-"""Known event mixes: the multisets of events that training windows held.
+"""Known event mixes: the multisets of events that training windows held, and what else a
+bundle records of its training windows to look a window up against.
 
 Some sources interleave a session's events freely: an HDFS block is written by three
 datanodes at once, so the same events arrive in many orders, and a masked model finds a
-rare order surprising although nothing went wrong. A scoring strategy with
-`known_counts` treats a window whose event counts (end marker included) equal a training
-window's as normal, whatever their order. The keys are computed here, stored in the
-bundle's calibration.json, and looked up by the shared scoring function.
+rare order surprising although nothing went wrong. A scoring strategy with `known_mixes`
+treats a window whose event counts (end marker included) equal a training window's as
+normal, whatever their order. The keys are computed here, stored in the bundle's
+calibration.json, and looked up by the scoring path (trainer/scoring/rules.py).
 
 Order-only anomalies are invisible to that alone. With `known_pairs` as well, a known mix
 counts only when every pair of consecutive events in the window (end marker included) also
@@ -21,8 +22,8 @@ without labels: an event that some validation window held more of than its ceili
 none. A ceiling needs `CEILING_SUPPORT` training windows: nightly training data is raw
 traffic, and one or two windows (an anomaly nobody flagged) do not make a count normal.
 An event fewer windows held has ceiling 0: any occurrence of it scores like an unknown
-event (HDFS's E20, "unexpected error trying to delete block", is in 2 of 4,480 normal
-training windows and in 2,647 of 8,627 anomalous dev blocks).
+event (HDFS's E20, "unexpected error trying to delete block", is in a handful of normal
+training windows and in many anomalous blocks).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy.typing as npt
 from schemas.vocab import UNK_ID
 from trainer.settings import TrainSettings
 
-CountKey = tuple[int, ...]
+MixKey = tuple[int, ...]
 """(token id, count) pairs, flattened, in token id order."""
 
 Pair = tuple[int, int]
@@ -53,14 +54,14 @@ CEILING_SUPPORT = TrainSettings.score_ceiling_support
 event's ceiling."""
 
 MAX_KNOWN_PAIRS = 100_000
-"""Pairs kept in a bundle, the most frequent first (HDFS's training windows hold 77)."""
+"""Pairs kept in a bundle, the most frequent first; the cap bounds calibration.json's size."""
 
-MAX_KNOWN_COUNTS = 10_000
-"""Keys kept in a bundle, the most frequent first. HDFS's 4,480 training windows hold 54;
-a source with many more distinct mixes is not one this strategy suits."""
+MAX_KNOWN_MIXES = 10_000
+"""Keys kept in a bundle, the most frequent first. A source with more distinct mixes than
+this is not one the known-mix rule suits: few of its windows would repeat a mix."""
 
 
-def count_key(token_ids: Sequence[int] | npt.NDArray[np.integer]) -> CountKey | None:
+def mix_key(token_ids: Sequence[int] | npt.NDArray[np.integer]) -> MixKey | None:
     """A window's event counts as a key; None for a window holding an unknown event (its
     events cannot be told apart from other unknowns, so it is never a known mix)."""
     ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
@@ -70,16 +71,16 @@ def count_key(token_ids: Sequence[int] | npt.NDArray[np.integer]) -> CountKey | 
     return tuple(int(x) for pair in zip(values, counts, strict=True) for x in pair)
 
 
-def known_count_keys(
-    windows: Iterable[Sequence[int] | npt.NDArray[np.integer]], limit: int = MAX_KNOWN_COUNTS
-) -> tuple[CountKey, ...]:
+def known_mix_keys(
+    windows: Iterable[Sequence[int] | npt.NDArray[np.integer]], limit: int = MAX_KNOWN_MIXES
+) -> tuple[MixKey, ...]:
     """The distinct keys of `windows`, most frequent first (ties in first-seen order),
     at most `limit` of them."""
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
-    seen: Counter[CountKey] = Counter()
+    seen: Counter[MixKey] = Counter()
     for w in windows:
-        key = count_key(w)
+        key = mix_key(w)
         if key is not None:
             seen[key] += 1
     return tuple(k for k, _ in seen.most_common(limit))
@@ -184,9 +185,9 @@ def past_ceiling(
 
 @dataclass(frozen=True)
 class KnownMixes:
-    """What the training windows held, as the scoring function looks it up."""
+    """What the training windows held, as the scoring path looks a window up in it."""
 
-    counts: frozenset[CountKey]
+    mixes: frozenset[MixKey]
     pairs: frozenset[Pair]
     ceilings: tuple[Ceiling, ...] | None = None
     """None: not recorded (a bundle from before count ceilings)."""
@@ -194,15 +195,15 @@ class KnownMixes:
     @classmethod
     def of(
         cls,
-        counts: Iterable[CountKey],
+        mixes: Iterable[MixKey],
         pairs: Iterable[Pair] = (),
         ceilings: Iterable[Ceiling] | None = None,
     ) -> KnownMixes | None:
         """None when there is nothing to look up."""
-        c = frozenset(counts)
-        if not c and ceilings is None:
+        m = frozenset(mixes)
+        if not m and ceilings is None:
             return None
-        return cls(c, frozenset(pairs), None if ceilings is None else tuple(ceilings))
+        return cls(m, frozenset(pairs), None if ceilings is None else tuple(ceilings))
 
     @cached_property
     def limits(self) -> npt.NDArray[np.int64]:
@@ -212,5 +213,5 @@ class KnownMixes:
     def match(self, token_ids: Sequence[int] | npt.NDArray[np.integer]) -> tuple[bool, bool]:
         """(the window is a known mix, and also every pair of its consecutive tokens is
         known)."""
-        mix = count_key(token_ids) in self.counts
+        mix = mix_key(token_ids) in self.mixes
         return mix, mix and pairs_of(token_ids) <= self.pairs
