@@ -93,9 +93,8 @@ def masked_logits(
     layer's output anywhere else, so that layer computes its queries, attention output and
     feed-forward only at the selected positions (its keys and values still come from every
     position), and the LM head runs only there. Scoring selects one position in k, so this
-    skips most of the last layer: scoring with the 2-layer `tiny` on CPU is 1.33-1.46x
-    faster (bench/score_throughput.py). The layers are HF's modules, run by `_layer` as
-    `BertLayer` runs them.
+    skips most of the last layer (bench/score_throughput.py measures the gain). The layers
+    are HF's modules, run by `_layer` as `BertLayer` runs them.
     """
     rows, valid = selected_rows(positions)
     return gathered_logits(model, input_ids, attention_mask, rows, valid.view(-1).nonzero()[:, 0])
