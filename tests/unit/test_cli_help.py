@@ -67,3 +67,20 @@ def test_every_command_with_settings_takes_config() -> None:
                                   "evaluate"}  # fmt: skip
     for name in with_settings:
         assert "--config" in sub.choices[name].format_help(), name
+
+
+def test_python_m_stream_cli_runs_logad() -> None:
+    """What `logad demo` and the deploy manifests run where the console script is absent."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "kafka", "--help"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage: logad kafka"), done.stderr

@@ -252,6 +252,14 @@ def test_a_leaf_named_in_two_sections_is_refused() -> None:
     with pytest.raises(TypeError, match=r"named twice.*\['port'\]"):
         sections(_Twice)
 
+    @dataclass(frozen=True)
+    class _Clash:
+        host: int = 1
+        gap: _Window = field(default=_Window())  # its own leaf is `gap` too
+
+    with pytest.raises(TypeError, match=r"sections named like settings: \['gap'\]"):
+        sections(_Clash)
+
 
 def test_the_reference_has_a_row_per_leaf_under_its_section() -> None:
     text = render_reference([Process("tool", _Proc, "A tool.")], "# Reference")
