@@ -164,7 +164,7 @@ def sections(cls: type) -> tuple[Section, ...]:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise TypeError(f"{cls.__name__}: settings named twice across sections: {twice}")
-    clash = sorted({s.name for s in found} & set(names))
+    clash = sorted({s.name for s in found if s.name} & set(names))
     if clash:  # a config file's `name = ...` would be ambiguous
         raise TypeError(f"{cls.__name__}: sections named like settings: {clash}")
     return result
