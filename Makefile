@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars lint test test-unit test-fast demo bench-quality bench-replay clean
+.PHONY: install kafka-jars lint docs docs-check test test-unit test-fast demo bench-quality bench-replay clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,18 @@ install: $(STAMP)
 kafka-jars: $(STAMP)
 	$(PY) -c "from stream.devtools.broker import fetch_jars; fetch_jars()"
 
-lint: $(STAMP)
+lint: $(STAMP) docs-check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The configuration reference, made from the settings classes' field docstrings.
+docs: $(STAMP)
+	$(PY) -m stream.cli config-docs --out docs/configuration.md
+
+# Fails (run `make docs`) when docs/configuration.md no longer matches the settings.
+docs-check: $(STAMP)
+	$(PY) -m stream.cli config-docs --out docs/configuration.md --check
 
 # Everything: lint, then tests/unit (in-process), tests/process (DDP, torchrun, child
 # processes) and tests/integration (a real Kafka broker the session starts itself).

@@ -40,7 +40,7 @@ from schemas.windows import Window
 from stream.serve.app import model_threads
 from stream.serve.model_process import start_process_scorer
 from stream.serve.reload import load_window_scorer
-from stream.serve.settings import ServeSettings
+from stream.serve.settings import ModelRuntimeSettings
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
 from trainer.model import bert_config, build_model, device_for, get_preset
@@ -145,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = args.preset or ("base" if gpu else "tiny")
     n = args.windows or (2000 if gpu else 300)
     threads = model_threads(args.threads)
-    sys.setswitchinterval(ServeSettings.switch_interval_ms / 1000)
+    sys.setswitchinterval(ModelRuntimeSettings.switch_interval_ms / 1000)
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="logad-bench-mp-") as tmp:
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "batch": args.batch,
             "len_range": [args.min_len, args.max_len],
             "model_threads": threads,
-            "switch_interval_ms": ServeSettings.switch_interval_ms,
+            "switch_interval_ms": ModelRuntimeSettings.switch_interval_ms,
         },
         "results": results,
         "process_vs_thread_beside_busy_loop": round(

@@ -70,7 +70,12 @@ from schemas.windows import Window
 from stream.devtools import broker
 from stream.devtools.simulate import generate_sessions, interleave, simulate_day
 from stream.serve.app import model_threads, model_threads_idle
-from stream.serve.settings import ServeSettings
+from stream.serve.settings import (
+    ConsumerSettings,
+    KafkaSettings,
+    ModelRuntimeSettings,
+    ServeSettings,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DAY_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
@@ -230,7 +235,11 @@ async def consume_only(bootstrap: str, src: str, group: str, n: int, stamp: str)
     time) to `stamp`."""
     from stream.serve.kafka_io import make_consumer
 
-    settings = ServeSettings(model=Path("-"), bootstrap=bootstrap, group_id=group)
+    settings = ServeSettings(
+        model=Path("-"),
+        kafka=KafkaSettings(bootstrap=bootstrap),
+        consumer=ConsumerSettings(group_id=group),
+    )
     consumer = make_consumer(settings)
     consumer.subscribe([src])
     await consumer.start()
@@ -238,7 +247,8 @@ async def consume_only(bootstrap: str, src: str, group: str, n: int, stamp: str)
     try:
         while got < n:
             batch = await consumer.getmany(
-                timeout_ms=settings.poll_timeout_ms, max_records=settings.poll_max_records
+                timeout_ms=settings.consumer.poll_timeout_ms,
+                max_records=settings.consumer.poll_max_records,
             )
             if batch and not first_ms:
                 first_ms = time.time_ns() // 1_000_000
@@ -807,7 +817,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "score_threads": args.score_threads,
             "serve_model_threads": model_threads(args.score_threads),
             "serve_model_threads_idle": model_threads_idle(0, model_threads(args.score_threads)),
-            "serve_switch_interval_ms": ServeSettings.switch_interval_ms,
+            "serve_switch_interval_ms": ModelRuntimeSettings.switch_interval_ms,
             "model": "tiny (trained on the spot)" if args.model is None else str(args.model),
             "model_manifest": {
                 k: v

@@ -51,7 +51,8 @@ def evaluate_bundle(
     calibrate_on: Sequence[Path] | None,
     report_dir: Path | None,
 ) -> tuple[EvalReport, list[Path]]:
-    scorer = WindowScorer.from_bundle(bundle, s.device, max_batch_tokens=s.max_batch_tokens)
+    budget = s.scoring.max_batch_tokens
+    scorer = WindowScorer.from_bundle(bundle, s.scoring.device, max_batch_tokens=budget)
     manifest = verify_bundle(bundle)
     cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
     source = (
@@ -82,7 +83,7 @@ def evaluate_bundle(
             strategy,
             q,
             scorer.device,
-            s.max_batch_tokens,
+            budget,
             scorer.known,
         )
         scorer.strategy, scorer.threshold = strategy, cal.threshold
@@ -99,9 +100,10 @@ def evaluate_bundle(
 
     with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
         scored = score_sets(window_scores, normal, abnormal, chunk=s.chunk_windows)
+    pop = s.population
     population = (
-        Population(s.population_normals, s.population_abnormals)
-        if s.population_normals is not None and s.population_abnormals is not None
+        Population(pop.population_normals, pop.population_abnormals)
+        if pop.population_normals is not None and pop.population_abnormals is not None
         else None
     )
     lengths = [len(w) for w in split_sessions([*normal, *abnormal]).windows]

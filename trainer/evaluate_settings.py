@@ -7,27 +7,46 @@ per-invocation arguments, not settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from schemas.runtime.settings import leaves, only
+from trainer.scorer_settings import ScorerSettings
 
 STRATEGY_FIELDS = ("groups", "known_mixes", "known_pairs", "count_ceilings")
 """The fields that override the bundle's scoring strategy (trainer.scoring.ScoringStrategy)."""
 
 
 @dataclass(frozen=True)
-class EvaluateSettings:
-    device: str = "auto"
-    """'auto' (cuda if present, else cpu), 'cpu', or 'cuda'."""
-    max_batch_tokens: int = 16_384
-    """Padded tokens per scoring batch."""
-    chunk_windows: int = 1024
-    """Windows handed to the scorer at a time (the progress bar moves per chunk)."""
+class PopulationSettings:
+    """Population
+
+    The population the labelled files sample, for precision, F1 and AUPRC at its ratio
+    (give both or neither)."""
+
     population_normals: int | None = None
     """Normal sessions in the population the normal file samples (with population_abnormals:
     precision, F1 and AUPRC are extrapolated to that ratio)."""
     population_abnormals: int | None = None
     """Anomalous sessions in that population."""
+
+    def __post_init__(self) -> None:
+        pops = (self.population_normals, self.population_abnormals)
+        if (pops[0] is None) != (pops[1] is None):
+            raise ValueError(
+                "give both --population-normals and --population-abnormals, or neither"
+            )
+        if any(p is not None and p < 1 for p in pops):
+            raise ValueError("population sizes must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """Every knob of `logad evaluate`, built from defaults < file < LOGAD_* env < flags."""
+
+    chunk_windows: int = 1024
+    """Windows handed to the scorer at a time (the progress bar moves per chunk)."""
     groups: int | None = None
     """Override: mask groups (forward passes per window)."""
     known_mixes: bool | None = None
@@ -47,18 +66,14 @@ class EvaluateSettings:
     else the trainer's default); used only to re-derive the validation slice."""
     token_cache_dir: Path | None = None
     """Token cache used to re-derive the validation slice (default: the trainer's)."""
+    scoring: ScorerSettings = field(
+        default=ScorerSettings(), metadata=only("device", "max_batch_tokens")
+    )
+    population: PopulationSettings = field(default=PopulationSettings())
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_tokens", "chunk_windows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        pops = (self.population_normals, self.population_abnormals)
-        if (pops[0] is None) != (pops[1] is None):
-            raise ValueError(
-                "give both --population-normals and --population-abnormals, or neither"
-            )
-        if any(p is not None and p < 1 for p in pops):
-            raise ValueError("population sizes must be >= 1")
+        if self.chunk_windows < 1:
+            raise ValueError(f"chunk_windows must be >= 1, got {self.chunk_windows}")
         q = self.threshold_quantile
         if q is not None and not 0.0 < q < 1.0:
             raise ValueError(f"threshold_quantile must be in (0, 1), got {q}")
@@ -75,4 +90,4 @@ class EvaluateSettings:
 
 
 def field_names() -> list[str]:
-    return [f.name for f in fields(EvaluateSettings)]
+    return list(leaves(EvaluateSettings))

@@ -23,6 +23,10 @@ def default_token_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """Training
+
+    The model, optimizer, data and calibration knobs of `logad train`."""
+
     preset: Literal["base", "small", "tiny"] = "base"
     """Model shape: 'base' (production, BERT-base) or 'small'/'tiny' (CPU, demo, tests)."""
     epochs: int = 3
@@ -118,9 +122,9 @@ class TrainSettings:
     it does, and windows cut mid-session score as normal."""
     prune_last_layer: bool = True
     """Compute the last encoder layer only at the masked positions (keys and values still
-    from every position): the same loss and gradients as the whole encoder, 1.2-1.4x faster
-    on the CPU presets. False runs every position through it, as runs before 2026-11-28
-    evening did (with dropout, the random draws then match theirs)."""
+    from every position): the same loss and gradients as the whole encoder, for less
+    compute. False runs every position through it, as earlier versions did (with dropout,
+    the random draws then match theirs)."""
     complete_only: bool = False
     """Read only days marked complete (a .done marker) from directories; files named
     explicitly are always read."""

@@ -1,5 +1,7 @@
-"""The `logad` console command. Each subcommand lives in its own module, which exposes
-`register(subparsers)`; the parser it adds sets `func=run`, where `run(args) -> int`.
+"""The `logad` console command. Each subcommand lives in its own module, whose
+`register(subparsers)` adds its parser through `stream.cli.command.command_parser`; every
+one then runs the same way: parse -> settings -> logging -> run -> exit code
+(`stream.cli.command.execute`).
 
 Errors that are the user's to fix (LogadError) print one line, never a traceback.
 """
@@ -13,12 +15,13 @@ from types import ModuleType
 
 from schemas.errors import LogadError
 from schemas.runtime.console import err
-from schemas.runtime.logs import configure_logging
+from stream.cli.command import add_logging_flags, execute
 
 
 def _command_modules() -> list[ModuleType]:
     # Imported lazily so `logad kafka status` does not pay for importing torch.
     from stream.cli import (
+        config_docs,
         demo,
         evaluate,
         kafka,
@@ -31,27 +34,29 @@ def _command_modules() -> list[ModuleType]:
         train,
     )
 
-    return [demo, kafka, simulate, train, serve, replay, retrain, registry, models, evaluate]
+    return [
+        demo,
+        kafka,
+        simulate,
+        train,
+        serve,
+        replay,
+        retrain,
+        registry,
+        models,
+        evaluate,
+        config_docs,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="logad",
         description="logad: streaming log anomaly detection with a masked language model "
-        "over log event ids. Run 'logad COMMAND --help' for a command's options.",
+        "over log event ids. Run 'logad COMMAND --help' for a command's options; "
+        "docs/configuration.md lists every setting.",
     )
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=["debug", "info", "warning", "error"],
-        help="log verbosity (default: info)",
-    )
-    parser.add_argument(
-        "--log-json",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="JSON log lines (default: JSON unless stderr is a terminal)",
-    )
+    add_logging_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _command_modules():
         module.register(sub)
@@ -59,12 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level, args.log_json)
+    args = build_parser().parse_args(argv)
     try:
-        rc: int = args.func(args)
-        return rc
+        return execute(args)
     except LogadError as e:
         err(f"logad: error: {e}")
         return 2

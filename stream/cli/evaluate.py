@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import orjson
 import structlog
 
 from schemas.errors import ConfigError
 from schemas.runtime.console import out
-from schemas.runtime.settings import (
-    add_settings_flags,
-    build_settings,
-    settings_flags,
-    settings_for_log,
-)
+from schemas.runtime.settings import settings_for_log
+from stream.cli.command import Subparsers, command_parser
 from trainer.evaluate_settings import EvaluateSettings
 
 log = structlog.get_logger(__name__)
@@ -33,18 +28,7 @@ log = structlog.get_logger(__name__)
 REPORT_JSON = "report.json"
 
 
-def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "evaluate",
-        help="measure detection quality (FPR, recall, precision, F1, AUROC, AUPRC) of a bundle",
-        description="Score labelled session files with a model bundle at its calibrated "
-        "threshold and report the false-positive rate on the normals, the recall on the "
-        "anomalies, precision and F1 (extrapolated to a population ratio when given), AUROC, "
-        "AUPRC and the scoring throughput. Sessions over 510 events are split into windows; "
-        "a session's score is the max over its windows. No label chooses anything: the "
-        "threshold comes from calibration on normal data. Settings come from defaults < "
-        "--config < LOGAD_* environment < flags.",
-    )
+def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model", type=Path, required=True, metavar="BUNDLE", help="the model bundle directory"
     )
@@ -79,16 +63,27 @@ def register(subparsers: Any) -> None:
         help="the bundle's training data: needed to re-calibrate when the "
         "strategy or threshold quantile is overridden (default: none)",
     )
-    p.add_argument(
-        "--config", type=Path, metavar="FILE", help="TOML or JSON file of settings (default: none)"
+
+
+def register(subparsers: Subparsers) -> None:
+    command_parser(
+        subparsers,
+        "evaluate",
+        help="measure detection quality (FPR, recall, precision, F1, AUROC, AUPRC) of a bundle",
+        description="Score labelled session files with a model bundle at its calibrated "
+        "threshold and report the false-positive rate on the normals, the recall on the "
+        "anomalies, precision and F1 (extrapolated to a population ratio when given), AUROC, "
+        "AUPRC and the scoring throughput. Sessions over 510 events are split into windows; "
+        "a session's score is the max over its windows. No label chooses anything: the "
+        "threshold comes from calibration on normal data. Settings come from defaults < "
+        "--config < LOGAD_* environment < flags.",
+        arguments=_arguments,
+        settings=EvaluateSettings,
+        run=run,
     )
-    add_settings_flags(p, EvaluateSettings)
-    p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    flags = settings_flags(args, EvaluateSettings)
-    s = build_settings(EvaluateSettings, config_file=args.config, flags=flags)
+def run(args: argparse.Namespace, s: EvaluateSettings) -> int:
     if s.recalibrates and not args.calibrate_on:
         raise ConfigError(
             "the bundle's threshold belongs to the strategy it was calibrated with: pass "

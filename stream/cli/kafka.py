@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import structlog
 
 from schemas.runtime.console import out
 from schemas.runtime.settings import build_settings, settings_for_log
+from stream.cli.command import Subparsers, command_parser
 from stream.devtools import broker
 
 log = structlog.get_logger(__name__)
@@ -36,48 +38,81 @@ class KafkaBrokerSettings:
             raise ValueError(f"kafka_start_timeout_s must be > 0, got {self.kafka_start_timeout_s}")
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    default_dir = f"{broker.cache_dir()}/broker-PORT ($LOGAD_CACHE_DIR or ~/.cache/logad)"
-    parser = subparsers.add_parser(
+FLAGS = {
+    "kafka_port": "--port",
+    "kafka_data_dir": "--data-dir",
+    "kafka_start_timeout_s": "--timeout",
+}
+"""The flag of each setting (shorter than the settings' names, which the environment uses)."""
+
+_ACTIONS = {
+    "start": "start the broker in the background and print its bootstrap address",
+    "stop": "stop the broker (SIGTERM, then SIGKILL after 20 s)",
+    "status": "say whether the broker runs (exit code 0 if it does, 1 if not)",
+}
+
+
+def _broker_flags(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
+        default_dir = f"{broker.cache_dir()}/broker-PORT ($LOGAD_CACHE_DIR or ~/.cache/logad)"
+        p.add_argument(
+            "--port",
+            dest="kafka_port",
+            type=int,
+            default=None,
+            help=f"broker port (default: {broker.DEFAULT_PORT})",
+        )
+        p.add_argument(
+            "--data-dir",
+            dest="kafka_data_dir",
+            type=Path,
+            default=None,
+            help=f"broker data dir (default: {default_dir})",
+        )
+        if name == "start":
+            p.add_argument(
+                "--timeout",
+                dest="kafka_start_timeout_s",
+                type=float,
+                default=None,
+                help="seconds to wait for the broker to answer (default: 60)",
+            )
+
+    return add
+
+
+def _settings(args: argparse.Namespace) -> KafkaBrokerSettings:
+    flags = {name: getattr(args, name, None) for name in FLAGS}
+    settings: KafkaBrokerSettings = build_settings(KafkaBrokerSettings, flags=flags)
+    return settings
+
+
+def register(subparsers: Subparsers) -> None:
+    def actions(p: argparse.ArgumentParser) -> None:
+        sub = p.add_subparsers(dest="kafka_action", metavar="ACTION", required=True)
+        for name, text in _ACTIONS.items():
+            command_parser(
+                sub,
+                name,
+                help=text,
+                description=text,
+                arguments=_broker_flags(name),
+                build=_settings,
+                run=run,
+            )
+
+    command_parser(
+        subparsers,
         "kafka",
         help="start, stop or inspect a local single-node Kafka broker (no Docker)",
         description=f"Run Apache Kafka {broker.KAFKA_VERSION} (KRaft, one node) on 127.0.0.1. "
         "The broker jars are fetched once with Maven into the cache dir; Java 17+ and Maven "
         "must be installed.",
+        arguments=actions,
     )
-    actions = parser.add_subparsers(dest="kafka_action", metavar="ACTION", required=True)
-    helps = {
-        "start": "start the broker in the background and print its bootstrap address",
-        "stop": "stop the broker (SIGTERM, then SIGKILL after 20 s)",
-        "status": "say whether the broker runs (exit code 0 if it does, 1 if not)",
-    }
-    for name, text in helps.items():
-        p = actions.add_parser(name, help=text, description=text)
-        p.add_argument(
-            "--port", type=int, default=None, help=f"broker port (default: {broker.DEFAULT_PORT})"
-        )
-        p.add_argument(
-            "--data-dir", type=Path, default=None, help=f"broker data dir (default: {default_dir})"
-        )
-        if name == "start":
-            p.add_argument(
-                "--timeout",
-                type=float,
-                default=None,
-                help="seconds to wait for the broker to answer (default: 60)",
-            )
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = build_settings(
-        KafkaBrokerSettings,
-        flags={
-            "kafka_port": args.port,
-            "kafka_data_dir": args.data_dir,
-            "kafka_start_timeout_s": getattr(args, "timeout", None),
-        },
-    )
+def run(args: argparse.Namespace, settings: KafkaBrokerSettings) -> int:
     log.debug("kafka_settings", **settings_for_log(settings))
     port, data_dir = settings.kafka_port, settings.kafka_data_dir
     if args.kafka_action == "start":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -29,28 +30,44 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.errors import LogadError
 from schemas.runtime.console import out
+from schemas.runtime.settings import only
 from schemas.scores import Alert, Score
-from stream.cli.simulate import SimulateSettings, produce, write_days
 from stream.devtools import broker
+from stream.devtools.simulate.outputs import produce, write_days
+from stream.devtools.simulate.settings import DailySettings, LiveSettings, TrafficSettings
+from trainer.settings import TrainSettings
 
 log = structlog.get_logger(__name__)
 
 
+_TRAINED = ("preset", "epochs", "lr", "tokens_per_batch", "warmup_steps")
+"""The training settings the demo passes to `logad train` (the rest are the trainer's)."""
+
+
 @dataclass(frozen=True)
 class DemoSettings:
+    """Every knob of `logad demo`: simulate's and train's sections, with the demo's defaults.
+
+    The simulated days are normal traffic; the live traffic carries anomalies."""
+
     workdir: Path = Path("demo-out")
-    days: int = 3
-    sessions_per_day: int = 2_000
-    preset: str = "small"
-    epochs: int = 9
-    lr: float = 1e-3
-    tokens_per_batch: int = 1024
+    """Directory for the demo's daily files, model, broker data and serve log."""
     live_sessions: int = 1_500
-    anomaly_rate: float = 0.05
-    rate: float = 4_000.0
-    seed: int = 7
+    """Sessions of live traffic to stream through logad serve."""
     max_alerts_shown: int = 8
+    """Alerts printed in full (the rest are counted)."""
     timeout_s: float = 300.0
+    """Give up waiting for scores after this many seconds."""
+    daily: DailySettings = field(default=DailySettings(), metadata=only("days", "sessions_per_day"))
+    training: TrainSettings = field(
+        # Few steps on little data: a learning rate well above production's.
+        default=TrainSettings(
+            preset="small", epochs=9, lr=1e-3, tokens_per_batch=1024, warmup_steps=10
+        ),
+        metadata=only("preset", "epochs", "lr", "tokens_per_batch"),
+    )
+    live: LiveSettings = field(default=LiveSettings(rate=4_000.0), metadata=only("rate"))
+    traffic: TrafficSettings = field(default=TrafficSettings(anomaly_rate=0.05, seed=7))
 
 
 @dataclass
@@ -82,6 +99,7 @@ def format_alert(alert: Alert) -> str:
 
 
 def _logad(*args: str) -> list[str]:
+    # A child process, not an import: the devtools sit below the CLI.
     return [sys.executable, "-m", "stream.cli", "--log-json", *args]
 
 
@@ -155,16 +173,15 @@ async def _live(bootstrap: str, topics: dict[str, str], s: DemoSettings) -> Tall
     watcher = asyncio.create_task(
         _watch(bootstrap, topics["scores"], topics["alerts"], tally, s, done)
     )
-    sim = SimulateSettings(
+    live = LiveSettings(
         bootstrap=bootstrap,
         topic=topics["events"],
         sessions=s.live_sessions,
-        anomaly_rate=s.anomaly_rate,
-        rate=s.rate,
-        seed=s.seed + 1000,
+        rate=s.live.rate,
         malformed=3,
     )
-    await produce(sim, int(time.time() * 1000))
+    traffic = dataclasses.replace(s.traffic, seed=s.traffic.seed + 1000)
+    await produce(live, traffic, int(time.time() * 1000))
     try:
         await asyncio.wait_for(done.wait(), timeout=s.timeout_s)
     except TimeoutError:
@@ -178,9 +195,15 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so the finally blocks below stop serve and the broker
 
 
-def run_demo(s: DemoSettings) -> int:
-    from stream.cli import main as logad_main
+def train_argv(s: DemoSettings, days_dir: Path, model_dir: Path) -> list[str]:
+    """`logad train` on the simulated days, as the demo runs it."""
+    argv = ["--log-level", "warning", "train", "--data", str(days_dir), "--out", str(model_dir)]
+    for name in _TRAINED:
+        argv += ["--" + name.replace("_", "-"), str(getattr(s.training, name))]
+    return [*argv, "--seed", str(s.traffic.seed)]
 
+
+def run_demo(s: DemoSettings) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     s.workdir.mkdir(parents=True, exist_ok=True)
     days_dir, model_dir = s.workdir / "days", s.workdir / "model"
@@ -190,38 +213,16 @@ def run_demo(s: DemoSettings) -> int:
     serve_proc: subprocess.Popen[bytes] | None = None
     try:
         out(f"      broker at {info.bootstrap}")
-        out(f"[2/6] simulating {s.days} days x {s.sessions_per_day} normal sessions")
-        sim = SimulateSettings(
-            days_dir=days_dir, days=s.days, sessions_per_day=s.sessions_per_day, seed=s.seed
-        )
-        write_days(sim, days_dir, date.today())
+        out(f"[2/6] simulating {s.daily.days} days x {s.daily.sessions_per_day} normal sessions")
+        normal = TrafficSettings(seed=s.traffic.seed)
+        write_days(s.daily, normal, days_dir, date.today())
         if not (model_dir / "manifest.json").is_file():
-            out(f"[3/6] training a '{s.preset}' model for {s.epochs} epochs")
+            out(f"[3/6] training a '{s.training.preset}' model for {s.training.epochs} epochs")
             # A run interrupted earlier left checkpoints behind; the demo starts afresh.
             shutil.rmtree(model_dir.with_name(model_dir.name + ".run"), ignore_errors=True)
-            rc = logad_main(
-                [
-                    "--log-level",
-                    "warning",
-                    "train",
-                    "--data",
-                    str(days_dir),
-                    "--out",
-                    str(model_dir),
-                    "--preset",
-                    s.preset,
-                    "--epochs",
-                    str(s.epochs),
-                    "--seed",
-                    str(s.seed),
-                    "--lr",
-                    str(s.lr),
-                    "--tokens-per-batch",
-                    str(s.tokens_per_batch),
-                    "--warmup-steps",
-                    "10",
-                ]
-            )
+            rc = subprocess.run(
+                [sys.executable, "-m", "stream.cli", *train_argv(s, days_dir, model_dir)]
+            ).returncode
             if rc != 0:
                 return rc
         else:

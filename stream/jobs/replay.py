@@ -25,7 +25,7 @@ import gzip
 import io
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import IO, Any
@@ -37,9 +37,12 @@ import structlog
 from schemas.daily_files import find_daily_files, read_sessions
 from schemas.errors import ConfigError, DataError, DecodeError
 from schemas.events import LogEvent
+from schemas.runtime.settings import only
 from schemas.scores import Score
-from schemas.windows import MAX_EVENTS, Window
-from stream.serve.sessionizer import Sessionizer, SessionizerSettings
+from schemas.windows import Window
+from stream.serve.sessionizer import Sessionizer
+from stream.serve.settings import KafkaSettings, SessionizerSettings
+from trainer.scorer_settings import ScorerSettings
 
 log = structlog.get_logger(__name__)
 
@@ -47,44 +50,28 @@ LIVE_SCORES_TOPIC = "logad.scores"
 _SERVICE = "replay"
 
 
+_NEVER_MS = 1 << 60
+"""Replay never flushes by wall clock: it runs on event time only."""
+
+
 @dataclass(frozen=True)
 class ReplaySettings:
-    gap_ms: int = 30_000
-    """A session closes after this much event time without events (HDFS blocks need hours)."""
-    max_events: int = MAX_EVENTS
-    """Events per window; a longer session goes on in a new window."""
-    max_duration_ms: int = 3_600_000
-    """A window is closed after spanning this much event time."""
-    max_open_sessions: int = 100_000
-    """Open sessions held in memory; past it the oldest is flushed."""
-    allowed_lateness_ms: int = 0
-    """Event-time slack before the watermark closes sessions."""
-    device: str = "auto"
-    """Scoring device: auto, cpu, cuda, cuda:N."""
-    max_batch_tokens: int = 16_384
-    """Most tokens in one scoring batch."""
+    """Every knob of `logad replay`: the stream's sessionizer and scorer, offline."""
+
     batch_windows: int = 256
     """Windows handed to the scorer at a time."""
-    explain_known_mixes: bool = False
-    """Run the model on windows their known mix scores 0, for their surprising events."""
+    kafka: KafkaSettings = field(default=KafkaSettings(client_id="logad-replay"))
+    sessionizer: SessionizerSettings = field(
+        default=SessionizerSettings(idle_timeout_ms=_NEVER_MS),
+        metadata=only(
+            "gap_ms", "max_events", "max_duration_ms", "max_open_sessions", "allowed_lateness_ms"
+        ),
+    )
+    scoring: ScorerSettings = field(default=ScorerSettings())
 
     def __post_init__(self) -> None:
         if self.batch_windows < 1:
             raise ValueError("batch_windows must be >= 1")
-        if self.max_batch_tokens < 512:
-            raise ValueError("max_batch_tokens must be >= 512")
-        self.sessionizer()  # its checks too, so that a bad value is a one-line config error
-
-    def sessionizer(self) -> SessionizerSettings:
-        return SessionizerSettings(
-            gap_ms=self.gap_ms,
-            max_events=self.max_events,
-            max_duration_ms=self.max_duration_ms,
-            max_open_sessions=self.max_open_sessions,
-            allowed_lateness_ms=self.allowed_lateness_ms,
-            # Never flush by wall clock: replay runs on event time only.
-            idle_timeout_ms=1 << 60,
-        )
 
 
 Item = tuple[LogEvent, int, int, int | None]
@@ -177,7 +164,7 @@ def sessionize(
     items: Iterator[Item], settings: ReplaySettings, batch: int
 ) -> Iterator[list[Window]]:
     """Windows as the sessionizer closes them, in chunks of about `batch`."""
-    sessions = Sessionizer(settings.sessionizer())
+    sessions = Sessionizer(settings.sessionizer)
     pending: list[Window] = []
     for event, partition, offset, label in items:
         pending += sessions.add(event, partition, offset, 0, label)

@@ -11,10 +11,7 @@ version) and the `current` pointer moves only when the gate passes. A crashed ru
 hidden `.retrain-*` directory, which the next run removes (it holds the lock, so no other
 run can be using it).
 
-The gate: on the held-out day, each model's *calibrated false-alert rate* is the share of
-normal windows over that model's own threshold. Normal means labelled 0 when the files carry
-labels, else not alerted by the stream. The candidate is promoted when its rate is at most
-the current one's plus `margin` and, with labels, its F1 is no lower.
+The gate (the plan, the figures and the decision) is in stream/jobs/retrain_gate.py.
 """
 
 from __future__ import annotations
@@ -23,9 +20,9 @@ import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
-from datetime import date, datetime
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,7 +32,11 @@ import structlog
 from schemas.daily_files import find_daily_files, read_sessions
 from schemas.errors import ConfigError, DataError
 from schemas.registry import is_registry, prune, read_pointer
+from schemas.runtime.settings import REQUIRED, build_settings
 from schemas.windows import MAX_EVENTS, split_points
+from stream.jobs.registry import promote_bundle
+from stream.jobs.retrain_gate import DayPlan, Decision, Figures, decide, figures, plan_days
+from stream.jobs.train import check_processes, launch_workers, launches_workers, train_here
 
 log = structlog.get_logger(__name__)
 
@@ -45,11 +46,13 @@ DECISIONS = "decisions"
 
 
 @dataclass(frozen=True)
-class RetrainSettings:
-    archive_dir: Path | None = None
-    """Directory of daily files written by `logad serve --archive-dir`."""
-    registry: Path | None = None
-    """Model registry directory (bundles plus the `current` pointer)."""
+class CandidateSettings:
+    """Candidate training
+
+    How the candidate is trained: as `logad train` would, warm-started from the current
+    bundle unless from_scratch; the trainer's own defaults and a train_config file give
+    every other knob."""
+
     last_days: int = 7
     """Train on this many complete days before the held-out (newest complete) day."""
     from_scratch: bool = False
@@ -60,10 +63,6 @@ class RetrainSettings:
     """Passes over the training windows."""
     nproc: int = 1
     """DDP processes through torchrun (one per GPU), as `logad train --nproc`."""
-    margin: float = 0.0
-    """Promote when candidate false-alert rate <= current rate + margin (absolute)."""
-    keep: int = 5
-    """Bundles kept in the registry after a promotion (never the current or previous)."""
     exclude_alerted: bool = True
     """Leave out windows the stream alerted on when training."""
     lr: float | None = None
@@ -72,115 +71,58 @@ class RetrainSettings:
     """Padded tokens per batch per rank (default: the trainer's)."""
     cpu_threads: int | None = None
     """Intra-op CPU threads for training (default: the trainer's)."""
-    device: str = "auto"
-    """Training and evaluation device: auto, cpu, cuda, cuda:N."""
     seed: int | None = None
     """Training seed (default: the trainer's)."""
     train_config: Path | None = None
     """A `logad train` config file for every other training knob."""
+
+    def __post_init__(self) -> None:
+        for name in ("last_days", "epochs", "nproc"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """Promotion gate
+
+    How the candidate is judged against the current model on the held-out day, and how
+    many bundles the registry keeps after a promotion."""
+
+    margin: float = 0.0
+    """Promote when candidate false-alert rate <= current rate + margin (absolute)."""
+    keep: int = 5
+    """Bundles kept in the registry after a promotion (never the current or previous)."""
     eval_tokens_per_batch: int = 16_384
     """Token budget per scoring batch when evaluating on the held-out day."""
 
     def __post_init__(self) -> None:
-        if self.archive_dir is None:
-            raise ConfigError("no archive: pass --archive-dir DIR (or set LOGAD_ARCHIVE_DIR)")
-        if self.registry is None:
-            raise ConfigError("no registry: pass --registry DIR (or set LOGAD_REGISTRY)")
-        for name in ("last_days", "epochs", "nproc", "keep", "eval_tokens_per_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_tokens_per_batch < 1:
+            raise ValueError("eval_tokens_per_batch must be >= 1")
         if self.keep < 2:
             raise ValueError("keep must be >= 2 (the current and the previous bundle)")
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
 
 
-# ---- pure parts: the plan, the figures, the decision
-
-
 @dataclass(frozen=True)
-class DayPlan:
-    train_days: tuple[date, ...]
-    holdout: date
+class RetrainSettings:
+    """Every knob of `logad retrain`, built from defaults < file < LOGAD_* env < flags."""
 
+    archive_dir: Path | None = field(default=None, metadata=REQUIRED)
+    """Directory of daily files written by `logad serve --archive-dir`."""
+    registry: Path | None = field(default=None, metadata=REQUIRED)
+    """Model registry directory (bundles plus the `current` pointer)."""
+    device: str = "auto"
+    """Training and evaluation device: auto, cpu, cuda, cuda:N."""
+    candidate: CandidateSettings = field(default=CandidateSettings())
+    gate: GateSettings = field(default=GateSettings())
 
-def plan_days(complete: Sequence[date], last_days: int) -> DayPlan:
-    """The newest complete day is held out; the `last_days` complete days before it train."""
-    days = sorted(set(complete))
-    if len(days) < 2:
-        raise DataError(
-            f"retrain needs at least two complete days (training and held out); found "
-            f"{len(days)}: {[d.isoformat() for d in days]}"
-        )
-    return DayPlan(tuple(days[-1 - last_days : -1]), days[-1])
-
-
-@dataclass(frozen=True)
-class Figures:
-    """One model's results on the held-out day."""
-
-    version: str
-    threshold: float
-    windows: int
-    normal_windows: int
-    false_alerts: int
-    false_alert_rate: float
-    labelled: bool
-    precision: float | None = None
-    recall: float | None = None
-    f1: float | None = None
-
-
-def figures(
-    version: str,
-    threshold: float,
-    scores: Sequence[float],
-    labels: Sequence[int | None],
-    alerted: Sequence[bool | None],
-) -> Figures:
-    """A model's figures from its window scores (flag when score > threshold)."""
-    if not len(scores) == len(labels) == len(alerted):
-        raise ValueError("scores, labels and alerted differ in length")
-    flagged = [s > threshold for s in scores]
-    labelled = any(lb is not None for lb in labels)
-    normal = [lb == 0 for lb in labels] if labelled else [not a for a in alerted]
-    n_normal = sum(normal)
-    fa = sum(f and n for f, n in zip(flagged, normal, strict=True))
-    far = fa / n_normal if n_normal else 0.0
-    if not labelled:
-        return Figures(version, threshold, len(scores), n_normal, fa, far, False)
-    pos = [lb == 1 for lb in labels]
-    tp = sum(f and p for f, p in zip(flagged, pos, strict=True))
-    n_pos = sum(pos)
-    precision = tp / (tp + fa) if tp + fa else 0.0
-    recall = tp / n_pos if n_pos else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Figures(version, threshold, len(scores), n_normal, fa, far, True, precision, recall, f1)
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reason: str
-
-
-def decide(candidate: Figures, current: Figures | None, margin: float) -> Decision:
-    """The promotion gate."""
-    if current is None:
-        return Decision(True, "no current model: the first candidate is promoted")
-    c, k = candidate.false_alert_rate, current.false_alert_rate
-    rates = f"false-alert rate {c:.6f} vs current {k:.6f} + margin {margin:g}"
-    if c > k + margin:
-        return Decision(False, f"rejected: {rates} is worse")
-    if candidate.f1 is not None and current.f1 is not None:
-        f1s = f"F1 {candidate.f1:.4f} vs current {current.f1:.4f}"
-        if candidate.f1 < current.f1:
-            return Decision(False, f"rejected: {f1s} is worse ({rates} passes)")
-        return Decision(True, f"promoted: {rates} passes and {f1s} is no worse")
-    return Decision(True, f"promoted: {rates} passes (no labels, F1 not compared)")
-
-
-# ---- I/O
+    def __post_init__(self) -> None:
+        if self.archive_dir is None:
+            raise ConfigError("no archive: pass --archive-dir DIR (or set LOGAD_ARCHIVE_DIR)")
+        if self.registry is None:
+            raise ConfigError("no registry: pass --registry DIR (or set LOGAD_REGISTRY)")
 
 
 @contextlib.contextmanager
@@ -228,40 +170,66 @@ def read_held_out(path: Path) -> HeldOut:
 def evaluate_bundle(bundle: Path, held: HeldOut, s: RetrainSettings) -> Figures:
     from trainer.scoring.scorer import WindowScorer
 
-    scorer = WindowScorer.from_bundle(
-        bundle, s.device, max_batch_tokens=max(s.eval_tokens_per_batch, 512)
-    )
+    budget = max(s.gate.eval_tokens_per_batch, 512)
+    scorer = WindowScorer.from_bundle(bundle, s.device, max_batch_tokens=budget)
     scores = [r.score for r in scorer.score_events(held.sequences)]
     return figures(scorer.model_version, scorer.threshold, scores, held.labels, held.alerted)
 
 
+def train_flags(s: RetrainSettings, run_dir: Path) -> dict[str, Any]:
+    """The candidate's `logad train` settings that retrain gives (None: not given, so
+    train_config, the LOGAD_* environment or the trainer's default stands)."""
+    c = s.candidate
+    return {
+        "run_dir": run_dir,
+        "complete_only": True,
+        "exclude_alerted": c.exclude_alerted,
+        "preset": c.preset,
+        "epochs": c.epochs,
+        "device": s.device,
+        "lr": c.lr,
+        "tokens_per_batch": c.tokens_per_batch,
+        "cpu_threads": c.cpu_threads,
+        "seed": c.seed,
+    }
+
+
 def train_argv(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | None) -> list[str]:
-    """The `logad train` arguments for the candidate."""
+    """The `logad train` arguments for the candidate, as its torchrun workers get them."""
     assert s.archive_dir is not None
-    argv = ["train", "--data", str(s.archive_dir), "--out", str(out)]
+    argv = ["--data", str(s.archive_dir), "--out", str(out)]
     argv += ["--from-date", plan.train_days[0].isoformat()]
     argv += ["--to-date", plan.train_days[-1].isoformat()]
-    argv += ["--run-dir", str(out.with_name("run")), "--nproc", str(s.nproc)]
-    argv += ["--complete-only", "true", "--exclude-alerted", str(s.exclude_alerted).lower()]
-    argv += ["--preset", s.preset, "--epochs", str(s.epochs), "--device", s.device]
-    for name in ("lr", "tokens_per_batch", "cpu_threads", "seed"):
-        v = getattr(s, name)
+    for name, v in train_flags(s, out.with_name("run")).items():
         if v is not None:
-            argv += ["--" + name.replace("_", "-"), str(v)]
-    if s.train_config is not None:
-        argv += ["--config", str(s.train_config)]
+            text = str(v).lower() if isinstance(v, bool) else str(v)
+            argv += ["--" + name.replace("_", "-"), text]
+    if s.candidate.train_config is not None:
+        argv += ["--config", str(s.candidate.train_config)]
     if init_from is not None:
         argv += ["--init-from", str(init_from)]
     return argv
 
 
-def _train_candidate(argv: list[str]) -> None:
-    from stream.cli.train import build_parser
+def _train_candidate(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | None) -> None:
+    """Train the candidate bundle into `out`, in this process or through torchrun."""
+    from trainer.settings import TrainSettings
 
-    args = build_parser().parse_args(argv)
-    rc = args.func(args)
-    if rc != 0:
-        raise DataError(f"training the candidate failed (exit {rc})")
+    assert s.archive_dir is not None
+    nproc = s.candidate.nproc
+    flags = train_flags(s, out.with_name("run"))
+    settings = build_settings(TrainSettings, config_file=s.candidate.train_config, flags=flags)
+    check_processes(nproc, settings)
+    if launches_workers(nproc):
+        rc = launch_workers(nproc, train_argv(s, plan, out, init_from))
+        if rc != 0:
+            raise DataError(f"training the candidate failed (exit {rc})")
+        return
+    from trainer.dataset import DataSelection
+    from trainer.train import TrainRequest
+
+    days = DataSelection((s.archive_dir,), plan.train_days[0], plan.train_days[-1], None)
+    train_here(settings, TrainRequest(days, out, init_from))
 
 
 @dataclass(frozen=True)
@@ -281,9 +249,9 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         # The file itself, not a name rebuilt from its day: a day may be a `.json` array.
         found = find_daily_files([s.archive_dir], complete_only=True)
         complete = {f.day: f.path for f in found if f.day}
-        plan = plan_days(list(complete), s.last_days)
+        plan = plan_days(list(complete), s.candidate.last_days)
         current_dir = registry / read_pointer(registry).version if is_registry(registry) else None
-        init_from = None if s.from_scratch or current_dir is None else current_dir
+        init_from = None if s.candidate.from_scratch or current_dir is None else current_dir
         log.info(
             "retrain_plan",
             train_days=[d.isoformat() for d in plan.train_days],
@@ -294,19 +262,15 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         tmp.mkdir()
         try:
             candidate_dir = tmp / "candidate"
-            _train_candidate(train_argv(s, plan, candidate_dir, init_from))
+            _train_candidate(s, plan, candidate_dir, init_from)
             held = read_held_out(complete[plan.holdout])
             cand = evaluate_bundle(candidate_dir, held, s)
             cur = evaluate_bundle(current_dir, held, s) if current_dir is not None else None
-            decision = decide(cand, cur, s.margin)
+            decision = decide(cand, cur, s.gate.margin)
             pruned: list[str] = []
             if decision.promote:
-                from schemas.registry import promote
-                from stream.cli.registry import add_to_registry
-
-                version = add_to_registry(candidate_dir, registry, move=True)
-                promote(registry, version)
-                pruned = prune(registry, s.keep)
+                promote_bundle(candidate_dir, registry, move=True)
+                pruned = prune(registry, s.gate.keep)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         record = {
@@ -318,7 +282,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             "train_days": [d.isoformat() for d in plan.train_days],
             "holdout_day": plan.holdout.isoformat(),
             "warm_start_from": init_from.name if init_from else None,
-            "margin": s.margin,
+            "margin": s.gate.margin,
             "current_after": read_pointer(registry).version if is_registry(registry) else None,
             "pruned": pruned,
         }

@@ -47,7 +47,7 @@ from stream.serve.model_process import start_process_scorer
 from stream.serve.offsets import OffsetTracker
 from stream.serve.reload import LoadScorer, ModelWatcher, load_window_scorer
 from stream.serve.score_cache import ScoreCache
-from stream.serve.sessionizer import Sessionizer, SessionizerSettings
+from stream.serve.sessionizer import Sessionizer
 from stream.serve.settings import ServeSettings
 from stream.serve.transactions import TxnOutbox
 from stream.serve.worker import Scorer, ScoringWorker, close_scorer, monotonic_ms, wall_ms
@@ -57,17 +57,6 @@ log = structlog.get_logger(__name__)
 
 Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 Undecodable = list[tuple[ConsumerRecord[bytes, bytes], DecodeError]]
-
-
-def sessionizer_settings(s: ServeSettings) -> SessionizerSettings:
-    return SessionizerSettings(
-        gap_ms=s.gap_ms,
-        max_events=s.max_events,
-        max_duration_ms=s.max_duration_ms,
-        idle_timeout_ms=s.idle_timeout_ms,
-        max_open_sessions=s.max_open_sessions,
-        allowed_lateness_ms=s.allowed_lateness_ms,
-    )
 
 
 def model_threads(configured: int) -> int:
@@ -98,34 +87,36 @@ class Service:
         self.consumer = consumer
         self.producer = producer
         self.metrics = metrics
-        self.sessions = Sessionizer(sessionizer_settings(settings))
-        self.offsets = OffsetTracker(settings.commit_metadata_max_bytes)
+        self.sessions = Sessionizer(settings.sessionizer)
+        self.offsets = OffsetTracker(settings.consumer.commit_metadata_max_bytes)
         self.acks = Acks()
         self.send = producer_send(producer)
         s = settings
-        batcher = Batcher(s.max_batch_tokens, s.max_batch_wait_ms, s.length_buckets)
-        busy = model_threads(s.score_threads)
+        batcher = Batcher(
+            s.scoring.max_batch_tokens, s.batching.max_batch_wait_ms, s.batching.length_buckets
+        )
+        busy = model_threads(s.runtime.score_threads)
         self.archive: ArchiveTap | None = None
         if s.archive_dir is not None:
             # A day is whole once the watermark is past its end by a gap (its last sessions
             # have closed) plus the lateness the watermark allows.
-            grace = s.gap_ms + s.allowed_lateness_ms
+            grace = s.sessionizer.gap_ms + s.sessionizer.allowed_lateness_ms
             self.archive = ArchiveTap(DailyArchive(s.archive_dir, grace_ms=grace))
         self.worker = ScoringWorker(
             scorer,
             batcher,
             self.send,
             self.acks,
-            scores_topic=settings.scores_topic,
-            alerts_topic=settings.alerts_topic,
+            scores_topic=settings.topics.scores_topic,
+            alerts_topic=settings.topics.alerts_topic,
             on_done=self._scored,
             metrics=metrics,
-            outbox=self._to_outbox if settings.exactly_once else None,
+            outbox=self._to_outbox if settings.publish.exactly_once else None,
             on_scored=self.archive.append if self.archive is not None else None,
-            cache=ScoreCache(s.score_cache_size) if s.score_cache_size else None,
-            threads=(busy, model_threads_idle(s.score_threads_idle, busy)),
+            cache=ScoreCache(s.runtime.score_cache_size) if s.runtime.score_cache_size else None,
+            threads=(busy, model_threads_idle(s.runtime.score_threads_idle, busy)),
         )
-        self.txn = TxnOutbox(settings) if settings.exactly_once else None
+        self.txn = TxnOutbox(settings) if settings.publish.exactly_once else None
         self._revoking: set[int] = set()
         # Partitions whose commit metadata is being read; their records wait here meanwhile.
         self._restoring: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
@@ -134,7 +125,7 @@ class Service:
 
     async def run(self, stop: asyncio.Event, watcher: ModelWatcher | None = None) -> None:
         """Consume until `stop` is set, then flush, score, produce and commit everything."""
-        self.consumer.subscribe([self.s.input_topic], listener=_Listener(self))
+        self.consumer.subscribe([self.s.topics.input_topic], listener=_Listener(self))
         tasks = [asyncio.create_task(self.worker.run(), name="logad-worker")]
         if watcher is not None:
             tasks.append(asyncio.create_task(watcher.run(), name="logad-reload"))
@@ -142,7 +133,8 @@ class Service:
             while not stop.is_set():
                 self._check(tasks)
                 records = await self.consumer.getmany(
-                    timeout_ms=self.s.poll_timeout_ms, max_records=self.s.poll_max_records
+                    timeout_ms=self.s.consumer.poll_timeout_ms,
+                    max_records=self.s.consumer.poll_max_records,
                 )
                 now = wall_ms()
                 # An idle loop leaves its core to the model (the tail of a backlog).
@@ -246,7 +238,9 @@ class Service:
             log.warning("event_undecodable", partition=r.partition, offset=r.offset, error=str(e))
             if self.txn is not None:
                 self.txn.add(
-                    r.partition, r.offset, ((self.s.dlq_topic, r.key, r.value, dlq_headers(r, e)),)
+                    r.partition,
+                    r.offset,
+                    ((self.s.topics.dlq_topic, r.key, r.value, dlq_headers(r, e)),),
                 )
                 self.metrics.dlq.inc()
             else:
@@ -254,7 +248,7 @@ class Service:
         if self.txn is not None:
             return
         for r, e in bad:
-            fut = await self.send(self.s.dlq_topic, r.key, r.value, dlq_headers(r, e))
+            fut = await self.send(self.s.topics.dlq_topic, r.key, r.value, dlq_headers(r, e))
             self.acks.track([fut], functools.partial(self._dead_lettered, r.partition, r.offset))
 
     def _dead_lettered(self, partition: int, offset: int) -> None:
@@ -264,11 +258,11 @@ class Service:
     def _backpressure(self) -> None:
         """Pause every assigned partition while the worker is full; resume at half."""
         backlog = self.worker.backlog + (self.txn.size if self.txn is not None else 0)
-        if not self._paused and backlog >= self.s.queue_max_windows:
+        if not self._paused and backlog >= self.s.batching.queue_max_windows:
             self._paused = True
             self.metrics.pauses.inc()
             log.info("partitions_paused", backlog=backlog)
-        elif self._paused and backlog <= self.s.queue_max_windows // 2:
+        elif self._paused and backlog <= self.s.batching.queue_max_windows // 2:
             self._paused = False
             self.consumer.resume(*self.consumer.paused())
             log.info("partitions_resumed", backlog=backlog)
@@ -277,7 +271,7 @@ class Service:
         self.metrics.paused.set(int(self._paused))
 
     async def _commit_safe(self, partitions: set[int] | None = None) -> None:
-        self._next_commit = monotonic_ms() + self.s.commit_interval_ms
+        self._next_commit = monotonic_ms() + self.s.consumer.commit_interval_ms
         if self.archive is not None and partitions is None:
             self.archive.tick(self.sessions.min_watermark(self.offsets.assigned, wall_ms()))
         offsets = self.offsets.to_commit(self.sessions.min_open_offset, partitions)
@@ -289,7 +283,7 @@ class Service:
                 self.offsets.committed({p: (offset, metadata)})
                 log.debug("transaction_committed", partition=p, offset=offset, results=sent)
             return
-        topic = self.s.input_topic
+        topic = self.s.topics.input_topic
         try:
             await self.consumer.commit({TopicPartition(topic, p): om for p, om in offsets.items()})
         except (KafkaError, IllegalStateError) as e:
@@ -338,7 +332,7 @@ class Service:
         self.offsets.assign(partitions)
         self.sessions.assign(partitions, wall_ms())
         self._restoring.update({p: [] for p in partitions})
-        tps = [TopicPartition(self.s.input_topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(self.s.topics.input_topic, p) for p in sorted(partitions)]
         if self.txn is not None:
             # First fence off a previous owner (aborting its open transaction), so the
             # committed offsets read next are final.
@@ -369,7 +363,7 @@ class Service:
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, service: Service) -> None:
         self._service = service
-        self._topic = service.s.input_topic
+        self._topic = service.s.topics.input_topic
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         parts = {tp.partition for tp in revoked if tp.topic == self._topic}
@@ -398,10 +392,12 @@ async def serve(
     loop = asyncio.get_running_loop()
     scorer = await loop.run_in_executor(None, load, bundle)
     log.info("model_loaded", model_version=scorer.model_version, bundle=str(bundle))
-    metrics = ServeMetrics(stale_s=settings.health_stale_s)
+    metrics = ServeMetrics(stale_s=settings.metrics.health_stale_s)
     server = None
-    if settings.metrics_port:
-        server = MetricsServer(metrics, settings.metrics_host, settings.metrics_port)
+    if settings.metrics.metrics_port:
+        server = MetricsServer(
+            metrics, settings.metrics.metrics_host, settings.metrics.metrics_port
+        )
         server.start()
     consumer = make_consumer(settings)
     producer = make_producer(settings)
@@ -409,7 +405,7 @@ async def serve(
     switch_default = sys.getswitchinterval()
     # A thread waiting for the GIL waits up to the switch interval: at Python's 5 ms, the
     # model thread, which needs it back after every torch op, crawls while the loop runs.
-    sys.setswitchinterval(settings.switch_interval_ms / 1000)
+    sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
     service: Service | None = None
     try:
         await producer.start()
@@ -435,15 +431,17 @@ async def serve(
 
 def load_scorer(settings: ServeSettings) -> LoadScorer:
     """How serve loads a bundle: in a model process of its own, or in this one."""
-    threads = model_threads(settings.score_threads)
-    if settings.model_process:
+    threads = model_threads(settings.runtime.score_threads)
+    if settings.runtime.model_process:
         return functools.partial(
             start_process_scorer,
-            device=settings.device,
+            device=settings.scoring.device,
             threads=threads,
-            explain_known_mixes=settings.explain_known_mixes,
+            explain_known_mixes=settings.scoring.explain_known_mixes,
         )
-    return load_window_scorer(settings.device, threads, settings.explain_known_mixes)
+    return load_window_scorer(
+        settings.scoring.device, threads, settings.scoring.explain_known_mixes
+    )
 
 
 def _watcher(

@@ -37,29 +37,29 @@ def kafka_failure(bootstrap: str, e: KafkaError) -> LogadError:
 
 def make_consumer(settings: ServeSettings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap,
-        group_id=settings.group_id,
-        client_id=f"{settings.client_id}-consumer",
+        bootstrap_servers=settings.kafka.bootstrap,
+        group_id=settings.consumer.group_id,
+        client_id=f"{settings.kafka.client_id}-consumer",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_poll_records=settings.poll_max_records,
+        max_poll_records=settings.consumer.poll_max_records,
         # Bigger fetches than aiokafka's default (1 MiB a partition): fewer round trips
         # while a backlog drains.
-        max_partition_fetch_bytes=settings.max_partition_fetch_bytes,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
+        max_partition_fetch_bytes=settings.consumer.max_partition_fetch_bytes,
+        max_poll_interval_ms=settings.consumer.max_poll_interval_ms,
         # Upstream may write transactionally too; never score what it aborted.
-        isolation_level="read_committed" if settings.exactly_once else "read_uncommitted",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
+        isolation_level="read_committed" if settings.publish.exactly_once else "read_uncommitted",
+        session_timeout_ms=settings.consumer.session_timeout_ms,
+        heartbeat_interval_ms=settings.consumer.heartbeat_interval_ms,
     )
 
 
 def make_producer(settings: ServeSettings) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap,
-        client_id=f"{settings.client_id}-producer",
+        bootstrap_servers=settings.kafka.bootstrap,
+        client_id=f"{settings.kafka.client_id}-producer",
         acks="all",
-        linger_ms=settings.linger_ms,
+        linger_ms=settings.publish.linger_ms,
         max_batch_size=256 * 1024,
     )
 

@@ -29,43 +29,13 @@ from __future__ import annotations
 import heapq
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from schemas.events import LogEvent
-from schemas.windows import MAX_EVENTS, Window
+from schemas.windows import Window
 from stream.serve.session_state import NEVER, OpenSession, PartitionState
 
-
-@dataclass(frozen=True)
-class SessionizerSettings:
-    gap_ms: int = 30_000
-    """Inactivity gap, in event time, that closes a session."""
-    max_events: int = MAX_EVENTS
-    """A window holding this many events is emitted at once; the session goes on."""
-    max_duration_ms: int = 3_600_000
-    """A window spanning more than this much event time is closed; the session goes on."""
-    idle_timeout_ms: int = 60_000
-    """Wall clock: a partition with no event for this long flushes its open sessions."""
-    max_open_sessions: int = 100_000
-    """Past this, the least recently active open session is flushed (emitted, not dropped)."""
-    allowed_lateness_ms: int = 0
-    """The watermark trails the highest event time by this much, so events that arrive
-    this far out of order (clock skew between producers) still join their session."""
-    max_closed_sessions: int = 100_000
-    """How many closed sessions are remembered to recognise late events."""
-
-    def __post_init__(self) -> None:
-        for name in ("gap_ms", "max_duration_ms", "idle_timeout_ms"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"sessionizer setting {name} must be > 0")
-        if not 1 <= self.max_events <= MAX_EVENTS:
-            raise ValueError(f"sessionizer setting max_events must be in 1..{MAX_EVENTS}")
-        if self.max_open_sessions < 1:
-            raise ValueError("sessionizer setting max_open_sessions must be >= 1")
-        if self.allowed_lateness_ms < 0:
-            raise ValueError("sessionizer setting allowed_lateness_ms must be >= 0")
-        if self.max_closed_sessions < 0:
-            raise ValueError("sessionizer setting max_closed_sessions must be >= 0")
+# Declared with the other settings sections (stream/serve/settings.py); importable here too.
+from stream.serve.settings import SessionizerSettings as SessionizerSettings
 
 
 class Sessionizer:

@@ -34,7 +34,7 @@ class _Item:
 
 
 def transactional_id(settings: ServeSettings, partition: int) -> str:
-    return f"{settings.group_id}.{settings.input_topic}.{partition}"
+    return f"{settings.consumer.group_id}.{settings.topics.input_topic}.{partition}"
 
 
 class TxnOutbox:
@@ -55,14 +55,14 @@ class TxnOutbox:
         """Start a transactional producer per partition, fencing off any previous owner."""
         for p in sorted(partitions):
             producer = AIOKafkaProducer(
-                bootstrap_servers=self._s.bootstrap,
-                client_id=f"{self._s.client_id}-txn-{p}",
+                bootstrap_servers=self._s.kafka.bootstrap,
+                client_id=f"{self._s.kafka.client_id}-txn-{p}",
                 transactional_id=transactional_id(self._s, p),
                 enable_idempotence=True,
                 acks="all",
-                linger_ms=self._s.linger_ms,
+                linger_ms=self._s.publish.linger_ms,
                 max_batch_size=256 * 1024,
-                transaction_timeout_ms=self._s.transaction_timeout_ms,
+                transaction_timeout_ms=self._s.publish.transaction_timeout_ms,
             )
             # Held before it starts, so that close() stops it even when starting fails.
             self._producers[p] = producer
@@ -91,7 +91,9 @@ class TxnOutbox:
             for item in due:
                 for topic, key, value, headers in item.messages:
                     await producer.send(topic, value=value, key=key, headers=headers)
-            tp = TopicPartition(self._s.input_topic, partition)
-            await producer.send_offsets_to_transaction({tp: (offset, metadata)}, self._s.group_id)
+            tp = TopicPartition(self._s.topics.input_topic, partition)
+            await producer.send_offsets_to_transaction(
+                {tp: (offset, metadata)}, self._s.consumer.group_id
+            )
         self._items[partition] = [i for i in items if i.first >= offset]
         return len(due)

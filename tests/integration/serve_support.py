@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from schemas.bundle import write_manifest
 from schemas.daily_files import daily_file_name, write_sessions
+from schemas.runtime.settings import build_settings, settings_for_log
 from schemas.scores import Score
 from stream.devtools.simulate import SimSession, generate_sessions, interleave, simulate_day
 from stream.serve.app import serve
@@ -134,7 +135,7 @@ def settings_for(bootstrap: str, topics: Topics, model: Path, **overrides: Any) 
         "reload_check_s": 0.2,
     }
     values.update(overrides)
-    return ServeSettings(**values)
+    return build_settings(ServeSettings, flags=values, environ={})
 
 
 async def produce(bootstrap: str, topic: str, msgs: Sequence[tuple[bytes | None, bytes]]) -> None:
@@ -223,9 +224,8 @@ def start_serve_process(
 ) -> subprocess.Popen[bytes]:
     """`logad serve --config FILE` as a child process; its log goes to workdir/NAME.log."""
     config = workdir / f"{name}.json"
-    values = {k: str(v) if isinstance(v, Path) else v for k, v in settings.__dict__.items()}
-    values["length_buckets"] = list(settings.length_buckets)
-    config.write_bytes(orjson.dumps(values))
+    # Each section as an object of its own, as a config file may give it.
+    config.write_bytes(orjson.dumps(settings_for_log(settings)))
     log = (workdir / f"{name}.log").open("ab")
     # The same as the `logad` entry point, without needing the package installed.
     code = "import sys; from stream.cli import main; sys.exit(main(sys.argv[1:]))"

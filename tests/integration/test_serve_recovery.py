@@ -124,7 +124,7 @@ async def test_group_member_leaving_mid_stream_loses_no_session(
     if hand_back:
         # Open windows went to the next reader whole: a session with no silence as long as
         # the gap is one window of all its events (longer silences split it by design).
-        gap = settings_a.gap_ms
+        gap = settings_a.sessionizer.gap_ms
         n_events = {
             s.session_id: len(s.events)
             for s in first_half + second_half

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import multiprocessing.process
 import os
+import platform
 import subprocess
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
 import pytest
+
+# platform asks `uname -p` once and caches it; ask now, before the guard is on, so that code
+# recording the machine (bench.machine) does not count as starting a process.
+_PROCESSOR = platform.uname().processor
 
 
 def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:

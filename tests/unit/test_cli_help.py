@@ -34,3 +34,36 @@ def test_help_prints(command: list[str], capsys: pytest.CaptureFixture[str]) -> 
     text = capsys.readouterr().out
     assert text.startswith("usage: logad " + " ".join(command))
     assert "--help" in text
+
+
+def test_serve_help_groups_the_settings_by_section(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = capsys.readouterr().out
+    titles = ["Kafka connection:", "Sessionizer:", "Batching:", "Scoring:", "logging:"]
+    at = [text.index(t) for t in titles]
+    assert at == sorted(at), text
+    sessionizer = text[text.index("Sessionizer:") : text.index("Batching:")]
+    assert "--gap-ms" in sessionizer and "--bootstrap" not in sessionizer
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--log-level", "debug", "models", "--registry", "r"],
+        ["models", "--registry", "r", "--log-level", "debug"],
+    ],
+)
+def test_logging_flags_before_or_after_the_command(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    assert args.log_level == "debug" and args.log_json is None
+
+
+def test_every_command_with_settings_takes_config() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    with_settings = [n for n, p in sub.choices.items() if p.get_default("settings_cls")]
+    assert set(with_settings) == {"demo", "simulate", "train", "serve", "replay", "retrain",
+                                  "evaluate"}  # fmt: skip
+    for name in with_settings:
+        assert "--config" in sub.choices[name].format_help(), name

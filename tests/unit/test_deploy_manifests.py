@@ -16,25 +16,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import dataclasses
 import importlib
 import io
 import json
 import re
 import shlex
-import sys
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
 from schemas.errors import LogadError
-from schemas.runtime.settings import ENV_PREFIX, build_settings
+from schemas.runtime.settings import ENV_PREFIX, build_settings, leaves, sections
 from stream.cli import build_parser
 from stream.serve.settings import ServeSettings
 
@@ -87,19 +84,16 @@ def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
     return {s for a in parser._actions for s in a.option_strings}
 
 
-def settings_class(func: Callable[..., Any], command: str) -> type[Any] | None:
-    """The command's settings class, found beside its `run` function."""
-    name = COMMAND_SETTINGS.get(command)
-    if name is None:
+def settings_class(ns: argparse.Namespace, command: str) -> type[Any] | None:
+    """The settings class the parsed command builds (None for a command without one)."""
+    found = getattr(ns, "settings_cls", None)
+    if command not in COMMAND_SETTINGS or found is None:
         return None
-    module = sys.modules[func.__module__]
-    found = getattr(module, name, None)
-    if found is None:  # imported as a module attribute (`from stream import retrain`)
-        for value in vars(module).values():
-            if isinstance(value, ModuleType) and hasattr(value, name):
-                found = getattr(value, name)
-                break
-    return found if isinstance(found, type) and dataclasses.is_dataclass(found) else None
+    return found if found.__name__ == COMMAND_SETTINGS[command] else None
+
+
+def port_of(s: ServeSettings) -> int:
+    return s.metrics.metrics_port
 
 
 def check_invocation(inv: Invocation, workdir: Path) -> Checked:
@@ -119,7 +113,7 @@ def check_invocation(inv: Invocation, workdir: Path) -> Checked:
         flag = tok.split("=", 1)[0]
         if flag.startswith("--") and flag not in known and flag not in unknown:
             problems.append(f"{inv.where}: `{flag}` is not the full name of a flag of {command}")
-    cls = settings_class(ns.func, command)
+    cls = settings_class(ns, command)
     if cls is None:
         if command in COMMAND_SETTINGS:
             want = COMMAND_SETTINGS[command]
@@ -127,7 +121,8 @@ def check_invocation(inv: Invocation, workdir: Path) -> Checked:
         elif inv.files or any(k.startswith(ENV_PREFIX) for k in inv.env):
             problems.append(f"{inv.where}: `logad {command}` has no settings to configure")
         return Checked(command, None, problems)
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = set(leaves(cls))
+    tables = {sec.name: {leaf.name for leaf in sec.leaves} for sec in sections(cls) if sec.name}
     env = {k: v for k, v in inv.env.items() if k.startswith(ENV_PREFIX)}
     for key in env:
         if key.removeprefix(ENV_PREFIX).lower() not in fields:
@@ -140,9 +135,15 @@ def check_invocation(inv: Invocation, workdir: Path) -> Checked:
             problems.append(f"{inv.where}: --config {config} is not shipped with the manifest")
         else:
             data = tomllib.loads(text) if str(config).endswith(".toml") else json.loads(text)
-            for key in data:
-                if key not in fields:
-                    problems.append(f"{inv.where}: {config}: {key} is not a {cls.__name__} field")
+            for key, value in data.items():
+                if key in tables and isinstance(value, dict):
+                    bad = [f"{key}.{k}" for k in value if k not in tables[key]]
+                elif key not in fields:
+                    bad = [key]
+                else:
+                    bad = []
+                for k in bad:
+                    problems.append(f"{inv.where}: {config}: {k} is not a {cls.__name__} field")
             config_file = workdir / Path(str(config)).name
             config_file.write_text(text)
     settings = None
@@ -471,29 +472,29 @@ def scorer_problems(
     s: ServeSettings = checked.settings
     problems = []
     ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
-    if s.metrics_port not in ports.values():
-        problems.append(f"containerPort {sorted(ports.values())} != metrics_port {s.metrics_port}")
-    if s.metrics_host in ("127.0.0.1", "localhost", "::1"):
-        problems.append(f"metrics_host {s.metrics_host} is unreachable for the kubelet")
+    if s.metrics.metrics_port not in ports.values():
+        problems.append(f"containerPort {sorted(ports.values())} != metrics_port {port_of(s)}")
+    if s.metrics.metrics_host in ("127.0.0.1", "localhost", "::1"):
+        problems.append(f"metrics_host {s.metrics.metrics_host} is unreachable for the kubelet")
     want = {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}
     if "startupProbe" in c:
         want["startupProbe"] = "/healthz"
     for probe, path in want.items():
         get = c.get(probe, {}).get("httpGet", {})
         port = ports.get(get.get("port"), get.get("port"))
-        if get.get("path") != path or port != s.metrics_port:
-            problems.append(f"{probe} is {get}, want {path} on port {s.metrics_port}")
+        if get.get("path") != path or port != s.metrics.metrics_port:
+            problems.append(f"{probe} is {get}, want {path} on port {s.metrics.metrics_port}")
     notes = deployment["spec"]["template"]["metadata"].get("annotations", {})
     if notes.get("prometheus.io/scrape") != "true":
         problems.append("no prometheus.io/scrape: 'true' annotation on the pod")
-    if notes.get("prometheus.io/port") != str(s.metrics_port):
+    if notes.get("prometheus.io/port") != str(s.metrics.metrics_port):
         problems.append(f"prometheus.io/port {notes.get('prometheus.io/port')!r} != metrics_port")
     if notes.get("prometheus.io/path", "/metrics") != "/metrics":
         problems.append("prometheus.io/path is not /metrics")
     gpus = c.get("resources", {}).get("limits", {}).get(GPU)
     if gpus != 1:
         problems.append(f"the scorer's {GPU} limit is {gpus!r}, want 1")
-    if s.device == "cpu":
+    if s.scoring.device == "cpu":
         problems.append("the scorer asks for a GPU but its device setting is cpu")
     return problems
 
@@ -553,17 +554,18 @@ def test_compose_kafka_topics_and_scorer(tmp_path: Path) -> None:
     scorer = check_invocation(invs["scorer"], tmp_path)
     assert scorer.problems == []
     s: ServeSettings = scorer.settings
-    assert s.bootstrap in advertised
+    assert s.kafka.bootstrap in advertised
     # The topics the init job creates are the ones the scorer reads and writes.
     script = " ".join(_as_list(services["kafka-init"]["command"]))
     m = re.search(r"for t in (.*?); do", script)
     assert m, "kafka-init no longer creates the topics in a `for t in ...` loop"
-    assert set(m[1].split()) == {s.input_topic, s.scores_topic, s.alerts_topic, s.dlq_topic}
+    t = s.topics
+    assert set(m[1].split()) == {t.input_topic, t.scores_topic, t.alerts_topic, t.dlq_topic}
     assert services["kafka-init"]["image"] == kafka["image"]
     assert services["scorer"]["depends_on"]["kafka-init"]["condition"] == (
         "service_completed_successfully"
     )
-    assert f"{s.metrics_port}/healthz" in " ".join(
+    assert f"{s.metrics.metrics_port}/healthz" in " ".join(
         _as_list(services["scorer"]["healthcheck"]["test"])
     )
     assert services["retrain"]["profiles"] == ["retrain"]
@@ -758,8 +760,8 @@ def test_unit_and_crontab_parsers_catch_a_misspelled_flag(tmp_path: Path) -> Non
 
 def test_settings_class_lookup_follows_the_cli() -> None:
     parser = build_parser()
-    serve = _subparser(parser, "serve").get_default("func")
+    serve = parser.parse_args(["serve"])
     assert settings_class(serve, "serve") is ServeSettings
-    train = _subparser(parser, "train").get_default("func")
+    train = parser.parse_args(["train", "--data", "d", "--out", "o"])
     trainer_settings = importlib.import_module("trainer.settings").TrainSettings
     assert settings_class(train, "train") is trainer_settings

@@ -15,6 +15,7 @@ from schemas.sessions import Session
 from schemas.vocab import UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS
 from stream.cli import evaluate as cli_evaluate
+from stream.cli.command import execute
 from trainer.calibration import calibrate
 from trainer.end_marker import END_EVENT, encode_window, marks, uses_end_marker, with_end
 from trainer.evaluate import (
@@ -130,9 +131,7 @@ def _run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
     cli_evaluate.register(sub)
-    args = parser.parse_args(argv)
-    rc: int = args.func(args)
-    return rc
+    return execute(parser.parse_args(argv))
 
 
 def _evaluate(bundle: Path, normal: Path, abnormal: Path, *flags: str) -> int:

@@ -14,7 +14,7 @@ from schemas.registry import read_pointer
 from schemas.scores import Score
 from schemas.windows import Window
 from stream.cli import main
-from stream.cli.registry import add_to_registry
+from stream.jobs.registry import add_to_registry
 from stream.serve.metrics import ServeMetrics
 from stream.serve.reload import ModelWatcher
 from stream.serve.worker import Scorer

@@ -11,10 +11,12 @@ import pytest
 
 from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError
-from schemas.runtime.settings import build_settings, settings_flags
+from schemas.runtime.settings import build_settings
+from schemas.runtime.settings_flags import settings_flags
 from schemas.scores import Score
 from schemas.sessions import Session
 from stream.cli import replay as cli_replay
+from stream.jobs import replay_run
 from stream.jobs.replay import (
     DaySource,
     ReplaySettings,
@@ -51,6 +53,10 @@ def _days(tmp: Path) -> Path:
 def length_scorer() -> FakeScorer:
     """Scores a window by its event count; over 5 events is anomalous."""
     return FakeScorer(threshold=5.0, rule=event_count)
+
+
+def _settings(**flags: object) -> ReplaySettings:
+    return build_settings(ReplaySettings, flags=flags, environ={})
 
 
 def _replay(days: Path) -> list[Score]:
@@ -91,13 +97,13 @@ def test_events_file_through_the_sessionizer(tmp_path: Path) -> None:
         b'{"ts": 90000, "service": "s", "session_id": "blk1", "event_id": "E4"}',
     ]
     p.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
-    scores = replay_scores(event_items(p), length_scorer(), ReplaySettings(gap_ms=10_000))
+    scores = replay_scores(event_items(p), length_scorer(), _settings(gap_ms=10_000))
     assert [(s.session_id, s.window_index, s.n_events) for s in scores] == [
         ("blk1", 0, 2),
         ("blk2", 0, 1),
         ("blk1", 1, 1),
     ]
-    long_gap = replay_scores(event_items(p), length_scorer(), ReplaySettings(gap_ms=100_000))
+    long_gap = replay_scores(event_items(p), length_scorer(), _settings(gap_ms=100_000))
     assert sorted((s.session_id, s.n_events) for s in long_gap) == [("blk1", 3), ("blk2", 1)]
 
 
@@ -140,10 +146,13 @@ def test_cli_parses_sources() -> None:
     )
     assert ns.from_time == 1767225600000 and ns.to_time == 1767229200000
     settings = build_settings(ReplaySettings, flags=settings_flags(ns, ReplaySettings))
-    assert settings.gap_ms == 5 and settings.explain_known_mixes is False
+    assert settings.sessionizer.gap_ms == 5 and settings.scoring.explain_known_mixes is False
+    assert settings.sessionizer.idle_timeout_ms > 10**15  # no wall-clock flush in a replay
     ns = parser.parse_args(["replay", "--model", "m", "--topic", "t", "--explain-known-mixes"])
     settings = build_settings(ReplaySettings, flags=settings_flags(ns, ReplaySettings))
-    assert settings.explain_known_mixes is True
+    assert settings.scoring.explain_known_mixes is True
+    with pytest.raises(SystemExit):  # a live-only sessionizer setting is no replay flag
+        parser.parse_args(["replay", "--model", "m", "--topic", "t", "--idle-timeout-ms", "1"])
 
 
 def test_alerted_mask_for_exclude_alerted(tmp_path: Path) -> None:
@@ -194,7 +203,7 @@ def test_unreachable_out_topic_broker_is_one_line(
     from stream.cli import main
     from trainer.scoring import WindowScorer
 
-    monkeypatch.setattr(cli_replay, "resolve_model", lambda p: p)
+    monkeypatch.setattr(replay_run, "resolve_model", lambda p: p)
     monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: length_scorer())
     events = tmp_path / "events.jsonl"
     events.write_text("")

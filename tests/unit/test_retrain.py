@@ -14,14 +14,14 @@ from schemas.runtime.settings import build_settings
 from schemas.sessions import Session
 from stream.jobs.retrain import (
     TMP_PREFIX,
-    Figures,
+    DayPlan,
     RetrainSettings,
-    decide,
-    figures,
-    plan_days,
     registry_lock,
     run_retrain,
+    train_argv,
+    train_flags,
 )
+from stream.jobs.retrain_gate import Figures, decide, figures, plan_days
 
 
 def test_figures_with_labels() -> None:
@@ -81,7 +81,46 @@ def test_settings_need_archive_and_registry(tmp_path: Path) -> None:
         flags={"archive_dir": "/a", "registry": "/r", "margin": "0.01"},
         environ={"LOGAD_LAST_DAYS": "3"},
     )
-    assert s.last_days == 3 and s.margin == 0.01 and s.exclude_alerted
+    assert s.candidate.last_days == 3 and s.gate.margin == 0.01 and s.candidate.exclude_alerted
+
+
+def test_the_candidate_gets_the_same_train_settings_in_process_and_in_workers(
+    tmp_path: Path,
+) -> None:
+    """Workers rebuild the settings from `logad train` arguments; this process builds them
+    from the flags directly: both must come out the same."""
+    from stream.cli.train import build_parser
+    from trainer.settings import TrainSettings
+
+    config = tmp_path / "train.toml"
+    config.write_text("val_fraction = 0.2\nepochs = 9\n")
+    s = build_settings(
+        RetrainSettings,
+        flags={
+            "archive_dir": "/a",
+            "registry": "/r",
+            "exclude_alerted": "false",
+            "lr": "0.001",
+            "device": "cpu",
+            "train_config": str(config),
+        },
+        environ={},
+    )
+    out = tmp_path / "candidate"
+    plan = DayPlan((date(2026, 1, 1), date(2026, 1, 2)), date(2026, 1, 3))
+    direct = build_settings(
+        TrainSettings, config_file=config, flags=train_flags(s, out.with_name("run")), environ={}
+    )
+    args = build_parser().parse_args(["train", *train_argv(s, plan, out, None)])
+    assert args.build(args) == direct
+    assert (direct.exclude_alerted, direct.lr, direct.epochs, direct.val_fraction) == (
+        False,
+        0.001,
+        1,  # retrain's own epochs win over the config file's
+        0.2,
+    )
+    assert direct.complete_only and direct.run_dir == tmp_path / "run"
+    assert (args.from_date, args.to_date, args.data) == (*plan.train_days, [Path("/a")])
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -104,8 +143,7 @@ def test_a_run_that_crashes_while_training_leaves_the_registry_untouched(
     (registry / POINTER).write_bytes(b'{"version": "v1", "previous": null, "updated_at": ""}')
     before = _snapshot(registry)
 
-    def crash(argv: list[str]) -> None:
-        out = Path(argv[argv.index("--out") + 1])
+    def crash(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | None) -> None:
         out.mkdir(parents=True)
         (out / "model.safetensors").write_bytes(b"half-written")
         raise RuntimeError("killed mid-training")

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas.events import LogEvent
+from schemas.runtime.settings import build_settings
 from stream.serve.app import Service
 from stream.serve.settings import ServeSettings
 from tests.fakes import FakeConsumer, FakeProducer, FakeScorer
@@ -27,17 +28,17 @@ def event(sid: str, ts: int, eid: str = "E1") -> bytes:
 
 
 def make_service(**overrides: Any) -> tuple[Service, FakeConsumer, FakeProducer]:
-    settings = ServeSettings(
-        model=Path("unused"),
-        input_topic=TOPIC,
-        scores_topic="scores",
-        alerts_topic="alerts",
-        dlq_topic="dlq",
-        gap_ms=1000,
-        max_batch_wait_ms=0,
-        metrics_port=0,
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "model": Path("unused"),
+        "input_topic": TOPIC,
+        "scores_topic": "scores",
+        "alerts_topic": "alerts",
+        "dlq_topic": "dlq",
+        "gap_ms": 1000,
+        "max_batch_wait_ms": 0,
+        "metrics_port": 0,
+    }
+    settings = build_settings(ServeSettings, flags={**values, **overrides}, environ={})
     consumer, producer = FakeConsumer(), FakeProducer()
     service = Service(settings, FakeScorer("v1"), consumer, producer, _metrics())
     service.send = producer.send

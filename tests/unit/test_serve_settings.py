@@ -1,14 +1,15 @@
-"""ServeSettings: layering, validation, and the CLI flags generated from it."""
+"""ServeSettings: sections, layering, validation, and the CLI flags generated from it."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
 from schemas.errors import ConfigError
-from schemas.runtime.settings import build_settings
-from stream.serve.settings import SERVE_HELP, ServeSettings
+from schemas.runtime.settings import build_settings, leaves, sections, settings_for_log
+from stream.serve.settings import ServeSettings, SessionizerSettings
 
 
 def test_model_is_required() -> None:
@@ -18,7 +19,7 @@ def test_model_is_required() -> None:
 
 def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:
     cfg = tmp_path / "serve.toml"
-    cfg.write_text('model = "from-file"\ngap_ms = 1000\nidle_timeout_ms = 2000\n')
+    cfg.write_text('model = "from-file"\ngap_ms = 1000\n[sessionizer]\nidle_timeout_ms = 2000\n')
     s = build_settings(
         ServeSettings,
         config_file=cfg,
@@ -26,8 +27,14 @@ def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:
         flags={"idle_timeout_ms": "7000", "group_id": None},
     )
     assert s.model == Path("from-file")
-    assert (s.gap_ms, s.idle_timeout_ms, s.group_id) == (5000, 7000, "logad")
-    assert s.length_buckets == (16, 512)
+    assert (s.sessionizer.gap_ms, s.sessionizer.idle_timeout_ms) == (5000, 7000)
+    assert s.consumer.group_id == "logad"
+    assert s.batching.length_buckets == (16, 512)
+
+
+def test_the_sessionizer_section_is_the_sessionizers_own_settings() -> None:
+    s = build_settings(ServeSettings, flags={"model": "m", "gap_ms": 10}, environ={})
+    assert s.sessionizer == SessionizerSettings(gap_ms=10)
 
 
 @pytest.mark.parametrize(
@@ -42,6 +49,7 @@ def test_layers_file_then_env_then_flags(tmp_path: Path) -> None:
         ({"scores_topic": "logad.events"}, "topics"),
         ({"metrics_port": 70_000}, "metrics_port"),
         ({"switch_interval_ms": 0}, "switch_interval_ms"),
+        ({"reload_check_s": -1}, "reload_check_s"),
     ],
 )
 def test_rejects_bad_values(flags: dict[str, object], message: str) -> None:
@@ -49,16 +57,24 @@ def test_rejects_bad_values(flags: dict[str, object], message: str) -> None:
         build_settings(ServeSettings, flags={"model": "m", **flags}, environ={})
 
 
-def test_every_setting_has_help() -> None:
-    import dataclasses
+def test_every_setting_has_help_and_every_section_a_title() -> None:
+    assert all(leaf.doc for leaf in leaves(ServeSettings).values())
+    titles = [s.title for s in sections(ServeSettings) if s.name is not None]
+    assert all(t and t[0].isupper() for t in titles), titles
+    assert len(set(titles)) == len(titles)
 
-    assert {f.name for f in dataclasses.fields(ServeSettings)} == set(SERVE_HELP)
+
+def test_settings_for_log_nests_the_sections() -> None:
+    s = build_settings(ServeSettings, flags={"model": "m"}, environ={})
+    logged = settings_for_log(s)
+    assert logged["model"] == "m"
+    assert logged["kafka"] == {"bootstrap": "127.0.0.1:9092", "client_id": "logad-serve"}
+    assert logged["sessionizer"]["gap_ms"] == 30_000
 
 
 def test_serve_flags_reach_the_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import argparse
-
     from stream.cli import serve as cli_serve
+    from stream.cli.command import execute
 
     seen: list[ServeSettings] = []
 
@@ -78,11 +94,15 @@ def test_serve_flags_reach_the_settings(tmp_path: Path, monkeypatch: pytest.Monk
             "--gap-ms",
             "1234",
             "--exactly-once",
+            "--model-process",
+            "false",
             "--length-buckets",
             "16,64,512",
         ]
     )
-    assert args.func(args) == 0
-    assert seen[0].model == tmp_path
-    assert (seen[0].bootstrap, seen[0].gap_ms) == ("h:1", 1234)
-    assert seen[0].exactly_once and seen[0].length_buckets == (16, 64, 512)
+    assert execute(args) == 0
+    s = seen[0]
+    assert s.model == tmp_path
+    assert (s.kafka.bootstrap, s.sessionizer.gap_ms) == ("h:1", 1234)
+    assert s.publish.exactly_once and not s.runtime.model_process
+    assert s.batching.length_buckets == (16, 64, 512)

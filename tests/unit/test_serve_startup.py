@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from stream.serve import app as serve_module
 from stream.serve.kafka_io import kafka_failure
-from stream.serve.settings import ServeSettings
+from stream.serve.settings import KafkaSettings, MetricsSettings, ServeSettings
 from tests.unit.test_promote_and_watch import Loaded, fake_bundle
 
 
@@ -31,8 +31,8 @@ async def test_unreachable_broker_stops_both_clients(
     monkeypatch.setattr(serve_module, "make_producer", keep("producer", serve_module.make_producer))
     settings = ServeSettings(
         model=fake_bundle(tmp_path / "bundle", "v1"),
-        bootstrap="127.0.0.1:1",  # nothing listens on port 1
-        metrics_port=0,
+        kafka=KafkaSettings(bootstrap="127.0.0.1:1"),  # nothing listens on port 1
+        metrics=MetricsSettings(metrics_port=0),
     )
     with pytest.raises(KafkaError):
         await serve_module.serve(settings, asyncio.Event(), load=lambda _: Loaded("v1"))

@@ -14,7 +14,6 @@ from schemas.daily_files import read_sessions
 from schemas.errors import DecodeError
 from schemas.events import LogEvent
 from stream.cli import main
-from stream.cli.simulate import SimulateSettings, _messages
 from stream.devtools.simulate import (
     ANOMALY_KINDS,
     ANOMALY_ONLY,
@@ -31,6 +30,8 @@ from stream.devtools.simulate import (
     simulate_day,
     simulate_session,
 )
+from stream.devtools.simulate.outputs import messages
+from stream.devtools.simulate.settings import LiveSettings, TrafficSettings
 
 T0 = 1_700_000_000_000
 
@@ -178,9 +179,9 @@ def test_malformed_messages_fail_to_decode() -> None:
 
 
 def test_topic_messages_mix_in_malformed_ones() -> None:
-    settings = SimulateSettings(bootstrap="x:1", sessions=40, malformed=5, anomaly_rate=0.3)
+    live = LiveSettings(bootstrap="x:1", sessions=40, malformed=5)
     kinds: Counter[str] = Counter()
-    msgs = list(_messages(settings, T0, kinds))
+    msgs = list(messages(live, TrafficSettings(anomaly_rate=0.3), T0, kinds))
     bad = [v for k, v in msgs if k.startswith(b"malformed-")]
     good = [LogEvent.decode(v) for k, v in msgs if not k.startswith(b"malformed-")]
     assert len(bad) == 5

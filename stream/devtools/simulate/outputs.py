@@ -1,0 +1,157 @@
+"""Where simulated traffic goes: daily files for the trainer, or a Kafka topic at a rate."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import structlog
+from aiokafka import AIOKafkaProducer
+
+from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
+from schemas.runtime.console import out
+from stream.devtools.simulate.settings import (
+    MEAN_EVENTS_PER_SESSION,
+    DailySettings,
+    LiveSettings,
+    TrafficSettings,
+)
+from stream.devtools.simulate.templates import ANOMALY_KINDS
+from stream.devtools.simulate.traffic import (
+    SimSession,
+    generate_sessions,
+    interleave,
+    malformed_message,
+    simulate_day,
+)
+
+log = structlog.get_logger(__name__)
+
+PROGRESS_EVERY_S = 5.0
+
+
+def write_days(
+    daily: DailySettings, traffic: TrafficSettings, days_dir: Path, today: date
+) -> list[Path]:
+    """Write `daily.days` daily files, each with a `.done` marker; return their paths."""
+    first = (
+        date.fromisoformat(daily.start_date)
+        if daily.start_date
+        else today - timedelta(days=daily.days)
+    )
+    days_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    kinds: Counter[str] = Counter()
+    total = 0
+    for i in range(daily.days):
+        day = first + timedelta(days=i)
+        # One generator per day, so a day's file does not depend on how many came before.
+        rng = random.Random(f"{traffic.seed}:{day.isoformat()}")
+        start_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+        sessions = simulate_day(rng, start_ms, daily.sessions_per_day, traffic.anomaly_rate)
+        path = days_dir / daily_file_name(day)
+        n = write_sessions(path, (s.to_session() for s in sessions))
+        path.with_name(path.name + DONE_SUFFIX).touch()
+        day_kinds = Counter(s.anomaly for s in sessions if s.anomaly)
+        kinds += day_kinds
+        total += n
+        paths.append(path)
+        out(f"wrote {path}: {n} sessions, {sum(day_kinds.values())} anomalous")
+    out(f"simulated {total} sessions over {daily.days} day(s) into {days_dir}; " + _kinds(kinds))
+    return paths
+
+
+def _kinds(kinds: Counter[str]) -> str:
+    if not kinds:
+        return "no anomalies"
+    parts = ", ".join(f"{k}={kinds[k]}" for k in ANOMALY_KINDS if kinds[k])
+    return f"{sum(kinds.values())} anomalous ({parts})"
+
+
+def messages(
+    live: LiveSettings, traffic: TrafficSettings, start_ms: int, kinds: Counter[str]
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs in event-time order, malformed ones mixed in at random places;
+    `kinds` counts the anomalies by kind as they go."""
+    rng = random.Random(traffic.seed)
+
+    def counted() -> Iterator[SimSession]:
+        for s in generate_sessions(
+            rng, live.sessions, start_ms, live.interval_ms(), traffic.anomaly_rate
+        ):
+            if s.anomaly:
+                kinds[s.anomaly] += 1
+            yield s
+
+    spread = max(live.malformed, live.sessions * MEAN_EVENTS_PER_SESSION)
+    where = sorted(
+        random.Random(f"{traffic.seed}:malformed").choices(range(spread), k=live.malformed)
+    )
+    bad = 0
+    for i, event in enumerate(interleave(counted())):
+        while bad < len(where) and where[bad] <= i:
+            yield f"malformed-{bad}".encode(), malformed_message(bad)
+            bad += 1
+        yield event.session_id.encode(), event.encode()
+    for j in range(bad, len(where)):
+        yield f"malformed-{j}".encode(), malformed_message(j)
+
+
+async def produce(live: LiveSettings, traffic: TrafficSettings, start_ms: int) -> dict[str, int]:
+    """Produce the simulated stream to the topic, rate-limited; return counts by kind of
+    message. Event times start at `start_ms`."""
+    assert live.bootstrap is not None
+    producer = AIOKafkaProducer(
+        bootstrap_servers=live.bootstrap,
+        acks="all",
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()  # release the half-open client before reporting
+        raise
+    kinds: Counter[str] = Counter()
+    sent = malformed = 0
+    t0 = last_progress = time.monotonic()
+    try:
+        pending: list[asyncio.Future[object]] = []
+        for key, value in messages(live, traffic, start_ms, kinds):
+            pending.append(await producer.send(live.topic, value=value, key=key))
+            sent += 1
+            if key.startswith(b"malformed-"):
+                malformed += 1
+            if len(pending) >= 5_000:
+                await asyncio.gather(*pending)  # surfaces delivery errors, bounds memory
+                pending.clear()
+            if live.rate > 0 and sent % 64 == 0:
+                ahead = sent / live.rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            now = time.monotonic()
+            if now - last_progress >= PROGRESS_EVERY_S:
+                last_progress = now
+                log.info(
+                    "simulate_progress",
+                    sent=sent,
+                    events_per_s=round(sent / (now - t0)),
+                    topic=live.topic,
+                )
+        await asyncio.gather(*pending)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    elapsed = time.monotonic() - t0
+    events = sent - malformed
+    out(
+        f"produced {events} events of {live.sessions} sessions ({_kinds(kinds)}) and "
+        f"{malformed} malformed messages to {live.topic} in {elapsed:.1f} s "
+        f"({events / max(elapsed, 1e-9):.0f} events/s)"
+    )
+    return {"events": events, "malformed": malformed, "anomalous": sum(kinds.values())}

@@ -1,0 +1,101 @@
+"""`SimulateSettings`: every knob of `logad simulate`, in sections the demo reuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+MEAN_EVENTS_PER_SESSION = 15
+"""Measured over the simulator's traffic mix: turns an event rate into a session rate."""
+
+
+@dataclass(frozen=True)
+class DailySettings:
+    """Daily files
+
+    Simulated days written as daily session files (with their labels), for the trainer."""
+
+    days_dir: Path | None = None
+    """Write daily files preprocessed_logs_YYYY-MM-DD.jsonl into this directory."""
+    days: int = 3
+    """Number of daily files to write."""
+    sessions_per_day: int = 2_000
+    """Sessions in each daily file."""
+    start_date: str | None = None
+    """First day, YYYY-MM-DD (default: DAYS days before today)."""
+
+    def __post_init__(self) -> None:
+        for name in ("days", "sessions_per_day"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.start_date is not None:
+            try:
+                date.fromisoformat(self.start_date)
+            except ValueError:
+                raise ValueError(
+                    f"start_date must be YYYY-MM-DD, got {self.start_date!r}"
+                ) from None
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """Kafka topic
+
+    Simulated traffic produced to a topic as LogEvent messages, each event's attrs carrying
+    its session's label and anomaly kind."""
+
+    bootstrap: str | None = None
+    """Produce to Kafka at HOST:PORT[,HOST:PORT...] instead of writing files."""
+    topic: str = "logad.events"
+    """Topic to produce LogEvent messages to (key = session id)."""
+    rate: float = 0.0
+    """Events per second to produce (0 = as fast as possible)."""
+    sessions: int = 1_000
+    """Number of sessions to produce."""
+    malformed: int = 0
+    """Malformed messages to mix in, for dead-letter tests."""
+    session_interval_ms: float | None = None
+    """Mean event-time gap between session starts (default: 15000/RATE, or 10 when RATE
+    is 0)."""
+
+    def __post_init__(self) -> None:
+        for name in ("sessions", "malformed", "rate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.session_interval_ms is not None and self.session_interval_ms < 0:
+            raise ValueError("session_interval_ms must be >= 0")
+
+    def interval_ms(self) -> float:
+        if self.session_interval_ms is not None:
+            return self.session_interval_ms
+        return MEAN_EVENTS_PER_SESSION * 1000 / self.rate if self.rate > 0 else 10.0
+
+
+@dataclass(frozen=True)
+class TrafficSettings:
+    """Traffic"""
+
+    anomaly_rate: float = 0.0
+    """Fraction of sessions that carry an injected, labelled anomaly."""
+    seed: int = 0
+    """Random seed: the same seed and settings give the same traffic."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.anomaly_rate <= 1.0:
+            raise ValueError(f"anomaly_rate must be in [0, 1], got {self.anomaly_rate}")
+
+
+@dataclass(frozen=True)
+class SimulateSettings:
+    """Every knob of `logad simulate`: daily files (days_dir) or a topic (bootstrap)."""
+
+    daily: DailySettings = field(default=DailySettings())
+    live: LiveSettings = field(default=LiveSettings())
+    traffic: TrafficSettings = field(default=TrafficSettings())
+
+    def __post_init__(self) -> None:
+        if self.daily.days_dir is None and self.live.bootstrap is None:
+            raise ValueError(
+                "give either --days-dir DIR (daily files) or --bootstrap HOST:PORT (a topic)"
+            )

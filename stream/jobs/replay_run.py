@@ -1,0 +1,171 @@
+"""One `logad replay` run: pick the source, score it, write the scores where asked, and
+evaluate them against labelled session files (the pipeline is stream/jobs/replay.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiokafka.errors import KafkaError
+
+from schemas.errors import ConfigError, DataError
+from schemas.registry import resolve_model
+from schemas.scores import Score
+from stream.jobs.replay import (
+    BlockEvaluation,
+    DaySource,
+    Item,
+    Progress,
+    ReplaySettings,
+    check_out_topic,
+    day_files,
+    dumps,
+    evaluate_blocks,
+    event_items,
+    is_tty,
+    read_labels,
+    replay_scores,
+    write_scores,
+)
+from stream.serve.kafka_io import kafka_failure
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """One invocation's source and outputs (the settings hold the knobs)."""
+
+    model: Path
+    days_dir: Path | None = None
+    events: Path | None = None
+    topic: str | None = None
+    from_date: date | None = None
+    to_date: date | None = None
+    from_time: int | None = None
+    to_time: int | None = None
+    out: Path | None = None
+    out_topic: str | None = None
+    force: bool = False
+    labels: tuple[Path, ...] = ()
+    report: Path | None = None
+
+    def check(self) -> None:
+        """Fail before any work on what can be seen at once."""
+        if self.out is None and self.out_topic is None and not self.labels:
+            raise ConfigError("nowhere to put the scores: pass --out FILE, --out-topic or --labels")
+        if self.out_topic is not None:
+            check_out_topic(self.out_topic, self.force)
+        for path in [self.events, *self.labels]:
+            if path is not None and not path.is_file():
+                raise DataError(f"no such file: {path}")
+        parent = self.out.resolve().parent if self.out is not None else None
+        if parent is not None and not parent.is_dir():
+            raise DataError(f"cannot write {self.out}: no such directory {parent}")
+        if self.topic is not None and (self.from_time is None or self.to_time is None):
+            raise ConfigError("--topic needs --from-time and --to-time")
+
+
+@dataclass(frozen=True)
+class ReplayOutcome:
+    scores: list[Score]
+    events: int
+    model_version: str
+    evaluation: BlockEvaluation | None
+
+
+def _progress(total: int | None, unit: str) -> Any:
+    if not is_tty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, unit_scale=True, dynamic_ncols=True)
+
+
+def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
+    """Score the request's source with its model; write the scores and the evaluation."""
+    req.check()
+    from trainer.gc_tuning import tuned_gc
+    from trainer.scoring import WindowScorer
+
+    scorer = WindowScorer.from_bundle(
+        resolve_model(req.model),
+        s.scoring.device,
+        max_batch_tokens=s.scoring.max_batch_tokens,
+        explain_known_mixes=s.scoring.explain_known_mixes,
+    )
+    bar = None
+    events = 0
+
+    def progress(n: int, what: str) -> None:
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix_str(f"{what} events={events}", refresh=False)
+
+    restore = None
+    items: Iterable[Item]
+    if req.days_dir is not None:
+        source = DaySource(
+            day_files(req.days_dir, req.from_date, req.to_date), s.sessionizer.gap_ms
+        )
+        bar = _progress(source.total(), "B")
+        items = source.items(progress)
+        restore = source.restore
+    elif req.events is not None:
+        bar = _progress(req.events.stat().st_size, "B")
+        items = event_items(req.events, progress)
+    else:
+        items = _kafka_items(s, req, progress)
+
+    def counted(it: Iterable[Item]) -> Iterator[Item]:
+        nonlocal events
+        for x in it:
+            events += 1
+            yield x
+
+    try:
+        with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
+            scores = replay_scores(counted(items), scorer, s, restore)
+    finally:
+        if bar is not None:
+            bar.close()
+    log.info("replay_done", events=events, windows=len(scores), model=scorer.model_version)
+    if req.out is not None:
+        write_scores(req.out, scores)
+    if req.out_topic is not None:
+        try:
+            asyncio.run(_produce(s, req.out_topic, scores))
+        except KafkaError as e:
+            raise kafka_failure(s.kafka.bootstrap, e) from None
+    evaluation = evaluate_blocks(scores, read_labels(req.labels)) if req.labels else None
+    if evaluation is not None and req.report is not None:
+        req.report.write_bytes(dumps(dataclasses.asdict(evaluation)))
+    return ReplayOutcome(scores, events, scorer.model_version, evaluation)
+
+
+def _kafka_items(s: ReplaySettings, req: ReplayRequest, progress: Progress) -> Iterator[Item]:
+    from stream.jobs.replay_kafka import kafka_items
+
+    assert req.topic is not None and req.from_time is not None and req.to_time is not None
+    return kafka_items(s.kafka.bootstrap, req.topic, req.from_time, req.to_time, progress)
+
+
+async def _produce(s: ReplaySettings, topic: str, scores: list[Score]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=s.kafka.bootstrap, acks="all", client_id=s.kafka.client_id
+    )
+    try:
+        await producer.start()
+        for sc in scores:
+            await producer.send(topic, sc.encode(), key=sc.session_id.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
