@@ -37,9 +37,9 @@ from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
 from schemas.vocab import Vocab
 from schemas.windows import Window
-from stream.serve.app import model_threads
 from stream.serve.model_process import start_process_scorer
 from stream.serve.reload import load_window_scorer
+from stream.serve.service import model_threads
 from stream.serve.settings import ModelRuntimeSettings
 from trainer.calibration import calibrate
 from trainer.export import export_bundle

@@ -26,7 +26,7 @@ and Python overhead only, no model):
 - scorer_only: `WindowScorer.score_windows` in this process on the drain traffic's
   windows (one per session, the first --scorer-windows of them), batched as serve batches
   them, no cache: the model's share of the cost. At serve's model thread count
-  (`stream.serve.app.model_threads`), and again on every core (`scorer_only_all_cores`).
+  (`stream.serve.service.model_threads`), and again on every core (`scorer_only_all_cores`).
 
 Each serve drain also reports its CPU seconds over the timed span (`cpu_s`, all threads;
 `loop_cpu_s`, the consume loop's thread alone): steadier than wall time when other jobs
@@ -69,7 +69,7 @@ from schemas.runtime.logs import configure_logging
 from schemas.windows import Window
 from stream.devtools import broker
 from stream.devtools.simulate import generate_sessions, interleave, simulate_day
-from stream.serve.app import model_threads, model_threads_idle
+from stream.serve.service import model_threads, model_threads_idle
 from stream.serve.settings import (
     ConsumerSettings,
     KafkaSettings,

@@ -12,7 +12,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas.events import LogEvent
 from schemas.runtime.settings import build_settings
-from stream.serve.app import Service
+from stream.serve.service import Service
 from stream.serve.settings import ServeSettings
 from tests.fakes import FakeConsumer, FakeProducer, FakeScorer
 

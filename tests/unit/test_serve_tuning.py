@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import os
 
-from stream.serve.app import model_threads, model_threads_idle
+from stream.serve.service import model_threads, model_threads_idle
 from trainer.gc_tuning import GC_THRESHOLD_0, restore_gc, tune_gc, tuned_gc
 
 
