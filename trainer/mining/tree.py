@@ -36,15 +36,28 @@ class PrefixTree(Generic[T]):
         # Drain never routes on the last token: a one-token line goes by its length alone.
         return tokens[: min(self.prefix, len(tokens) - 1)]
 
-    def leaf(self, tokens: Sequence[str]) -> list[T] | None:
-        """The templates a line is compared with, or None where no path exists."""
+    def leaves(self, tokens: Sequence[str]) -> list[list[T]]:
+        """Every leaf a line may find its template in: at each level both the child of its
+        own token and the `<*>` child. Both, because a template filed under `<*>` must stay
+        findable after a later line gives the same token a child of its own."""
         node = self._root.children.get(str(len(tokens)))
+        if node is None:
+            return []
+        nodes = [node]
         for token in self._keys(tokens):
-            if node is None:
-                return None
-            children = node.children
-            node = children.get(token) or children.get(PARAM)
-        return None if node is None else node.items
+            below: list[_Node[T]] = []
+            for n in nodes:
+                child = n.children.get(token)
+                if child is not None:
+                    below.append(child)
+                if token != PARAM:
+                    child = n.children.get(PARAM)
+                    if child is not None:
+                        below.append(child)
+            if not below:
+                return []
+            nodes = below
+        return [n.items for n in nodes if n.items]
 
     def route(self, tokens: Sequence[str]) -> tuple[str, ...]:
         """Where a new template from `tokens` goes: an existing child of the same token, else
