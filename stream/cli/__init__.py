@@ -23,6 +23,7 @@ def _command_modules() -> list[ModuleType]:
         evaluate,
         kafka,
         models,
+        parse,
         registry,
         replay,
         retrain,
@@ -31,7 +32,7 @@ def _command_modules() -> list[ModuleType]:
         train,
     )
 
-    return [demo, kafka, simulate, train, serve, replay, retrain, registry, models, evaluate]
+    return [demo, kafka, simulate, parse, train, serve, replay, retrain, registry, models, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:
