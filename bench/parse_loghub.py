@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     params = DEFAULT_PARAMS
     report = {
-        **report_header("parse_loghub"),
+        **report_header("parse_loghub", key="benchmark"),
         "input": "Content column of data/loghub_2k/<S>/<S>_2k.log_structured_corrected.csv",
         "data": shown_path(DATA),
         "repetitions": args.repetitions,
