@@ -76,12 +76,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def summary_lines(s: ParseSummary) -> list[str]:
-    files = f"{s.files} file" + ("s" if s.files != 1 else "")
     new = s.templates_after - s.templates_before
     lines = [
-        f"parsed {s.lines:,} lines from {files}: {s.templates_after:,} templates "
-        f"({new:,} new), {s.unparseable:,} lines unparseable"
+        f"parsed {_n(s.lines, 'line')} from {_n(s.files, 'file')}: "
+        f"{_n(s.templates_after, 'template')} ({new:,} new), {s.unparseable:,} unparseable"
     ]
     if s.unparseable:
         reasons = ", ".join(f"{r}: {n:,}" for r, n in sorted(s.reasons.items()))
@@ -89,10 +92,10 @@ def summary_lines(s: ParseSummary) -> list[str]:
         lines += [f"  {b.file}:{b.line}: {b.reason}: {b.text!r}" for b in s.examples]
     if s.days:
         span = f"{s.days[0]}" if len(s.days) == 1 else f"{s.days[0]} .. {s.days[-1]}"
-        lines.append(f"{s.sessions:,} sessions in {len(s.days)} daily files ({span})")
+        lines.append(f"{_n(s.sessions, 'session')} in {_n(len(s.days), 'daily file')} ({span})")
     if s.undated_sessions:
         lines.append(
-            f"{s.undated_sessions:,} sessions had no time and were not written (give --day)"
+            f"{_n(s.undated_sessions, 'session')} had no time and were not written (give --day)"
         )
     lines += [f"wrote {p}" for p in s.written]
     return lines

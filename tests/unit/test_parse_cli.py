@@ -56,7 +56,7 @@ def test_content_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     ]
     assert templates[1].first_seen == f"{log}:3"
     assert not list(out.glob("preprocessed_logs_*"))  # no session key, no daily files
-    assert "parsed 4 lines from 1 file: 2 templates (2 new), 0 lines unparseable" in (
+    assert "parsed 4 lines from 1 file: 2 templates (2 new), 0 unparseable" in (
         capsys.readouterr().out
     )
 
@@ -169,7 +169,7 @@ def test_unparseable_lines_are_counted_shown_and_kept(
     assert _parse(log, "--format", "hdfs", "--out", out) == 0
     assert [r["template_id"] for r in _rows(out)] == ["T1", "", "T1", "", ""]
     printed = capsys.readouterr().out
-    assert "5 lines from 1 file: 1 templates (1 new), 3 lines unparseable" in printed
+    assert "5 lines from 1 file: 1 template (1 new), 3 unparseable" in printed
     assert "(no hdfs header: 1, not UTF-8: 1, unreadable time: 1)" in printed
     assert f"{log}:2: no hdfs header: 'java.lang.IllegalStateException: boom'" in printed
 
