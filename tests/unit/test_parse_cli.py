@@ -278,3 +278,16 @@ def test_written_templates_file_is_plain_json(tmp_path: Path) -> None:
         "first_seen": f"{log}:1",
         "route": ["2", "hello"],
     }
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_progress_hears_of_every_byte_of_the_file(tmp_path: Path, gz: bool) -> None:
+    from stream.jobs.parse import ParseSettings, run_parse
+
+    text = ("\n".join(_hdfs_lines()) + "\n") * 500  # past one progress chunk of lines
+    log = tmp_path / "hdfs.log"
+    log.write_bytes(gzip.compress(text.encode()) if gz else text.encode())
+    seen: list[int] = []
+    summary = run_parse([log], tmp_path / "out", ParseSettings(format="hdfs"), on_bytes=seen.append)
+    assert summary.lines == 2500
+    assert len(seen) > 1 and sum(seen) == log.stat().st_size
