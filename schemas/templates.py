@@ -9,9 +9,9 @@ gives the same ids as the miner that wrote it.
     {"format": "logad-templates", "version": 1,
      "params": {"depth": 4, "similarity": 0.5, "max_children": 100, "word_variants": 4,
                 "mask_rules": [{"name": "uuid", "pattern": "..."}, ...]},
-     "templates": [{"id": "T1", "template": "Receiving block <*> src: <*> dest: <*>",
-                    "count": 292, "first_seen": "HDFS_2k.log:1", "route": ["7", "Receiving",
-                    "block"]}, ...]}
+     "templates": [{"id": "T1", "template": "Receiving block <*> src: /<*> dest: /<*>",
+                    "count": 3, "first_seen": "hdfs.log:1", "route": ["7", "Receiving"]},
+                   ...]}
 
 Ids are `T<n>`; once given, an id keeps its template identity for good (see
 trainer/mining). Written atomically; JSON, never pickle.
@@ -63,7 +63,8 @@ class MinerParams:
     depth: int
     """Drain's tree depth: root, token count, then depth-2 leading tokens."""
     similarity: float
-    """Least share of a template's tokens a line must equal to join it."""
+    """Least share of positions a line must fit (equal, or `<*>` in the template) to join
+    a template."""
     max_children: int
     """Most children of one tree node; past it new tokens share the `<*>` child."""
     word_variants: int

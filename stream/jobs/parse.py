@@ -67,7 +67,8 @@ class ParseSettings:
     mask_rules: Path | None = None
     """A TOML or JSON file of masking rules (name, pattern) run before the built-in ones."""
     similarity: float | None = None
-    """Least share of a template's tokens a line must fit to join it."""
+    """Least share of positions a line must fit (equal, or <*> in the template) to join a
+    template."""
     depth: int | None = None
     """Drain tree depth (root, token count, depth-3 leading tokens, leaf)."""
     word_variants: int | None = None

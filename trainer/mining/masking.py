@@ -5,10 +5,10 @@ single left-to-right pass: at each position the first rule in the list that matc
 so specific rules (a UUID, an IP with its port) come before the general ones (a number).
 
 A masked value never begins inside a word: the rules are tried only where no letter or
-digit comes just before (`id=42`, `/users/42` and `rdd_21` mask the 42 and the 21, `v1`,
-`log4j` and `x86_64` stay). Besides being what a value looks like, this lets the one pass
-skip most positions of a line at the cost of one look-behind, which makes masking about
-twice as fast.
+digit comes just before (`id=42`, `/users/42` and `rdd_21` mask the 42 and the 21; `v1`,
+`log4j` and `utf8` stay). Besides being what a value looks like, this lets the one pass
+give up on most positions of a line (those inside words) after a single look-behind,
+instead of trying every rule there.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def resolve_rules(
 ) -> tuple[MaskRule, ...]:
     """The rules in force: `overrides` first, then the built-in ones.
 
-    An override named like a built-in rule replaces it (an empty pattern removes it).
-    With use_builtin=False only the overrides apply.
+    An override named like a built-in rule replaces it, and runs first with the other
+    overrides; an empty pattern removes it. With use_builtin=False only the overrides apply.
     """
     names = [r.name for r in overrides]
     dup = {n for n in names if names.count(n) > 1}
