@@ -59,3 +59,8 @@ bench-quality: $(STAMP)
 # Replay of HDFS's raw event stream through the real sessionizer vs session files (after bench-quality).
 bench-replay: $(STAMP)
 	$(PY) -m bench.replay_hdfs
+
+# Template mining on Loghub-2k, logad's miner vs Drain3 (a few seconds): bench/results/parse_loghub.json.
+.PHONY: bench-parse
+bench-parse: $(STAMP)
+	$(PY) -m bench.parse_loghub
