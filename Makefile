@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars lint docs docs-check test test-unit test-fast demo bench-quality bench-replay clean
+.PHONY: install kafka-jars lint docs docs-check test test-unit test-fast demo bench-quality bench-replay bench-parse clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,5 @@ bench-replay: $(STAMP)
 	$(PY) -m bench.replay_hdfs
 
 # Template mining on Loghub-2k, logad's miner vs Drain3 (a few seconds): bench/results/parse_loghub.json.
-.PHONY: bench-parse
 bench-parse: $(STAMP)
 	$(PY) -m bench.parse_loghub
