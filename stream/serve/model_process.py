@@ -24,6 +24,7 @@ from pathlib import Path
 
 import structlog
 
+from schemas.bundle import verify_bundle
 from schemas.errors import BundleError
 from schemas.runtime.logs import configure_logging, logging_settings
 from schemas.scores import Score
@@ -98,6 +99,9 @@ def start_process_scorer(
 ) -> ProcessScorer:
     """Start a child that loads `bundle_dir`; returns once it is ready to score. A bundle
     that fails to load or verify raises BundleError here, as the in-process loader does."""
+    # Checked here first: a tampered bundle is refused at once, without paying for a child
+    # interpreter that imports torch only to refuse it (the child verifies again on load).
+    verify_bundle(bundle_dir)
     ours, theirs = socket.socketpair()
     level, json = logging_settings()
     cmd = [

@@ -29,7 +29,7 @@ from stream.cli import main
 from stream.devtools import broker
 
 
-async def _until_metric(port: int, line: str, timeout_s: float = 30.0) -> None:
+async def _until_metric(port: int, line: str, timeout_s: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while line not in (await loop.run_in_executor(None, http_get, port, "/metrics"))[1]:
