@@ -15,8 +15,8 @@ from schemas.bundle import (
     verify_bundle,
     write_manifest,
 )
-from schemas.templates import TemplateEntry, TemplateSet, write_templates
 from schemas.registry import list_bundles, promote, prune, read_pointer, resolve_model, rollback
+from schemas.templates import TemplateEntry, TemplateSet, write_templates
 
 
 def _bundle(d: Path, version: str | None = None, templates: TemplateSet | None = None) -> str:
@@ -56,12 +56,12 @@ def test_templates_travel_in_the_manifest_and_are_verified(tmp_path: Path) -> No
     # Tampered: the hash check refuses it, in verification and when read for serving.
     text = (b / TEMPLATES).read_text().replace("Routing GET", "Routing PUT")
     (b / TEMPLATES).write_text(text)
-    with pytest.raises(BundleError, match="templates.json fails its sha256 check"):
+    with pytest.raises(BundleError, match=r"templates\.json fails its sha256 check"):
         verify_bundle(b)
-    with pytest.raises(BundleError, match="templates.json fails its sha256 check"):
+    with pytest.raises(BundleError, match=r"templates\.json fails its sha256 check"):
         read_bundle_templates(b)
     (b / TEMPLATES).unlink()
-    with pytest.raises(BundleError, match="lacks templates.json"):
+    with pytest.raises(BundleError, match=r"lacks templates\.json"):
         verify_bundle(b)
 
 
@@ -71,9 +71,9 @@ def test_a_bundle_without_templates_loads_and_refuses_one_slipped_in(tmp_path: P
     assert TEMPLATES not in verify_bundle(b).files
     assert read_bundle_templates(b) is None
     write_templates(b / TEMPLATES, _templates())  # not in the manifest: not the bundle's
-    with pytest.raises(BundleError, match="templates.json is not in its manifest"):
+    with pytest.raises(BundleError, match=r"templates\.json is not in its manifest"):
         verify_bundle(b)
-    with pytest.raises(BundleError, match="templates.json is not in its manifest"):
+    with pytest.raises(BundleError, match=r"templates\.json is not in its manifest"):
         read_bundle_templates(b)
 
 
