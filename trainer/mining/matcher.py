@@ -113,7 +113,7 @@ def event_id_for(
 def with_new_templates(score: Score, matcher: TemplateMatcher | None) -> Score:
     """`score` with the text of each new template among its surprising events, so that an
     alert can say which line the model never saw."""
-    if matcher is None or not score.surprising:
+    if matcher is None or not score.surprising or not matcher.new_templates:
         return score
     surprising = tuple(
         dataclasses.replace(s, template=text)
