@@ -8,6 +8,7 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from schemas.bundle import (
@@ -18,9 +19,10 @@ from schemas.bundle import (
     write_manifest,
 )
 from schemas.errors import ConfigError, DataError
+from schemas.scores import Score
 from schemas.templates import TemplateSet, read_templates, write_templates
 from stream.cli import main
-from tests.raw_spring import interleaved, traces
+from tests.raw_spring import NEVER_SEEN_TEMPLATE, interleaved, trace, traces
 from tests.train_data import cli_flags
 from trainer.bundle_templates import bundle_templates, find_templates
 from trainer.mining import TemplateMiner
@@ -115,3 +117,30 @@ def test_train_on_parsed_days_bundles_their_templates(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not extend the templates of the bundle" in err[0], err
     assert "T1 was" in err[0] and not (tmp_path / "m2").exists()
+
+    # Replay and evaluate take raw events as serve does: ids from the bundle's templates.
+    rng = random.Random(5)
+    normal = traces(rng, 30, START_MS + 3_600_000)
+    broken = [
+        trace(rng, "place-order", START_MS + 3_700_000 + i * 50, broken=True) for i in range(10)
+    ]
+    events = {"normal": normal, "abnormal": broken}
+    for name, group in events.items():
+        lines = interleaved(group)
+        (tmp_path / f"{name}.jsonl").write_bytes(
+            b"".join(x.event().encode() + b"\n" for x in lines)
+        )
+    scores = tmp_path / "scores.jsonl"
+    replay = ["replay", "--model", str(out), "--events", str(tmp_path / "abnormal.jsonl")]
+    assert main(["--log-level", "warning", *replay, "--out", str(scores), "--device", "cpu"]) == 0
+    replayed = [Score.decode(line) for line in scores.read_bytes().splitlines()]
+    assert {s.session_id for s in replayed} == {t[0].trace_id for t in broken}
+    named = {e.template for s in replayed for e in s.surprising if e.template}
+    assert named <= {NEVER_SEEN_TEMPLATE} and named, "the never-seen line is named"
+    capsys.readouterr()
+    evaluate = ["evaluate", "--model", str(out), "--device", "cpu"]
+    evaluate += ["--normal", str(tmp_path / "normal.jsonl")]
+    evaluate += ["--abnormal", str(tmp_path / "abnormal.jsonl"), "--report", str(tmp_path / "r")]
+    assert main(["--log-level", "warning", *evaluate]) == 0
+    report = orjson.loads((tmp_path / "r" / "report.json").read_bytes())
+    assert (report["n_normal"], report["n_abnormal"]) == (30, 10)
