@@ -186,3 +186,15 @@ def test_templates_are_written_before_a_day_is_marked(tmp_path: Path) -> None:
     assert read_templates(tmp_path / "templates.json") == templates
     a.close()
     assert seen == [False, True]  # and again at shutdown
+
+
+def test_a_human_alert_shows_the_new_template() -> None:
+    from schemas.scores import Alert
+    from stream.devtools.demo import format_alert
+
+    new = SurprisingEvent(1, "T9", 12.0, (Expected("T2", 0.7),), template="Disk <*> is full")
+    old = SurprisingEvent(0, "T1", 3.0, (Expected("T2", 0.7),))
+    score = Score("w", "s", 0, "v1", 12.0, 5.0, True, 2, 0, 1, 2, (new, old))
+    text = format_alert(Alert.from_score(score, ("T1", "T9")))
+    assert "new log template: Disk <*> is full" in text
+    assert text.count("new log template") == 1
