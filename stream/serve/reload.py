@@ -2,9 +2,9 @@
 
 The new bundle is loaded (and its sha256s verified) in a thread of its own, beside the one
 serving, so neither the event loop nor scoring waits for it. Its template set comes with it,
-for raw events (stream/serve/raw_events.py). A bundle that fails to load or
-verify is refused with an error log and the old model keeps serving; the same pointer is
-not retried until it changes again.
+for raw events (stream/serve/raw_events.py). A bundle that fails to load or verify is
+refused with an error log and the old model keeps serving; the same pointer is not retried
+until it changes again.
 """
 
 from __future__ import annotations

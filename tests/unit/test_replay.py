@@ -231,6 +231,7 @@ def test_unreachable_out_topic_broker_is_one_line(
 
     monkeypatch.setattr(replay_run, "resolve_model", lambda p: p)
     monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: length_scorer())
+    monkeypatch.setattr(replay_run, "read_bundle_templates", lambda p: None)
     events = tmp_path / "events.jsonl"
     events.write_text("")
     argv = ["replay", "--model", str(tmp_path), "--events", str(events)]

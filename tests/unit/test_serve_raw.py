@@ -198,3 +198,38 @@ def test_a_human_alert_shows_the_new_template() -> None:
     text = format_alert(Alert.from_score(score, ("T1", "T9")))
     assert "new log template: Disk <*> is full" in text
     assert text.count("new log template") == 1
+
+
+async def test_the_watcher_offers_a_bundle_with_its_templates(tmp_path: Path) -> None:
+    from schemas.bundle import TEMPLATES, write_manifest
+    from stream.cli import main
+    from stream.jobs.registry import add_to_registry
+    from stream.serve.metrics import ServeMetrics
+    from stream.serve.reload import ModelWatcher
+    from tests.unit.test_promote_and_watch import Loaded, fake_bundle
+
+    reg = tmp_path / "registry"
+    add_to_registry(fake_bundle(tmp_path / "v1", "v1"), reg)
+    v2 = fake_bundle(tmp_path / "v2", "v2")
+    write_templates(v2 / TEMPLATES, bundle_set())
+    write_manifest(v2, "v2", None, None)  # now listing templates.json
+    add_to_registry(v2, reg)
+    add_to_registry(fake_bundle(tmp_path / "v3", "v3"), reg)
+    main(["promote", "v1", "--registry", str(reg)])
+    offered: list[tuple[str, TemplateSet | None]] = []
+    loads: list[str] = []
+
+    def load(bundle: Path) -> Any:
+        loads.append(bundle.name)
+        return Loaded(bundle.name)
+
+    watcher = ModelWatcher(
+        reg, "v1", load, lambda s, t: offered.append((s.model_version, t)), ServeMetrics(), 0.01
+    )
+    main(["promote", "v2", "--registry", str(reg)])
+    assert await watcher.check()
+    assert offered == [("v2", bundle_set())]
+    assert main(["promote", "v3", "--registry", str(reg)]) == 0
+    (reg / "v3" / TEMPLATES).write_text("{}")  # slipped in since, not in the manifest
+    assert not await watcher.check()  # refused before its model was loaded
+    assert loads == ["v2"] and len(offered) == 1
