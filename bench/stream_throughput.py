@@ -66,6 +66,7 @@ def simulated_records(
     out: list[Record] = []
     for e in interleave(generate_sessions(rng, sessions, T0, interval_ms, anomaly_rate)):
         p = zlib.crc32(e.session_id.encode()) % partitions
+        assert e.event_id is not None  # simulated events carry their template ids
         out.append((e.ts, e.session_id, e.event_id, p, offsets[p], e.attrs.get("label")))
         offsets[p] += 1
     return out

@@ -1,8 +1,10 @@
 """`ModelBundle`: a trained model directory and what it promises.
 
 A bundle holds config.json, model.safetensors, vocab.json, calibration.json and
-manifest.json. The manifest records the version, the training data range, the sha256 of
-every other file and the creation time. Verification re-hashes every file.
+manifest.json, and, when trained on days `logad parse` mined from raw logs, templates.json
+(the template set that maps a raw message to its event id). The manifest records the
+version, the training data range, the sha256 of every other file and the creation time.
+Verification re-hashes every file.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from schemas.errors import BundleError
+from schemas.errors import BundleError, DecodeError
+from schemas.templates import TemplateSet
 
 CONFIG, WEIGHTS, VOCAB, CALIBRATION, MANIFEST = (
     "config.json",
@@ -27,6 +30,9 @@ CONFIG, WEIGHTS, VOCAB, CALIBRATION, MANIFEST = (
     "manifest.json",
 )
 BUNDLE_FILES = (CONFIG, WEIGHTS, VOCAB, CALIBRATION)
+TEMPLATES = "templates.json"
+OPTIONAL_FILES = (TEMPLATES,)
+"""In the manifest (and verified) when present; a bundle without them still loads."""
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -178,7 +184,8 @@ def write_manifest(
     parent_version: str | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> BundleManifest:
-    """Hash the bundle's files and write manifest.json. Call after the other four exist."""
+    """Hash the bundle's files and write manifest.json. Call after the other four (and
+    templates.json, if the bundle has one) exist."""
     missing = [n for n in BUNDLE_FILES if not (bundle_dir / n).is_file()]
     if missing:
         raise BundleError(f"bundle {bundle_dir} lacks {', '.join(missing)}")
@@ -187,7 +194,11 @@ def write_manifest(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         data_from=data_from,
         data_to=data_to,
-        files={n: sha256_file(bundle_dir / n) for n in BUNDLE_FILES},
+        files={
+            n: sha256_file(bundle_dir / n)
+            for n in (*BUNDLE_FILES, *OPTIONAL_FILES)
+            if n in BUNDLE_FILES or (bundle_dir / n).is_file()
+        },
         preset=preset,
         parent_version=parent_version,
         metrics=metrics or {},
@@ -209,10 +220,51 @@ def verify_bundle(bundle_dir: Path) -> BundleManifest:
         want = manifest.files.get(name)
         if want is None or sha256_file(p) != want:
             raise BundleError(f"bundle {manifest.version}: {name} fails its sha256 check")
+    _verify_optional(bundle_dir, manifest)
     stray = [p.name for p in bundle_dir.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
     if stray:
         raise BundleError(f"bundle {manifest.version} holds pickle-format files: {stray}")
     return manifest
+
+
+def _verify_optional(bundle_dir: Path, manifest: BundleManifest) -> None:
+    """An optional file listed in the manifest must be there and match; one that is there
+    must be listed (else anyone could slip one into a bundle)."""
+    for name in OPTIONAL_FILES:
+        p = bundle_dir / name
+        want = manifest.files.get(name)
+        if want is None:
+            if p.exists():
+                raise BundleError(f"bundle {manifest.version}: {name} is not in its manifest")
+            continue
+        if not p.is_file():
+            raise BundleError(f"bundle {manifest.version} lacks {name}")
+        if sha256_file(p) != want:
+            raise BundleError(f"bundle {manifest.version}: {name} fails its sha256 check")
+
+
+def read_bundle_templates(bundle_dir: Path) -> TemplateSet | None:
+    """The bundle's template set, checked against the manifest's sha256, or None when the
+    bundle has none: its events must then come with their ids."""
+    mpath = bundle_dir / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{bundle_dir} is not a model bundle (no {MANIFEST})")
+    manifest = BundleManifest.from_json(mpath.read_bytes())
+    want = manifest.files.get(TEMPLATES)
+    if want is None:
+        _verify_optional(bundle_dir, manifest)  # none there either
+        return None
+    try:
+        raw = (bundle_dir / TEMPLATES).read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"bundle {manifest.version} lacks {TEMPLATES}") from None
+    # The bytes checked are the bytes decoded.
+    if hashlib.sha256(raw).hexdigest() != want:
+        raise BundleError(f"bundle {manifest.version}: {TEMPLATES} fails its sha256 check")
+    try:
+        return TemplateSet.from_dict(orjson.loads(raw))
+    except (orjson.JSONDecodeError, DecodeError) as e:
+        raise BundleError(f"bundle {manifest.version}: bad {TEMPLATES}: {e}") from None
 
 
 def publish_dir(tmp_dir: Path, final_dir: Path) -> None:

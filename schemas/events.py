@@ -1,4 +1,9 @@
-"""`LogEvent`: the value of a message on the input topic. The message key is the session id."""
+"""`LogEvent`: the value of a message on the input topic. The message key is the session id.
+
+An event names its log template by `event_id`, or, raw, carries only its `message`: the
+consumer then maps the message to a template id with the model's template set
+(trainer/mining/matcher.py). One of the two must be there.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from schemas import _fields as f
 from schemas.errors import DecodeError
 
 SCHEMA_VERSION = 1
+NO_EVENT_ID = "missing required field (or a message to map to a template)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +25,9 @@ class LogEvent:
     """Event time, epoch milliseconds (ISO-8601 with a zone is accepted on input)."""
     service: str
     session_id: str
-    event_id: str
-    """The log template id: the token the model sees."""
+    event_id: str | None
+    """The log template id: the token the model sees. None for a raw event, whose
+    `message` the consumer maps to a template id."""
     level: str | None = None
     message: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -35,8 +42,9 @@ class LogEvent:
             "ts": self.ts,
             "service": self.service,
             "session_id": self.session_id,
-            "event_id": self.event_id,
         }
+        if self.event_id is not None:
+            d["event_id"] = self.event_id
         if self.level is not None:
             d["level"] = self.level
         if self.message is not None:
@@ -55,13 +63,21 @@ class LogEvent:
             attrs = {}
         elif not isinstance(attrs, dict):
             raise DecodeError(f"must be an object, got {type(attrs).__name__}", "attrs")
+        ts = f.timestamp_ms(f.req(obj, "ts"), "ts")
+        service = f.ident(f.req(obj, "service"), "service")
+        session_id = f.ident(f.req(obj, "session_id"), "session_id")
+        eid = obj.get("event_id")
+        message = obj.get("message")
+        if eid is None and not (type(message) is str and message):
+            # Neither a template id nor a message to find one by.
+            raise DecodeError(NO_EVENT_ID, "event_id")
         return cls(
-            ts=f.timestamp_ms(f.req(obj, "ts"), "ts"),
-            service=f.ident(f.req(obj, "service"), "service"),
-            session_id=f.ident(f.req(obj, "session_id"), "session_id"),
-            event_id=f.ident(f.req(obj, "event_id"), "event_id"),
+            ts=ts,
+            service=service,
+            session_id=session_id,
+            event_id=None if eid is None else f.ident(eid, "event_id"),
             level=f.opt_text(obj.get("level"), "level", 32),
-            message=f.opt_text(obj.get("message"), "message"),
+            message=f.opt_text(message, "message"),
             attrs=attrs,
         )
 
@@ -87,7 +103,7 @@ def label_of(attrs: dict[str, Any]) -> int | None:
     return label if label in (0, 1) and not isinstance(label, bool) else None
 
 
-_Fields = tuple[int, str, str, str, str | None, str | None, dict[str, Any]]
+_Fields = tuple[int, str, str, str | None, str | None, str | None, dict[str, Any]]
 
 
 def _plain_fields(obj: dict[str, Any]) -> _Fields | None:
@@ -109,8 +125,11 @@ def _plain_fields(obj: dict[str, Any]) -> _Fields | None:
         and 0 < len(service) <= f.MAX_ID_CHARS
         and type(sid) is str
         and 0 < len(sid) <= f.MAX_ID_CHARS
-        and type(eid) is str
-        and 0 < len(eid) <= f.MAX_ID_CHARS
+        and (
+            (type(eid) is str and 0 < len(eid) <= f.MAX_ID_CHARS)
+            # A raw event: no id, a message to map to one.
+            or (eid is None and type(message) is str and message)
+        )
         and (level is None or (type(level) is str and len(level) <= 32))
         and (message is None or (type(message) is str and len(message) <= f.MAX_TEXT_CHARS))
         and (attrs is None or type(attrs) is dict)
@@ -123,10 +142,15 @@ _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 
-def decode_fields(data: bytes | str) -> tuple[int, str, str, dict[str, Any]]:
-    """`LogEvent.decode(data)`'s (ts, session_id, event_id, attrs), without building the
-    LogEvent: what a consumer's per-event hot loop needs. Exactly the same checks and
-    DecodeError reasons as `LogEvent.decode` (a property test compares them)."""
+Fields = tuple[int, str, str | None, str | None, dict[str, Any]]
+"""(ts, session_id, event_id, message, attrs): what `decode_fields` returns."""
+
+
+def decode_fields(data: bytes | str) -> Fields:
+    """`LogEvent.decode(data)`'s (ts, session_id, event_id, message, attrs), without
+    building the LogEvent: what a consumer's per-event hot loop needs (the message only
+    matters when event_id is None). Exactly the same checks and DecodeError reasons as
+    `LogEvent.decode` (a property test compares them)."""
     try:
         if type(data) is bytes and len(data) <= f.MAX_RECORD_BYTES:
             try:
@@ -139,9 +163,9 @@ def decode_fields(data: bytes | str) -> tuple[int, str, str, dict[str, Any]]:
             obj = f.load_object(data, "event")
         plain = _plain_fields(obj)
         if plain is not None:
-            return plain[0], plain[2], plain[3], plain[6]
+            return plain[0], plain[2], plain[3], plain[5], plain[6]
         event = LogEvent.from_dict(obj)
-        return event.ts, event.session_id, event.event_id, event.attrs
+        return event.ts, event.session_id, event.event_id, event.message, event.attrs
     except DecodeError:
         raise
     except Exception as e:  # defensive: the consumer must never crash on input

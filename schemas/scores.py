@@ -27,14 +27,20 @@ class SurprisingEvent:
     event_id: str
     nll: float
     expected: tuple[Expected, ...]
+    template: str | None = None
+    """The template's text when the model's bundle does not know it (a log line unlike any
+    it was trained with, mined into a new template): render it as "new log template: ..."."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "position": self.position,
             "event_id": self.event_id,
             "nll": self.nll,
             "expected": [{"event_id": e.event_id, "prob": e.prob} for e in self.expected],
         }
+        if self.template is not None:
+            d["template"] = self.template
+        return d
 
     @classmethod
     def from_dict(cls, obj: Any, name: str) -> SurprisingEvent:
@@ -59,6 +65,7 @@ class SurprisingEvent:
             event_id=f.ident(f.req(obj, "event_id"), name + ".event_id"),
             nll=f.number(f.req(obj, "nll"), name + ".nll"),
             expected=tuple(expected),
+            template=f.opt_text(obj.get("template"), name + ".template"),
         )
 
 

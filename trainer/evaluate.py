@@ -30,7 +30,9 @@ from tqdm import tqdm
 from schemas.daily_files import read_sessions
 from schemas.errors import DataError
 from schemas.windows import MAX_EVENTS, split_points
+from trainer.event_files import is_events_file, read_event_sessions
 from trainer.metrics import Detection, Population, detection
+from trainer.mining.matcher import TemplateMatcher
 
 log = structlog.get_logger(__name__)
 
@@ -79,13 +81,19 @@ def session_max(window_scores: npt.ArrayLike, owner: IntArray, n_sessions: int) 
     return out
 
 
-def read_event_lists(paths: Iterable[Path]) -> list[EventSeq]:
-    """The event sequences of every session in the given session files (labels ignored)."""
+def read_event_lists(
+    paths: Iterable[Path], matcher: TemplateMatcher | None = None
+) -> list[EventSeq]:
+    """The event sequences of every session in the given session files, or events files
+    (trainer/event_files.py: raw events mapped with `matcher`); labels ignored."""
     seqs: list[EventSeq] = []
     for p in paths:
         if not p.is_file():
             raise DataError(f"no such session file: {p}")
-        seqs.extend(s.events for s in read_sessions(p))
+        if is_events_file(p):
+            seqs.extend(read_event_sessions(p, matcher))
+        else:
+            seqs.extend(s.events for s in read_sessions(p))
     return seqs
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from schemas.bundle import CALIBRATION, Calibration, verify_bundle
+from schemas.bundle import CALIBRATION, Calibration, read_bundle_templates, verify_bundle
 from schemas.errors import ConfigError
 from trainer.eval_plots import write_plots
 from trainer.evaluate import (
@@ -22,6 +22,7 @@ from trainer.evaluate import (
 from trainer.evaluate_settings import EvaluateSettings
 from trainer.gc_tuning import tuned_gc
 from trainer.metrics import Population
+from trainer.mining.matcher import TemplateMatcher
 from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
 from trainer.scoring.rules import missing_lookup
 from trainer.scoring.scorer import WindowScorer
@@ -92,8 +93,11 @@ def evaluate_bundle(
             "held-out normal windows of the training data"
         )
 
-    normal = read_event_lists(normal_files)
-    abnormal = read_event_lists(abnormal_files)
+    # One matcher for both sets: a new template gets one id wherever it comes.
+    templates = read_bundle_templates(bundle)
+    matcher = TemplateMatcher(templates) if templates is not None else None
+    normal = read_event_lists(normal_files, matcher)
+    abnormal = read_event_lists(abnormal_files, matcher)
 
     def window_scores(batch: Sequence[Sequence[str]]) -> list[float]:
         return [r.score for r in scorer.score_events(batch)]

@@ -2,8 +2,9 @@
 before training: warm-start from an earlier bundle.
 
 The bundle directory holds exactly config.json, model.safetensors, vocab.json,
-calibration.json and manifest.json. It is written beside its final path and renamed into
-place (`schemas.bundle.publish_dir`), so a reader never sees a partial bundle.
+calibration.json and manifest.json, and templates.json when trained on mined templates. It
+is written beside its final path and renamed into place (`schemas.bundle.publish_dir`), so a
+reader never sees a partial bundle.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from transformers import BertForMaskedLM
 from schemas.bundle import (
     CALIBRATION,
     MANIFEST,
+    TEMPLATES,
     VOCAB,
     BundleManifest,
     Calibration,
@@ -32,6 +34,7 @@ from schemas.bundle import (
     write_manifest,
 )
 from schemas.errors import BundleError, DecodeError
+from schemas.templates import TemplateSet, write_templates
 from schemas.vocab import Vocab
 from trainer.calibration import calibrate, calibration_scores
 from trainer.dataset import TrainingData
@@ -151,8 +154,10 @@ def export_bundle(
     parent_version: str | None,
     metrics: dict[str, Any],
     version: str | None = None,
+    templates: TemplateSet | None = None,
 ) -> BundleManifest:
-    """Write the five files to a temporary directory beside `out`, then rename it to `out`."""
+    """Write the five files (six with `templates`) to a temporary directory beside `out`,
+    then rename it to `out`."""
     version = version or new_version()
     if out.exists():
         raise BundleError(f"{out} already exists")
@@ -164,6 +169,8 @@ def export_bundle(
         save_model(model, tmp)
         vocab.save(tmp / VOCAB)
         (tmp / CALIBRATION).write_bytes(calibration.to_json())
+        if templates is not None:
+            write_templates(tmp / TEMPLATES, templates)
         manifest = write_manifest(
             tmp,
             version,

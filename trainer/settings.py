@@ -125,6 +125,10 @@ class TrainSettings:
     from every position): the same loss and gradients as the whole encoder, for less
     compute. False runs every position through it, as earlier versions did (with dropout,
     the random draws then match theirs)."""
+    templates: Path | None = None
+    """The template set (templates.json of `logad parse`) the bundle carries, so that serve
+    can map raw log lines to the event ids trained on (default: templates.json in a --data
+    directory; with --init-from, the parent bundle's). It must extend the parent's."""
     complete_only: bool = False
     """Read only days marked complete (a .done marker) from directories; files named
     explicitly are always read."""

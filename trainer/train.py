@@ -26,6 +26,7 @@ from schemas.bundle import BundleManifest
 from schemas.errors import ConfigError, DataError, LogadError
 from schemas.runtime.settings import settings_for_log
 from schemas.vocab import Vocab
+from trainer.bundle_templates import bundle_templates, check_coverage
 from trainer.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -124,6 +125,8 @@ def _run(
     # ---- data (rank 0 tokenizes into the cache first; the others then read it)
     meta = read_meta(resume_from) if resume_from else None
     warm = load_warm_start(req.init_from) if req.init_from and resume_from is None else None
+    # Before any data is read: a set that renumbers the parent's ids fails at once.
+    templates = bundle_templates(s.templates, req.data.sources, req.init_from)
     data = _load_data_on_all_ranks(
         s,
         req.data,
@@ -136,6 +139,8 @@ def _run(
             f"the training data changed since checkpoint {resume_from}; "
             "drop --resume (or remove the run directory) to start afresh"
         )
+    if d.master:
+        check_coverage(templates, data.vocab)
     if len(data.val_idx) == 0:
         raise DataError(
             f"the validation slice is empty ({data.n_sessions} sessions x val_fraction "
@@ -228,6 +233,7 @@ def _run(
         preset=warm.preset if warm and warm.preset else s.preset,
         parent_version=parent,
         metrics=_final_metrics(result, data, s),
+        templates=templates,
     )
     return TrainOutcome(run_dir, result.state, manifest)
 

@@ -38,7 +38,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="FILE",
-        help="session files (JSON Lines) of normal sessions",
+        help="session files (JSON Lines) of normal sessions, or events files of LogEvent "
+        "lines, raw ones (a message, no event_id) included",
     )
     p.add_argument(
         "--abnormal",
@@ -46,7 +47,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         required=True,
         metavar="FILE",
-        help="session files (JSON Lines) of anomalous sessions",
+        help="session files (JSON Lines) of anomalous sessions, or events files",
     )
     p.add_argument(
         "--report",
@@ -75,7 +76,9 @@ def register(subparsers: Subparsers) -> None:
         "anomalies, precision and F1 (extrapolated to a population ratio when given), AUROC, "
         "AUPRC and the scoring throughput. Sessions over 510 events are split into windows; "
         "a session's score is the max over its windows. No label chooses anything: the "
-        "threshold comes from calibration on normal data. Settings come from defaults < "
+        "threshold comes from calibration on normal data. An events file's sessions are its "
+        "session ids' events in time order; raw events map to template ids with the bundle's "
+        "templates, as serve maps them. Settings come from defaults < "
         "--config < LOGAD_* environment < flags.",
         arguments=_arguments,
         settings=EvaluateSettings,

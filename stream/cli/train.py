@@ -99,7 +99,8 @@ def register(subparsers: Subparsers) -> None:
         description="Train the BERT masked language model over event ids on daily session "
         "files, checkpointing as it goes, then calibrate on the held-out validation slice and "
         "publish a model bundle (config.json, model.safetensors, vocab.json, calibration.json, "
-        "manifest.json) at --out. Checkpoints, metrics.jsonl and loss.png go to the run "
+        "manifest.json, and templates.json when the days come from 'logad parse': see "
+        "--templates) at --out. Checkpoints, metrics.jsonl and loss.png go to the run "
         "directory, '<out>.run' unless --run-dir says otherwise. Settings come from defaults "
         "< --config < LOGAD_* environment < flags.",
         arguments=_arguments,

@@ -95,6 +95,8 @@ def format_alert(alert: Alert) -> str:
     for s in alert.surprising[:3]:
         expected = ", ".join(f"{e.event_id} ({e.prob:.0%})" for e in s.expected)
         lines.append(f"    #{s.position} {s.event_id}  nll={s.nll:.1f}  expected: {expected}")
+        if s.template is not None:
+            lines.append(f"      new log template: {s.template}")
     return "\n".join(lines)
 
 

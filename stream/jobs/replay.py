@@ -8,6 +8,9 @@ Sources (each yields `(event, partition, offset, label)` in a deterministic orde
   partition -1. The windows then get the line's real start/end times back.
 - an events file of LogEvent JSON lines (optionally .gz) in time order; partition 0,
   offset = line index. A label may ride in `attrs.label`, as simulated traffic has it.
+  Raw events (a message, no event_id) are mapped to template ids as serve maps them, with
+  the bundle's templates (trainer/mining/matcher.py); new templates get new ids in input
+  order, and their text rides in the Scores' surprising events.
 - a Kafka topic between two times, through `offsets_for_times`, consumed with no group
   (assigned partitions, no commits), so no committed offset moves.
 
@@ -42,6 +45,7 @@ from schemas.scores import Score
 from schemas.windows import Window
 from stream.serve.sessionizer import Sessionizer
 from stream.serve.settings import KafkaSettings, SessionizerSettings
+from trainer.mining.matcher import TemplateMatcher, event_id_for, with_new_templates
 from trainer.scorer_settings import ScorerSettings
 
 log = structlog.get_logger(__name__)
@@ -161,13 +165,22 @@ def event_items(path: Path, progress: Progress = _noop) -> Iterator[Item]:
 
 
 def sessionize(
-    items: Iterator[Item], settings: ReplaySettings, batch: int
+    items: Iterator[Item],
+    settings: ReplaySettings,
+    batch: int,
+    matcher: TemplateMatcher | None = None,
 ) -> Iterator[list[Window]]:
-    """Windows as the sessionizer closes them, in chunks of about `batch`."""
+    """Windows as the sessionizer closes them, in chunks of about `batch`; raw events get
+    their ids from `matcher` (without one, a raw event is a DataError)."""
     sessions = Sessionizer(settings.sessionizer)
+    add = sessions.add_fields
     pending: list[Window] = []
     for event, partition, offset, label in items:
-        pending += sessions.add(event, partition, offset, 0, label)
+        try:
+            eid = event_id_for(event.event_id, event.message, event.ts, matcher)
+        except DecodeError as e:
+            raise DataError(f"event at partition {partition} offset {offset}: {e}") from None
+        add(pending, event.ts, event.session_id, eid, partition, offset, 0, label)
         if len(pending) >= batch:
             yield pending
             pending = []
@@ -181,13 +194,15 @@ def replay_scores(
     scorer: Any,
     settings: ReplaySettings,
     restore: Callable[[Window], Window] | None = None,
+    matcher: TemplateMatcher | None = None,
 ) -> list[Score]:
     """Every window's Score, sorted; `scored_at` is the window's last event time."""
     scores: list[Score] = []
-    for windows in sessionize(items, settings, settings.batch_windows):
+    for windows in sessionize(items, settings, settings.batch_windows, matcher):
         if restore is not None:
             windows = [restore(w) for w in windows]
         for w, s in zip(windows, scorer.score_windows(windows, 0), strict=True):
+            s = with_new_templates(s, matcher)
             scores.append(dataclasses.replace(s, scored_at=w.last_ts))
     scores.sort(key=lambda s: (s.first_ts, s.session_id, s.window_index, s.window_id))
     return scores

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from aiokafka.errors import KafkaError
 
+from schemas.bundle import read_bundle_templates
 from schemas.errors import ConfigError, DataError
 from schemas.registry import resolve_model
 from schemas.scores import Score
@@ -34,6 +35,7 @@ from stream.jobs.replay import (
     write_scores,
 )
 from stream.serve.kafka_io import kafka_failure
+from trainer.mining.matcher import TemplateMatcher
 
 log = structlog.get_logger(__name__)
 
@@ -94,12 +96,15 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
     from trainer.gc_tuning import tuned_gc
     from trainer.scoring import WindowScorer
 
+    bundle = resolve_model(req.model)
     scorer = WindowScorer.from_bundle(
-        resolve_model(req.model),
+        bundle,
         s.scoring.device,
         max_batch_tokens=s.scoring.max_batch_tokens,
         explain_known_mixes=s.scoring.explain_known_mixes,
     )
+    templates = read_bundle_templates(bundle)
+    matcher = TemplateMatcher(templates) if templates is not None else None
     bar = None
     events = 0
 
@@ -131,11 +136,17 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
 
     try:
         with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
-            scores = replay_scores(counted(items), scorer, s, restore)
+            scores = replay_scores(counted(items), scorer, s, restore, matcher)
     finally:
         if bar is not None:
             bar.close()
-    log.info("replay_done", events=events, windows=len(scores), model=scorer.model_version)
+    log.info(
+        "replay_done",
+        events=events,
+        windows=len(scores),
+        model=scorer.model_version,
+        new_templates=matcher.new_templates if matcher is not None else None,
+    )
     if req.out is not None:
         write_scores(req.out, scores)
     if req.out_topic is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import structlog
 
+from schemas.bundle import read_bundle_templates
 from schemas.registry import is_registry, resolve_model
 from stream.serve.kafka_io import (
     make_consumer,
@@ -54,8 +55,14 @@ async def serve(
     load = load or load_scorer(settings)
     bundle = resolve_model(settings.model)
     loop = asyncio.get_running_loop()
+    templates = await loop.run_in_executor(None, read_bundle_templates, bundle)
     scorer = await loop.run_in_executor(None, load, bundle)
-    log.info("model_loaded", model_version=scorer.model_version, bundle=str(bundle))
+    log.info(
+        "model_loaded",
+        model_version=scorer.model_version,
+        bundle=str(bundle),
+        templates=len(templates.templates) if templates is not None else None,
+    )
     metrics = ServeMetrics(stale_s=settings.metrics.health_stale_s)
     server = None
     if settings.metrics.metrics_port:
@@ -74,7 +81,7 @@ async def serve(
     try:
         await producer.start()
         await consumer.start()
-        service = Service(settings, scorer, consumer, producer, metrics)
+        service = Service(settings, scorer, consumer, producer, metrics, templates)
         watcher = _watcher(settings.model, bundle, settings, service, load)
         if ready is not None:
             ready.set()
@@ -118,7 +125,7 @@ def _watcher(
         model,
         bundle.name,
         load,
-        service.worker.offer,
+        service.offer_model,
         service.metrics,
         settings.reload_check_s,
     )

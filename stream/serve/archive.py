@@ -10,13 +10,17 @@ next line never glues onto it). Files are fsynced when they are rotated out and 
 A day is complete once the stream's watermark has passed its end plus a grace: then a
 `.done` marker is written beside it, and the nightly trainer (which reads complete days only)
 may use it. `ArchiveTap` is how `logad serve` drives it.
+
+With raw events, the lines hold the template ids serve mined, and serve's template set goes
+to `DIR/templates.json` (atomically) before any day is marked complete, and at shutdown: a
+complete day's ids are all in it, and `logad train` on the directory finds it there.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -25,11 +29,13 @@ import structlog
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, day_of
 from schemas.scores import Score
 from schemas.sessions import Session
+from schemas.templates import TemplateSet, write_templates
 from schemas.windows import Window
 
 log = structlog.get_logger(__name__)
 
 DAY_MS = 86_400_000
+TEMPLATES_FILE = "templates.json"
 _EPOCH = date(1970, 1, 1)
 
 
@@ -98,9 +104,17 @@ def cut_torn_tail(path: Path) -> int:
 class DailyArchive:
     """Appends scored windows to daily files; one open descriptor per day written to."""
 
-    def __init__(self, directory: Path, *, grace_ms: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        grace_ms: int = 0,
+        templates: Callable[[], TemplateSet | None] | None = None,
+    ) -> None:
+        """`templates`: the template set the lines' ids come from, written beside them."""
         self.dir = directory
         self.grace_ms = grace_ms
+        self.templates = templates
         self.dir.mkdir(parents=True, exist_ok=True)
         self._fds: dict[date, int] = {}
         self._newest: date | None = None
@@ -159,11 +173,12 @@ class DailyArchive:
         """Write a `.done` marker for each day the watermark has passed (end + grace);
         returns the days newly marked."""
         marked = []
-        for day in completed_days(self.existing_days(), watermark_ms, self.grace_ms):
-            path = self.path_for(day)
-            done = path.with_name(path.name + DONE_SUFFIX)
-            if done.exists():
-                continue
+        days = completed_days(self.existing_days(), watermark_ms, self.grace_ms)
+        days = [d for d in days if not self._done_path(d).exists()]
+        if days:
+            self.write_templates()  # first: a complete day's ids are all in it
+        for day in days:
+            done = self._done_path(day)
             if day in self._fds:
                 self._close_day(day)  # fsync before the marker says it is whole
             done.write_bytes(b"")
@@ -171,9 +186,20 @@ class DailyArchive:
             log.info("archive_day_complete", day=day.isoformat(), watermark_ms=watermark_ms)
         return marked
 
+    def _done_path(self, day: date) -> Path:
+        path = self.path_for(day)
+        return path.with_name(path.name + DONE_SUFFIX)
+
+    def write_templates(self) -> None:
+        templates = self.templates() if self.templates is not None else None
+        if templates is not None:
+            write_templates(self.dir / TEMPLATES_FILE, templates)
+            log.info("archive_templates_written", templates=len(templates.templates))
+
     def close(self) -> None:
         for day in list(self._fds):
             self._close_day(day)
+        self.write_templates()
 
     def __enter__(self) -> DailyArchive:
         return self

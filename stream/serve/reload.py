@@ -1,9 +1,10 @@
 """Hot reload: watch a registry's `current` pointer and load the bundle it names.
 
 The new bundle is loaded (and its sha256s verified) in a thread of its own, beside the one
-serving, so neither the event loop nor scoring waits for it. A bundle that fails to load or
-verify is refused with an error log and the old model keeps serving; the same pointer is
-not retried until it changes again.
+serving, so neither the event loop nor scoring waits for it. Its template set comes with it,
+for raw events (stream/serve/raw_events.py). A bundle that fails to load or verify is
+refused with an error log and the old model keeps serving; the same pointer is not retried
+until it changes again.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from pathlib import Path
 
 import structlog
 
+from schemas.bundle import read_bundle_templates
 from schemas.errors import LogadError
 from schemas.registry import read_pointer
+from schemas.templates import TemplateSet
 from stream.serve.metrics import ServeMetrics
 from stream.serve.worker import Scorer
 
 log = structlog.get_logger(__name__)
 
 LoadScorer = Callable[[Path], Scorer]
+Offer = Callable[[Scorer, TemplateSet | None], None]
+"""Hands a loaded model and its template set (None: it has none) to the service."""
 
 
 def load_window_scorer(
@@ -50,7 +55,7 @@ class ModelWatcher:
         registry: Path,
         serving_version: str,
         load: LoadScorer,
-        offer: Callable[[Scorer], None],
+        offer: Offer,
         metrics: ServeMetrics,
         check_s: float,
     ) -> None:
@@ -85,8 +90,8 @@ class ModelWatcher:
             return False
         log.info("model_loading", old=self._current, new=pointer.version)
         try:
-            scorer = await loop.run_in_executor(
-                self._executor, self._load, self._registry / pointer.version
+            scorer, templates = await loop.run_in_executor(
+                self._executor, self._load_bundle, self._registry / pointer.version
             )
         except Exception as e:  # any failure to load keeps the old model serving
             log.error(
@@ -100,5 +105,9 @@ class ModelWatcher:
             self._metrics.model_refused.inc()
             return False
         self._current = pointer.version
-        self._offer(scorer)
+        self._offer(scorer, templates)
         return True
+
+    def _load_bundle(self, bundle_dir: Path) -> tuple[Scorer, TemplateSet | None]:
+        templates = read_bundle_templates(bundle_dir)  # first: a bad one loads no model
+        return self._load(bundle_dir), templates

@@ -22,6 +22,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from schemas.errors import DecodeError
 from schemas.events import decode_fields, label_of
+from schemas.templates import TemplateSet
 from schemas.windows import Window
 from stream.serve.archive import ArchiveTap, DailyArchive
 from stream.serve.batcher import Batcher
@@ -34,12 +35,14 @@ from stream.serve.kafka_io import (
 )
 from stream.serve.metrics import ServeMetrics
 from stream.serve.offsets import OffsetTracker
+from stream.serve.raw_events import RawEvents
 from stream.serve.reload import ModelWatcher
 from stream.serve.score_cache import ScoreCache
 from stream.serve.sessionizer import Sessionizer
 from stream.serve.settings import ServeSettings
 from stream.serve.transactions import TxnOutbox
 from stream.serve.worker import Scorer, ScoringWorker, monotonic_ms, wall_ms
+from trainer.mining.matcher import event_id_for
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +73,9 @@ class Service:
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         metrics: ServeMetrics,
+        templates: TemplateSet | None = None,
     ) -> None:
+        """`templates`: the bundle's template set, for raw events (None: it has none)."""
         self.s = settings
         self.consumer = consumer
         self.producer = producer
@@ -84,12 +89,14 @@ class Service:
             s.scoring.max_batch_tokens, s.batching.max_batch_wait_ms, s.batching.length_buckets
         )
         busy = model_threads(s.runtime.score_threads)
+        self.raw = RawEvents(templates, s.archive_dir)
         self.archive: ArchiveTap | None = None
         if s.archive_dir is not None:
             # A day is whole once the watermark is past its end by a gap (its last sessions
             # have closed) plus the lateness the watermark allows.
             grace = s.sessionizer.gap_ms + s.sessionizer.allowed_lateness_ms
-            self.archive = ArchiveTap(DailyArchive(s.archive_dir, grace_ms=grace))
+            archive = DailyArchive(s.archive_dir, grace_ms=grace, templates=self.raw.snapshot)
+            self.archive = ArchiveTap(archive)
         self.worker = ScoringWorker(
             scorer,
             batcher,
@@ -103,6 +110,7 @@ class Service:
             on_scored=self.archive.append if self.archive is not None else None,
             cache=ScoreCache(s.runtime.score_cache_size) if s.runtime.score_cache_size else None,
             threads=(busy, model_threads_idle(s.runtime.score_threads_idle, busy)),
+            annotate=self.raw.annotate,
         )
         self.txn = TxnOutbox(settings) if settings.publish.exactly_once else None
         self._revoking: set[int] = set()
@@ -182,6 +190,7 @@ class Service:
             scored = self.offsets.already_scored if self.offsets.has_skips(p) else None
             # The per-event hot loop: no LogEvent, just the fields the sessionizer uses.
             add, decode = self.sessions.add_fields, decode_fields
+            matcher = self.raw.matcher
             last = -1
             for r in recs:
                 offset = r.offset
@@ -189,7 +198,9 @@ class Service:
                     continue  # committed by a previous owner after our fetch position was set
                 last = offset
                 try:
-                    ts, sid, eid, attrs = decode(r.value)
+                    ts, sid, eid, message, attrs = decode(r.value)
+                    if eid is None:  # a raw event: its message names the template
+                        eid = event_id_for(eid, message, ts, matcher)
                 except DecodeError as e:
                     bad.append((r, e))
                     continue
@@ -204,6 +215,12 @@ class Service:
             self.metrics.events.inc(len(recs))
         self._submit(windows)
         return bad
+
+    def offer_model(self, scorer: Scorer, templates: TemplateSet | None) -> None:
+        """Hot reload: the worker scores with `scorer` from its next batch, and raw events
+        map with `templates` from the next poll."""
+        self.worker.offer(scorer)
+        self.raw.switch(templates)
 
     def _to_outbox(self, w: Window, messages: tuple[Message, ...]) -> None:
         assert self.txn is not None

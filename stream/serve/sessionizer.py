@@ -85,7 +85,10 @@ class Sessionizer:
         now_ms: int,
         label: int | None = None,
     ) -> None:
-        """`add`, appending the windows closed to `out`: no list per event (hot loops)."""
+        """`add`, appending the windows closed to `out`: no list per event (hot loops). A raw
+        event needs its template id first (`trainer.mining.matcher.event_id_for`)."""
+        if event.event_id is None:
+            raise ValueError(f"raw event of session {event.session_id}: map it to an id first")
         self.add_fields(
             out, event.ts, event.session_id, event.event_id, partition, offset, now_ms, label
         )

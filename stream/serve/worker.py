@@ -84,6 +84,7 @@ class ScoringWorker:
         on_scored: Callable[[list[tuple[Window, Score]]], None] | None = None,
         cache: ScoreCache | None = None,
         threads: tuple[int, int] | None = None,
+        annotate: Callable[[Score], Score] | None = None,
     ) -> None:
         self.scorer = scorer
         self._batcher = batcher
@@ -104,6 +105,9 @@ class ScoringWorker:
         """CPU threads for the model while the consume loop is busy and while it is idle,
         set before each batch in the scoring thread (scorers with `use_threads` only);
         None leaves the scorer's as loaded."""
+        self._annotate = annotate
+        """Applied to each Score before it is published, on the event loop (serve names
+        new log templates in it)."""
         self.loop_idle = False
         """Set by the consume loop: its last poll brought nothing, so its core is free."""
         self._ready: deque[Batch] = deque()
@@ -228,6 +232,8 @@ class ScoringWorker:
         """Wait for a batch's results, then send them (or hand them to the outbox)."""
         batch = job.batch
         scores, latency = await job.future
+        if self._annotate is not None:
+            scores = [self._annotate(s) for s in scores]
         n_alerts = sum(s.anomalous for s in scores)
         messages = [self._messages(w, s) for w, s in zip(batch.windows, scores, strict=True)]
         if self._outbox is not None:

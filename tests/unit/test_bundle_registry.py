@@ -8,18 +8,23 @@ from schemas import BundleError, Calibration
 from schemas.bundle import (
     BUNDLE_FILES,
     CALIBRATION,
+    TEMPLATES,
     WEIGHTS,
     new_version,
+    read_bundle_templates,
     verify_bundle,
     write_manifest,
 )
 from schemas.registry import list_bundles, promote, prune, read_pointer, resolve_model, rollback
+from schemas.templates import TemplateEntry, TemplateSet, write_templates
 
 
-def _bundle(d: Path, version: str | None = None) -> str:
+def _bundle(d: Path, version: str | None = None, templates: TemplateSet | None = None) -> str:
     d.mkdir(parents=True, exist_ok=True)
     for name in BUNDLE_FILES:
         (d / name).write_bytes(b"{}")
+    if templates is not None:
+        write_templates(d / TEMPLATES, templates)
     cal = Calibration({"p50": 1.0}, 2.0, 0.999, 10)
     (d / CALIBRATION).write_bytes(cal.to_json())
     v = version or new_version()
@@ -33,6 +38,43 @@ def test_manifest_verifies_and_detects_tampering(tmp_path: Path) -> None:
     (tmp_path / "b" / WEIGHTS).write_bytes(b"tampered")
     with pytest.raises(BundleError, match="sha256"):
         verify_bundle(tmp_path / "b")
+
+
+def _templates() -> TemplateSet:
+    from trainer.mining import DEFAULT_PARAMS
+
+    entry = TemplateEntry("T1", "Routing GET <*> to <*>", 3, "gw.log:1", ("5", "Routing"))
+    return TemplateSet(DEFAULT_PARAMS, (entry,))
+
+
+def test_templates_travel_in_the_manifest_and_are_verified(tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    _bundle(b, templates=_templates())
+    manifest = verify_bundle(b)
+    assert TEMPLATES in manifest.files
+    assert read_bundle_templates(b) == _templates()
+    # Tampered: the hash check refuses it, in verification and when read for serving.
+    text = (b / TEMPLATES).read_text().replace("Routing GET", "Routing PUT")
+    (b / TEMPLATES).write_text(text)
+    with pytest.raises(BundleError, match=r"templates\.json fails its sha256 check"):
+        verify_bundle(b)
+    with pytest.raises(BundleError, match=r"templates\.json fails its sha256 check"):
+        read_bundle_templates(b)
+    (b / TEMPLATES).unlink()
+    with pytest.raises(BundleError, match=r"lacks templates\.json"):
+        verify_bundle(b)
+
+
+def test_a_bundle_without_templates_loads_and_refuses_one_slipped_in(tmp_path: Path) -> None:
+    b = tmp_path / "b"
+    _bundle(b)
+    assert TEMPLATES not in verify_bundle(b).files
+    assert read_bundle_templates(b) is None
+    write_templates(b / TEMPLATES, _templates())  # not in the manifest: not the bundle's
+    with pytest.raises(BundleError, match=r"templates\.json is not in its manifest"):
+        verify_bundle(b)
+    with pytest.raises(BundleError, match=r"templates\.json is not in its manifest"):
+        read_bundle_templates(b)
 
 
 def test_pickle_files_are_refused(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import _fields as f
 from schemas.errors import DecodeError
-from schemas.events import LogEvent, decode_fields
+from schemas.events import Fields, LogEvent, decode_fields
 
 edge_ints = st.sampled_from([-1, 0, 1, f.MAX_TS_MS, f.MAX_TS_MS + 1, 1_700_000_000_000])
 edge_text = st.sampled_from(["", "x", "x" * f.MAX_ID_CHARS, "x" * (f.MAX_ID_CHARS + 1)])
@@ -57,15 +58,15 @@ def test_a_typical_event_decodes_with_its_attrs() -> None:
     )
 
 
-def strict(data: bytes | str) -> tuple[int, str, str, dict[str, Any]] | str:
+def strict(data: bytes | str) -> Fields | str:
     try:
         ev = LogEvent.decode(data)
     except DecodeError as e:
         return str(e)
-    return ev.ts, ev.session_id, ev.event_id, ev.attrs
+    return ev.ts, ev.session_id, ev.event_id, ev.message, ev.attrs
 
 
-def fields(data: bytes | str) -> tuple[int, str, str, dict[str, Any]] | str:
+def fields(data: bytes | str) -> Fields | str:
     try:
         return decode_fields(data)
     except DecodeError as e:
@@ -120,6 +121,12 @@ def test_decode_fields_agrees_on_edge_cases() -> None:
         b'{"ts": "2026-11-28T07:00:00Z", "service": "a", "session_id": "b", "event_id": "c"}',
         b'{"ts": 5, "service": "a", "session_id": "b", "event_id": "c", "attrs": null}',
         b'{"ts": true, "service": "a", "session_id": "b", "event_id": "c"}',
+        # Raw events: a message and no event id (or a null one); neither is an error.
+        b'{"ts": 5, "service": "a", "session_id": "b", "message": "GET /x took 5 ms"}',
+        b'{"ts": 5, "service": "a", "session_id": "b", "event_id": null, "message": "m"}',
+        b'{"ts": 5, "service": "a", "session_id": "b", "message": ""}',
+        b'{"ts": 5, "service": "a", "session_id": "b", "message": 7}',
+        b'{"ts": 5, "service": "a", "session_id": "b", "event_id": "", "message": "m"}',
         b"[1, 2]",
         b"null",
         b"",
@@ -128,5 +135,22 @@ def test_decode_fields_agrees_on_edge_cases() -> None:
     ]
     for data in cases:
         assert fields(data) == strict(data)
-    assert decode_fields(ok.encode()) == (5, "b", "c", {"label": 1})
+    assert decode_fields(ok.encode()) == (5, "b", "c", "m", {"label": 1})
     assert isinstance(fields(b"null"), str)
+
+
+def test_a_raw_event_has_a_message_and_no_event_id() -> None:
+    raw = LogEvent(5, "gateway", "t1", None, "INFO", "Routing GET /api/orders/42")
+    data = raw.encode()
+    assert b"event_id" not in data
+    assert LogEvent.decode(data) == raw
+    assert decode_fields(data) == (5, "t1", None, "Routing GET /api/orders/42", {})
+    # Without either, the error names the field and says what would do instead.
+    for bad in (
+        b'{"ts": 5, "service": "a", "session_id": "b"}',
+        b'{"ts": 5, "service": "a", "session_id": "b", "message": ""}',
+        b'{"ts": 5, "service": "a", "session_id": "b", "event_id": null, "message": null}',
+    ):
+        for decode in (LogEvent.decode, decode_fields):
+            with pytest.raises(DecodeError, match=r"^event_id: missing required field \(or a"):
+                decode(bad)

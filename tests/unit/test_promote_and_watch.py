@@ -84,7 +84,7 @@ async def test_watcher_offers_a_new_model_and_refuses_a_broken_one(tmp_path: Pat
         return Loaded(bundle.name)
 
     metrics = ServeMetrics()
-    watcher = ModelWatcher(reg, "v1", load, offered.append, metrics, check_s=0.01)
+    watcher = ModelWatcher(reg, "v1", load, lambda s, _t: offered.append(s), metrics, check_s=0.01)
     assert not await watcher.check()  # unchanged pointer: nothing loaded
     main(["promote", "v2", "--registry", str(reg)])
     assert await watcher.check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,20 @@ def test_log_event_round_trip_and_schema() -> None:
     data = ev.encode()
     assert LogEvent.decode(data) == ev
     jsonschema.validate(orjson.loads(data), schema("log_event"))
+
+
+def test_raw_log_event_round_trip_and_schema() -> None:
+    ev = LogEvent(1_700_000_000_000, "gateway", "t1", None, "INFO", "Routing GET /api/orders/42")
+    data = ev.encode()
+    assert LogEvent.decode(data) == ev
+    jsonschema.validate(orjson.loads(data), schema("log_event"))
+    # The schema, like the decoder, wants an event id or a message.
+    for bad in ({"message": ""}, {}, {"event_id": None}):
+        obj = {"ts": 1, "service": "x", "session_id": "s", **bad}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(obj, schema("log_event"))
+        with pytest.raises(DecodeError):
+            LogEvent.from_dict(obj)
 
 
 def test_log_event_iso_timestamp_is_normalized_to_epoch_ms() -> None:
@@ -150,6 +165,23 @@ def test_score_and_alert_round_trip_and_schema() -> None:
     assert Alert.decode(al.encode()) == al
     jsonschema.validate(orjson.loads(al.encode()), schema("alert"))
     assert al.surprising[0].expected[0].event_id == "db.query.ok"
+
+
+def test_a_new_template_rides_with_its_surprising_event() -> None:
+    new = SurprisingEvent(0, "T42", 11.0, (Expected("T3", 0.8),), template="Disk <*> is full")
+    sc = dataclasses.replace(make_score(), surprising=(new,))
+    assert Score.decode(sc.encode()) == sc
+    jsonschema.validate(orjson.loads(sc.encode()), schema("score"))
+    al = Alert.from_score(sc, ("T42",))
+    assert Alert.decode(al.encode()).surprising[0].template == "Disk <*> is full"
+    jsonschema.validate(orjson.loads(al.encode()), schema("alert"))
+    # A known template's event carries no text: older consumers see the same record.
+    assert "template" not in make_score().to_dict()["surprising"][0]
+    d = sc.to_dict()
+    d["surprising"][0]["template"] = 5
+    with pytest.raises(DecodeError) as exc:
+        Score.from_dict(d)
+    assert exc.value.field == "surprising[0].template"
 
 
 def test_score_rejects_bad_nested_field() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from schemas.daily_files import write_sessions
-from schemas.errors import ConfigError
+from schemas.errors import ConfigError, DataError
 from schemas.runtime.settings import build_settings
 from schemas.runtime.settings_flags import settings_flags
 from schemas.scores import Score
@@ -105,6 +105,32 @@ def test_events_file_through_the_sessionizer(tmp_path: Path) -> None:
     ]
     long_gap = replay_scores(event_items(p), length_scorer(), _settings(gap_ms=100_000))
     assert sorted((s.session_id, s.n_events) for s in long_gap) == [("blk1", 3), ("blk2", 1)]
+
+
+def test_raw_events_map_to_template_ids_as_serve_maps_them(tmp_path: Path) -> None:
+    from schemas.events import LogEvent
+    from tests.unit.test_serve_raw import KNOWN, NEW, SurprisedScorer, bundle_set
+    from trainer.mining.matcher import NO_TEMPLATES, TemplateMatcher
+
+    p = tmp_path / "raw.jsonl"
+    events = [LogEvent(1000 + i, "gw", "t1", None, "INFO", m) for i, m in enumerate(KNOWN)]
+    events += [LogEvent(2000, "gw", "t2", None, "ERROR", NEW), LogEvent(2001, "gw", "t2", "T1")]
+    p.write_bytes(b"".join(e.encode() + b"\n" for e in events))
+    templates = bundle_set()
+    known = [t.id for t in templates.templates]
+    scorer = SurprisedScorer(frozenset(known))
+    scores = replay_scores(event_items(p), scorer, _settings(), None, TemplateMatcher(templates))
+    new_id = f"T{len(known) + 1}"
+    assert {w.session_id: w.events for w in scorer.windows} == {
+        "t1": tuple(known),
+        "t2": (new_id, "T1"),
+    }
+    (alert,) = [s for s in scores if s.anomalous]
+    assert [(e.event_id, e.template) for e in alert.surprising] == [
+        (new_id, "Bank gateway refused the connection: TLS handshake failed after <*>")
+    ]
+    with pytest.raises(DataError, match=f"partition 0 offset 0: {NO_TEMPLATES}$"):
+        replay_scores(event_items(p), scorer, _settings())
 
 
 def test_block_evaluation() -> None:
@@ -205,6 +231,7 @@ def test_unreachable_out_topic_broker_is_one_line(
 
     monkeypatch.setattr(replay_run, "resolve_model", lambda p: p)
     monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: length_scorer())
+    monkeypatch.setattr(replay_run, "read_bundle_templates", lambda p: None)
     events = tmp_path / "events.jsonl"
     events.write_text("")
     argv = ["replay", "--model", str(tmp_path), "--events", str(events)]

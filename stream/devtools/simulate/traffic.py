@@ -30,7 +30,7 @@ class SimSession:
     def to_session(self) -> Session:
         return Session(
             session_id=self.session_id,
-            events=tuple(e.event_id for e in self.events),
+            events=tuple(e.event_id for e in self.events if e.event_id is not None),
             start_ts=self.events[0].ts,
             end_ts=self.events[-1].ts,
             label=self.label,

@@ -1,0 +1,130 @@
+"""`TemplateMatcher`: raw log messages to template ids against a model's template set, the
+one way `logad serve`, `replay` and `evaluate` map a raw event (`event_id_for`).
+
+A message goes to the id the bundle's miner gives it (`TemplateMiner.mine`): a known
+template's id, or, for a line unlike any known template, a new id `T<n>` past the bundle's,
+which the model sees as `[UNK]` (it is not in its vocab). New templates accumulate in the
+matcher's copy of the set (`to_set`), so the archive can hand them to the nightly retrain
+and the next bundle knows them by the same ids.
+
+The hot path: a bounded LRU from the raw message to its id, in front of the miner (which
+masks the message, then keeps its own cache by masked message). A cached answer never goes
+stale: once mined, a line keeps its id (trainer/mining/miner.py). One thread uses a matcher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+import structlog
+
+from schemas.errors import DecodeError
+from schemas.scores import Score
+from schemas.templates import TemplateSet
+from trainer.mining.lineage import carry_forward
+from trainer.mining.miner import TemplateMiner
+
+log = structlog.get_logger(__name__)
+
+NO_TEMPLATES = "raw message but the model has no templates"
+
+LRU_SIZE = 16_384
+"""Raw messages remembered with their ids."""
+LRU_MAX_CHARS = 512
+"""Longer messages are not remembered (the LRU stays a few MiB); the miner's cache by
+masked message still spares them the tree search."""
+
+
+class TemplateMatcher:
+    """The bundle's template set (`bundle`), extended by what is mined from live lines."""
+
+    def __init__(
+        self, bundle: TemplateSet, mined: TemplateSet | None = None, *, lru_size: int = LRU_SIZE
+    ) -> None:
+        """`mined`: an earlier matcher's set (the archive's `templates.json`, the bundle
+        serving before a reload), whose templates past the bundle's keep their ids."""
+        self.known = frozenset(t.id for t in bundle.templates)
+        """The bundle's ids: any other id was mined here, and is new to the model."""
+        start = bundle
+        if mined is not None:
+            start, disagree = carry_forward(bundle, mined)
+            if disagree:
+                log.warning(
+                    "templates_disagree",
+                    ids=disagree[:10],
+                    count=len(disagree),
+                    note="the bundle's templates win; days archived with these ids meant others",
+                )
+        self._miner = TemplateMiner.from_set(start)
+        self._last = max((t.number for t in start.templates), default=0)
+        self._lru: OrderedDict[str, str] = OrderedDict()
+        self._lru_size = lru_size
+
+    def __len__(self) -> int:
+        return len(self._miner)
+
+    @property
+    def new_templates(self) -> int:
+        """Templates held that the bundle does not know."""
+        return len(self._miner) - len(self.known)
+
+    def id_of(self, message: str, ts_ms: int) -> str:
+        """The message's template id; a new template (first seen at `ts_ms`) if it fits none."""
+        lru = self._lru
+        tid = lru.get(message)
+        if tid is not None:
+            lru.move_to_end(message)
+            return tid
+        tid, changed = self._miner.mine(message, first_seen=_iso(ts_ms))
+        if changed and int(tid[1:]) > self._last:
+            self._last = int(tid[1:])
+            log.info("template_new", id=tid, template=self._miner.template(tid).template)
+        if len(message) <= LRU_MAX_CHARS:
+            if len(lru) >= self._lru_size:
+                lru.popitem(last=False)
+            lru[message] = tid
+        return tid
+
+    def new_template(self, template_id: str) -> str | None:
+        """The text of a template mined here (one the bundle does not know), else None."""
+        if template_id in self.known or template_id not in self._miner:
+            return None
+        return self._miner.template(template_id).template
+
+    def to_set(self) -> TemplateSet:
+        """Everything held: the bundle's templates (some perhaps generalised), then the new."""
+        return self._miner.to_set()
+
+
+def event_id_for(
+    event_id: str | None, message: str | None, ts_ms: int, matcher: TemplateMatcher | None
+) -> str:
+    """An event's template id: its own, or its message's through `matcher`. A raw event
+    without a matcher (the model has no templates) is a DecodeError, for the dead letters."""
+    if event_id is not None:
+        return event_id
+    if matcher is None or message is None:
+        raise DecodeError(NO_TEMPLATES)
+    return matcher.id_of(message, ts_ms)
+
+
+def with_new_templates(score: Score, matcher: TemplateMatcher | None) -> Score:
+    """`score` with the text of each new template among its surprising events, so that an
+    alert can say which line the model never saw."""
+    if matcher is None or not score.surprising or not matcher.new_templates:
+        return score
+    surprising = tuple(
+        dataclasses.replace(s, template=text)
+        if (text := matcher.new_template(s.event_id)) is not None
+        else s
+        for s in score.surprising
+    )
+    if surprising == score.surprising:
+        return score
+    return dataclasses.replace(score, surprising=surprising)
+
+
+def _iso(ts_ms: int) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).isoformat(timespec="milliseconds")
