@@ -6,6 +6,7 @@ tests/process, and tests that need the Kafka broker under tests/integration.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing.process
 import os
 import platform
@@ -18,6 +19,9 @@ import pytest
 # platform asks `uname -p` once and caches it; ask now, before the guard is on, so that code
 # recording the machine (bench.machine) does not count as starting a process.
 _PROCESSOR = platform.uname().processor
+# torch's first import looks a library up with `ldconfig -p` (ctypes.util.find_library): load
+# it before the guard too, so a test that is the first to import torch is not refused.
+importlib.import_module("torch")
 
 
 def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
