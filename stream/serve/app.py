@@ -30,6 +30,8 @@ from stream.serve.kafka_io import (
     make_consumer,
     make_producer,
 )
+from stream.serve.kafka_logs import watch_client
+from stream.serve.kafka_security import start_client
 from stream.serve.metrics import MetricsServer, ServeMetrics
 from stream.serve.model_process import start_process_scorer
 from stream.serve.reload import LoadScorer, ModelWatcher, load_window_scorer
@@ -65,6 +67,8 @@ async def serve(
         server.start()
     consumer = make_consumer(settings)
     producer = make_producer(settings)
+    watch_client(consumer)
+    watch_client(producer)
     gc_defaults = tune_gc()
     switch_default = sys.getswitchinterval()
     # A thread waiting for the GIL waits up to the switch interval: at Python's 5 ms, the
@@ -72,8 +76,8 @@ async def serve(
     sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
     service: Service | None = None
     try:
-        await producer.start()
-        await consumer.start()
+        await start_client(producer, settings.kafka, settings.kafka.bootstrap)
+        await start_client(consumer, settings.kafka, settings.kafka.bootstrap)
         service = Service(settings, scorer, consumer, producer, metrics)
         watcher = _watcher(settings.model, bundle, settings, service, load)
         if ready is not None:
