@@ -8,8 +8,10 @@ replay from a topic) on the handler of libraries' records, turns that into:
 - one warning when the broker goes away (`kafka_unreachable`, with aiokafka's first message);
 - while it stays away, one summary line every `every_s` seconds (`kafka_still_unreachable`:
   how many messages were held back, and like what);
-- one info line when it is back (`kafka_reachable_again`): a client's metadata request
-  succeeded (`watch_client` hooks the clients' metadata updates).
+- one info line when it is back (`kafka_reachable_again`): a client connected to a broker or
+  got metadata (`watch_client` hooks both) after `quiet_s` seconds without a failure. The
+  quiet period keeps a cluster with one broker away (the others answering) from flapping
+  between the two states: it stays "unreachable", summarised, until that broker is back.
 
 Outside an outage, aiokafka's other warnings are sampled: the first of a kind passes, its
 repeats within `every_s` are counted and said in one line (`kafka_log_suppressed`) when the
@@ -35,26 +37,22 @@ from schemas.runtime.logs import add_record_filter, remove_record_filter
 log = structlog.get_logger(__name__)
 
 SUMMARY_EVERY_S = 30.0
+QUIET_S = 5.0
 
 OUTAGE_MESSAGES = frozenset(
     {
-        # aiokafka/client.py
+        # aiokafka/client.py: a connection or a metadata request failed.
         'Unable connect to "%s:%s": %s',
         "Unable connect to node with id %s: %s",
         "Unable to update metadata from %s",
         'Unable to request metadata from "%s:%s": %s',
         "Unable to request metadata from node with id %s: %r",
-        # aiokafka/consumer/fetcher.py, consumer/group_coordinator.py
-        "Failed fetch messages from %s: %s",
-        "Group Coordinator Request failed: %s",
-        "Heartbeat send request failed: %s. Will retry.",
-        # aiokafka/producer/sender.py
-        "Cannot send %r to %s: %r",
-        "Could not send %r: %r",
-        "FindCoordinator Request failed: %s",
     }
 )
-"""aiokafka's messages (their format strings) that mean a broker cannot be reached."""
+"""aiokafka's messages (their format strings) that mean a broker cannot be reached. Others
+that an outage also brings (failed fetches, coordinator requests, sends) can mean other
+things too (a coordinator still loading at start), so they raise no alarm: they are held
+back and counted while the brokers are away, and sampled otherwise."""
 
 Emit = Callable[[str, str, dict[str, Any]], None]
 """(level, event, fields): a line to log."""
@@ -68,10 +66,14 @@ class OutageLog:
     """What to say about aiokafka's records, and which to let through (see the module doc).
     Not thread-safe on its own: `KafkaLogFilter` serialises the calls."""
 
-    def __init__(self, emit: Emit, every_s: float = SUMMARY_EVERY_S) -> None:
+    def __init__(
+        self, emit: Emit, every_s: float = SUMMARY_EVERY_S, quiet_s: float = QUIET_S
+    ) -> None:
         self.every_s = every_s
+        self.quiet_s = quiet_s
         self._emit = emit
         self.down_since: float | None = None
+        self._last_failure = 0.0
         self._last_summary = 0.0
         self._held: Counter[str] = Counter()  # since the last summary
         self._held_total = 0  # over the whole outage
@@ -83,7 +85,7 @@ class OutageLog:
         if self.down_since is None:
             if template not in OUTAGE_MESSAGES:
                 return self._sample(template, now)
-            self.down_since = self._last_summary = now
+            self.down_since = self._last_summary = self._last_failure = now
             self._emit(
                 "warning",
                 "kafka_unreachable",
@@ -97,13 +99,15 @@ class OutageLog:
             return False
         self._held[template] += 1
         self._held_total += 1
+        self._last_failure = now
         if now - self._last_summary >= self.every_s:
             self._summarise(now)
         return False
 
     def reachable(self, now: float) -> None:
-        """A metadata request succeeded: the brokers answer again."""
-        if self.down_since is None:
+        """A client connected to a broker, or got metadata: the brokers answer again, once
+        nothing failed for `quiet_s` seconds."""
+        if self.down_since is None or now - self._last_failure < self.quiet_s:
             return
         self._emit(
             "info",
@@ -154,10 +158,11 @@ class KafkaLogFilter(logging.Filter):
         every_s: float = SUMMARY_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
         emit: Emit = _structlog_emit,
+        quiet_s: float = QUIET_S,
     ) -> None:
         super().__init__()
         self.clock = clock
-        self.outage = OutageLog(emit, every_s)
+        self.outage = OutageLog(emit, every_s, quiet_s)
         self._lock = threading.Lock()  # replay reads Kafka in a thread of its own
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -167,6 +172,8 @@ class KafkaLogFilter(logging.Filter):
             return self.outage.record(str(record.msg), record.getMessage, record.name, self.clock())
 
     def reachable(self) -> None:
+        if self.outage.down_since is None:  # the common case, on every request: no lock
+            return
         with self._lock:
             self.outage.reachable(self.clock())
 
@@ -175,14 +182,16 @@ _installed: KafkaLogFilter | None = None
 
 
 @contextlib.contextmanager
-def kafka_log_filter(every_s: float = SUMMARY_EVERY_S) -> Iterator[KafkaLogFilter]:
+def kafka_log_filter(
+    every_s: float = SUMMARY_EVERY_S, quiet_s: float = QUIET_S
+) -> Iterator[KafkaLogFilter]:
     """The filter installed for the block (one per process: inside another such block,
     the one installed there)."""
     global _installed
     if _installed is not None:
         yield _installed
         return
-    _installed = KafkaLogFilter(every_s)
+    _installed = KafkaLogFilter(every_s, quiet_s=quiet_s)
     add_record_filter(_installed)
     try:
         yield _installed
@@ -193,13 +202,28 @@ def kafka_log_filter(every_s: float = SUMMARY_EVERY_S) -> Iterator[KafkaLogFilte
 
 def watch_client(client: object) -> None:
     """Tell the installed filter (when there is one, then) each time `client` (an aiokafka
-    consumer, producer or admin client) gets metadata: proof that the brokers answer."""
+    consumer, producer or admin client) has a connection to a broker or gets metadata:
+    proof that the brokers answer."""
     # aiokafka keeps its network client as `client` (producer) or `_client` (consumer,
-    # admin); its cluster metadata calls listeners on every successful update.
+    # admin). Its cluster metadata calls listeners on every successful update, but after an
+    # outage a client reconnects without asking for metadata (for minutes: metadata_max_age),
+    # so the connection step, `_get_conn` (None while a broker is away), is watched too.
     inner = getattr(client, "_client", None) or getattr(client, "client", None)
     cluster = getattr(inner, "cluster", None)
     if cluster is not None:
         cluster.add_listener(_on_metadata)
+    get_conn = getattr(inner, "_get_conn", None)
+    if get_conn is None or getattr(get_conn, "_logad_watched", False):
+        return
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        conn = await get_conn(*args, **kwargs)
+        if conn is not None and _installed is not None:
+            _installed.reachable()
+        return conn
+
+    watched._logad_watched = True  # type: ignore[attr-defined]
+    inner._get_conn = watched  # type: ignore[union-attr]
 
 
 def _on_metadata(cluster: object) -> None:

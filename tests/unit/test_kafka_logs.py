@@ -77,11 +77,14 @@ def test_an_outage_is_one_warning_a_summary_every_30_s_and_one_line_when_back(
     # first summary's less the alarm, plus the record at 30.0 s that triggered it).
     assert [s["suppressed"] for s in summaries] == [900, 900, 900]
     clock.now = 1095.5
-    f.reachable()  # a metadata request succeeded
+    f.reachable()  # a connection, 0.6 s after the last failure: too soon to call it back
+    assert len(said) == 4
+    clock.now = 1100.0
+    f.reachable()  # a connection, 5 s after the last failure
     assert said[-1] == (
         "info",
         "kafka_reachable_again",
-        {"down_s": 95.5, "suppressed": 950 * 3 - 1},
+        {"down_s": 100.0, "suppressed": 950 * 3 - 1},
     )
     f.reachable()  # and the next one says nothing
     assert len(said) == 5
@@ -101,6 +104,16 @@ def test_other_warnings_are_sampled_per_kind_outside_an_outage(
     assert [i for i, k in enumerate(kept) if k] == [0, 30, 60]
     summary = {"suppressed": 29, "like": REBALANCING, "over_s": 30.0}
     assert said == [("warning", "kafka_log_suppressed", summary)] * 2
+
+
+def test_a_coordinator_not_ready_at_start_raises_no_alarm(
+    f: KafkaLogFilter, said: list[tuple[str, str, dict[str, Any]]]
+) -> None:
+    # The group's coordinator is loading: aiokafka says so at ERROR, but no broker is away.
+    msg = "Group Coordinator Request failed: %s"
+    rec = _record(msg, "[Error 15] CoordinatorNotAvailableError", name="aiokafka.consumer")
+    assert f.filter(rec)
+    assert f.outage.down_since is None and said == []
 
 
 def test_debug_records_and_other_libraries_pass_untouched(
@@ -129,13 +142,21 @@ async def test_installed_it_turns_a_flood_into_lines_and_hears_the_clients_metad
 
     configure_logging("info", json=True)
     aiokafka_log = logging.getLogger("aiokafka")
-    with kafka_log_filter() as installed:
+    with kafka_log_filter(quiet_s=0.0) as installed:
         with kafka_log_filter() as again:
             assert again is installed  # one per process
+        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+
+        async def connected(node_id: int) -> object:
+            return object()  # what aiokafka's connection step returns once a broker answers
+
+        producer.client._get_conn = connected
+        watch_client(producer)
         for _ in range(2_000):
             aiokafka_log.error(CONNECT, 1, _refused())
-        producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
-        watch_client(producer)
+        assert await producer.client._get_conn(1) is not None
+        for _ in range(10):
+            aiokafka_log.error(CONNECT, 1, _refused())
         for listener in list(producer.client.cluster._listeners):
             listener(producer.client.cluster)  # what aiokafka does after a metadata response
         await producer.stop()
@@ -144,7 +165,9 @@ async def test_installed_it_turns_a_flood_into_lines_and_hears_the_clients_metad
     assert [line["event"] for line in lines] == [
         "kafka_unreachable",
         "kafka_reachable_again",
+        "kafka_unreachable",
+        "kafka_reachable_again",
         "Unable connect to node with id 1: [Errno 111] Connect call failed ('127.0.0.1', 9092)",
     ]
-    assert lines[1]["suppressed"] == 1_999
+    assert (lines[1]["suppressed"], lines[3]["suppressed"]) == (1_999, 9)
     assert kafka_logs._installed is None
