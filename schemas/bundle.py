@@ -18,6 +18,8 @@ from typing import Any
 import orjson
 
 from schemas.errors import BundleError
+from schemas.runtime.secret import Secret
+from schemas.signing import check_signature, write_signature
 
 CONFIG, WEIGHTS, VOCAB, CALIBRATION, MANIFEST = (
     "config.json",
@@ -196,12 +198,16 @@ def write_manifest(
     return manifest
 
 
-def verify_bundle(bundle_dir: Path) -> BundleManifest:
-    """Check that every file exists and matches its sha256; return the manifest."""
+def verify_bundle(bundle_dir: Path, key: Secret | None = None) -> BundleManifest:
+    """Check that every file exists and matches its sha256; return the manifest. With a
+    `key` (the bundle_key setting), the manifest's signature first (schemas/signing.py)."""
     mpath = bundle_dir / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"{bundle_dir} is not a model bundle (no {MANIFEST})")
-    manifest = BundleManifest.from_json(mpath.read_bytes())
+    raw = mpath.read_bytes()  # read once: the bytes signed are the bytes parsed
+    manifest = BundleManifest.from_json(raw)
+    if key is not None:
+        check_signature(bundle_dir, raw, key, manifest.version)
     for name in BUNDLE_FILES:
         p = bundle_dir / name
         if not p.is_file():
@@ -213,6 +219,11 @@ def verify_bundle(bundle_dir: Path) -> BundleManifest:
     if stray:
         raise BundleError(f"bundle {manifest.version} holds pickle-format files: {stray}")
     return manifest
+
+
+def sign_bundle(bundle_dir: Path, key: Secret) -> None:
+    """Sign the bundle's manifest.json under `key` (write manifest.sig)."""
+    write_signature(bundle_dir, (bundle_dir / MANIFEST).read_bytes(), key)
 
 
 def publish_dir(tmp_dir: Path, final_dir: Path) -> None:

@@ -123,7 +123,11 @@ def _run(
 
     # ---- data (rank 0 tokenizes into the cache first; the others then read it)
     meta = read_meta(resume_from) if resume_from else None
-    warm = load_warm_start(req.init_from) if req.init_from and resume_from is None else None
+    warm = (
+        load_warm_start(req.init_from, s.bundle_key)
+        if req.init_from and resume_from is None
+        else None
+    )
     data = _load_data_on_all_ranks(
         s,
         req.data,
@@ -228,6 +232,7 @@ def _run(
         preset=warm.preset if warm and warm.preset else s.preset,
         parent_version=parent,
         metrics=_final_metrics(result, data, s),
+        bundle_key=s.bundle_key,
     )
     return TrainOutcome(run_dir, result.state, manifest)
 

@@ -99,6 +99,7 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
         s.scoring.device,
         max_batch_tokens=s.scoring.max_batch_tokens,
         explain_known_mixes=s.scoring.explain_known_mixes,
+        bundle_key=s.signing.bundle_key,
     )
     bar = None
     events = 0

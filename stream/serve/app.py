@@ -25,7 +25,9 @@ from pathlib import Path
 
 import structlog
 
+from schemas.bundle import verify_bundle
 from schemas.registry import is_registry, resolve_model
+from schemas.runtime.secret import Secret
 from stream.serve.kafka_io import (
     make_consumer,
     make_producer,
@@ -37,7 +39,7 @@ from stream.serve.model_process import start_process_scorer
 from stream.serve.reload import LoadScorer, ModelWatcher, load_window_scorer
 from stream.serve.service import Service, model_threads
 from stream.serve.settings import ServeSettings
-from stream.serve.worker import close_scorer
+from stream.serve.worker import Scorer, close_scorer
 from trainer.gc_tuning import restore_gc, tune_gc
 
 log = structlog.get_logger(__name__)
@@ -53,7 +55,7 @@ async def serve(
     """Run `logad serve` until `stop` is set. `load` builds a scorer from a bundle dir
     (default: trainer.scoring.WindowScorer); tests pass a fake."""
     assert settings.model is not None  # ServeSettings guarantees it
-    load = load or load_scorer(settings)
+    load = signed_only(load or load_scorer(settings), settings.signing.bundle_key)
     bundle = resolve_model(settings.model)
     loop = asyncio.get_running_loop()
     scorer = await loop.run_in_executor(None, load, bundle)
@@ -110,6 +112,19 @@ def load_scorer(settings: ServeSettings) -> LoadScorer:
     return load_window_scorer(
         settings.scoring.device, threads, settings.scoring.explain_known_mixes
     )
+
+
+def signed_only(load: LoadScorer, key: Secret | None) -> LoadScorer:
+    """`load`, refusing (BundleError) a bundle whose signature does not verify under `key`,
+    at start and on every hot reload (none: `load` as it is)."""
+    if key is None:
+        return load
+
+    def checked(bundle: Path) -> Scorer:
+        verify_bundle(bundle, key)
+        return load(bundle)
+
+    return checked
 
 
 def _watcher(

@@ -15,6 +15,7 @@ from typing import Literal
 from schemas.errors import ConfigError
 from schemas.runtime.secret import Secret
 from schemas.runtime.settings import REQUIRED
+from schemas.signing import BundleKeySettings
 from schemas.windows import MAX_EVENTS, MAX_TOKENS
 from trainer.scorer_settings import ScorerSettings
 
@@ -318,6 +319,7 @@ class ServeSettings:
     scoring: ScorerSettings = field(default=ScorerSettings())
     runtime: ModelRuntimeSettings = field(default=ModelRuntimeSettings())
     metrics: MetricsSettings = field(default=MetricsSettings())
+    signing: BundleKeySettings = field(default=BundleKeySettings())
 
     def __post_init__(self) -> None:
         if self.model is None:
