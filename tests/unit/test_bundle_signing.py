@@ -19,6 +19,9 @@ from schemas.vocab import Vocab
 from stream.cli import main
 from stream.jobs.registry import promote_bundle
 from stream.serve.app import signed_only
+from stream.serve.metrics import ServeMetrics
+from stream.serve.reload import ModelWatcher
+from stream.serve.worker import Scorer
 from tests.unit.test_promote_and_watch import Loaded, fake_bundle
 from trainer.calibration import calibrate
 from trainer.export import export_bundle, load_warm_start
@@ -168,3 +171,20 @@ def test_train_export_signs_and_the_warm_start_checks(tmp_path: Path) -> None:
     os.remove(out / SIGNATURE)
     with pytest.raises(BundleError, match="not signed"):
         load_warm_start(out, KEY)
+
+
+async def test_a_hot_reload_to_a_tampered_bundle_is_refused_and_the_old_model_serves(
+    tmp_path: Path,
+) -> None:
+    reg = tmp_path / "registry"
+    for v in ("v1", "v2"):
+        promote_bundle(fake_bundle(tmp_path / v, v, v.encode()), reg, key=KEY)
+    offered: list[Scorer] = []
+    metrics = ServeMetrics()
+    load = signed_only(lambda bundle: Loaded(bundle.name), KEY)
+    watcher = ModelWatcher(reg, "v2", load, offered.append, metrics, check_s=0.01)
+    tamper(reg / "v1")  # someone with write access to the registry
+    pointer = reg / "current"  # the pointer moved by hand, since promote would refuse
+    pointer.write_bytes(orjson.dumps({"version": "v1", "previous": "v2", "updated_at": "x"}))
+    assert not await watcher.check()
+    assert offered == [] and metrics.model_refused._value.get() == 1
