@@ -26,6 +26,7 @@ from schemas.errors import ConfigError
 from stream.serve.settings import KafkaSettings
 
 _PROBE_TIMEOUT_MS = 10_000
+_WRONG_PROTOCOL = (ssl.SSLError, asyncio.TimeoutError, ConnectionResetError, KafkaConnectionError)
 
 
 class Startable(Protocol):
@@ -136,6 +137,6 @@ def _explained(address: str, kafka: KafkaSettings, e: BaseException) -> KafkaSta
         hint = "check sasl_username and sasl_password"
     elif isinstance(e, ssl.SSLCertVerificationError):
         hint = "check ssl_cafile, and that the broker's certificate names this host"
-    elif isinstance(e, ssl.SSLError | asyncio.TimeoutError | ConnectionResetError):
+    elif isinstance(e, _WRONG_PROTOCOL):  # the broker hung up on what it did not expect
         hint = f"does this listener speak {kafka.security_protocol}?"
     return KafkaStartError(address, text + (f" ({hint})" if hint else ""))
