@@ -171,3 +171,16 @@ async def test_installed_it_turns_a_flood_into_lines_and_hears_the_clients_metad
     ]
     assert (lines[1]["suppressed"], lines[3]["suppressed"]) == (1_999, 9)
     assert kafka_logs._installed is None
+
+
+@pytest.mark.usefixtures("_restore_root_logging")
+def test_the_filter_survives_logging_being_configured_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", json=True)
+    with kafka_log_filter():
+        configure_logging("warning", json=True)  # a new handler: the filter goes on it too
+        for _ in range(100):
+            logging.getLogger("aiokafka").error(METADATA, [1])
+    events = [orjson.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    assert events == ["kafka_unreachable"]
