@@ -57,6 +57,12 @@ async def serve(
     assert settings.model is not None  # ServeSettings guarantees it
     load = signed_only(load or load_scorer(settings), settings.signing.bundle_key)
     bundle = resolve_model(settings.model)
+    # The clients first (not started: no connection yet), so that a TLS file that cannot be
+    # used stops serve before a model or the metrics server needs releasing.
+    consumer = make_consumer(settings)
+    producer = make_producer(settings)
+    watch_client(consumer)
+    watch_client(producer)
     loop = asyncio.get_running_loop()
     scorer = await loop.run_in_executor(None, load, bundle)
     log.info("model_loaded", model_version=scorer.model_version, bundle=str(bundle))
@@ -67,10 +73,6 @@ async def serve(
             metrics, settings.metrics.metrics_host, settings.metrics.metrics_port
         )
         server.start()
-    consumer = make_consumer(settings)
-    producer = make_producer(settings)
-    watch_client(consumer)
-    watch_client(producer)
     gc_defaults = tune_gc()
     switch_default = sys.getswitchinterval()
     # A thread waiting for the GIL waits up to the switch interval: at Python's 5 ms, the
