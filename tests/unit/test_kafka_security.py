@@ -132,3 +132,20 @@ async def test_the_probe_says_what_a_bootstrap_broker_did() -> None:
     why = await bootstrap_problem(KafkaSettings(bootstrap="127.0.0.1:1"), "127.0.0.1:1")
     assert why is not None and why.address == "127.0.0.1:1"
     assert "ConnectionRefusedError" in why.reason or "Connect call failed" in why.reason
+
+
+async def test_serve_stops_on_an_unusable_tls_file_before_loading_the_model(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    from stream.serve.app import serve
+    from tests.unit.test_promote_and_watch import fake_bundle
+
+    def load(bundle: Path) -> Any:
+        raise AssertionError("the model was loaded")
+
+    kafka = _kafka(security_protocol="SSL", ssl_cafile=str(tmp_path / "missing.pem"))
+    settings = ServeSettings(model=fake_bundle(tmp_path / "b", "v1"), kafka=kafka)
+    with pytest.raises(ConfigError, match="ssl_cafile .*: cannot read"):
+        await serve(settings, asyncio.Event(), load)
