@@ -147,5 +147,5 @@ async def test_serve_stops_on_an_unusable_tls_file_before_loading_the_model(
 
     kafka = _kafka(security_protocol="SSL", ssl_cafile=str(tmp_path / "missing.pem"))
     settings = ServeSettings(model=fake_bundle(tmp_path / "b", "v1"), kafka=kafka)
-    with pytest.raises(ConfigError, match="ssl_cafile .*: cannot read"):
+    with pytest.raises(ConfigError, match=r"ssl_cafile .*: cannot read"):
         await serve(settings, asyncio.Event(), load)
