@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 
 from schemas.errors import BundleError, DecodeError
+from schemas.runtime.secret import Secret
+from schemas.signing import check_signature, write_signature
 from schemas.templates import TemplateSet
 
 CONFIG, WEIGHTS, VOCAB, CALIBRATION, MANIFEST = (
@@ -207,12 +209,16 @@ def write_manifest(
     return manifest
 
 
-def verify_bundle(bundle_dir: Path) -> BundleManifest:
-    """Check that every file exists and matches its sha256; return the manifest."""
+def verify_bundle(bundle_dir: Path, key: Secret | None = None) -> BundleManifest:
+    """Check that every file exists and matches its sha256; return the manifest. With a
+    `key` (the bundle_key setting), the manifest's signature first (schemas/signing.py)."""
     mpath = bundle_dir / MANIFEST
     if not mpath.is_file():
         raise BundleError(f"{bundle_dir} is not a model bundle (no {MANIFEST})")
-    manifest = BundleManifest.from_json(mpath.read_bytes())
+    raw = mpath.read_bytes()  # read once: the bytes signed are the bytes parsed
+    manifest = BundleManifest.from_json(raw)
+    if key is not None:
+        check_signature(bundle_dir, raw, key, manifest.version)
     for name in BUNDLE_FILES:
         p = bundle_dir / name
         if not p.is_file():
@@ -265,6 +271,11 @@ def read_bundle_templates(bundle_dir: Path) -> TemplateSet | None:
         return TemplateSet.from_dict(orjson.loads(raw))
     except (orjson.JSONDecodeError, DecodeError) as e:
         raise BundleError(f"bundle {manifest.version}: bad {TEMPLATES}: {e}") from None
+
+
+def sign_bundle(bundle_dir: Path, key: Secret) -> None:
+    """Sign the bundle's manifest.json under `key` (write manifest.sig)."""
+    write_signature(bundle_dir, (bundle_dir / MANIFEST).read_bytes(), key)
 
 
 def publish_dir(tmp_dir: Path, final_dir: Path) -> None:

@@ -20,6 +20,7 @@ import orjson
 
 from schemas.bundle import MANIFEST, BundleManifest, verify_bundle
 from schemas.errors import BundleError
+from schemas.runtime.secret import Secret
 
 POINTER = "current"
 
@@ -66,9 +67,10 @@ def _write_pointer(registry: Path, pointer: Pointer) -> None:
     os.replace(tmp, registry / POINTER)
 
 
-def promote(registry: Path, version: str) -> Pointer:
-    """Point `current` at `version` (which must verify), remembering the one before."""
-    verify_bundle(registry / version)
+def promote(registry: Path, version: str, key: Secret | None = None) -> Pointer:
+    """Point `current` at `version` (which must verify, and with `key` carry a signature
+    that verifies), remembering the one before."""
+    verify_bundle(registry / version, key)
     previous = read_pointer(registry).version if is_registry(registry) else None
     if previous == version:
         return read_pointer(registry)
@@ -77,11 +79,11 @@ def promote(registry: Path, version: str) -> Pointer:
     return pointer
 
 
-def rollback(registry: Path) -> Pointer:
+def rollback(registry: Path, key: Secret | None = None) -> Pointer:
     cur = read_pointer(registry)
     if not cur.previous:
         raise BundleError("no previous version to roll back to")
-    return promote(registry, cur.previous)
+    return promote(registry, cur.previous, key)
 
 
 def list_bundles(registry: Path) -> list[BundleManifest]:

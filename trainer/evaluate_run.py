@@ -53,8 +53,11 @@ def evaluate_bundle(
     report_dir: Path | None,
 ) -> tuple[EvalReport, list[Path]]:
     budget = s.scoring.max_batch_tokens
-    scorer = WindowScorer.from_bundle(bundle, s.scoring.device, max_batch_tokens=budget)
-    manifest = verify_bundle(bundle)
+    key = s.signing.bundle_key
+    scorer = WindowScorer.from_bundle(
+        bundle, s.scoring.device, max_batch_tokens=budget, bundle_key=key
+    )
+    manifest = verify_bundle(bundle, key)
     cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
     source = (
         f"bundle calibration: {quantile_label(cal.threshold_quantile)} of "

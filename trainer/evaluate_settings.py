@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.runtime.settings import leaves, only
+from schemas.signing import BundleKeySettings
 from trainer.scorer_settings import ScorerSettings
 
 STRATEGY_FIELDS = ("groups", "known_mixes", "known_pairs", "count_ceilings")
@@ -70,6 +71,7 @@ class EvaluateSettings:
         default=ScorerSettings(), metadata=only("device", "max_batch_tokens")
     )
     population: PopulationSettings = field(default=PopulationSettings())
+    signing: BundleKeySettings = field(default=BundleKeySettings())
 
     def __post_init__(self) -> None:
         if self.chunk_windows < 1:

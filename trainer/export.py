@@ -30,10 +30,12 @@ from schemas.bundle import (
     Calibration,
     new_version,
     publish_dir,
+    sign_bundle,
     verify_bundle,
     write_manifest,
 )
 from schemas.errors import BundleError, DecodeError
+from schemas.runtime.secret import Secret
 from schemas.templates import TemplateSet, write_templates
 from schemas.vocab import Vocab
 from trainer.calibration import calibrate, calibration_scores
@@ -60,9 +62,10 @@ class WarmStart:
     preset: str | None
 
 
-def load_warm_start(bundle_dir: Path) -> WarmStart:
-    """The earlier bundle's model and vocab (verified against its manifest)."""
-    manifest = verify_bundle(bundle_dir)
+def load_warm_start(bundle_dir: Path, bundle_key: Secret | None = None) -> WarmStart:
+    """The earlier bundle's model and vocab (verified against its manifest, and with a key
+    its signature)."""
+    manifest = verify_bundle(bundle_dir, bundle_key)
     try:
         vocab = Vocab.load(bundle_dir / VOCAB)
     except DecodeError as e:
@@ -155,9 +158,10 @@ def export_bundle(
     metrics: dict[str, Any],
     version: str | None = None,
     templates: TemplateSet | None = None,
+    bundle_key: Secret | None = None,
 ) -> BundleManifest:
     """Write the five files (six with `templates`) to a temporary directory beside `out`,
-    then rename it to `out`."""
+    then rename it to `out`; with a key, signed (manifest.sig)."""
     version = version or new_version()
     if out.exists():
         raise BundleError(f"{out} already exists")
@@ -181,6 +185,8 @@ def export_bundle(
             metrics=metrics,
         )
         assert (tmp / MANIFEST).is_file()
+        if bundle_key is not None:
+            sign_bundle(tmp, bundle_key)
         publish_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

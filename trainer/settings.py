@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from schemas.runtime.secret import Secret
+from schemas.signing import check_bundle_key
 from schemas.vocab import DEFAULT_MAX_SIZE, SPECIALS
 from schemas.windows import MAX_TOKENS
 
@@ -132,8 +134,13 @@ class TrainSettings:
     complete_only: bool = False
     """Read only days marked complete (a .done marker) from directories; files named
     explicitly are always read."""
+    bundle_key: Secret | None = None
+    """Sign the bundle with this HMAC-SHA256 key, and verify the --init-from bundle's
+    signature (schemas/signing.py): file:PATH, env:NAME, or the value in LOGAD_BUNDLE_KEY
+    (unset: the bundle is not signed)."""
 
     def __post_init__(self) -> None:
+        check_bundle_key(self.bundle_key)
         _positive(self, "epochs", "tokens_per_batch", "bucket_width", "vocab_size")
         _positive(self, "log_every_steps", "keep_checkpoints", "score_tokens_per_batch")
         _positive(self, "score_groups")

@@ -124,7 +124,11 @@ def _run(
 
     # ---- data (rank 0 tokenizes into the cache first; the others then read it)
     meta = read_meta(resume_from) if resume_from else None
-    warm = load_warm_start(req.init_from) if req.init_from and resume_from is None else None
+    warm = (
+        load_warm_start(req.init_from, s.bundle_key)
+        if req.init_from and resume_from is None
+        else None
+    )
     # Before any data is read: a set that renumbers the parent's ids fails at once.
     templates = bundle_templates(s.templates, req.data.sources, req.init_from)
     data = _load_data_on_all_ranks(
@@ -234,6 +238,7 @@ def _run(
         parent_version=parent,
         metrics=_final_metrics(result, data, s),
         templates=templates,
+        bundle_key=s.bundle_key,
     )
     return TrainOutcome(run_dir, result.state, manifest)
 

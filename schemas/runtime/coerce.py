@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from schemas.errors import ConfigError
+from schemas.runtime.secret import Secret, parse_secret
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def coerce(value: Any, tp: Any, name: str) -> Any:
+def coerce(
+    value: Any,
+    tp: Any,
+    name: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    literal_secret: bool = False,
+) -> Any:
     """Convert a file/env/flag value to the field's declared type, or raise ConfigError
-    naming `name` (the key, variable or flag the value came from)."""
+    naming `name` (the key, variable or flag the value came from). A `Secret` is read from
+    `file:PATH` or `env:NAME` (looked up in `environ`), or taken as given only where
+    `literal_secret` (its own LOGAD_ variable): `schemas.runtime.secret`."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -25,7 +36,9 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
         if is_none and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return coerce(value, inner[0], name)
+        return coerce(value, inner[0], name, environ=environ, literal_secret=literal_secret)
+    if tp is Secret:
+        return parse_secret(value, name, environ=environ, literal_ok=literal_secret)
     if origin is typing.Literal:
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
@@ -82,4 +95,6 @@ def type_name(tp: Any) -> str:
         return f"{type_name(args[0])} list"
     if tp is Path:
         return "path"
+    if tp is Secret:
+        return "secret"
     return str(getattr(tp, "__name__", tp))

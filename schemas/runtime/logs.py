@@ -1,11 +1,22 @@
-"""structlog set-up: a console renderer on a terminal, JSON lines otherwise."""
+"""structlog set-up: a console renderer on a terminal, JSON lines otherwise.
+
+Every event passes `mask_secret_values` before it is rendered, so a `Secret` (a password,
+a key: `schemas.runtime.secret`) logged by mistake prints as `***` in JSON and on the
+console alike. `add_record_filter` puts a filter on the handler of the libraries' stdlib
+records (serve's rate limit of aiokafka's outage messages is one); it survives a later
+`configure_logging`.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+from schemas.runtime.secret import mask_secrets
 
 
 class _Stderr:
@@ -26,6 +37,32 @@ class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 _configured: tuple[str, bool] = ("info", False)
+_record_filters: list[logging.Filter] = []
+
+
+def mask_secret_values(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: every Secret in the event (nested too) becomes `***`."""
+    return {k: mask_secrets(v) for k, v in event_dict.items()}
+
+
+def add_record_filter(f: logging.Filter) -> None:
+    """Filter the stdlib records (aiokafka's, torch's) before they are rendered; kept across
+    later `configure_logging` calls. Adding the same filter twice is a no-op."""
+    if f in _record_filters:
+        return
+    _record_filters.append(f)
+    for h in logging.getLogger().handlers:
+        if isinstance(h, _StdlibHandler):
+            h.addFilter(f)
+
+
+def remove_record_filter(f: logging.Filter) -> None:
+    if f in _record_filters:
+        _record_filters.remove(f)
+    for h in logging.getLogger().handlers:
+        h.removeFilter(f)
 
 
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
@@ -49,6 +86,7 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
             structlog.processors.add_log_level,
             stamp,
             structlog.processors.format_exc_info,
+            mask_secret_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(ours),
@@ -64,9 +102,15 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
                 stamp,
                 structlog.processors.format_exc_info,
             ],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                mask_secret_values,
+                renderer,
+            ],
         )
     )
+    for f in _record_filters:
+        handler.addFilter(f)
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StdlibHandler)]:
         root.removeHandler(old)

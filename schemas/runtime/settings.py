@@ -20,6 +20,9 @@ field's metadata exposes some leaves only, the others keeping the default's valu
 
 Each field's docstring (the string literal under it) is its help text, for the flags
 (`schemas.runtime.settings_flags`) and the configuration reference (`settings_docs`).
+
+A field typed `Secret | None` (`schemas.runtime.secret`) is read from `file:PATH` or
+`env:NAME`, or as a literal from its own LOGAD_ variable only, and prints as `***`.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import orjson
 
 from schemas.errors import ConfigError
 from schemas.runtime.coerce import coerce
+from schemas.runtime.secret import mask_secrets
 
 __all__ = [
     "ENV_PREFIX",
@@ -62,7 +66,6 @@ __all__ = [
 T = TypeVar("T")
 
 ENV_PREFIX = "LOGAD_"
-_SECRET_WORDS = ("password", "secret", "token_key", "sasl")
 _ONLY = "logad.only"
 _SHOWN = "logad.shown"
 
@@ -260,19 +263,21 @@ def build_settings(
     """Layer defaults < file < LOGAD_* env < flags (None flags are 'not given')."""
     known = leaves(cls)
     values: dict[str, Any] = {}
+    env = os.environ if environ is None else environ
     if config_file is not None:
         for k, v in _file_values(cls, config_file):
-            values[k] = coerce(v, known[k].type, k)
-    env = os.environ if environ is None else environ
+            values[k] = coerce(v, known[k].type, k, environ=env)
     for name, leaf in known.items():
         if leaf.env in env:
-            values[name] = coerce(env[leaf.env], leaf.type, leaf.env)
+            # A secret's own variable may hold its value: `schemas.runtime.secret`.
+            value = env[leaf.env]
+            values[name] = coerce(value, leaf.type, leaf.env, environ=env, literal_secret=True)
     for k, v in (flags or {}).items():
         if v is None:
             continue
         if k not in known:
             raise _unknown(k, known, "flags")
-        values[k] = coerce(v, known[k].type, known[k].flag)
+        values[k] = coerce(v, known[k].type, known[k].flag, environ=env)
     return _assemble(cls, values)
 
 
@@ -293,17 +298,16 @@ def _assemble(cls: type[T], values: Mapping[str, Any]) -> T:
 
 
 def settings_for_log(settings: object) -> dict[str, Any]:
-    """The effective settings as a plain dict (a section as a dict of its own), secrets
-    redacted, for one log line at start."""
+    """The effective settings as a plain dict (a section as a dict of its own), for one log
+    line at start. Every `Secret` is `***`, whatever its field is called: secrets are masked
+    by their type, not guessed from names."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(settings):  # type: ignore[arg-type]
         v = getattr(settings, f.name)
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             out[f.name] = settings_for_log(v)
             continue
-        if any(w in f.name for w in _SECRET_WORDS) and v:
-            v = "***"
-        out[f.name] = str(v) if isinstance(v, Path) else v
+        out[f.name] = str(v) if isinstance(v, Path) else mask_secrets(v)
     return out
 
 

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from schemas.runtime.secret import MASK, Secret
 from schemas.runtime.settings import Leaf, leaves, sections
 
 BOOL_METAVAR = "true|false"
@@ -89,6 +90,8 @@ def show_default(leaf: Leaf) -> str:
         return "required"
     if value is None:
         return "none"
+    if isinstance(value, Secret):
+        return MASK
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, tuple):
@@ -108,6 +111,8 @@ def metavar_for(tp: Any) -> str:
     base = args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and args else tp
     if base is Path:
         return "PATH"
+    if base is Secret:
+        return "file:PATH|env:NAME"
     if base is bool:
         return BOOL_METAVAR
     if base is int:

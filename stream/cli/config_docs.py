@@ -48,6 +48,7 @@ stops the command with one error line naming it.
 
 def processes() -> tuple[Process, ...]:
     """Every command with settings, in the order the reference lists them."""
+    from schemas.signing import BundleKeySettings
     from stream.cli.kafka import FLAGS as KAFKA_FLAGS
     from stream.cli.kafka import KafkaBrokerSettings
     from stream.devtools.demo import DemoSettings
@@ -64,6 +65,8 @@ def processes() -> tuple[Process, ...]:
         Process("logad retrain", RetrainSettings, "Train, gate and promote a candidate nightly."),
         Process("logad replay", ReplaySettings, "Score historical data as serve would."),
         Process("logad evaluate", EvaluateSettings, "Measure a bundle's detection quality."),
+        Process("logad promote", BundleKeySettings, "Make a bundle a registry's current model."),
+        Process("logad rollback", BundleKeySettings, "Point a registry at its previous bundle."),
         Process("logad simulate", SimulateSettings, "Simulated traffic to files or a topic."),
         Process("logad demo", DemoSettings, "The whole system end to end on one machine."),
         Process(

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from schemas.runtime.console import out
+from schemas.signing import BundleKeySettings
 from stream.cli.command import Subparsers, command_parser
 from stream.jobs.registry import model_rows, roll_back
 
@@ -29,8 +30,10 @@ def register(subparsers: Subparsers) -> None:
         "rollback",
         help="point a registry's current model back at the previous version",
         description="Replace the registry's 'current' pointer, atomically, with the version "
-        "it pointed at before. A `logad serve` watching the registry hot-reloads it.",
+        "it pointed at before. A `logad serve` watching the registry hot-reloads it. With a "
+        "bundle key, the previous bundle's signature must verify.",
         arguments=_registry,
+        settings=BundleKeySettings,
         run=run_rollback,
     )
 
@@ -47,7 +50,7 @@ def run_models(args: argparse.Namespace, settings: None) -> int:
     return 0
 
 
-def run_rollback(args: argparse.Namespace, settings: None) -> int:
-    pointer, before = roll_back(args.registry)
+def run_rollback(args: argparse.Namespace, settings: BundleKeySettings) -> int:
+    pointer, before = roll_back(args.registry, settings.bundle_key)
     out(f"rolled back {args.registry}: current {pointer.version} (was {before})")
     return 0

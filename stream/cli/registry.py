@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from schemas.runtime.console import out
+from schemas.signing import BundleKeySettings
 from stream.cli.command import Subparsers, command_parser
 from stream.jobs.registry import promote_bundle
 
@@ -31,14 +32,17 @@ def register(subparsers: Subparsers) -> None:
         description="Verify BUNDLE (every file against its sha256 in the manifest), copy it "
         "into the registry under its version unless it is already there, and point the "
         "registry's 'current' at it. BUNDLE may also be the version name of a bundle already "
-        "in the registry.",
+        "in the registry. With a bundle key, the registry's copy is signed (a bundle already "
+        "signed must verify under the key).",
         arguments=_arguments,
+        settings=BundleKeySettings,
         run=run,
     )
 
 
-def run(args: argparse.Namespace, settings: None) -> int:
-    pointer = promote_bundle(Path(args.bundle), args.registry, move=args.move)
+def run(args: argparse.Namespace, settings: BundleKeySettings) -> int:
+    key = settings.bundle_key
+    pointer = promote_bundle(Path(args.bundle), args.registry, move=args.move, key=key)
     previous = pointer.previous or "none"
     out(f"promoted {pointer.version} in {args.registry} (previous: {previous})")
     return 0

@@ -15,6 +15,7 @@ from schemas.runtime.settings import settings_for_log
 from stream.cli.command import Subparsers, command_parser
 from stream.jobs.replay import ReplaySettings
 from stream.jobs.replay_run import ReplayOutcome, ReplayRequest, run_replay
+from stream.serve.kafka_logs import kafka_log_filter
 
 log = structlog.get_logger(__name__)
 
@@ -96,7 +97,8 @@ def request(args: argparse.Namespace) -> ReplayRequest:
 def run(args: argparse.Namespace, settings: ReplaySettings) -> int:
     log.info("replay_settings", **settings_for_log(settings))
     req = request(args)
-    outcome = run_replay(settings, req)
+    with kafka_log_filter():  # a broker outage is a few lines, not aiokafka's thousands
+        outcome = run_replay(settings, req)
     n = len(outcome.scores)
     if req.out is not None:
         out(f"{n} scores from {outcome.events} events written to {req.out}")

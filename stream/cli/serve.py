@@ -18,6 +18,7 @@ from schemas.runtime.settings import settings_for_log
 from stream.cli.command import Subparsers, command_parser
 from stream.serve.app import serve
 from stream.serve.kafka_io import kafka_failure
+from stream.serve.kafka_logs import kafka_log_filter
 from stream.serve.settings import ServeSettings
 
 log = structlog.get_logger(__name__)
@@ -42,7 +43,9 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace, settings: ServeSettings) -> int:
     log.info("serve_settings", **settings_for_log(settings))
     try:
-        asyncio.run(_serve_until_signal(settings))
+        # A broker outage is a few lines in the log, not aiokafka's thousands.
+        with kafka_log_filter():
+            asyncio.run(_serve_until_signal(settings))
     except KafkaError as e:
         raise kafka_failure(settings.kafka.bootstrap, e) from None
     return 0

@@ -24,6 +24,7 @@ from stream.cli.command import Subparsers, command_parser, settings_from_args
 from stream.devtools.simulate.outputs import produce, write_days
 from stream.devtools.simulate.settings import SimulateSettings
 from stream.serve.kafka_io import kafka_failure
+from stream.serve.kafka_logs import kafka_log_filter
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,9 @@ def run(args: argparse.Namespace, settings: SimulateSettings) -> int:
         write_days(settings.daily, settings.traffic, settings.daily.days_dir, date.today())
         return 0
     try:
-        asyncio.run(produce(settings.live, settings.traffic, int(time.time() * 1000)))
+        start_ms = int(time.time() * 1000)
+        with kafka_log_filter():  # a broker outage is a few lines, not aiokafka's thousands
+            asyncio.run(produce(settings.live, settings.traffic, start_ms, settings.kafka))
     except KafkaError as e:
         raise kafka_failure(str(settings.live.bootstrap), e) from None
     return 0

@@ -24,7 +24,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from schemas.errors import LogadError
-from stream.devtools.broker_config import HOST, new_cluster_id, parse_port, render_server_properties
+from stream.devtools.broker_config import (
+    HOST,
+    Listener,
+    new_cluster_id,
+    parse_port,
+    render_server_properties,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -120,9 +126,17 @@ def start(
     controller_port: int | None = None,
     timeout_s: float = 60.0,
     version: str = KAFKA_VERSION,
+    *,
+    listeners: Sequence[Listener] = (),
+    extra: Mapping[str, str] | None = None,
+    scram_users: Sequence[str] = (),
 ) -> BrokerInfo:
     """Start a broker on 127.0.0.1:`port` and return once it answers a metadata request.
 
+    `listeners` and `extra` settings go into server.properties (see
+    `render_server_properties`); `scram_users` are SCRAM credentials the storage is
+    formatted with, as Kafka's `--add-scram` takes them:
+    `SCRAM-SHA-512=[name=alice,password=...]` (a data dir formatted before keeps its own).
     Call from synchronous code (it runs its own event loop for the readiness probe).
     """
     data_dir = _resolve(port, data_dir)
@@ -138,10 +152,16 @@ def start(
             raise LogadError(f"port {port} on {HOST} is already in use; pick another --port")
         props = data_dir / "server.properties"
         text = render_server_properties(
-            port=port, controller_port=controller_port or free_port(), log_dir=data_dir / "data"
+            port=port,
+            controller_port=controller_port or free_port(),
+            log_dir=data_dir / "data",
+            listeners=listeners,
+            extra=extra,
         )
         props.write_text(text)
-        _format_storage(libs, props, data_dir / "data")
+        if extra:  # may hold a private key or a password
+            props.chmod(0o600)
+        _format_storage(libs, props, data_dir / "data", scram_users)
         pid = _launch(libs, props, data_dir)
         try:
             _wait_ready(pid, props, f"{HOST}:{port}", data_dir / "broker.log", timeout_s)
@@ -181,12 +201,17 @@ def _java(libs: Path, *args: str) -> list[str]:
     return ["java", log4j, "-cp", str(libs / "*"), *args]
 
 
-def _format_storage(libs: Path, props: Path, log_dir: Path) -> None:
+def _format_storage(
+    libs: Path, props: Path, log_dir: Path, scram_users: Sequence[str] = ()
+) -> None:
     if (log_dir / "meta.properties").exists():  # formatted by an earlier start
         return
     cluster_id = new_cluster_id(uuid.uuid4().bytes)
     cmd = _java(libs, "-Xmx256m", "kafka.tools.StorageTool", "format", "-t", cluster_id)
-    proc = subprocess.run([*cmd, "-c", str(props)], capture_output=True, text=True, check=False)
+    cmd += ["-c", str(props)]
+    for user in scram_users:  # SCRAM credentials go into the first metadata records
+        cmd += ["--add-scram", user]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise LogadError(
             f"formatting Kafka storage in {log_dir} failed: {_tail(proc.stdout + proc.stderr)}"

@@ -4,25 +4,50 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 HOST = "127.0.0.1"
 
 
-def render_server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
+@dataclass(frozen=True)
+class Listener:
+    """A listener besides PLAINTEXT (which the broker always has, for its own readiness
+    probe and the inter-broker traffic): `SASL_SSL://127.0.0.1:PORT` is
+    `Listener("SASL_SSL", PORT, "SASL_SSL")`."""
+
+    name: str
+    port: int
+    protocol: str
+    """Its security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."""
+
+
+def render_server_properties(
+    *,
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    listeners: Sequence[Listener] = (),
+    extra: Mapping[str, str] | None = None,
+) -> str:
     """server.properties for a one-node KRaft broker+controller on 127.0.0.1.
 
     Static `controller.quorum.voters` (not the dynamic bootstrap servers) so a restart of
-    the same data dir may pick a different free controller port.
+    the same data dir may pick a different free controller port. `listeners` are added to
+    the PLAINTEXT one; `extra` settings (a listener's TLS and SASL settings) are added last
+    and win over the ones here. A value may span lines (an inline PEM key).
     """
+    more = "".join(f",{x.name}://{HOST}:{x.port}" for x in listeners)
+    protocols = "".join(f",{x.name}:{x.protocol}" for x in listeners)
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}{more}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}{more}",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{protocols}",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(log_dir),
         "num.partitions": "1",
@@ -38,13 +63,21 @@ def render_server_properties(*, port: int, controller_port: int, log_dir: Path) 
         "group.initial.rebalance.delay.ms": "0",
         # The 128 MiB default dedupe buffer does not fit the small heap (OutOfMemoryError).
         "log.cleaner.dedupe.buffer.size": "1048577",
+        **(extra or {}),
     }
-    return "".join(f"{k}={v}\n" for k, v in settings.items())
+    return "".join(f"{k}={_escaped(v)}\n" for k, v in settings.items())
+
+
+def _escaped(value: str) -> str:
+    """A value as a Java properties file reads it back (backslash escapes, one line)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def parse_port(server_properties: str) -> int | None:
     """The PLAINTEXT port from rendered server.properties text, if there is one."""
-    m = re.search(r"^advertised\.listeners=PLAINTEXT://[^:\s]+:(\d+)\s*$", server_properties, re.M)
+    m = re.search(
+        r"^advertised\.listeners=PLAINTEXT://[^:\s]+:(\d+)(?:,\S*)?\s*$", server_properties, re.M
+    )
     return int(m.group(1)) if m else None
 
 

@@ -42,6 +42,7 @@ from schemas.errors import ConfigError, DataError, DecodeError
 from schemas.events import LogEvent
 from schemas.runtime.settings import only
 from schemas.scores import Score
+from schemas.signing import BundleKeySettings
 from schemas.windows import Window
 from stream.serve.sessionizer import Sessionizer
 from stream.serve.settings import KafkaSettings, SessionizerSettings
@@ -72,6 +73,7 @@ class ReplaySettings:
         ),
     )
     scoring: ScorerSettings = field(default=ScorerSettings())
+    signing: BundleKeySettings = field(default=BundleKeySettings())
 
     def __post_init__(self) -> None:
         if self.batch_windows < 1:

@@ -26,6 +26,9 @@ from schemas.errors import DataError, DecodeError
 from schemas.events import LogEvent
 from stream.jobs.replay import Item, Progress, _noop
 from stream.serve.kafka_io import kafka_failure
+from stream.serve.kafka_logs import watch_client
+from stream.serve.kafka_security import client_options, start_client
+from stream.serve.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
@@ -65,23 +68,25 @@ async def deleted_before_range(
     return out
 
 
-async def topic_partitions(bootstrap: str, topic: str) -> list[int]:
+async def topic_partitions(kafka: KafkaSettings, topic: str) -> list[int]:
     """The topic's partition ids, from the broker's metadata (raises DataError if none)."""
     # A group-less consumer's own metadata holds only assigned topics, so ask directly.
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="logad-replay")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap, client_id=kafka.client_id, **client_options(kafka)
+    )
     try:
-        await admin.start()
+        await start_client(admin, kafka, kafka.bootstrap)
         descs = await admin.describe_topics([topic])
     finally:
         await admin.close()
     parts = [p["partition"] for d in descs if d["error_code"] == 0 for p in d["partitions"]]
     if not parts:
-        raise DataError(f"topic {topic} does not exist on {bootstrap}")
+        raise DataError(f"topic {topic} does not exist on {kafka.bootstrap}")
     return sorted(parts)
 
 
 def kafka_items(
-    bootstrap: str, topic: str, from_ms: int, to_ms: int, progress: Progress = _noop
+    kafka: KafkaSettings, topic: str, from_ms: int, to_ms: int, progress: Progress = _noop
 ) -> Iterator[Item]:
     """The range's events in (partition, offset) order, as they are read: a background
     thread reads one partition after the other and hands over batches through a short
@@ -100,7 +105,7 @@ def kafka_items(
 
     def read() -> None:
         try:
-            asyncio.run(_read(bootstrap, topic, from_ms, to_ms, hand_over, progress))
+            asyncio.run(_read(kafka, topic, from_ms, to_ms, hand_over, progress))
             hand_over(None)
         except BaseException as e:  # handed to the reader, raised there
             hand_over(e)
@@ -110,7 +115,7 @@ def kafka_items(
     try:
         while (got := batches.get()) is not None:
             if isinstance(got, KafkaError):
-                raise kafka_failure(bootstrap, got) from None
+                raise kafka_failure(kafka.bootstrap, got) from None
             if isinstance(got, BaseException):
                 raise got
             yield from got
@@ -120,23 +125,25 @@ def kafka_items(
 
 
 async def _read(
-    bootstrap: str,
+    kafka: KafkaSettings,
     topic: str,
     from_ms: int,
     to_ms: int,
     hand_over: Callable[[list[Item]], bool],
     progress: Progress,
 ) -> None:
-    parts = await topic_partitions(bootstrap, topic)
+    parts = await topic_partitions(kafka, topic)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        bootstrap_servers=kafka.bootstrap,
         group_id=None,
         enable_auto_commit=False,
-        client_id="logad-replay",
+        client_id=kafka.client_id,
         auto_offset_reset="earliest",
+        **client_options(kafka),
     )
+    watch_client(consumer)
     try:
-        await consumer.start()
+        await start_client(consumer, kafka, kafka.bootstrap)
         tps = [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         ranges = await offset_range(consumer, tps, from_ms, to_ms)

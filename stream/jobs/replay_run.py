@@ -102,6 +102,7 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
         s.scoring.device,
         max_batch_tokens=s.scoring.max_batch_tokens,
         explain_known_mixes=s.scoring.explain_known_mixes,
+        bundle_key=s.signing.bundle_key,
     )
     templates = read_bundle_templates(bundle)
     matcher = TemplateMatcher(templates) if templates is not None else None
@@ -164,17 +165,22 @@ def _kafka_items(s: ReplaySettings, req: ReplayRequest, progress: Progress) -> I
     from stream.jobs.replay_kafka import kafka_items
 
     assert req.topic is not None and req.from_time is not None and req.to_time is not None
-    return kafka_items(s.kafka.bootstrap, req.topic, req.from_time, req.to_time, progress)
+    return kafka_items(s.kafka, req.topic, req.from_time, req.to_time, progress)
 
 
 async def _produce(s: ReplaySettings, topic: str, scores: list[Score]) -> None:
     from aiokafka import AIOKafkaProducer
 
+    from stream.serve.kafka_security import client_options, start_client
+
     producer = AIOKafkaProducer(
-        bootstrap_servers=s.kafka.bootstrap, acks="all", client_id=s.kafka.client_id
+        bootstrap_servers=s.kafka.bootstrap,
+        acks="all",
+        client_id=s.kafka.client_id,
+        **client_options(s.kafka),
     )
     try:
-        await producer.start()
+        await start_client(producer, s.kafka, s.kafka.bootstrap)
         for sc in scores:
             await producer.send(topic, sc.encode(), key=sc.session_id.encode())
         await producer.flush()

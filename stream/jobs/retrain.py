@@ -12,6 +12,9 @@ hidden `.retrain-*` directory, which the next run removes (it holds the lock, so
 run can be using it).
 
 The gate (the plan, the figures and the decision) is in stream/jobs/retrain_gate.py.
+
+With a bundle key (schemas/signing.py), the current bundle's signature is checked before
+anything is trained, and the candidate is signed when it joins the registry.
 """
 
 from __future__ import annotations
@@ -29,10 +32,13 @@ from typing import Any, Literal
 import orjson
 import structlog
 
+from schemas.bundle import verify_bundle
 from schemas.daily_files import find_daily_files, read_sessions
 from schemas.errors import ConfigError, DataError
 from schemas.registry import is_registry, prune, read_pointer
+from schemas.runtime.secret import Secret
 from schemas.runtime.settings import REQUIRED, build_settings
+from schemas.signing import BundleKeySettings
 from schemas.windows import MAX_EVENTS, split_points
 from stream.jobs.registry import promote_bundle
 from stream.jobs.retrain_gate import DayPlan, Decision, Figures, decide, figures, plan_days
@@ -117,6 +123,7 @@ class RetrainSettings:
     """Training and evaluation device: auto, cpu, cuda, cuda:N."""
     candidate: CandidateSettings = field(default=CandidateSettings())
     gate: GateSettings = field(default=GateSettings())
+    signing: BundleKeySettings = field(default=BundleKeySettings())
 
     def __post_init__(self) -> None:
         if self.archive_dir is None:
@@ -167,11 +174,13 @@ def read_held_out(path: Path) -> HeldOut:
     return HeldOut(seqs, labels, alerted)
 
 
-def evaluate_bundle(bundle: Path, held: HeldOut, s: RetrainSettings) -> Figures:
+def evaluate_bundle(
+    bundle: Path, held: HeldOut, s: RetrainSettings, key: Secret | None = None
+) -> Figures:
     from trainer.scoring.scorer import WindowScorer
 
     budget = max(s.gate.eval_tokens_per_batch, 512)
-    scorer = WindowScorer.from_bundle(bundle, s.device, max_batch_tokens=budget)
+    scorer = WindowScorer.from_bundle(bundle, s.device, max_batch_tokens=budget, bundle_key=key)
     scores = [r.score for r in scorer.score_events(held.sequences)]
     return figures(scorer.model_version, scorer.threshold, scores, held.labels, held.alerted)
 
@@ -191,6 +200,7 @@ def train_flags(s: RetrainSettings, run_dir: Path) -> dict[str, Any]:
         "tokens_per_batch": c.tokens_per_batch,
         "cpu_threads": c.cpu_threads,
         "seed": c.seed,
+        "bundle_key": s.signing.bundle_key,
     }
 
 
@@ -201,7 +211,9 @@ def train_argv(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | N
     argv += ["--from-date", plan.train_days[0].isoformat()]
     argv += ["--to-date", plan.train_days[-1].isoformat()]
     for name, v in train_flags(s, out.with_name("run")).items():
-        if v is not None:
+        # A secret never goes on a command line: the ranks read LOGAD_BUNDLE_KEY when it
+        # is set, else the candidate is signed when it joins the registry.
+        if v is not None and not isinstance(v, Secret):
             text = str(v).lower() if isinstance(v, bool) else str(v)
             argv += ["--" + name.replace("_", "-"), text]
     if s.candidate.train_config is not None:
@@ -251,6 +263,9 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         complete = {f.day: f.path for f in found if f.day}
         plan = plan_days(list(complete), s.candidate.last_days)
         current_dir = registry / read_pointer(registry).version if is_registry(registry) else None
+        key = s.signing.bundle_key
+        if current_dir is not None and key is not None:
+            verify_bundle(current_dir, key)  # before hours of training, not after
         init_from = None if s.candidate.from_scratch or current_dir is None else current_dir
         log.info(
             "retrain_plan",
@@ -264,12 +279,13 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             candidate_dir = tmp / "candidate"
             _train_candidate(s, plan, candidate_dir, init_from)
             held = read_held_out(complete[plan.holdout])
+            # The candidate is this run's own, made under its lock: signed on promotion.
             cand = evaluate_bundle(candidate_dir, held, s)
-            cur = evaluate_bundle(current_dir, held, s) if current_dir is not None else None
+            cur = evaluate_bundle(current_dir, held, s, key) if current_dir is not None else None
             decision = decide(cand, cur, s.gate.margin)
             pruned: list[str] = []
             if decision.promote:
-                promote_bundle(candidate_dir, registry, move=True)
+                promote_bundle(candidate_dir, registry, move=True, key=key)
                 pruned = prune(registry, s.gate.keep)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

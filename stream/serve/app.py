@@ -25,18 +25,21 @@ from pathlib import Path
 
 import structlog
 
-from schemas.bundle import read_bundle_templates
+from schemas.bundle import read_bundle_templates, verify_bundle
 from schemas.registry import is_registry, resolve_model
+from schemas.runtime.secret import Secret
 from stream.serve.kafka_io import (
     make_consumer,
     make_producer,
 )
+from stream.serve.kafka_logs import watch_client
+from stream.serve.kafka_security import start_client
 from stream.serve.metrics import MetricsServer, ServeMetrics
 from stream.serve.model_process import start_process_scorer
 from stream.serve.reload import LoadScorer, ModelWatcher, load_window_scorer
 from stream.serve.service import Service, model_threads
 from stream.serve.settings import ServeSettings
-from stream.serve.worker import close_scorer
+from stream.serve.worker import Scorer, close_scorer
 from trainer.gc_tuning import restore_gc, tune_gc
 
 log = structlog.get_logger(__name__)
@@ -52,8 +55,14 @@ async def serve(
     """Run `logad serve` until `stop` is set. `load` builds a scorer from a bundle dir
     (default: trainer.scoring.WindowScorer); tests pass a fake."""
     assert settings.model is not None  # ServeSettings guarantees it
-    load = load or load_scorer(settings)
+    load = signed_only(load or load_scorer(settings), settings.signing.bundle_key)
     bundle = resolve_model(settings.model)
+    # The clients first (not started: no connection yet), so that a TLS file that cannot be
+    # used stops serve before a model or the metrics server needs releasing.
+    consumer = make_consumer(settings)
+    producer = make_producer(settings)
+    watch_client(consumer)
+    watch_client(producer)
     loop = asyncio.get_running_loop()
     templates = await loop.run_in_executor(None, read_bundle_templates, bundle)
     scorer = await loop.run_in_executor(None, load, bundle)
@@ -70,8 +79,6 @@ async def serve(
             metrics, settings.metrics.metrics_host, settings.metrics.metrics_port
         )
         server.start()
-    consumer = make_consumer(settings)
-    producer = make_producer(settings)
     gc_defaults = tune_gc()
     switch_default = sys.getswitchinterval()
     # A thread waiting for the GIL waits up to the switch interval: at Python's 5 ms, the
@@ -79,8 +86,8 @@ async def serve(
     sys.setswitchinterval(settings.runtime.switch_interval_ms / 1000)
     service: Service | None = None
     try:
-        await producer.start()
-        await consumer.start()
+        await start_client(producer, settings.kafka, settings.kafka.bootstrap)
+        await start_client(consumer, settings.kafka, settings.kafka.bootstrap)
         service = Service(settings, scorer, consumer, producer, metrics, templates)
         watcher = _watcher(settings.model, bundle, settings, service, load)
         if ready is not None:
@@ -113,6 +120,19 @@ def load_scorer(settings: ServeSettings) -> LoadScorer:
     return load_window_scorer(
         settings.scoring.device, threads, settings.scoring.explain_known_mixes
     )
+
+
+def signed_only(load: LoadScorer, key: Secret | None) -> LoadScorer:
+    """`load`, refusing (BundleError) a bundle whose signature does not verify under `key`,
+    at start and on every hot reload (none: `load` as it is)."""
+    if key is None:
+        return load
+
+    def checked(bundle: Path) -> Scorer:
+        verify_bundle(bundle, key)
+        return load(bundle)
+
+    return checked
 
 
 def _watcher(

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import KafkaError
 
 from schemas.errors import LogadError
+from stream.serve.kafka_security import KafkaStartError, client_options
 from stream.serve.settings import ServeSettings
 
 log = structlog.get_logger(__name__)
@@ -27,10 +28,13 @@ Send = Callable[[str, bytes | None, bytes | None, Headers | None], Awaitable["as
 
 
 def kafka_failure(bootstrap: str, e: KafkaError) -> LogadError:
-    """The one-line error for a Kafka client that failed (aiokafka's messages often start
-    with their class name already)."""
+    """The one-line error for a Kafka client that failed (aiokafka's messages often hold
+    their class name already; a `KafkaStartError` says which broker and why)."""
+    if isinstance(e, KafkaStartError):
+        where = bootstrap if e.address == bootstrap else f"{bootstrap} ({e.address})"
+        return LogadError(f"Kafka at {where}: {e.reason}")
     text, name = str(e), type(e).__name__
-    if not text.startswith(name):
+    if name not in text:
         text = f"{name}: {text}"
     return LogadError(f"Kafka at {bootstrap}: {text}")
 
@@ -51,6 +55,7 @@ def make_consumer(settings: ServeSettings) -> AIOKafkaConsumer:
         isolation_level="read_committed" if settings.publish.exactly_once else "read_uncommitted",
         session_timeout_ms=settings.consumer.session_timeout_ms,
         heartbeat_interval_ms=settings.consumer.heartbeat_interval_ms,
+        **client_options(settings.kafka),
     )
 
 
@@ -61,6 +66,7 @@ def make_producer(settings: ServeSettings) -> AIOKafkaProducer:
         acks="all",
         linger_ms=settings.publish.linger_ms,
         max_batch_size=256 * 1024,
+        **client_options(settings.kafka),
     )
 
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from schemas.errors import ConfigError
+from schemas.runtime.secret import Secret
 from schemas.runtime.settings import REQUIRED
+from schemas.signing import BundleKeySettings
 from schemas.windows import MAX_EVENTS, MAX_TOKENS
 from trainer.scorer_settings import ScorerSettings
 
@@ -23,14 +26,85 @@ def _positive(settings: object, *names: str) -> None:
             raise ValueError(f"{name} must be positive, got {getattr(settings, name)}")
 
 
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
-    """Kafka connection"""
+    """Kafka connection
+
+    Where the brokers are and how a client authenticates to them (every Kafka client of
+    logad: serve, simulate, replay). A secret is given as file:PATH or env:NAME, or as the
+    value itself in its own LOGAD_ variable only; it prints as ***."""
 
     bootstrap: str = "127.0.0.1:9092"
     """Kafka bootstrap servers, HOST:PORT[,HOST:PORT...]."""
     client_id: str = "logad-serve"
     """Kafka client id prefix."""
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    """How clients talk to the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (a login, no
+    TLS) or SASL_SSL (a login over TLS)."""
+    sasl_mechanism: SaslMechanism | None = None
+    """SASL mechanism of the login (SASL_* protocols only)."""
+    sasl_username: str | None = None
+    """SASL user name (SASL_* protocols only)."""
+    sasl_password: Secret | None = None
+    """SASL password: file:PATH, env:NAME, or the value in LOGAD_SASL_PASSWORD."""
+    ssl_cafile: Path | None = None
+    """PEM file of the CA certificates that signed the brokers' certificates (SSL and
+    SASL_SSL; the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt, for a public CA)."""
+    ssl_certfile: Path | None = None
+    """PEM client certificate chain, for brokers that require client certificates (SSL and
+    SASL_SSL)."""
+    ssl_keyfile: Path | None = None
+    """PEM private key of ssl_certfile (unset: the key is in ssl_certfile)."""
+    ssl_key_password: Secret | None = None
+    """Password of an encrypted ssl_keyfile: file:PATH, env:NAME, or the value in
+    LOGAD_SSL_KEY_PASSWORD."""
+
+    def __post_init__(self) -> None:
+        problem = security_problem(self)
+        if problem:
+            raise ValueError(problem)
+
+
+SECURITY_FIELDS = (
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_cafile",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_key_password",
+)
+"""KafkaSettings' security leaves: a process that names its bootstrap otherwise (simulate)
+composes the section with `only(*SECURITY_FIELDS)`."""
+
+
+def security_problem(k: KafkaSettings) -> str | None:
+    """Why the security settings do not fit together (None when they do)."""
+    sasl = k.security_protocol.startswith("SASL_")
+    tls = k.security_protocol.endswith("SSL")
+    proto = f"security_protocol {k.security_protocol}"
+    given = [n for n in SECURITY_FIELDS[1:] if getattr(k, n) is not None]
+    if sasl:
+        missing = [
+            n for n in ("sasl_mechanism", "sasl_username", "sasl_password") if n not in given
+        ]
+        if missing:
+            return f"{proto} needs {', '.join(missing)}"
+    elif stray := [n for n in given if n.startswith("sasl_")]:
+        return f"{', '.join(stray)} given, but {proto} has no SASL login (use SASL_SSL)"
+    if tls:
+        if k.ssl_cafile is None:
+            return f"{proto} needs ssl_cafile (the CA that signed the brokers' certificates)"
+        if k.ssl_certfile is None and (k.ssl_keyfile or k.ssl_key_password):
+            return "ssl_keyfile and ssl_key_password need ssl_certfile (the client certificate)"
+    elif stray := [n for n in given if n.startswith("ssl_")]:
+        return f"{', '.join(stray)} given, but {proto} has no TLS (use SSL or SASL_SSL)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -207,8 +281,9 @@ class MetricsSettings:
 
     metrics_port: int = 9108
     """Port of the /metrics, /healthz and /readyz endpoint (0 = off)."""
-    metrics_host: str = "0.0.0.0"
-    """Address the metrics endpoint binds to."""
+    metrics_host: str = "127.0.0.1"
+    """Address the metrics endpoint binds to: this host only by default; 0.0.0.0 (every
+    interface) for a kubelet's probes or a Prometheus on another host."""
     health_stale_s: float = 30.0
     """/healthz fails when the consume loop has not ticked for this long."""
 
@@ -244,6 +319,7 @@ class ServeSettings:
     scoring: ScorerSettings = field(default=ScorerSettings())
     runtime: ModelRuntimeSettings = field(default=ModelRuntimeSettings())
     metrics: MetricsSettings = field(default=MetricsSettings())
+    signing: BundleKeySettings = field(default=BundleKeySettings())
 
     def __post_init__(self) -> None:
         if self.model is None:

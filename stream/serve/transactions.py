@@ -21,6 +21,8 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from stream.serve.kafka_io import Message
+from stream.serve.kafka_logs import watch_client
+from stream.serve.kafka_security import client_options
 from stream.serve.settings import ServeSettings
 
 log = structlog.get_logger(__name__)
@@ -63,7 +65,9 @@ class TxnOutbox:
                 linger_ms=self._s.publish.linger_ms,
                 max_batch_size=256 * 1024,
                 transaction_timeout_ms=self._s.publish.transaction_timeout_ms,
+                **client_options(self._s.kafka),
             )
+            watch_client(producer)
             # Held before it starts, so that close() stops it even when starting fails.
             self._producers[p] = producer
             self._items[p] = []

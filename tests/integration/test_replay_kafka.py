@@ -24,6 +24,7 @@ from stream.cli import main
 from stream.devtools.simulate import SimSession, interleave, simulate_day
 from stream.jobs.replay_kafka import kafka_items
 from stream.serve.archive import DAY_MS as ONE_DAY_MS
+from stream.serve.settings import KafkaSettings
 
 
 async def _produce_at_event_time(bootstrap: str, topic: str, sessions: list[SimSession]) -> None:
@@ -145,14 +146,19 @@ async def test_kafka_source_streams_in_partition_offset_order(
     loop = asyncio.get_running_loop()
 
     def read_all() -> list[tuple[int, int]]:
-        return [(p, o) for _, p, o, _ in kafka_items(kafka_bootstrap, topic_name, 0, 2**62)]
+        return [
+            (p, o)
+            for _, p, o, _ in kafka_items(
+                KafkaSettings(bootstrap=kafka_bootstrap), topic_name, 0, 2**62
+            )
+        ]
 
     got = await loop.run_in_executor(None, read_all)
     assert len(got) == n_events
     assert got == sorted(got) and len({p for p, _ in got}) == 3
 
     def read_a_few() -> tuple[int, bool]:
-        items = kafka_items(kafka_bootstrap, topic_name, 0, 2**62)
+        items = kafka_items(KafkaSettings(kafka_bootstrap), topic_name, 0, 2**62)
         first = list(itertools.islice(items, 10))
         items.close()  # the reader thread stops and closes its consumer
         alive = any(t.name == "logad-replay-kafka" for t in threading.enumerate())
@@ -178,7 +184,9 @@ async def test_a_range_older_than_what_the_topic_holds_is_warned_of(
         with capture_logs() as logs:
             offsets = [
                 o
-                for _, p, o, _ in kafka_items(kafka_bootstrap, topic_name, from_ms, 2**62)
+                for _, p, o, _ in kafka_items(
+                    KafkaSettings(bootstrap=kafka_bootstrap), topic_name, from_ms, 2**62
+                )
                 if p == 0
             ]
         return offsets, [e for e in logs if e["event"] == "replay_kafka_range_partly_deleted"]
@@ -194,4 +202,4 @@ async def test_a_range_older_than_what_the_topic_holds_is_warned_of(
 
 def test_unreachable_broker_is_one_error() -> None:
     with pytest.raises(LogadError, match=r"^Kafka at 127\.0\.0\.1:1: "):
-        next(kafka_items("127.0.0.1:1", "t", 0, 1))
+        next(kafka_items(KafkaSettings(bootstrap="127.0.0.1:1"), "t", 0, 1))

@@ -92,3 +92,26 @@ def test_fetched_jars_are_reused_without_maven(
     (tmp_path / "kafka-9.9.9" / "libs").mkdir(parents=True)
     (tmp_path / "kafka-9.9.9" / ".fetched").write_text("9.9.9\n")
     assert broker.fetch_jars("9.9.9") == tmp_path / "kafka-9.9.9" / "libs"
+
+
+def test_extra_listeners_and_settings_keep_the_plaintext_one() -> None:
+    text = broker_config.render_server_properties(
+        port=19092,
+        controller_port=19093,
+        log_dir=Path("/d/data"),
+        listeners=[broker_config.Listener("SASL_SSL", 19094, "SASL_SSL")],
+        extra={
+            "listener.name.sasl_ssl.ssl.keystore.key": "-----BEGIN\nAAA\\B\n-----END\n",
+            "num.partitions": "3",
+        },
+    )
+    p = _props(text)
+    assert p["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093,SASL_SSL://127.0.0.1:19094"
+    )
+    assert p["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094"
+    assert p["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL")
+    assert p["num.partitions"] == "3"  # the extra settings win
+    # A multi-line value stays on one line, as Java's Properties.load reads it back.
+    assert p["listener.name.sasl_ssl.ssl.keystore.key"] == "-----BEGIN\\nAAA\\\\B\\n-----END\\n"
+    assert broker_config.parse_port(text) == 19092

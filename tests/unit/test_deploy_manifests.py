@@ -25,12 +25,13 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 
 from schemas.errors import LogadError
+from schemas.runtime.secret import Secret
 from schemas.runtime.settings import ENV_PREFIX, build_settings, leaves, sections
 from stream.cli import build_parser
 from stream.serve.settings import ServeSettings
@@ -330,7 +331,8 @@ def k8s_invocations(
         env: dict[str, str] = {}
         for ref in c.get("envFrom", []):
             env.update(configmaps[ref["configMapRef"]["name"]])
-        env.update({e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e})
+        for e in c.get("env", []):
+            env[e["name"]] = str(e["value"]) if "value" in e else _from_secret(e)
         files: dict[str, str] = {}
         for mount in c.get("volumeMounts", []):
             cm = volumes[mount["name"]].get("configMap")
@@ -348,6 +350,17 @@ def k8s_invocations(
         where = f"k8s/{obj['_file']}: {obj['kind']}/{obj['metadata']['name']}/{c['name']}"
         found.append((Invocation(where, argv, env, files), c))
     return found
+
+
+SECRET_REF = "<from Secret {name}/{key}>"
+"""What the checker puts in for a variable a Kubernetes Secret fills in (the value itself
+is the cluster's, not the manifest's)."""
+
+
+def _from_secret(e: Mapping[str, Any]) -> str:
+    ref = e.get("valueFrom", {}).get("secretKeyRef")
+    assert ref, f"env {e['name']}: only value and valueFrom.secretKeyRef are understood"
+    return SECRET_REF.format(**ref)
 
 
 def configmaps_of(objects: Mapping[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, str]]:
@@ -504,6 +517,65 @@ def test_k8s_scorer_probes_metrics_and_gpu(tmp_path: Path) -> None:
     assert scorer_problems(_scorer(objects), configmaps_of(objects), tmp_path) == []
 
 
+def _secret_leaves(cls: type) -> set[str]:
+    return {n for n, leaf in leaves(cls).items() if Secret in (leaf.type, *get_args(leaf.type))}
+
+
+def _config_values(inv: Invocation) -> dict[str, Any]:
+    """Every key of the invocation's config files, flat (a section's table opened)."""
+    out: dict[str, Any] = {}
+    for path, text in inv.files.items():
+        data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text)
+        for k, v in data.items():
+            out.update(v if isinstance(v, dict) else {k: v})
+    return out
+
+
+@pytest.mark.parametrize("inv", ALL, ids=[i.where for i in ALL])
+def test_no_secret_is_written_into_a_manifest(inv: Invocation, tmp_path: Path) -> None:
+    # A password or key comes from a Kubernetes Secret, a file or another variable; a
+    # literal in a unit file, a ConfigMap or a compose file is readable by too many.
+    checked = check_invocation(inv, tmp_path)
+    assert checked.settings is not None
+    config = _config_values(inv)
+    for name in _secret_leaves(type(checked.settings)):
+        given = [inv.env.get(ENV_PREFIX + name.upper()), config.get(name)]
+        for value in (v for v in given if v is not None):
+            assert str(value).startswith(("<from Secret ", "file:", "env:")), (inv.where, name)
+
+
+def test_k8s_scorer_logs_in_to_kafka_with_secrets_from_secrets(tmp_path: Path) -> None:
+    objects = k8s_objects()
+    scorer = _scorer(objects)
+    [(inv, c)] = k8s_invocations(scorer, configmaps_of(objects))
+    checked = check_invocation(inv, tmp_path)
+    assert checked.problems == []
+    kafka = checked.settings.kafka
+    assert kafka.security_protocol == "SASL_SSL" and kafka.sasl_password is not None
+    assert inv.env["LOGAD_SASL_PASSWORD"].startswith("<from Secret ")
+    # The CA file lies in a volume made from a Secret, mounted read-only.
+    volumes = {v["name"]: v for v in pod_spec(scorer)["volumes"]}
+    mounts = [
+        m
+        for m in c["volumeMounts"]
+        if kafka.ssl_cafile is not None and kafka.ssl_cafile.is_relative_to(m["mountPath"])
+    ]
+    assert [("secret" in volumes[m["name"]], m.get("readOnly")) for m in mounts] == [(True, True)]
+
+
+def test_the_checker_fills_in_secret_refs_and_refuses_literals(tmp_path: Path) -> None:
+    objects = k8s_objects()
+    scorer = copy.deepcopy(_scorer(objects))
+    c = pod_spec(scorer)["containers"][0]
+    c["env"] = [e for e in c["env"] if e["name"] != "LOGAD_SASL_PASSWORD"]
+    [(inv, _)] = k8s_invocations(scorer, configmaps_of(objects))
+    assert "needs sasl_password" in " ".join(check_invocation(inv, tmp_path).problems)
+    c["env"].append({"name": "LOGAD_SASL_PASSWORD", "value": "hunter2"})
+    [(inv, _)] = k8s_invocations(scorer, configmaps_of(objects))
+    with pytest.raises(AssertionError):
+        test_no_secret_is_written_into_a_manifest(inv, tmp_path)
+
+
 def test_k8s_retrain_cronjob(tmp_path: Path) -> None:
     objects = k8s_objects()
     job = _retrain_job(objects)
@@ -568,6 +640,9 @@ def test_compose_kafka_topics_and_scorer(tmp_path: Path) -> None:
     assert f"{s.metrics.metrics_port}/healthz" in " ".join(
         _as_list(services["scorer"]["healthcheck"]["test"])
     )
+    # The published port reaches the container's interface, not its loopback.
+    assert any(str(p).endswith(f":{s.metrics.metrics_port}") for p in services["scorer"]["ports"])
+    assert s.metrics.metrics_host not in ("127.0.0.1", "localhost", "::1")
     assert services["retrain"]["profiles"] == ["retrain"]
     assert next(a for a in invs["retrain"].argv if not a.startswith("-")) == "retrain"
     # Both logad services share the volume holding the registry and the archive.

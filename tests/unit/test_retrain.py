@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from schemas.bundle import verify_bundle
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
-from schemas.errors import ConfigError, DataError
+from schemas.errors import BundleError, ConfigError, DataError
 from schemas.registry import POINTER, read_pointer
+from schemas.runtime.secret import Secret
 from schemas.runtime.settings import build_settings
 from schemas.sessions import Session
+from schemas.signing import BundleKeySettings
+from stream.jobs.registry import promote_bundle
 from stream.jobs.retrain import (
     TMP_PREFIX,
     DayPlan,
@@ -22,6 +26,7 @@ from stream.jobs.retrain import (
     train_flags,
 )
 from stream.jobs.retrain_gate import Figures, decide, figures, plan_days
+from tests.unit.test_promote_and_watch import fake_bundle
 
 
 def test_figures_with_labels() -> None:
@@ -157,3 +162,49 @@ def test_a_run_that_crashes_while_training_leaves_the_registry_untouched(
     assert not list(registry.glob(TMP_PREFIX + "*"))
     with registry_lock(registry):  # the lock went with the run
         pass
+
+
+def _archive_and_registry(tmp_path: Path, key: Secret | None) -> tuple[Path, Path]:
+    archive, registry = tmp_path / "archive", tmp_path / "registry"
+    archive.mkdir()
+    for d in (1, 2):
+        path = archive / daily_file_name(date(2026, 1, d))
+        write_sessions(path, [Session(f"s{d}", ("a", "b"))])
+        path.with_name(path.name + DONE_SUFFIX).touch()
+    promote_bundle(fake_bundle(tmp_path / "v1", "v1"), registry, key=key)
+    return archive, registry
+
+
+def test_with_a_bundle_key_an_unsigned_current_stops_the_run_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive, registry = _archive_and_registry(tmp_path, key=None)
+    trained: list[Path] = []
+    monkeypatch.setattr("stream.jobs.retrain._train_candidate", lambda *a: trained.append(a[2]))
+    s = RetrainSettings(
+        archive_dir=archive, registry=registry, signing=BundleKeySettings(Secret("k" * 20))
+    )
+    with pytest.raises(BundleError, match="bundle v1 is not signed"):
+        run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))
+    assert trained == []
+
+
+def test_with_a_bundle_key_the_promoted_candidate_is_signed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Secret("k" * 20)
+    archive, registry = _archive_and_registry(tmp_path, key=key)
+
+    def train(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | None) -> None:
+        fake_bundle(out, "v2", b"candidate")  # what the trainer's ranks leave, unsigned
+
+    def evaluate(bundle: Path, held: object, s: RetrainSettings, k: object = None) -> Figures:
+        version = verify_bundle(bundle, k).version  # type: ignore[arg-type]
+        return figures(version, 1.0, [0.0], [0], [False])
+
+    monkeypatch.setattr("stream.jobs.retrain._train_candidate", train)
+    monkeypatch.setattr("stream.jobs.retrain.evaluate_bundle", evaluate)
+    s = RetrainSettings(archive_dir=archive, registry=registry, signing=BundleKeySettings(key))
+    outcome = run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))
+    assert outcome.decision.promote and read_pointer(registry).version == "v2"
+    assert verify_bundle(registry / "v2", key).version == "v2"

@@ -68,7 +68,9 @@ def test_settings_for_log_nests_the_sections() -> None:
     s = build_settings(ServeSettings, flags={"model": "m"}, environ={})
     logged = settings_for_log(s)
     assert logged["model"] == "m"
-    assert logged["kafka"] == {"bootstrap": "127.0.0.1:9092", "client_id": "logad-serve"}
+    kafka = logged["kafka"]
+    assert (kafka["bootstrap"], kafka["client_id"]) == ("127.0.0.1:9092", "logad-serve")
+    assert (kafka["security_protocol"], kafka["sasl_password"]) == ("PLAINTEXT", None)
     assert logged["sessionizer"]["gap_ms"] == 30_000
 
 

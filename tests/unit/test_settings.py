@@ -8,6 +8,7 @@ from typing import Literal
 import pytest
 
 from schemas import ConfigError
+from schemas.runtime.secret import Secret
 from schemas.runtime.settings import (
     build_settings,
     leaves,
@@ -29,7 +30,7 @@ class Demo:
     out: Path | None = None
     flag: bool = False
     topics: tuple[str, ...] = ("t",)
-    sasl_password: str = ""
+    sasl_password: Secret | None = None
 
     def __post_init__(self) -> None:
         if self.port <= 0:
@@ -146,7 +147,7 @@ class _Conn:
     """Broker host."""
     port: int = 9092
     """Broker port."""
-    sasl_secret: str = ""
+    sasl_secret: Secret | None = None
     """Password."""
 
     def __post_init__(self) -> None:
@@ -225,7 +226,7 @@ def test_only_hides_leaves_and_the_default_instance_gives_the_process_defaults()
 
 
 def test_settings_for_log_nests_sections_and_redacts_inside_them() -> None:
-    s = build_settings(_Proc, flags={"sasl_secret": "pw"}, environ={})
+    s = build_settings(_Proc, flags={"sasl_secret": "env:PW"}, environ={"PW": "pw"})
     logged = settings_for_log(s)
     assert logged["conn"] == {"host": "localhost", "port": 9092, "sasl_secret": "***"}
     assert logged["window"] == {"gap": 10, "idle": 1_000}

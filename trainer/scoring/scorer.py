@@ -19,6 +19,7 @@ from transformers import BertForMaskedLM
 
 from schemas.bundle import CALIBRATION, VOCAB, Calibration, verify_bundle
 from schemas.errors import BundleError, DecodeError
+from schemas.runtime.secret import Secret
 from schemas.scores import Expected, Score, SurprisingEvent
 from schemas.vocab import Vocab
 from schemas.windows import Window
@@ -79,10 +80,11 @@ class WindowScorer:
         *,
         max_batch_tokens: int = 32768,
         explain_known_mixes: bool = False,
+        bundle_key: Secret | None = None,
     ) -> WindowScorer:
-        """Verify the bundle's hashes, then load it. Scores with the strategy it was
-        calibrated with (calibration.json's `strategy`)."""
-        manifest = verify_bundle(bundle_dir)
+        """Verify the bundle's hashes (and with a key its signature), then load it. Scores
+        with the strategy it was calibrated with (calibration.json's `strategy`)."""
+        manifest = verify_bundle(bundle_dir, bundle_key)
         try:
             vocab = Vocab.load(bundle_dir / VOCAB)
         except DecodeError as e:

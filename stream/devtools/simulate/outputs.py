@@ -29,10 +29,14 @@ from stream.devtools.simulate.traffic import (
     malformed_message,
     simulate_day,
 )
+from stream.serve.kafka_logs import watch_client
+from stream.serve.kafka_security import client_options, start_client
+from stream.serve.settings import KafkaSettings
 
 log = structlog.get_logger(__name__)
 
 PROGRESS_EVERY_S = 5.0
+_PLAINTEXT = KafkaSettings(client_id="logad-simulate")
 
 
 def write_days(
@@ -102,18 +106,26 @@ def messages(
         yield f"malformed-{j}".encode(), malformed_message(j)
 
 
-async def produce(live: LiveSettings, traffic: TrafficSettings, start_ms: int) -> dict[str, int]:
+async def produce(
+    live: LiveSettings,
+    traffic: TrafficSettings,
+    start_ms: int,
+    kafka: KafkaSettings = _PLAINTEXT,
+) -> dict[str, int]:
     """Produce the simulated stream to the topic, rate-limited; return counts by kind of
-    message. Event times start at `start_ms`."""
+    message. Event times start at `start_ms`; `kafka` gives the connection's security."""
     assert live.bootstrap is not None
     producer = AIOKafkaProducer(
         bootstrap_servers=live.bootstrap,
+        client_id=kafka.client_id,
         acks="all",
         linger_ms=5,
         max_batch_size=256 * 1024,
+        **client_options(kafka),
     )
+    watch_client(producer)
     try:
-        await producer.start()
+        await start_client(producer, kafka, live.bootstrap)
     except BaseException:
         await producer.stop()  # release the half-open client before reporting
         raise

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from schemas.runtime.settings import only
+from stream.serve.settings import SECURITY_FIELDS, KafkaSettings
+
 MEAN_EVENTS_PER_SESSION = 15
 """Measured over the simulator's traffic mix: turns an event rate into a session rate."""
 
@@ -93,6 +96,11 @@ class SimulateSettings:
     daily: DailySettings = field(default=DailySettings())
     live: LiveSettings = field(default=LiveSettings())
     traffic: TrafficSettings = field(default=TrafficSettings())
+    kafka: KafkaSettings = field(
+        # The topic's bootstrap is `bootstrap` above; the connection's security as serve's.
+        default=KafkaSettings(client_id="logad-simulate"),
+        metadata=only(*SECURITY_FIELDS),
+    )
 
     def __post_init__(self) -> None:
         if self.daily.days_dir is None and self.live.bootstrap is None:
