@@ -197,7 +197,17 @@ def _gpu_check(p: Mapping[str, Any]) -> str:
     return "steps: " + ", ".join(f"{s['step']} rc={s['rc']}" for s in p["steps"])
 
 
+def _parse_loghub(p: Mapping[str, Any]) -> str:
+    ours, theirs = p["summary"]["logad"], p["summary"]["drain3"]
+    return (
+        f"grouping accuracy on Loghub-2k: logad mean {ours['mean_ga']:.4f} "
+        f"(min {ours['min_ga']:.4f}), Drain3 mean {theirs['mean_ga']:.4f} "
+        f"(min {theirs['min_ga']:.4f})"
+    )
+
+
 _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "parse_loghub": _parse_loghub,
     "quality_hdfs": _quality_hdfs,
     "quality_sweep": _quality_sweep,
     "replay_hdfs": _replay_hdfs,
