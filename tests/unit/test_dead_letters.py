@@ -68,7 +68,7 @@ def test_an_oversized_value_is_cut_with_its_size_and_sha256() -> None:
     assert h["original.value.sha256"] == hashlib.sha256(big).hexdigest().encode()
     assert h["truncated.value"] == b"true"
     assert h["error"] == b"not valid JSON" and h["source.partition"] == b"0"
-    small_key, small, small_h = dead_letter(rec(6, b"{bad"), ValueError("e"), 65536)
+    _, small, small_h = dead_letter(rec(6, b"{bad"), ValueError("e"), 65536)
     assert small == b"{bad" and "truncated.value" not in dict(small_h)
     long_key, _, kh = dead_letter(rec(7, b"v", key=b"K" * 70_000), ValueError("e"), 65536)
     assert long_key == b"K" * 65536 and dict(kh)["original.key.size"] == b"70000"
