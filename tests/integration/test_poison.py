@@ -28,6 +28,8 @@ async def test_serve_dead_letters_every_poison_kind_and_scores_the_rest(
         await create_topic(t, 1)
     bundle = tmp_path / "fake-bundle"
     bundle.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.json", "calibration.json"):
+        (bundle / name).write_bytes(b"{}")  # a manifest's files: the fake scorer reads none
     write_manifest(bundle, "fake", None, None, preset="tiny")
 
     now = int(time.time() * 1000)
@@ -50,9 +52,12 @@ async def test_serve_dead_letters_every_poison_kind_and_scores_the_rest(
                 produced += 1
             if i < len(corpus):
                 p = corpus[i]
-                meta = await (
-                    await producer.send(topics.input, p.value, p.key, headers=list(p.headers))
-                )
+                # A batch of its own: `send` refuses a record with neither key nor value,
+                # which other clients produce.
+                batch = producer.create_batch()
+                batch.append(key=p.key, value=p.value, timestamp=None, headers=list(p.headers))
+                batch.close()
+                meta = await (await producer.send_batch(batch, topics.input, partition=0))
                 poison_at[meta.offset] = p.kind
                 produced += 1
     finally:
@@ -79,9 +84,10 @@ async def test_serve_dead_letters_every_poison_kind_and_scores_the_rest(
         h = by_offset[off]
         assert h["error"] and h["error.type"], kind
         assert h["source.topic"] == topics.input.encode()
-    assert by_offset[min(o for o, k in poison_at.items() if k == "ts_2300_future")][
-        "error.type"
-    ] == b"FutureEvent"
+    assert (
+        by_offset[min(o for o, k in poison_at.items() if k == "ts_2300_future")]["error.type"]
+        == b"FutureEvent"
+    )
     scores = scores_of(records)
     assert {s.session_id for s in scores} == ids, "every valid session is scored"
     # One normal window each: not the one-event late windows a runaway watermark makes.
