@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 from collections.abc import Mapping, Sequence
 
@@ -26,11 +25,11 @@ from schemas.templates import TemplateSet
 from schemas.windows import Window
 from stream.serve.archive import ArchiveTap, DailyArchive
 from stream.serve.batcher import Batcher
+from stream.serve.dead_letters import DeadLetters, dead_letter, future_event
 from stream.serve.kafka_io import (
     Acks,
     Message,
     committed_with_metadata,
-    dlq_headers,
     producer_send,
 )
 from stream.serve.metrics import ServeMetrics
@@ -113,6 +112,16 @@ class Service:
             annotate=self.raw.annotate,
         )
         self.txn = TxnOutbox(settings) if settings.publish.exactly_once else None
+        d = s.dead_letters
+        self.dead = DeadLetters(
+            lambda *m: self.send(*m),  # late-bound: tests swap `send`
+            s.topics.dlq_topic,
+            max_bytes=d.dlq_max_value_bytes,
+            retry_ms=(d.dlq_retry_initial_ms, d.dlq_retry_max_ms),
+            on_sent=self._dead_lettered,
+            notify=self.acks.notify,
+            fail=self.acks.fail,
+        )
         self._revoking: set[int] = set()
         # Partitions whose commit metadata is being read; their records wait here meanwhile.
         self._restoring: dict[int, list[ConsumerRecord[bytes, bytes]]] = {}
@@ -158,6 +167,7 @@ class Service:
                 self.archive.close(watermark, mark=not self.s.hand_back)
                 self.archive = None
         finally:
+            self.dead.forget()
             if self.archive is not None:  # after a failure: fsync what was written
                 with contextlib.suppress(Exception):
                     self.archive.close()
@@ -191,6 +201,8 @@ class Service:
             # The per-event hot loop: no LogEvent, just the fields the sessionizer uses.
             add, decode = self.sessions.add_fields, decode_fields
             matcher = self.raw.matcher
+            # Later events would move the watermark past every open session (dead letters).
+            horizon = now + self.s.dead_letters.max_future_skew_ms
             last = -1
             for r in recs:
                 offset = r.offset
@@ -203,6 +215,9 @@ class Service:
                         eid = event_id_for(eid, message, ts, matcher)
                 except DecodeError as e:
                     bad.append((r, e))
+                    continue
+                if ts > horizon:
+                    bad.append((r, future_event(ts, now, horizon - now)))
                     continue
                 if scored is not None and scored(p, sid, offset):
                     continue
@@ -237,24 +252,21 @@ class Service:
         self.worker.submit(windows, monotonic_ms())
 
     async def _dead_letter(self, bad: Undecodable) -> None:
-        """Send undecodable messages as they came; their offsets count as done once acked
-        (or, exactly once, go out in the transaction that commits past them)."""
+        """Send undecodable messages as they came (stream/serve/dead_letters.py); their
+        offsets count as done once acked (or, exactly once, go out in the transaction that
+        commits past them). A failed send is retried, its partition paused meanwhile."""
+        limit = self.s.dead_letters.dlq_max_value_bytes
         for r, e in bad:
             log.warning("event_undecodable", partition=r.partition, offset=r.offset, error=str(e))
             if self.txn is not None:
+                key, value, headers = dead_letter(r, e, limit)
                 self.txn.add(
-                    r.partition,
-                    r.offset,
-                    ((self.s.topics.dlq_topic, r.key, r.value, dlq_headers(r, e)),),
+                    r.partition, r.offset, ((self.s.topics.dlq_topic, key, value, headers),)
                 )
                 self.metrics.dlq.inc()
             else:
-                self.offsets.hold(r.partition, r.offset)  # before any await: no commit past it
-        if self.txn is not None:
-            return
-        for r, e in bad:
-            fut = await self.send(self.s.topics.dlq_topic, r.key, r.value, dlq_headers(r, e))
-            self.acks.track([fut], functools.partial(self._dead_lettered, r.partition, r.offset))
+                self.offsets.hold(r.partition, r.offset)  # no commit past it until acked
+                await self.dead.put(r, e)
 
     def _dead_lettered(self, partition: int, offset: int) -> None:
         self.offsets.release(partition, offset)
@@ -269,10 +281,12 @@ class Service:
             log.info("partitions_paused", backlog=backlog)
         elif self._paused and backlog <= self.s.batching.queue_max_windows // 2:
             self._paused = False
-            self.consumer.resume(*self.consumer.paused())
+            blocked = self.dead.blocked  # a DLQ outage keeps its partitions paused
+            self.consumer.resume(*(t for t in self.consumer.paused() if t.partition not in blocked))
             log.info("partitions_resumed", backlog=backlog)
         if self._paused:
             self.consumer.pause(*self.consumer.assignment())  # also newly assigned ones
+        self.dead.steer(self.consumer, self.s.topics.input_topic, self._paused)
         self.metrics.paused.set(int(self._paused))
 
     async def _commit_safe(self, partitions: set[int] | None = None) -> None:
@@ -325,6 +339,7 @@ class Service:
         finally:
             if self.txn is not None:
                 await self.txn.close(partitions)
+            self.dead.forget(partitions)
             self.offsets.revoke(partitions)
             self._revoking -= partitions
             for p in partitions:

@@ -185,6 +185,33 @@ class PublishSettings:
 
 
 @dataclass(frozen=True)
+class DeadLetterSettings:
+    """Dead letters
+
+    What goes to the dead-letter topic besides undecodable records, how big a dead letter
+    may be, and how a failed send is retried (docs/operations.md, "Dead letters")."""
+
+    max_future_skew_ms: int = 300_000
+    """An event dated more than this far ahead of the wall clock is dead-lettered: it would
+    move its partition's watermark past every session open there."""
+    dlq_max_value_bytes: int = 64 * 1024
+    """A dead letter's value (and key) is cut to this many bytes; headers carry the
+    original size and sha256. Keeps the record under the producer's 1 MiB request limit."""
+    dlq_retry_initial_ms: int = 100
+    """First wait before a failed dead-letter send is retried; it doubles each time."""
+    dlq_retry_max_ms: int = 5_000
+    """Longest wait between retries of a failed dead-letter send."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_future_skew_ms", "dlq_retry_initial_ms", "dlq_retry_max_ms")
+        # Key and value at this size each, plus headers, stay under 1 MiB.
+        if not 1 <= self.dlq_max_value_bytes <= 256 * 1024:
+            raise ValueError("dlq_max_value_bytes must be in 1..262144")
+        if self.dlq_retry_max_ms < self.dlq_retry_initial_ms:
+            raise ValueError("dlq_retry_max_ms must be >= dlq_retry_initial_ms")
+
+
+@dataclass(frozen=True)
 class SessionizerSettings:
     """Sessionizer
 
@@ -314,6 +341,7 @@ class ServeSettings:
     topics: TopicSettings = field(default=TopicSettings())
     consumer: ConsumerSettings = field(default=ConsumerSettings())
     publish: PublishSettings = field(default=PublishSettings())
+    dead_letters: DeadLetterSettings = field(default=DeadLetterSettings())
     sessionizer: SessionizerSettings = field(default=SessionizerSettings())
     batching: BatchSettings = field(default=BatchSettings())
     scoring: ScorerSettings = field(default=ScorerSettings())

@@ -148,7 +148,7 @@ async def test_the_archive_keeps_the_mined_set_and_a_restart_reads_it_back(tmp_p
     day = 20454 * DAY_MS  # 2026-01-01
     task = asyncio.create_task(service.worker.run())
     recs = [record(0, 0, raw("a", day + 10, KNOWN[0])), record(0, 1, raw("a", day + 20, NEW))]
-    service._ingest({TopicPartition(TOPIC, 0): recs}, now=0)
+    service._ingest({TopicPartition(TOPIC, 0): recs}, now=day)  # wall clock: that day
     service._submit(service.sessions.flush_all())
     await service.acks.wait_until(lambda: len(scorer.windows) == 1 and not service.worker.backlog)
     service.worker.stop()
