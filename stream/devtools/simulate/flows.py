@@ -88,7 +88,8 @@ def request_flow(rng: random.Random) -> tuple[Flow, dict[str, Any]]:
     f = Flow(rng, svc)
     method, path, op = rng.choice(_OPS[svc])
     fields = _session_fields(rng, svc)
-    fields.update(method=method, path=path.format_map(fields))
+    query = {"term_q": str(fields["term"]).replace(" ", "+")}  # URL-encoded in a path
+    fields.update(method=method, path=path.format_map({**fields, **query}))
     if method == "POST":
         fields["status"] = 201
 
@@ -242,7 +243,7 @@ _OPS: dict[str, tuple[tuple[str, str, _Op], ...]] = {
     "inventory-manager": (
         ("GET", "/api/inventory/{sku}", _stock_check),
         ("POST", "/api/inventory/reserve", _stock_reserve),
-        ("GET", "/api/inventory/search?q={term}", _search),
+        ("GET", "/api/inventory/search?q={term_q}", _search),
     ),
 }
 
