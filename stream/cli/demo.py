@@ -17,7 +17,7 @@ def register(subparsers: Subparsers) -> None:
         "traffic as raw Spring Boot logs, mine their templates (logad parse), train a small "
         "model, start logad serve, stream live raw events with injected anomalies, print the "
         "alerts as they arrive and a precision/recall summary, then stop everything it "
-        "started. With --format ids the traffic is event ids throughout, with no parsing.",
+        "started. With --raw false the traffic is event ids throughout, with no parsing.",
         settings=DemoSettings,
         run=run,
     )

@@ -10,7 +10,7 @@
 5. print alerts as they arrive: session, score, surprising events and what was expected;
 6. print precision and recall against the injected labels, and stop everything it started.
 
-With `--format ids` the simulator speaks event ids instead: daily files straight into
+With `--raw false` the simulator speaks event ids instead: daily files straight into
 WORKDIR/days, no parsing, the model in WORKDIR/model, live events with event ids.
 """
 
@@ -60,7 +60,7 @@ class DemoSettings:
     """Every knob of `logad demo`: simulate's and train's sections, with the demo's defaults.
 
     The simulated days are normal traffic; the live traffic carries anomalies. The traffic
-    section's format chooses raw log lines (the default: parse, then train) or event ids."""
+    section's `raw` chooses raw log lines (the default: parse, then train) or event ids."""
 
     workdir: Path = Path("demo-out")
     """Directory for the demo's daily files, model, broker data and serve log."""
@@ -79,9 +79,7 @@ class DemoSettings:
         metadata=only("preset", "epochs", "lr", "tokens_per_batch"),
     )
     live: LiveSettings = field(default=LiveSettings(rate=4_000.0), metadata=only("rate"))
-    traffic: TrafficSettings = field(
-        default=TrafficSettings(anomaly_rate=0.05, seed=7, format="raw")
-    )
+    traffic: TrafficSettings = field(default=TrafficSettings(anomaly_rate=0.05, seed=7, raw=True))
 
 
 @dataclass
@@ -267,12 +265,12 @@ class Prepared:
 def prepare_model(s: DemoSettings, today: date, run: Runner = run_logad) -> Prepared:
     """Steps 2 and 3: simulate the normal days, then (unless the workdir holds a model of
     the same format already) parse them, when raw, and train."""
-    raw = s.traffic.format == "raw"
+    raw = s.traffic.raw
     days_dir = s.workdir / "days"
     model_dir = s.workdir / ("model-raw" if raw else "model")
     days = f"{s.daily.days} days x {s.daily.sessions_per_day} normal sessions"
     out(f"[2/6] simulating {days} ({'raw log lines' if raw else 'event ids'})")
-    normal = TrafficSettings(seed=s.traffic.seed, format=s.traffic.format)
+    normal = TrafficSettings(seed=s.traffic.seed, raw=raw)
     written = write_days(s.daily, normal, days_dir, today)
     if (model_dir / "manifest.json").is_file():
         out(f"[3/6] reusing the model in {model_dir} (delete it to retrain)")

@@ -41,8 +41,9 @@ def test_the_demo_trains_with_its_own_training_settings(tmp_path: Path) -> None:
 
 
 def test_the_demo_speaks_raw_text_unless_told_event_ids() -> None:
-    assert _settings().traffic.format == "raw"
-    assert _settings("--format", "ids").traffic.format == "ids"
+    assert _settings().traffic.raw is True
+    assert _settings("--raw", "false").traffic.raw is False
+    assert _settings("--no-raw").traffic.raw is False
 
 
 class FakeTrainRunner:
@@ -102,7 +103,7 @@ def test_raw_days_are_parsed_and_the_model_trained_on_the_parsed_days(tmp_path: 
 
 def test_the_event_id_demo_trains_on_the_simulated_days(tmp_path: Path) -> None:
     run = FakeTrainRunner()
-    prepared = prepare_model(tiny_demo(tmp_path, "--format", "ids"), date(2024, 3, 3), run)
+    prepared = prepare_model(tiny_demo(tmp_path, "--raw", "false"), date(2024, 3, 3), run)
     work = tmp_path / "demo"
     (train,) = run.calls
     args = build_parser().parse_args(train)

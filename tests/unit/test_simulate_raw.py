@@ -127,7 +127,7 @@ def test_phrasings_mine_into_templates_of_one_event_and_phrasing_each(
     }
 
 
-def _cli_days(tmp_path: Path, fmt: str) -> list[str]:
+def _cli_days(tmp_path: Path, raw: str) -> list[str]:
     return [
         "simulate",
         "--days-dir",
@@ -142,13 +142,13 @@ def _cli_days(tmp_path: Path, fmt: str) -> list[str]:
         "4",
         "--start-date",
         DAY.isoformat(),
-        "--format",
-        fmt,
+        "--raw",
+        raw,
     ]
 
 
 def test_parse_over_raw_days_gives_the_simulators_sessions(tmp_path: Path) -> None:
-    assert main(_cli_days(tmp_path, "raw")) == 0
+    assert main(_cli_days(tmp_path, "true")) == 0
     raw_dir = tmp_path / "days" / "raw"
     files = sorted(raw_dir.iterdir())
     assert [f.name for f in files] == ["app-2024-02-28.log", "app-2024-02-29.log"]
@@ -183,13 +183,13 @@ def test_parse_over_raw_days_gives_the_simulators_sessions(tmp_path: Path) -> No
 
 
 def test_raw_days_are_deterministic_and_time_ordered(tmp_path: Path) -> None:
-    assert main(_cli_days(tmp_path, "raw")) == 0
+    assert main(_cli_days(tmp_path, "true")) == 0
     path = tmp_path / "days" / "raw" / raw_file_name(DAY)
     first = path.read_bytes()
     parsed = [SPRING_BOOT.parse(line) for line in first.decode().splitlines()]
     times = [p.ts or 0 for p in parsed if p is not None]
     assert len(times) == len(parsed) and times == sorted(times)
-    assert main(_cli_days(tmp_path, "raw")) == 0
+    assert main(_cli_days(tmp_path, "true")) == 0
     assert path.read_bytes() == first
 
 
@@ -223,7 +223,7 @@ def _is_raw_event(value: bytes) -> bool:
 
 def test_raw_topic_messages_are_raw_events_keyed_by_trace_id() -> None:
     live = LiveSettings(bootstrap="x:1", sessions=60, malformed=5)
-    traffic = TrafficSettings(anomaly_rate=0.3, seed=9, format="raw")
+    traffic = TrafficSettings(anomaly_rate=0.3, seed=9, raw=True)
     kinds: Counter[str] = Counter()
     msgs = list(messages(live, traffic, DAY_MS, kinds))
     good = [(k, orjson.loads(v)) for k, v in msgs if not k.startswith(b"malformed-")]

@@ -49,14 +49,14 @@ def raw_file_name(day: date) -> str:
 def write_days(
     daily: DailySettings, traffic: TrafficSettings, days_dir: Path, today: date
 ) -> list[Path]:
-    """Write `daily.days` daily files, each with a `.done` marker (with the raw format, raw
-    log files under RAW_DIR); return their paths."""
+    """Write `daily.days` daily files, each with a `.done` marker (raw traffic: raw log files
+    under RAW_DIR); return their paths."""
     first = (
         date.fromisoformat(daily.start_date)
         if daily.start_date
         else today - timedelta(days=daily.days)
     )
-    raw = traffic.format == "raw"
+    raw = traffic.raw
     out_dir = days_dir / RAW_DIR if raw else days_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -110,10 +110,10 @@ def messages(
     live: LiveSettings, traffic: TrafficSettings, start_ms: int, kinds: Counter[str]
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs in event-time order, malformed ones mixed in at random places;
-    `kinds` counts the anomalies by kind as they go. With the raw format an event is a raw
-    event keyed by its trace id, else a LogEvent keyed by its session id."""
+    `kinds` counts the anomalies by kind as they go. Raw traffic's events are raw events
+    keyed by trace id, the others LogEvents keyed by session id."""
     rng = random.Random(traffic.seed)
-    raw = traffic.format == "raw"
+    raw = traffic.raw
 
     def counted() -> Iterator[SimSession]:
         for s in generate_sessions(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal
 
 MEAN_EVENTS_PER_SESSION = 15
 """Measured over the simulator's traffic mix: turns an event rate into a session rate."""
@@ -16,11 +15,11 @@ class DailySettings:
     """Daily files
 
     Simulated days written as daily session files (with their labels) for the trainer, or
-    with --format raw as raw log files for logad parse."""
+    with --raw as raw log files for logad parse."""
 
     days_dir: Path | None = None
     """Write daily files preprocessed_logs_YYYY-MM-DD.jsonl into this directory (with
-    --format raw, log files raw/app-YYYY-MM-DD.log)."""
+    --raw, log files raw/app-YYYY-MM-DD.log)."""
     days: int = 3
     """Number of daily files to write."""
     sessions_per_day: int = 2_000
@@ -46,8 +45,8 @@ class LiveSettings:
     """Kafka topic
 
     Simulated traffic produced to a topic as LogEvent messages, each event's attrs carrying
-    its session's label and anomaly kind; with --format raw, raw events (a message and no
-    event_id) keyed by trace id."""
+    its session's label and anomaly kind; with --raw, raw events (a message and no event_id)
+    keyed by trace id."""
 
     bootstrap: str | None = None
     """Produce to Kafka at HOST:PORT[,HOST:PORT...] instead of writing files."""
@@ -84,11 +83,10 @@ class TrafficSettings:
     """Fraction of sessions that carry an injected, labelled anomaly."""
     seed: int = 0
     """Random seed: the same seed and settings give the same traffic."""
-    format: Literal["ids", "raw"] = "ids"
-    """What is written: ids (daily session files of event ids; LogEvents with an event_id)
-    or raw (Spring Boot console log lines with [app,traceId,spanId], one file a day
-    DIR/raw/app-YYYY-MM-DD.log for logad parse; LogEvents with the message and no event_id,
-    keyed by trace id)."""
+    raw: bool = False
+    """Raw text instead of event ids: Spring Boot console log lines with
+    [app,traceId,spanId] (one file a day, DIR/raw/app-YYYY-MM-DD.log, for logad parse), and
+    on a topic LogEvents with the message and no event_id, keyed by trace id."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.anomaly_rate <= 1.0:
