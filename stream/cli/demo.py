@@ -12,11 +12,12 @@ def register(subparsers: Subparsers) -> None:
     command_parser(
         subparsers,
         "demo",
-        help="run everything end to end: Kafka, simulate, train, serve, live alerts",
+        help="run everything end to end: Kafka, simulate, parse, train, serve, live alerts",
         description="The main job on one machine: start a local Kafka, simulate days of normal "
-        "traffic, train a small model, start logad serve, stream live traffic with injected "
-        "anomalies, print the alerts as they arrive and a precision/recall summary, then stop "
-        "everything it started.",
+        "traffic as raw Spring Boot logs, mine their templates (logad parse), train a small "
+        "model, start logad serve, stream live raw events with injected anomalies, print the "
+        "alerts as they arrive and a precision/recall summary, then stop everything it "
+        "started. With --raw false the traffic is event ids throughout, with no parsing.",
         settings=DemoSettings,
         run=run,
     )

@@ -2,9 +2,13 @@
 
     logad simulate --days-dir DIR --days N [--sessions-per-day N] [--anomaly-rate R] ...
     logad simulate --bootstrap HOST:PORT --topic T [--rate EVENTS_PER_S] [--sessions N] ...
+    ... --raw    raw log lines instead of event ids
 
 Daily files carry each session's label; on the topic every event carries
-`attrs = {"label": 0|1, "anomaly": kind}`. The simulator is stream/devtools/simulate/.
+`attrs = {"label": 0|1, "anomaly": kind}`. With `--raw`, days are Spring Boot console
+logs DIR/raw/app-YYYY-MM-DD.log (for `logad parse --session-key trace_id`), and topic
+messages are raw events: the message, no event_id, keyed by trace id. The simulator is
+stream/devtools/simulate/.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ def register(subparsers: Subparsers) -> None:
         "registrations, heartbeats and gateway health checks. Anomalies (db_timeout, "
         "no_instance, out_of_order, unknown_event, truncated) are injected at --anomaly-rate "
         "and labelled. With --days-dir, writes daily files for the trainer; with --bootstrap, "
-        "produces events to a topic.",
+        "produces events to a topic. With --raw, writes what the services would log "
+        "instead (Spring Boot console lines with [app,traceId,spanId], each event worded in "
+        "one of two or three phrasings): log files DIR/raw/app-YYYY-MM-DD.log for "
+        "'logad parse', or raw events without an event_id, keyed by trace id.",
         settings=SimulateSettings,
         metavars={"start_date": "YYYY-MM-DD", "bootstrap": "HOST:PORT", "days_dir": "DIR"},
         build=build,

@@ -1,11 +1,17 @@
 """`logad demo`: the whole system on one laptop, end to end, in a few minutes on 2 cores.
 
 1. start a local Kafka broker (free port, temporary data dir);
-2. simulate a few days of normal traffic into daily files;
-3. train a `small` model on them (CPU unless a GPU is present);
-4. start `logad serve` as its own process, then simulate live traffic with anomalies;
+2. simulate a few days of normal traffic as raw log lines (Spring Boot console logs,
+   WORKDIR/days/raw/app-YYYY-MM-DD.log) and mine them with `logad parse` into template ids
+   and daily files of sessions by trace id (WORKDIR/parsed);
+3. train a `small` model on them (CPU unless a GPU is present), into WORKDIR/model-raw;
+4. start `logad serve` as its own process, then simulate live traffic with anomalies, as
+   raw events (a message, no event id) that serve mines against the model's templates;
 5. print alerts as they arrive: session, score, surprising events and what was expected;
 6. print precision and recall against the injected labels, and stop everything it started.
+
+With `--raw false` the simulator speaks event ids instead: daily files straight into
+WORKDIR/days, no parsing, the model in WORKDIR/model, live events with event ids.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,6 +39,7 @@ from schemas.errors import LogadError
 from schemas.runtime.console import out
 from schemas.runtime.settings import only
 from schemas.scores import Alert, Score
+from schemas.templates import read_templates
 from stream.devtools import broker
 from stream.devtools.simulate.outputs import produce, write_days
 from stream.devtools.simulate.settings import DailySettings, LiveSettings, TrafficSettings
@@ -39,6 +47,9 @@ from trainer.settings import TrainSettings
 
 log = structlog.get_logger(__name__)
 
+
+TEMPLATES_FILE = "templates.json"
+"""What `logad parse` writes beside its daily files, and `logad train` copies into the model."""
 
 _TRAINED = ("preset", "epochs", "lr", "tokens_per_batch", "warmup_steps")
 """The training settings the demo passes to `logad train` (the rest are the trainer's)."""
@@ -48,7 +59,8 @@ _TRAINED = ("preset", "epochs", "lr", "tokens_per_batch", "warmup_steps")
 class DemoSettings:
     """Every knob of `logad demo`: simulate's and train's sections, with the demo's defaults.
 
-    The simulated days are normal traffic; the live traffic carries anomalies."""
+    The simulated days are normal traffic; the live traffic carries anomalies. The traffic
+    section's `raw` chooses raw log lines (the default: parse, then train) or event ids."""
 
     workdir: Path = Path("demo-out")
     """Directory for the demo's daily files, model, broker data and serve log."""
@@ -67,7 +79,7 @@ class DemoSettings:
         metadata=only("preset", "epochs", "lr", "tokens_per_batch"),
     )
     live: LiveSettings = field(default=LiveSettings(rate=4_000.0), metadata=only("rate"))
-    traffic: TrafficSettings = field(default=TrafficSettings(anomaly_rate=0.05, seed=7))
+    traffic: TrafficSettings = field(default=TrafficSettings(anomaly_rate=0.05, seed=7, raw=True))
 
 
 @dataclass
@@ -87,21 +99,49 @@ class Tally:
         return precision, recall, tp, fp, fn
 
 
-def format_alert(alert: Alert) -> str:
+_SHOWN_TEMPLATE_CHARS = 60
+
+
+def format_alert(alert: Alert, templates: Mapping[str, str] | None = None) -> str:
+    """An alert in a few lines; with `templates` (template id -> template), each event id
+    that names a mined template is shown with its template."""
+    names = templates or {}
+
+    def name(event_id: str) -> str:
+        text = names.get(event_id)
+        if text is None:
+            return event_id
+        if len(text) > _SHOWN_TEMPLATE_CHARS:
+            text = text[: _SHOWN_TEMPLATE_CHARS - 3] + "..."
+        return f'{event_id} "{text}"'
+
     lines = [
         f"ALERT session={alert.session_id} score={alert.score:.2f} "
         f"threshold={alert.threshold:.2f} events={alert.n_events} model={alert.model_version}"
     ]
     for s in alert.surprising[:3]:
-        expected = ", ".join(f"{e.event_id} ({e.prob:.0%})" for e in s.expected)
-        lines.append(f"    #{s.position} {s.event_id}  nll={s.nll:.1f}  expected: {expected}")
+        expected = ", ".join(f"{name(e.event_id)} ({e.prob:.0%})" for e in s.expected)
+        if names:  # templates are long: what was expected goes on a line of its own
+            lines.append(f"    #{s.position} {name(s.event_id)}  nll={s.nll:.1f}")
+            lines.append(f"        expected: {expected}")
+        else:
+            lines.append(f"    #{s.position} {s.event_id}  nll={s.nll:.1f}  expected: {expected}")
         if s.template is not None:
             lines.append(f"      new log template: {s.template}")
     return "\n".join(lines)
 
 
-def _logad(*args: str) -> list[str]:
+Runner = Callable[[Sequence[str], bool], int]
+"""Runs `logad ARGV` (quiet: without its standard output) and returns its exit code."""
+
+
+def run_logad(argv: Sequence[str], quiet: bool = False) -> int:
     # A child process, not an import: the devtools sit below the CLI.
+    stdout = subprocess.DEVNULL if quiet else None
+    return subprocess.run([sys.executable, "-m", "stream.cli", *argv], stdout=stdout).returncode
+
+
+def _logad(*args: str) -> list[str]:
     return [sys.executable, "-m", "stream.cli", "--log-json", *args]
 
 
@@ -136,6 +176,7 @@ async def _watch(
     tally: Tally,
     s: DemoSettings,
     done: asyncio.Event,
+    templates: Mapping[str, str],
 ) -> None:
     """Print alerts as they arrive and tally scores until every live session is scored."""
     consumer = AIOKafkaConsumer(
@@ -151,7 +192,7 @@ async def _watch(
                     assert rec.value is not None
                     if tp.topic == alerts_topic:
                         if shown < s.max_alerts_shown:
-                            out(format_alert(Alert.decode(rec.value)))
+                            out(format_alert(Alert.decode(rec.value), templates))
                             shown += 1
                         elif shown == s.max_alerts_shown:
                             out("    ... (further alerts counted, not shown)")
@@ -169,11 +210,13 @@ async def _watch(
         await consumer.stop()
 
 
-async def _live(bootstrap: str, topics: dict[str, str], s: DemoSettings) -> Tally:
+async def _live(
+    bootstrap: str, topics: dict[str, str], s: DemoSettings, templates: Mapping[str, str]
+) -> Tally:
     tally = Tally({}, set())
     done = asyncio.Event()
     watcher = asyncio.create_task(
-        _watch(bootstrap, topics["scores"], topics["alerts"], tally, s, done)
+        _watch(bootstrap, topics["scores"], topics["alerts"], tally, s, done, templates)
     )
     live = LiveSettings(
         bootstrap=bootstrap,
@@ -205,30 +248,72 @@ def train_argv(s: DemoSettings, days_dir: Path, model_dir: Path) -> list[str]:
     return [*argv, "--seed", str(s.traffic.seed)]
 
 
+def parse_argv(raw_files: Sequence[Path], parsed_dir: Path) -> list[str]:
+    """`logad parse` on the simulated raw days: template ids, and sessions by trace id."""
+    argv = ["--log-level", "warning", "parse", "--format", "spring-boot"]
+    argv += ["--session-key", "trace_id", "--out", str(parsed_dir)]
+    return [*argv, *(str(f) for f in raw_files)]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the demo trained on and serves."""
+
+    model_dir: Path
+    templates: dict[str, str]
+    """Template id -> template, when the days were raw lines (else empty)."""
+
+
+def prepare_model(s: DemoSettings, today: date, run: Runner = run_logad) -> Prepared:
+    """Steps 2 and 3: simulate the normal days, then (unless the workdir holds a model of
+    the same format already) parse them, when raw, and train."""
+    raw = s.traffic.raw
+    days_dir = s.workdir / "days"
+    model_dir = s.workdir / ("model-raw" if raw else "model")
+    days = f"{s.daily.days} days x {s.daily.sessions_per_day} normal sessions"
+    out(f"[2/6] simulating {days} ({'raw log lines' if raw else 'event ids'})")
+    normal = TrafficSettings(seed=s.traffic.seed, raw=raw)
+    written = write_days(s.daily, normal, days_dir, today)
+    if (model_dir / "manifest.json").is_file():
+        out(f"[3/6] reusing the model in {model_dir} (delete it to retrain)")
+        return Prepared(model_dir, _templates(model_dir / TEMPLATES_FILE))
+    data_dir, templates = days_dir, {}
+    if raw:
+        data_dir = s.workdir / "parsed"
+        shutil.rmtree(data_dir, ignore_errors=True)  # no days of an earlier run
+        rc = run(parse_argv(written, data_dir), True)
+        if rc != 0:
+            raise LogadError(f"logad parse exited with code {rc}")
+        templates = _templates(data_dir / TEMPLATES_FILE)
+        lines = sum(1 for f in written for _ in f.open("rb"))
+        out(f"      mined {len(templates)} templates from {lines} lines (logad parse): {data_dir}")
+    out(f"[3/6] training a '{s.training.preset}' model for {s.training.epochs} epochs")
+    # A run interrupted earlier left checkpoints behind; the demo starts afresh.
+    shutil.rmtree(model_dir.with_name(model_dir.name + ".run"), ignore_errors=True)
+    rc = run(train_argv(s, data_dir, model_dir), False)
+    if rc != 0:
+        raise LogadError(f"logad train exited with code {rc}")
+    return Prepared(model_dir, templates)
+
+
+def _templates(path: Path) -> dict[str, str]:
+    """Template id -> template of a templates file; empty when there is none."""
+    if not path.is_file():
+        return {}
+    return {t.id: t.template for t in read_templates(path).templates}
+
+
 def run_demo(s: DemoSettings) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     s.workdir.mkdir(parents=True, exist_ok=True)
-    days_dir, model_dir = s.workdir / "days", s.workdir / "model"
     t0 = time.monotonic()
     out(f"[1/6] starting a local Kafka broker ({broker.KAFKA_VERSION})")
     info = broker.start(port=broker.free_port(), data_dir=s.workdir / "kafka")
     serve_proc: subprocess.Popen[bytes] | None = None
     try:
         out(f"      broker at {info.bootstrap}")
-        out(f"[2/6] simulating {s.daily.days} days x {s.daily.sessions_per_day} normal sessions")
-        normal = TrafficSettings(seed=s.traffic.seed)
-        write_days(s.daily, normal, days_dir, date.today())
-        if not (model_dir / "manifest.json").is_file():
-            out(f"[3/6] training a '{s.training.preset}' model for {s.training.epochs} epochs")
-            # A run interrupted earlier left checkpoints behind; the demo starts afresh.
-            shutil.rmtree(model_dir.with_name(model_dir.name + ".run"), ignore_errors=True)
-            rc = subprocess.run(
-                [sys.executable, "-m", "stream.cli", *train_argv(s, days_dir, model_dir)]
-            ).returncode
-            if rc != 0:
-                return rc
-        else:
-            out(f"[3/6] reusing the model in {model_dir} (delete it to retrain)")
+        prepared = prepare_model(s, date.today())
+        model_dir = prepared.model_dir
         run_id = time.strftime("%Y%m%d%H%M%S")
         topics = {k: f"demo.{run_id}.{k}" for k in ("events", "scores", "alerts", "dlq")}
         asyncio.run(_create_topics(info.bootstrap, list(topics.values())))
@@ -267,7 +352,7 @@ def run_demo(s: DemoSettings) -> int:
         _wait_ready(metrics_port, serve_proc, 120)
         out(f"      serving; its log is {log_path}")
         out("[5/6] alerts as they arrive:")
-        tally = asyncio.run(_live(info.bootstrap, topics, s))
+        tally = asyncio.run(_live(info.bootstrap, topics, s, prepared.templates))
         p, r, tp, fp, fn = tally.precision_recall()
         out("[6/6] stopping serve and Kafka")
         out(

@@ -7,6 +7,7 @@ import random
 import time
 from collections import defaultdict
 
+import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from serve_support import CreateTopic
@@ -101,3 +102,26 @@ async def test_simulate_reports_an_unreachable_broker_in_one_line(
     assert await asyncio.to_thread(main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("logad: error: Kafka at 127.0.0.1:1")
+
+
+async def test_simulate_produces_raw_events_keyed_by_trace_id(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
+) -> None:
+    await create_topic(topic_name, partitions=2)
+    argv = ["simulate", "--bootstrap", kafka_bootstrap, "--topic", topic_name, "--raw"]
+    argv += ["--sessions", "50", "--anomaly-rate", "0.3", "--seed", "6", "--malformed", "2"]
+    assert await asyncio.to_thread(main, argv) == 0
+
+    messages = await _read_all(kafka_bootstrap, topic_name, 2)
+    raw = [(k, orjson.loads(v)) for _, k, v in messages if not k.startswith(b"malformed-")]
+    assert len(messages) - len(raw) == 2
+    expected = list(generate_sessions(random.Random(6), 50, 0, 10.0, 0.3))
+    assert len(raw) == sum(len(s.events) for s in expected)
+    by_trace: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for key, obj in raw:
+        assert "event_id" not in obj and key.decode() == obj["session_id"]
+        by_trace[obj["session_id"]].append(obj)
+    for s in expected:  # each session's messages, in order, under its trace id
+        got = by_trace[s.trace_id]
+        assert [o["message"] for o in got] == [e.message for e in s.events]
+        assert all(o["attrs"] == s.events[0].attrs for o in got)

@@ -1,12 +1,18 @@
-"""`logad demo` composes simulate's and train's sections with its own defaults, and runs
-`logad train` with exactly those."""
+"""`logad demo` composes simulate's and train's sections with its own defaults, runs
+`logad parse` on the raw days it simulates, and `logad train` on the parsed days with
+exactly those settings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
-from stream.cli import build_parser
-from stream.devtools.demo import DemoSettings, train_argv
+from schemas.daily_files import read_sessions
+from schemas.scores import Alert, Expected, SurprisingEvent
+from schemas.templates import read_templates
+from stream.cli import build_parser, main
+from stream.devtools.demo import DemoSettings, format_alert, prepare_model, train_argv
 
 
 def _settings(*argv: str) -> DemoSettings:
@@ -32,3 +38,100 @@ def test_the_demo_trains_with_its_own_training_settings(tmp_path: Path) -> None:
     trained = args.build(args)
     assert (trained.preset, trained.epochs, trained.seed) == ("small", 2, 5)
     assert (trained.lr, trained.tokens_per_batch, trained.warmup_steps) == (1e-3, 1024, 10)
+
+
+def test_the_demo_speaks_raw_text_unless_told_event_ids() -> None:
+    assert _settings().traffic.raw is True
+    assert _settings("--raw", "false").traffic.raw is False
+    assert _settings("--no-raw").traffic.raw is False
+
+
+class FakeTrainRunner:
+    """`logad ARGV` in this process (a unit test starts no child process), but `logad train`
+    only writes a bundle's manifest: what the demo checks before it trains again."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: Sequence[str], quiet: bool) -> int:
+        self.calls.append(list(argv))
+        if "train" not in argv:
+            return main(list(argv))
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True)
+        (out / "manifest.json").write_text("{}")
+        return 0
+
+
+def tiny_demo(tmp: Path, *argv: str) -> DemoSettings:
+    """The demo on two days of 60 sessions, a tiny model for one epoch, in `tmp`/demo."""
+    days = ["--days", "2", "--sessions-per-day", "60", "--preset", "tiny", "--epochs", "1"]
+    return _settings("--workdir", str(tmp / "demo"), *days, *argv)
+
+
+def test_raw_days_are_parsed_and_the_model_trained_on_the_parsed_days(tmp_path: Path) -> None:
+    s = tiny_demo(tmp_path)
+    run = FakeTrainRunner()
+    prepared = prepare_model(s, date(2024, 3, 3), run)
+    work = tmp_path / "demo"
+    raw = sorted((work / "days" / "raw").iterdir())
+    assert [f.name for f in raw] == ["app-2024-03-01.log", "app-2024-03-02.log"]
+    parse, train = run.calls
+    assert parse[parse.index("parse") :] == [
+        "parse", "--format", "spring-boot", "--session-key", "trace_id",
+        "--out", str(work / "parsed"), *map(str, raw),
+    ]  # fmt: skip
+    parsed = sorted(p.name for p in (work / "parsed").iterdir())
+    assert parsed == [
+        "assignments.csv",
+        "preprocessed_logs_2024-03-01.jsonl",
+        "preprocessed_logs_2024-03-02.jsonl",
+        "templates.json",
+    ]
+    assert sum(1 for f in (work / "parsed").glob("pre*") for _ in read_sessions(f)) == 120
+    args = build_parser().parse_args(train)
+    assert args.data == [work / "parsed"] and args.out == work / "model-raw"
+    assert prepared.model_dir == work / "model-raw"
+    templates = read_templates(work / "parsed" / "templates.json").templates
+    assert prepared.templates == {t.id: t.template for t in templates} and templates
+
+    # A second run reuses the model: nothing parsed or trained.
+    again = FakeTrainRunner()
+    assert prepare_model(s, date(2024, 3, 3), again).model_dir == work / "model-raw"
+    assert again.calls == []
+
+
+def test_the_event_id_demo_trains_on_the_simulated_days(tmp_path: Path) -> None:
+    run = FakeTrainRunner()
+    prepared = prepare_model(tiny_demo(tmp_path, "--raw", "false"), date(2024, 3, 3), run)
+    work = tmp_path / "demo"
+    (train,) = run.calls
+    args = build_parser().parse_args(train)
+    assert args.data == [work / "days"] and args.out == work / "model" == prepared.model_dir
+    assert len(list((work / "days").glob("preprocessed_logs_*.jsonl"))) == 2
+    assert prepared.templates == {}
+
+
+def test_alerts_show_the_templates_of_their_events() -> None:
+    alert = Alert(
+        window_id="w",
+        session_id="5f2b9c1d8e7a6b43",
+        window_index=0,
+        model_version="v1",
+        score=9.5,
+        threshold=4.0,
+        anomalous=True,
+        n_events=3,
+        first_ts=0,
+        last_ts=1,
+        scored_at=2,
+        surprising=(SurprisingEvent(2, "T9", 9.5, (Expected("T3", 0.6),)),),
+        late=False,
+        label=1,
+        events=("T1", "T3", "T9"),
+    )
+    names = {"T3": "Committed transaction", "T9": "Query on <*> timed out after <*>"}
+    text = format_alert(alert, names)
+    assert 'T9 "Query on <*> timed out after <*>"  nll=9.5' in text
+    assert 'expected: T3 "Committed transaction" (60%)' in text
+    assert "#2 T9  nll=9.5  expected: T3 (60%)" in format_alert(alert)

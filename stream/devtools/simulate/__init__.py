@@ -15,10 +15,16 @@ Anomalies are injected into request sessions and labelled with their kind:
 - `unknown_event`: an event id that normal traffic never emits;
 - `truncated`: the session stops mid-flow.
 
+Every event is worded in one of two or three phrasings: each service runs in several builds,
+and a session meets one build of each (so a template miner finds a template per phrasing).
+
 The traffic model is pure (the caller passes in a `random.Random` and the start time):
-`templates` (the log lines), `flows` (normal sessions), `anomalies` (what is injected) and
-`traffic` (sessions and the event stream). `outputs` writes daily files or produces to a
-topic; `settings` holds `SimulateSettings`, whose sections the demo reuses.
+`templates` (the log lines and their phrasings), `flows` (normal sessions), `anomalies`
+(what is injected) and `traffic` (sessions and the event stream). `rawlog` renders them as
+raw text: Spring Boot console lines with `[app,traceId,spanId]`, the session's trace id
+its key. `outputs` writes daily files (of event ids, or raw logs) or produces to a topic
+(events with event ids, or raw events); `settings` holds `SimulateSettings`, whose sections
+the demo reuses.
 """
 
 from stream.devtools.simulate.templates import (
@@ -40,6 +46,7 @@ from stream.devtools.simulate.traffic import (
     malformed_message,
     simulate_day,
     simulate_session,
+    trace_id,
 )
 
 __all__ = [
@@ -59,4 +66,5 @@ __all__ = [
     "malformed_message",
     "simulate_day",
     "simulate_session",
+    "trace_id",
 ]

@@ -17,6 +17,7 @@ TABLES = {
 }
 _SEARCH_TERMS = ("usb-c cable", "monitor", "desk lamp", "keyboard", "backpack", "headset")
 _ROLES = ("USER", "USER,ADMIN", "USER,SUPPORT")
+_PAGE = "limit 20 offset ?"
 
 
 Step = tuple[str, str, dict[str, Any], int]
@@ -34,10 +35,11 @@ class Flow:
         service = TEMPLATE_BY_ID[event_id].service
         self.steps.append((event_id, self.svc if service == MANAGER else service, fields, delay))
 
-    def query(self, kind: str, table: str, rows: int = 1) -> None:
+    def query(self, kind: str, table: str, rows: int = 1, where: str = "id=?") -> None:
+        """A query; `where` is its call site's (a lookup by id, a page of a list), never
+        derived from the rows it returns."""
         rng = self.rng
         ms = rng.randint(1, 25)
-        where = "id=?" if rows == 1 else "owner_id=? limit 20"
         self.add(f"db.query.{kind}", ms, table=table, ms=ms, rows=rows, where=where)
         if rng.random() < 0.04:
             slow = rng.randint(500, 2_500)
@@ -88,7 +90,8 @@ def request_flow(rng: random.Random) -> tuple[Flow, dict[str, Any]]:
     f = Flow(rng, svc)
     method, path, op = rng.choice(_OPS[svc])
     fields = _session_fields(rng, svc)
-    fields.update(method=method, path=path.format_map(fields))
+    query = {"term_q": str(fields["term"]).replace(" ", "+")}  # URL-encoded in a path
+    fields.update(method=method, path=path.format_map({**fields, **query}))
     if method == "POST":
         fields["status"] = 201
 
@@ -135,7 +138,7 @@ def _user_get(f: Flow, fields: dict[str, Any]) -> None:
         f.acquire()
         f.query("select", "users")
         if f.rng.random() < 0.5:
-            f.query("select", "user_roles", f.rng.randint(1, 3))
+            f.query("select", "user_roles", f.rng.randint(1, 3), "user_id=?")
             f.add("user.roles.resolve", 1, roles=f.rng.choice(_ROLES))
         f.add("db.pool.release")
         f.add("manager.cache.put", 1, key=key)
@@ -157,7 +160,7 @@ def _user_list(f: Flow, fields: dict[str, Any]) -> None:
     pages = f.rng.randint(1, 4)
     for page in range(pages):
         rows = 20 if page < pages - 1 else f.rng.randint(1, 20)
-        f.query("select", "users", rows)
+        f.query("select", "users", rows, "tenant_id=? " + _PAGE)
         f.add("user.list.page", 1, page=page, rows=rows)
     f.add("db.pool.release")
 
@@ -181,7 +184,7 @@ def _order_get(f: Flow, fields: dict[str, Any]) -> None:
         f.add("order.fetch", 1)
         f.acquire()
         f.query("select", "orders")
-        f.query("select", "order_items", f.rng.randint(1, 5))
+        f.query("select", "order_items", f.rng.randint(1, 5), "order_id=?")
         f.add("db.pool.release")
         f.add("manager.cache.put", 1, key=key)
 
@@ -191,7 +194,7 @@ def _order_list(f: Flow, fields: dict[str, Any]) -> None:
     pages = f.rng.choice((1, 1, 1, 2, 2, 3, 5))
     for page in range(pages):
         rows = 20 if page < pages - 1 else f.rng.randint(0, 20)
-        f.query("select", "orders", rows)
+        f.query("select", "orders", rows, "user_id=? " + _PAGE)
         f.add("order.list.page", 1, page=page, rows=rows)
     f.add("db.pool.release")
 
@@ -214,13 +217,13 @@ def _stock_reserve(f: Flow, fields: dict[str, Any]) -> None:
 
 def _search(f: Flow, fields: dict[str, Any]) -> None:
     term = fields["term"]
-    key = f"search:{term}"
+    key = f"search:{term.replace(' ', '+')}"  # URL-encoded, as in the request's path
     if not _cached_read(f, key, 0.3):
         f.acquire()
         pages = f.rng.randint(1, 3)
         for page in range(pages):
             rows = 20 if page < pages - 1 else f.rng.randint(0, 20)
-            f.query("select", "products", rows)
+            f.query("select", "products", rows, "name like ? " + _PAGE)
             f.add("inventory.search.page", 1, term=term, page=page, rows=rows)
         f.add("db.pool.release")
         f.add("manager.cache.put", 1, key=key)
@@ -242,7 +245,7 @@ _OPS: dict[str, tuple[tuple[str, str, _Op], ...]] = {
     "inventory-manager": (
         ("GET", "/api/inventory/{sku}", _stock_check),
         ("POST", "/api/inventory/reserve", _stock_reserve),
-        ("GET", "/api/inventory/search?q={term}", _search),
+        ("GET", "/api/inventory/search?q={term_q}", _search),
     ),
 }
 

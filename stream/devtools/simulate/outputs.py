@@ -1,4 +1,6 @@
-"""Where simulated traffic goes: daily files for the trainer, or a Kafka topic at a rate."""
+"""Where simulated traffic goes: daily files for the trainer (session files of event ids,
+or raw log files for `logad parse`), or a Kafka topic at a rate (events with event ids, or
+raw events)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
 from schemas.runtime.console import out
+from stream.devtools.simulate.rawlog import merged_lines, raw_event
 from stream.devtools.simulate.settings import (
     MEAN_EVENTS_PER_SESSION,
     DailySettings,
@@ -38,17 +41,29 @@ log = structlog.get_logger(__name__)
 PROGRESS_EVERY_S = 5.0
 _PLAINTEXT = KafkaSettings(client_id="logad-simulate")
 
+RAW_DIR = "raw"
+"""Where raw log files go under the days directory."""
+
+
+def raw_file_name(day: date) -> str:
+    """One log a day of all the services, merged in time order (as a log shipper would
+    collect them), so that `logad parse` meets each trace's lines in their order."""
+    return f"app-{day.isoformat()}.log"
+
 
 def write_days(
     daily: DailySettings, traffic: TrafficSettings, days_dir: Path, today: date
 ) -> list[Path]:
-    """Write `daily.days` daily files, each with a `.done` marker; return their paths."""
+    """Write `daily.days` daily files, each with a `.done` marker (raw traffic: raw log files
+    under RAW_DIR); return their paths."""
     first = (
         date.fromisoformat(daily.start_date)
         if daily.start_date
         else today - timedelta(days=daily.days)
     )
-    days_dir.mkdir(parents=True, exist_ok=True)
+    raw = traffic.raw
+    out_dir = days_dir / RAW_DIR if raw else days_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     kinds: Counter[str] = Counter()
     total = 0
@@ -58,16 +73,35 @@ def write_days(
         rng = random.Random(f"{traffic.seed}:{day.isoformat()}")
         start_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
         sessions = simulate_day(rng, start_ms, daily.sessions_per_day, traffic.anomaly_rate)
-        path = days_dir / daily_file_name(day)
-        n = write_sessions(path, (s.to_session() for s in sessions))
-        path.with_name(path.name + DONE_SUFFIX).touch()
+        if raw:
+            path = out_dir / raw_file_name(day)
+            lines = write_raw_log(path, sessions)
+        else:
+            path = out_dir / daily_file_name(day)
+            write_sessions(path, (s.to_session() for s in sessions))
+            path.with_name(path.name + DONE_SUFFIX).touch()
+        n = len(sessions)
         day_kinds = Counter(s.anomaly for s in sessions if s.anomaly)
         kinds += day_kinds
         total += n
         paths.append(path)
-        out(f"wrote {path}: {n} sessions, {sum(day_kinds.values())} anomalous")
-    out(f"simulated {total} sessions over {daily.days} day(s) into {days_dir}; " + _kinds(kinds))
+        what = f"{lines} lines of {n} sessions" if raw else f"{n} sessions"
+        out(f"wrote {path}: {what}, {sum(day_kinds.values())} anomalous")
+    out(f"simulated {total} sessions over {daily.days} day(s) into {out_dir}; " + _kinds(kinds))
     return paths
+
+
+def write_raw_log(path: Path, sessions: list[SimSession]) -> int:
+    """Write the sessions' raw lines, in time order; return the number of lines."""
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+        for line in merged_lines(sessions):
+            fh.write(line)
+            fh.write("\n")
+            n += 1
+    tmp.replace(path)
+    return n
 
 
 def _kinds(kinds: Counter[str]) -> str:
@@ -81,8 +115,10 @@ def messages(
     live: LiveSettings, traffic: TrafficSettings, start_ms: int, kinds: Counter[str]
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs in event-time order, malformed ones mixed in at random places;
-    `kinds` counts the anomalies by kind as they go."""
+    `kinds` counts the anomalies by kind as they go. Raw traffic's events are raw events
+    keyed by trace id, the others LogEvents keyed by session id."""
     rng = random.Random(traffic.seed)
+    raw = traffic.raw
 
     def counted() -> Iterator[SimSession]:
         for s in generate_sessions(
@@ -101,7 +137,7 @@ def messages(
         while bad < len(where) and where[bad] <= i:
             yield f"malformed-{bad}".encode(), malformed_message(bad)
             bad += 1
-        yield event.session_id.encode(), event.encode()
+        yield raw_event(event) if raw else (event.session_id.encode(), event.encode())
     for j in range(bad, len(where)):
         yield f"malformed-{j}".encode(), malformed_message(j)
 

@@ -17,10 +17,12 @@ MEAN_EVENTS_PER_SESSION = 15
 class DailySettings:
     """Daily files
 
-    Simulated days written as daily session files (with their labels), for the trainer."""
+    Simulated days written as daily session files (with their labels) for the trainer, or
+    with --raw as raw log files for logad parse."""
 
     days_dir: Path | None = None
-    """Write daily files preprocessed_logs_YYYY-MM-DD.jsonl into this directory."""
+    """Write daily files preprocessed_logs_YYYY-MM-DD.jsonl into this directory (with
+    --raw, log files raw/app-YYYY-MM-DD.log)."""
     days: int = 3
     """Number of daily files to write."""
     sessions_per_day: int = 2_000
@@ -46,7 +48,8 @@ class LiveSettings:
     """Kafka topic
 
     Simulated traffic produced to a topic as LogEvent messages, each event's attrs carrying
-    its session's label and anomaly kind."""
+    its session's label and anomaly kind; with --raw, raw events (a message and no event_id)
+    keyed by trace id."""
 
     bootstrap: str | None = None
     """Produce to Kafka at HOST:PORT[,HOST:PORT...] instead of writing files."""
@@ -83,6 +86,10 @@ class TrafficSettings:
     """Fraction of sessions that carry an injected, labelled anomaly."""
     seed: int = 0
     """Random seed: the same seed and settings give the same traffic."""
+    raw: bool = False
+    """Raw text instead of event ids: Spring Boot console log lines with
+    [app,traceId,spanId] (one file a day, DIR/raw/app-YYYY-MM-DD.log, for logad parse), and
+    on a topic LogEvents with the message and no event_id, keyed by trace id."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.anomaly_rate <= 1.0:

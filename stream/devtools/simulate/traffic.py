@@ -13,7 +13,7 @@ from schemas.events import LogEvent
 from schemas.sessions import Session
 from stream.devtools.simulate.anomalies import inject
 from stream.devtools.simulate.flows import NORMAL_KINDS, Flow, request_flow
-from stream.devtools.simulate.templates import ANOMALY_KINDS, TEMPLATE_BY_ID
+from stream.devtools.simulate.templates import ANOMALY_KINDS, BUILDS, TEMPLATE_BY_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +22,16 @@ class SimSession:
     events: tuple[LogEvent, ...]
     anomaly: str | None = None
     """The injected anomaly's kind, None for normal traffic."""
+    phrasings: tuple[int, ...] = ()
+    """Which phrasing of its template each event's message is (an index into `texts`)."""
 
     @property
     def label(self) -> int:
         return 0 if self.anomaly is None else 1
+
+    @property
+    def trace_id(self) -> str:
+        return trace_id(self.session_id)
 
     def to_session(self) -> Session:
         return Session(
@@ -35,6 +41,12 @@ class SimSession:
             end_ts=self.events[-1].ts,
             label=self.label,
         )
+
+
+def trace_id(session_id: str) -> str:
+    """A simulated session's trace id: the 16 hex digits after its kind's prefix (`req-`,
+    `hb-`, ...). Raw log lines carry it, and raw events use it as their session id."""
+    return session_id.rpartition("-")[2]
 
 
 def _pick_kind(
@@ -67,14 +79,39 @@ def simulate_session(rng: random.Random, start_ms: int, anomaly: str | None = No
             raise RuntimeError(f"could not inject {anomaly}")
     session_id = f"{prefix}-{rng.getrandbits(64):016x}"
     attrs: dict[str, Any] = {"label": 0} if anomaly is None else {"label": 1, "anomaly": anomaly}
+    # The builds come from the session id's random bits, not from `rng`: it draws what it
+    # drew before phrasings existed, so a seed keeps its event ids.
+    builds = _Builds(int(trace_id(session_id), 16))
+    # The message's trace is the session's (the drawn `trace` field stays drawn, for the same
+    # reason).
+    fields = {**fields, "trace": trace_id(session_id)}
     ts = start_ms
     events = []
+    phrasings = []
     for event_id, service, step_fields, delay in steps:
         ts += delay
         t = TEMPLATE_BY_ID[event_id]
-        message = t.text.format_map({**fields, **step_fields})
+        k = t.phrasing(builds.of(service))
+        message = t.texts[k].format_map({**fields, **step_fields})
         events.append(LogEvent(ts, service, session_id, event_id, t.level, message, attrs))
-    return SimSession(session_id, tuple(events), anomaly)
+        phrasings.append(k)
+    return SimSession(session_id, tuple(events), anomaly, tuple(phrasings))
+
+
+class _Builds:
+    """The build of each service a session meets (it meets one instance of each): the next
+    base-BUILDS digit of `bits`, a random number, for each service as it is met."""
+
+    def __init__(self, bits: int) -> None:
+        self._bits = bits
+        self._builds: dict[str, int] = {}
+
+    def of(self, service: str) -> int:
+        build = self._builds.get(service)
+        if build is None:
+            self._bits, build = divmod(self._bits, BUILDS)
+            self._builds[service] = build
+        return build
 
 
 def generate_sessions(
