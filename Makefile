@@ -1,6 +1,6 @@
 # logad: two commands set up a fresh machine.
 #   make test   venv + install + Kafka jars + ruff, mypy, import contracts, the whole suite
-#   make demo   the main job: Kafka, simulated days, train, serve, live alerts, precision/recall
+#   make demo   the main job: Kafka, simulated raw log days, parse, train, serve, live alerts, precision/recall
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -48,7 +48,7 @@ test-fast: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/out
 
-# The main job: Kafka, simulated days, training, serve, live alerts, precision/recall.
+# The main job: Kafka, simulated raw log days, logad parse, training, serve, live alerts, precision/recall.
 demo: kafka-jars
 	$(VENV)/bin/logad demo --workdir demo-out
 
