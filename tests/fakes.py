@@ -8,6 +8,7 @@ model. Tests import them from here; a test that needs a variant subclasses one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 from aiokafka import TopicPartition
 
-from schemas.scores import Score
+from schemas.scores import Expected, Score, SurprisingEvent
 from schemas.windows import Window
 from stream.serve.kafka_io import Headers
 
@@ -124,3 +125,24 @@ class FakeConsumer:
 
     async def commit(self, offsets: dict[TopicPartition, tuple[int, str]]) -> None:
         self.commits.append(offsets)
+
+
+class SurprisedScorer(FakeScorer):
+    """Flags a window holding an event outside `known`, naming those events as surprising."""
+
+    def __init__(self, known: frozenset[str]) -> None:
+        super().__init__("v1", rule=lambda w: float(any(e not in known for e in w.events)))
+        self.known = known
+        self.windows: list[Window] = []
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        self.windows += windows
+        out = []
+        for w, s in zip(windows, super().score_windows(windows, now_ms), strict=True):
+            odd = tuple(
+                SurprisingEvent(i, e, 9.0, (Expected("T1", 0.9),))
+                for i, e in enumerate(w.events)
+                if e not in self.known
+            )
+            out.append(dataclasses.replace(s, surprising=odd))
+        return out

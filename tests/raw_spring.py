@@ -9,11 +9,13 @@ same messages. A trace is one session; its id is the Sleuth trace id in each lin
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from schemas.events import LogEvent
+from schemas.templates import TemplateSet
+from trainer.mining import TemplateMiner
 
 Step = tuple[str, str, str, Callable[[random.Random], str]]
 """(app, level, logger, message from a random source)."""
@@ -194,3 +196,19 @@ def traces(rng: random.Random, n: int, start_ms: int, spacing_ms: int = 50) -> l
 def interleaved(groups: list[list[RawLine]]) -> list[RawLine]:
     """Every line in time order, as a log file or a topic holds them."""
     return sorted((x for g in groups for x in g), key=lambda x: (x.ts, x.trace_id))
+
+
+# A few raw messages and the template set mined from them, for tests of raw events.
+KNOWN = [
+    "Routing GET /api/orders/42 to order-service",
+    "Order 42 loaded in 12 ms",
+    "Completed GET /api/orders/42 with status 200 in 30 ms",
+]
+NEW = "Bank gateway refused the connection: TLS handshake failed after 310 ms"
+
+
+def bundle_set(lines: Sequence[str] = KNOWN) -> TemplateSet:
+    miner = TemplateMiner()
+    for line in lines:
+        miner.mine(line)
+    return miner.to_set()

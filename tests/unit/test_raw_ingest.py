@@ -5,8 +5,6 @@ DLQ, a reload switches templates without renumbering, and the archive keeps the 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,47 +15,11 @@ from schemas.daily_files import read_sessions
 from schemas.events import LogEvent
 from schemas.scores import Expected, Score, SurprisingEvent
 from schemas.templates import TemplateSet, read_templates, write_templates
-from schemas.windows import Window
 from stream.serve.archive import DAY_MS, DailyArchive
-from tests.fakes import FakeScorer
+from tests.fakes import FakeScorer, SurprisedScorer
+from tests.raw_spring import KNOWN, NEW, bundle_set
 from tests.unit.test_serve_loop import TOPIC, assign, make_service, record
-from trainer.mining import TemplateMiner
 from trainer.mining.matcher import NO_TEMPLATES
-
-KNOWN = [
-    "Routing GET /api/orders/42 to order-service",
-    "Order 42 loaded in 12 ms",
-    "Completed GET /api/orders/42 with status 200 in 30 ms",
-]
-NEW = "Bank gateway refused the connection: TLS handshake failed after 310 ms"
-
-
-def bundle_set(lines: Sequence[str] = KNOWN) -> TemplateSet:
-    miner = TemplateMiner()
-    for line in lines:
-        miner.mine(line)
-    return miner.to_set()
-
-
-class SurprisedScorer(FakeScorer):
-    """Flags a window holding an event outside `known`, naming those events as surprising."""
-
-    def __init__(self, known: frozenset[str]) -> None:
-        super().__init__("v1", rule=lambda w: float(any(e not in known for e in w.events)))
-        self.known = known
-        self.windows: list[Window] = []
-
-    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
-        self.windows += windows
-        out = []
-        for w, s in zip(windows, super().score_windows(windows, now_ms), strict=True):
-            odd = tuple(
-                SurprisingEvent(i, e, 9.0, (Expected("T1", 0.9),))
-                for i, e in enumerate(w.events)
-                if e not in self.known
-            )
-            out.append(dataclasses.replace(s, surprising=odd))
-        return out
 
 
 def raw(sid: str, ts: int, message: str) -> bytes:

@@ -109,7 +109,8 @@ def test_events_file_through_the_sessionizer(tmp_path: Path) -> None:
 
 def test_raw_events_map_to_template_ids_as_serve_maps_them(tmp_path: Path) -> None:
     from schemas.events import LogEvent
-    from tests.unit.test_serve_raw import KNOWN, NEW, SurprisedScorer, bundle_set
+    from tests.fakes import SurprisedScorer
+    from tests.raw_spring import KNOWN, NEW, bundle_set
     from trainer.mining.matcher import NO_TEMPLATES, TemplateMatcher
 
     p = tmp_path / "raw.jsonl"
