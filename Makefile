@@ -64,3 +64,8 @@ bench-replay: $(STAMP)
 .PHONY: bench-parse
 bench-parse: $(STAMP)
 	$(PY) -m bench.parse_loghub
+
+# Raw HDFS end to end (CPU, two trainings): mined template ids vs the given ones, bench/results/raw_hdfs.json.
+.PHONY: bench-raw-hdfs
+bench-raw-hdfs: $(STAMP)
+	$(PY) -m bench.raw_hdfs
