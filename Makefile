@@ -69,3 +69,9 @@ bench-parse: $(STAMP)
 .PHONY: bench-raw-hdfs
 bench-raw-hdfs: $(STAMP)
 	$(PY) -m bench.raw_hdfs
+
+# Raw text vs event ids on serve's consume path (in-process, a minute): bench/results/stream_raw.json.
+# With serve's raw-event support: .venv/bin/python -m bench.stream_raw --serve (Kafka, about 5 min).
+.PHONY: bench-stream-raw
+bench-stream-raw: $(STAMP)
+	$(PY) -m bench.stream_raw

@@ -79,6 +79,7 @@ from schemas.templates import TemplateSet, read_templates
 from stream.serve.sessionizer import SessionizerSettings
 from trainer.gc_tuning import GC_THRESHOLD_0
 from trainer.mining import Masker, TemplateMiner
+from trainer.mining.accuracy import grouping_accuracy
 
 TEMPLATES = "templates.json"
 """The bundle's template set, as `logad train` is to write it (raw serve reads it)."""
@@ -100,6 +101,8 @@ class Stream:
     training_sessions: list[str]
     """The sessions whose messages the templates were mined from."""
     unmatched: int
+    grouping_accuracy: float
+    """Of the matched ids against the stream's given event ids (unmatched lines one group)."""
     gap_ms: int
     """serve's gap for this stream: longer than its sessions' longest silence."""
     max_duration_ms: int
@@ -150,6 +153,7 @@ def build_stream(name: str, events: list[dict[str, Any]], templates: TemplateSet
         templates,
         train_blocks,
         sum(1 for x in ids if x == UNMATCHED),
+        round(grouping_accuracy(ids, [x.event_id for x in lines]), 5),
         # bench/replay_hdfs.py's: an HDFS block falls silent for up to 12.9 h.
         14 * HOUR_MS if hdfs else 2000,
         36 * HOUR_MS if hdfs else SessionizerSettings().max_duration_ms,
@@ -294,6 +298,7 @@ def in_process(stream: Stream, partitions: int, repeats: int) -> dict[str, Any]:
         "templates": len(stream.templates.templates),
         "mined_from_sessions": len(stream.training_sessions),
         "unmatched_lines": stream.unmatched,
+        "grouping_accuracy_vs_given_ids": stream.grouping_accuracy,
         "mean_bytes": mean_bytes,
         "partitions": partitions,
         "repeats": repeats,
