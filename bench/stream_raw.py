@@ -33,14 +33,17 @@ produces, so the drain ratio (--serve) is the figure the target (>= 0.5) is abou
 --serve: one broker (bench/stream_e2e.py's), one bundle that holds templates.json, and
 `logad serve` draining a backlog of the event-id records and one of the raw records,
 alternating over --rounds (ids first in even rounds, raw first in odd), each a fresh serve
-on its own topics (stream_e2e's `drain_serve`). Both drains must give the same windows and
-scores. Needs serve's raw-event support: without --model, the bench trains a tiny bundle
-with `logad train --data DIR` on the mined half's daily files, with the mined
-templates.json in DIR beside them (as `logad parse` writes them), and stops if the bundle
-holds no templates.json. --aa drains the event-id backlog in both slots: a plumbing check
-that runs on any tree, and the noise floor of the alternation.
+on its own topics (stream_e2e's `drain_serve`). Every drain's windows and scores are
+compared with the first drain's (`same_windows_and_scores`; the target counts only then).
+Needs serve's raw-event support: without --model, the bench trains a tiny bundle with
+`logad train --data DIR` on the mined half's daily files, with the mined templates.json in
+DIR beside them (as `logad parse` writes them), and stops if the bundle holds no
+templates.json. With --model, the stream is named by the bundle's templates.json. --aa
+drains the event-id backlog in both slots: a plumbing check that runs on any tree, and the
+noise floor of the alternation.
 
-Writes bench/results/stream_raw.json (in-process) or stream_raw-serve.json (--serve).
+Writes bench/results/stream_raw.json (in-process), stream_raw-serve.json (--serve) or
+stream_raw-serve-aa.json (--serve --aa).
 """
 
 from __future__ import annotations
@@ -362,7 +365,6 @@ def serve_drains(a: argparse.Namespace, stream: Stream, bundle: Path, work: Path
     info = broker.start(port=broker.free_port(), data_dir=work / "kafka", timeout_s=90)
     rounds: list[dict[str, Any]] = []
     first: dict[str, float] | None = None  # window id -> score, of the first drain
-    max_diff = 0.0
     try:
         config["bootstrap"] = info.bootstrap
         for r in range(a.rounds):
@@ -376,18 +378,15 @@ def serve_drains(a: argparse.Namespace, stream: Stream, bundle: Path, work: Path
                 values, _ = asyncio.run(read_topic(info.bootstrap, f"{name}.in.scores"))
                 got = window_scores(values)
                 first = got if first is None else first
-                if got.keys() != first.keys():
-                    raise RuntimeError(f"{name}: other windows than the first drain's")
-                max_diff = max([max_diff, *(abs(got[k] - first[k]) for k in got)])
+                row[kind]["vs_first_drain"] = compare_windows(first, got)
                 say(f"round {r} {kind}: {row[kind]}")
             row["raw_vs_ids"] = round(row["raw"]["events_per_s"] / row["ids"]["events_per_s"], 3)
             rounds.append(row)
     finally:
         broker.stop(data_dir=work / "kafka")
         shutil.rmtree(work / "kafka", ignore_errors=True)
-    if max_diff > SCORE_TOLERANCE:
-        raise RuntimeError(f"scores differ between drains by up to {max_diff:.3g}")
     assert first is not None
+    drains = [row[k] for row in rounds for k in ("ids", "raw")]
     ids_rate = statistics.median(r["ids"]["events_per_s"] for r in rounds)
     raw_rate = statistics.median(r["raw"]["events_per_s"] for r in rounds)
     return {
@@ -396,10 +395,26 @@ def serve_drains(a: argparse.Namespace, stream: Stream, bundle: Path, work: Path
         "median_events_per_s": {"ids": ids_rate, "raw": raw_rate},
         "raw_vs_ids": round(raw_rate / ids_rate, 3),
         "raw_vs_ids_by_round": [r["raw_vs_ids"] for r in rounds],
-        # Every drain gave the same windows (checked, else it raised), and scores equal up
-        # to float rounding in batches made up otherwise.
         "windows": len(first),
-        "max_abs_score_difference": max_diff,
+        # Every drain must give the first one's windows, with the same scores up to float
+        # rounding (SCORE_TOLERANCE): the raw path maps each line to the id the event-id
+        # records carry.
+        "same_windows_and_scores": all(
+            d["vs_first_drain"]["same_windows"]
+            and d["vs_first_drain"]["max_abs_score_difference"] <= SCORE_TOLERANCE
+            for d in drains
+        ),
+    }
+
+
+def compare_windows(first: dict[str, float], got: dict[str, float]) -> dict[str, Any]:
+    """A drain's windows and scores against the first drain's."""
+    both = first.keys() & got.keys()
+    return {
+        "same_windows": first.keys() == got.keys(),
+        "missing": len(first.keys() - got.keys()),
+        "extra": len(got.keys() - first.keys()),
+        "max_abs_score_difference": max((abs(got[k] - first[k]) for k in both), default=0.0),
     }
 
 
@@ -504,8 +519,10 @@ def main_serve(a: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="logad-bench-raw-"))
     try:
         events = load_events(kind, a)
-        given = read_templates(a.model / TEMPLATES) if a.model and not a.aa else None
-        if a.model is not None and given is None and not a.aa:
+        given = None
+        if a.model is not None and (a.model / TEMPLATES).is_file():
+            given = read_templates(a.model / TEMPLATES)  # the ids the bundle's vocab holds
+        elif a.model is not None and not a.aa:
             raise SystemExit(f"{a.model} holds no {TEMPLATES}: raw serve cannot map its lines")
         stream = build_stream(kind, events, given)
         bundle = a.model or train_with_templates(stream, work / "model")
@@ -529,7 +546,9 @@ def main_serve(a: argparse.Namespace) -> int:
         "model": "tiny, trained on the spot" if a.model is None else shown_path(a.model),
         "drains": drains,
         "target_raw_vs_ids": TARGET_RAW_VS_IDS,
-        "target_met": None if a.aa else drains["raw_vs_ids"] >= TARGET_RAW_VS_IDS,
+        "target_met": None
+        if a.aa
+        else drains["raw_vs_ids"] >= TARGET_RAW_VS_IDS and drains["same_windows_and_scores"],
     }
     name = "stream_raw-serve-aa" if a.aa else "stream_raw-serve"
     med = drains["median_events_per_s"]
@@ -538,7 +557,8 @@ def main_serve(a: argparse.Namespace) -> int:
         f"({drains['raw_vs_ids']}x{', A/A' if a.aa else ''})"
     )
     path = write_result(name, report, path=a.results, summary=summary)
-    say(f"raw / ids by round: {drains['raw_vs_ids_by_round']}; median {drains['raw_vs_ids']}")
+    say(f"raw / ids by round: {drains['raw_vs_ids_by_round']}; median {drains['raw_vs_ids']}; "
+        f"same windows and scores: {drains['same_windows_and_scores']}")  # fmt: skip
     say(f"wrote {path}")
     return 0
 

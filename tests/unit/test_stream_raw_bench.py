@@ -11,6 +11,7 @@ import pytest
 from bench.raw_hdfs import UNMATCHED
 from bench.stream_raw import (
     build_stream,
+    compare_windows,
     decode_and_match,
     decode_ids,
     decode_raw,
@@ -101,3 +102,16 @@ def test_the_raw_path_gives_the_ids_paths_records() -> None:
 def test_window_scores_reads_a_scores_topic() -> None:
     values = [orjson.dumps({"window_id": w, "score": s}) for w, s in (("a", 1.5), ("b", 0.0))]
     assert window_scores(values) == {"a": 1.5, "b": 0.0}
+
+
+def test_a_drain_is_compared_with_the_first() -> None:
+    first = {"a": 1.0, "b": 2.0}
+    assert compare_windows(first, {"a": 1.0, "b": 2.00001}) == {
+        "same_windows": True,
+        "missing": 0,
+        "extra": 0,
+        "max_abs_score_difference": pytest.approx(1e-5),
+    }
+    other = compare_windows(first, {"a": 1.5, "c": 0.0})
+    assert (other["same_windows"], other["missing"], other["extra"]) == (False, 1, 1)
+    assert other["max_abs_score_difference"] == 0.5
