@@ -18,10 +18,20 @@ and Loghub's `event_id`):
    - given: the given event_id of every line.
 4. For each way: the training half's normal sessions as daily files; the real `logad train`
    with bench/quality_hdfs.py's recipe (its `train_bundle` and its defaults: tiny preset, 60
-   epochs, lr, warm-up, batch tokens, validation fraction, p99.9 threshold on the trainer's
-   validation slice of normal sessions, end marker); then `logad evaluate`'s API on the test
-   half's normal and anomalous sessions at the bundle's calibrated threshold. No test label
-   chooses anything. Precision and F1 are at the HDFS population ratio, as in quality_hdfs.
+   epochs, lr, warm-up, batch tokens, p99.9 threshold on the trainer's validation slice of
+   normal sessions, end marker); then `logad evaluate`'s API on the test half's normal and
+   anomalous sessions at the bundle's calibrated threshold. No test label chooses anything.
+   Precision and F1 are at the HDFS population ratio, as in quality_hdfs.
+
+   When a bundle's threshold is the score of an unknown event, no session with an unknown
+   event can score above it, and most HDFS anomalies hold one. On this half it is: its
+   validation slice (0.2, about 600 windows) holds two normal sessions with an event (E20)
+   that no training session holds, and a p99.9 of under 1,001 windows is the maximum
+   anyway (the trainer warns). Then the figures are reported at that threshold and again
+   at the highest lower quantile of the calibration (p99, else p90) that is below the
+   unknown event's score on both bundles' validation slices (`fallback_quantile`),
+   re-calibrated there as `logad evaluate --threshold-quantile Q --calibrate-on DAYS` does:
+   normal data only, no test label.
 
    The epochs are quality_hdfs's, so each session is seen as often as in its recipe. The
    training half holds about 2,800 normal sessions, half of train.jsonl's 5,583: a run has
@@ -238,52 +248,119 @@ def unknown_lines(sessions: Sequence[Session], vocab_ids: set[str]) -> int:
     return sum(1 for s in sessions for e in s.events if e not in vocab_ids)
 
 
-def run_variant(
+@dataclass
+class Trained:
+    """One way's bundle, its test files, and what training it took."""
+
+    name: str
+    bundle: Path
+    days: Path
+    files: dict[str, Path]
+    test_sessions: list[Session]
+    vocab: Vocab
+    info: dict[str, Any]
+
+
+def train_variant(
     name: str,
     train_sessions: Sequence[Session],
     test_sessions: Sequence[Session],
     work: Path,
     recipe: argparse.Namespace,
-) -> dict[str, Any]:
-    """Train on the normal training sessions with `logad train`, evaluate on the test half
-    with `logad evaluate`'s API; the figures and times."""
-    from bench.quality_hdfs import POPULATION, train_bundle
+) -> Trained:
+    """`logad train` on the normal training sessions; the test half's session files."""
+    from bench.quality_hdfs import train_bundle
     from schemas.bundle import VOCAB, verify_bundle
-    from trainer.evaluate_run import evaluate_bundle
-    from trainer.evaluate_settings import EvaluateSettings, PopulationSettings
-    from trainer.scorer_settings import ScorerSettings
 
     root = work / name
     normal_train = [s for s in train_sessions if s.label == 0]
     days = write_days(root / "days", normal_train)
-    test_normal = [s for s in test_sessions if s.label == 0]
-    test_abnormal = [s for s in test_sessions if s.label == 1]
     files = {"normal": root / "test_normal.jsonl", "abnormal": root / "test_abnormal.jsonl"}
-    write_sessions(files["normal"], test_normal)
-    write_sessions(files["abnormal"], test_abnormal)
+    write_sessions(files["normal"], [s for s in test_sessions if s.label == 0])
+    write_sessions(files["abnormal"], [s for s in test_sessions if s.label == 1])
 
     out(f"  [{name}] logad train on {len(normal_train)} normal sessions ({len(days)} days) ...")
     bundle = root / "model"
     train_s = train_bundle(root / "days", bundle, recipe, end_marker=True)
-    manifest = verify_bundle(bundle)
+    out(f"  [{name}] trained in {train_s:.0f} s")
+    m = verify_bundle(bundle).metrics
     vocab = Vocab.load(bundle / VOCAB)
     known = {vocab.token(t) for t in range(vocab.first_event_id, len(vocab))}
-    out(f"  [{name}] trained in {train_s:.0f} s; evaluating ...")
+    info = {
+        "event_ids_in_vocab": len(known),
+        "test_lines_unknown_to_model": unknown_lines(test_sessions, known),
+        "train_sessions": len(normal_train),
+        "train_windows": m.get("train_windows"),
+        "val_windows": m.get("val_windows"),
+        "steps": m.get("steps"),
+        "val_loss": m.get("val_loss"),
+        "training_seconds": round(train_s, 1),
+        "bundle": shown_path(bundle),
+    }
+    return Trained(name, bundle, root / "days", files, list(test_sessions), vocab, info)
+
+
+Calibrated = tuple[dict[str, float], float, float]
+"""A bundle's calibration quantiles, its threshold quantile, an unknown event's score."""
+
+
+def calibration_of(bundle: Path) -> Calibrated:
+    """The bundle's calibration quantiles, its threshold quantile, and the score of an
+    unknown event under its strategy."""
+    from schemas.bundle import CALIBRATION, Calibration
+
+    cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
+    return cal.quantiles, cal.threshold_quantile, float(cal.strategy["unk_nll"])
+
+
+def fallback_quantile(
+    calibrations: Sequence[tuple[dict[str, float], float, float]],
+) -> float | None:
+    """None when every bundle's threshold is below the score of an unknown event. Else the
+    highest of p99 and p90 that is below it on every bundle's validation slice (read from
+    the calibration's quantiles: normal data only): at the unknown event's score itself,
+    no session with an unknown event can be flagged, whatever else it holds."""
+    if all(qs[f"p{q * 100:g}"] < unk for qs, q, unk in calibrations):
+        return None
+    for q in (0.99, 0.9):
+        if all(qs[f"p{q * 100:g}"] < unk for qs, _, unk in calibrations):
+            return q
+    raise DataError("even p90 of the validation slice is an unknown event's score")
+
+
+def evaluate_variant(
+    t: Trained, recipe: argparse.Namespace, quantile: float | None
+) -> tuple[dict[str, Any], list[bool]]:
+    """`logad evaluate`'s API on the test half: at the bundle's threshold, or re-calibrated
+    at `quantile` on the bundle's validation slice (as `logad evaluate --threshold-quantile
+    Q --calibrate-on DAYS` does). The figures, and which test sessions it flags."""
+    from bench.quality_hdfs import POPULATION
+    from trainer.evaluate_run import evaluate_bundle
+    from trainer.evaluate_settings import EvaluateSettings, PopulationSettings
+    from trainer.scorer_settings import ScorerSettings
+
     settings = EvaluateSettings(
+        threshold_quantile=quantile,
+        token_cache_dir=recipe.out / "token-cache",
         scoring=ScorerSettings(device=recipe.device),
         population=PopulationSettings(POPULATION.normals, POPULATION.abnormals),
     )
+    report_dir = t.bundle.parent / ("report" if quantile is None else f"report-q{quantile:g}")
     t0 = time.perf_counter()
     report, _ = evaluate_bundle(
-        settings, bundle, [files["normal"]], [files["abnormal"]], None, root / "report"
+        settings,
+        t.bundle,
+        [t.files["normal"]],
+        [t.files["abnormal"]],
+        None if quantile is None else [t.days],
+        report_dir,
     )
     score_s = time.perf_counter() - t0
     d = report.detection
-    flags = session_flags(bundle, test_sessions, recipe.device)
-    # The same scorer, so the same verdicts as the evaluation's.
+    flags = session_flags(t.bundle, t.test_sessions, recipe.device, d.threshold)
+    # The same scorer and threshold, so the same verdicts as the evaluation's.
     assert sum(flags) == d.false_positives + d.true_positives
-    m = manifest.metrics
-    return {
+    row = {
         "f1": round(d.f1, 4),
         "precision": round(d.precision, 4),
         "recall": round(d.recall, 4),
@@ -295,27 +372,21 @@ def run_variant(
         "test_normal_sessions": d.n_normal,
         "test_abnormal_sessions": d.n_abnormal,
         "threshold": d.threshold,
+        # At the score of an unknown event, no window with one can be flagged.
+        "threshold_at_unknown_event_score": d.threshold >= report.details["strategy"]["unk_nll"],
         "threshold_source": report.threshold_source,
         "strategy": report.name,
-        "event_ids_in_vocab": len(known),
-        "test_lines_unknown_to_model": unknown_lines(test_sessions, known),
-        "train_sessions": len(normal_train),
-        "train_windows": m.get("train_windows"),
-        "val_windows": m.get("val_windows"),
-        "steps": m.get("steps"),
-        "val_loss": m.get("val_loss"),
-        "training_seconds": round(train_s, 1),
         "scoring_seconds": round(score_s, 1),
         "scoring_windows_per_s": round(report.throughput.windows_per_s, 1),
-        "bundle": shown_path(bundle),
-        "_vocab": vocab,
-        "_flags": flags,
     }
+    return row, flags
 
 
-def session_flags(bundle: Path, sessions: Sequence[Session], device: str) -> list[bool]:
-    """Whether the bundle flags each session (its highest window score over the threshold):
-    to name the sessions the two ways judge differently."""
+def session_flags(
+    bundle: Path, sessions: Sequence[Session], device: str, threshold: float
+) -> list[bool]:
+    """Whether each session's score (its highest window's) is over `threshold`: to name
+    the sessions the two ways judge differently."""
     from trainer.evaluate import run_windows
     from trainer.scoring.scorer import WindowScorer
 
@@ -325,7 +396,7 @@ def session_flags(bundle: Path, sessions: Sequence[Session], device: str) -> lis
         return [r.score for r in scorer.score_events(batch)]
 
     run = run_windows(score, [s.events for s in sessions], desc="flags")
-    return [bool(x > scorer.threshold) for x in run.session_scores(float)]
+    return [bool(x > threshold) for x in run.session_scores(float)]
 
 
 def same_tokens(a: Sequence[Session], b: Sequence[Session], va: Vocab, vb: Vocab) -> int:
@@ -353,6 +424,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--epochs", type=int, default=None, help="training epochs (default: quality_hdfs's)"
     )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="the trainer's validation slice (default: quality_hdfs's)",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     p.add_argument(
         "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
@@ -376,13 +453,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("warning", None)
     t_start = time.perf_counter()
     a.out.mkdir(parents=True, exist_ok=True)
-    # quality_hdfs's recipe, its defaults but for the epochs and the work directory.
-    epochs = [] if a.epochs is None else ["--epochs", str(a.epochs)]
-    recipe = quality_parser().parse_args(
-        ["--out", str(a.out), "--seed", str(a.seed), "--threads", str(a.threads),
-         "--device", a.device, *epochs]
-    )  # fmt: skip
-
     out("[1/4] reading the stream, grouping, labelling and splitting blocks ...")
     events_path = a.data / "dev_events.jsonl.gz"
     lines = read_events(events_path)
@@ -393,6 +463,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     train_blocks, test_blocks = split_blocks(sessions)
     test_set = set(test_blocks)
+    # quality_hdfs's recipe: its defaults but for the work directory (and any override).
+    overrides = [
+        *([] if a.epochs is None else ["--epochs", str(a.epochs)]),
+        *([] if a.val_fraction is None else ["--val-fraction", str(a.val_fraction)]),
+    ]
+    recipe = quality_parser().parse_args(
+        ["--out", str(a.out), "--seed", str(a.seed), "--threads", str(a.threads),
+         "--device", a.device, *overrides]
+    )  # fmt: skip
     train_lines = [i for i, x in enumerate(lines) if x.session_id not in test_set]
     test_lines = [i for i, x in enumerate(lines) if x.session_id in test_set]
 
@@ -429,23 +508,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         "lines unmatched"
     )
 
-    out(f"[3/4] logad train ({recipe.preset}, {recipe.epochs} epochs) and evaluate, both ways ...")
+    out(f"[3/4] logad train ({recipe.preset}, {recipe.epochs} epochs), both ways ...")
     ids_of = {"mined": mined, "given": given}
-    rows: dict[str, dict[str, Any]] = {}
     built: dict[str, tuple[list[Session], list[Session]]] = {}
+    trained: dict[str, Trained] = {}
     for name in VARIANTS:
         tr = sessions_of(train_blocks, sessions, lines, ids_of[name], labels)
         te = sessions_of(test_blocks, sessions, lines, ids_of[name], labels)
         built[name] = (tr, te)
-        rows[name] = run_variant(name, tr, te, a.out, recipe)
+        trained[name] = train_variant(name, tr, te, a.out, recipe)
 
-    out("[4/4] comparing ...")
-    vm, vg = rows["mined"].pop("_vocab"), rows["given"].pop("_vocab")
-    fm, fg = rows["mined"].pop("_flags"), rows["given"].pop("_flags")
+    out("[4/4] logad evaluate on the test half, both ways ...")
+    fallback = fallback_quantile([calibration_of(trained[n].bundle) for n in VARIANTS])
+    thresholds: list[float | None] = [None] if fallback is None else [None, fallback]
+    evaluations: list[dict[str, Any]] = []
+    flags: dict[str, list[bool]] = {}
+    for q in thresholds:
+        rows: dict[str, Any] = {}
+        for name in VARIANTS:
+            rows[name], flags[name] = evaluate_variant(trained[name], recipe, q)
+        diff = round(rows["mined"]["f1"] - rows["given"]["f1"], 4)
+        evaluations.append(
+            {
+                "threshold": "bundle's calibrated (p99.9)" if q is None else f"p{q * 100:g}",
+                **rows,
+                "f1_mined_minus_given": diff,
+                "target_met": abs(diff) <= TARGET_F1_DIFFERENCE,
+            }
+        )
+    # The last evaluation is the one whose threshold can flag a session with an unknown
+    # event; the test sessions the ways judge differently are counted there.
+    head = evaluations[-1]
+    diff = head["f1_mined_minus_given"]
+    fm, fg = flags["mined"], flags["given"]
+    vm, vg = trained["mined"].vocab, trained["given"].vocab
     (mtr, mte), (gtr, gte) = built["mined"], built["given"]
     flipped = [i for i, (x, y) in enumerate(zip(fm, fg, strict=True)) if x != y]
     normal_train = [i for i, s in enumerate(mtr) if s.label == 0]
-    diff = round(rows["mined"]["f1"] - rows["given"]["f1"], 4)
     split = {
         "hash": "sha256(salt + block id), first byte's low bit: 1 = test",
         "salt": SPLIT_SALT.decode(),
@@ -473,16 +572,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             "half has about half of train.jsonl's normal sessions, so about half its steps "
             "and training time"
         ),
+        "fallback_threshold": None
+        if fallback is None
+        else {
+            "quantile": fallback,
+            "why": (
+                "the bundle's p99.9 threshold equals the score of an unknown event (on the "
+                "validation slice it is the maximum, or windows holding events the training "
+                "part never saw reach it), so no session with an unknown event can be "
+                "flagged; the highest lower quantile of the calibration that is below that "
+                "score on both bundles' validation slices (normal data only) is used, "
+                "re-calibrated as logad evaluate --threshold-quantile does"
+            ),
+        },
         "unmatched_rule": (
             f"a test line no mined template matches gets the id {UNMATCHED!r}, which no vocab "
             "holds: the model sees [UNK], as serve will for such a line"
         ),
         "mining": mining,
-        "mined": rows["mined"],
-        "given": rows["given"],
+        "training": {name: trained[name].info for name in VARIANTS},
+        "evaluations": evaluations,
+        "headline_threshold": head["threshold"],
         "f1_mined_minus_given": diff,
         "target_abs_f1_difference": TARGET_F1_DIFFERENCE,
-        "target_met": abs(diff) <= TARGET_F1_DIFFERENCE,
+        "target_met": head["target_met"],
         # Sessions whose token ids are the same under both bundles' vocabs: where all are,
         # both models trained on, and score, the very same token sequences.
         "same_token_sequences": {
@@ -493,8 +606,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "test_sessions": same_tokens(mte, gte, vm, vg),
             "of_test_sessions": len(mte),
         },
-        # Test sessions one way flags and the other does not, by label and by whether their
-        # token sequences differ between the ways.
+        # Test sessions one way flags and the other does not (at the headline threshold),
+        # by label and by whether their token sequences differ between the ways.
         "flagged_differently": {
             "normal": sum(1 for i in flipped if mte[i].label == 0),
             "anomalous": sum(1 for i in flipped if mte[i].label == 1),
@@ -510,25 +623,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         "population": {"normals": POPULATION.normals, "abnormals": POPULATION.abnormals},
     }
     summary = (
-        f"HDFS stream, test half: F1 mined {rows['mined']['f1']} vs given "
-        f"{rows['given']['f1']} (diff {diff:+.4f}); {len(miner)} templates mined, GA "
+        f"HDFS stream, test half, {head['threshold']}: F1 mined {head['mined']['f1']} vs "
+        f"given {head['given']['f1']} (diff {diff:+.4f}); {len(miner)} templates mined, GA "
         f"{mining['grouping_accuracy_train_lines']}, {unmatched} unmatched test lines"
     )
     written = write_result("raw_hdfs", results, path=a.results, summary=summary)
     out("")
-    out(f"{'ids':<7}{'F1':>8}{'P':>8}{'R':>8}{'FPR':>9}{'AUROC':>8}{'ids':>5}{'unk':>6}"
-        f"{'train s':>9}{'score s':>9}")  # fmt: skip
+    out(f"{'threshold':<29}{'ids':<7}{'F1':>8}{'P':>8}{'R':>8}{'FPR':>9}{'AUROC':>8}"
+        f"{'score s':>9}")  # fmt: skip
+    for ev in evaluations:
+        for name in VARIANTS:
+            r = ev[name]
+            out(
+                f"{ev['threshold']:<29}{name:<7}{r['f1']:>8.4f}{r['precision']:>8.4f}"
+                f"{r['recall']:>8.4f}{r['fpr']:>9.5f}{r['auroc']:>8.4f}{r['scoring_seconds']:>9.1f}"
+            )
+        out(f"{'':<29}F1(mined) - F1(given) = {ev['f1_mined_minus_given']:+.4f}")
     for name in VARIANTS:
-        r = rows[name]
+        i = trained[name].info
         out(
-            f"{name:<7}{r['f1']:>8.4f}{r['precision']:>8.4f}{r['recall']:>8.4f}"
-            f"{r['fpr']:>9.5f}{r['auroc']:>8.4f}{r['event_ids_in_vocab']:>5}"
-            f"{r['test_lines_unknown_to_model']:>6}{r['training_seconds']:>9.1f}"
-            f"{r['scoring_seconds']:>9.1f}"
+            f"{name}: {i['event_ids_in_vocab']} event ids in the vocab, "
+            f"{i['test_lines_unknown_to_model']} test lines unknown to it, trained in "
+            f"{i['training_seconds']:.0f} s"
         )
     out(
-        f"F1(mined) - F1(given) = {diff:+.4f} (target within {TARGET_F1_DIFFERENCE}: "
-        f"{'met' if results['target_met'] else 'NOT met'})"
+        f"headline ({head['threshold']}): F1(mined) - F1(given) = {diff:+.4f} (target within "
+        f"{TARGET_F1_DIFFERENCE}: {'met' if results['target_met'] else 'NOT met'})"
     )
     out(
         f"templates mined {len(miner)} vs {GIVEN_EVENT_IDS} given; GA on training lines "
