@@ -622,12 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "population": {"normals": POPULATION.normals, "abnormals": POPULATION.abnormals},
     }
-    summary = (
-        f"HDFS stream, test half, {head['threshold']}: F1 mined {head['mined']['f1']} vs "
-        f"given {head['given']['f1']} (diff {diff:+.4f}); {len(miner)} templates mined, GA "
-        f"{mining['grouping_accuracy_train_lines']}, {unmatched} unmatched test lines"
-    )
-    written = write_result("raw_hdfs", results, path=a.results, summary=summary)
+    written = write_result("raw_hdfs", results, path=a.results)
     out("")
     out(f"{'threshold':<29}{'ids':<7}{'F1':>8}{'P':>8}{'R':>8}{'FPR':>9}{'AUROC':>8}"
         f"{'score s':>9}")  # fmt: skip

@@ -15,9 +15,11 @@ from bench.stream_raw import (
     decode_and_match,
     decode_ids,
     decode_raw,
+    events_scored,
     id_record,
     partitions_of,
     raw_record,
+    repeated,
     window_scores,
 )
 from schemas.errors import DecodeError
@@ -99,19 +101,39 @@ def test_the_raw_path_gives_the_ids_paths_records() -> None:
     assert decode_and_match(raw, where, None)[0][2] == stream.events[0]["message"]
 
 
+def test_copies_follow_one_another_with_their_own_sessions() -> None:
+    events = [_event(0, "a", "T1", "x"), _event(5, "b", "T1", "y")]
+    out = repeated(events, 3, 10)
+    assert out[:2] == events
+    assert [(e["ts"], e["session_id"]) for e in out[2:]] == [
+        (1_016, "a~1"), (1_021, "b~1"), (1_032, "a~2"), (1_037, "b~2")
+    ]  # fmt: skip
+    assert repeated(events, 1, 10) == events
+
+
 def test_window_scores_reads_a_scores_topic() -> None:
-    values = [orjson.dumps({"window_id": w, "score": s}) for w, s in (("a", 1.5), ("b", 0.0))]
-    assert window_scores(values) == {"a": 1.5, "b": 0.0}
+    values = [
+        orjson.dumps({"window_id": w, "session_id": sid, "n_events": n, "score": s})
+        for w, sid, n, s in (("w1", "a", 3, 1.5), ("w2", "a", 2, 0.0), ("w3", "b", 1, 2.0))
+    ]
+    windows = window_scores(values)
+    assert windows == {"w1": ("a", 3, 1.5), "w2": ("a", 2, 0.0), "w3": ("b", 1, 2.0)}
+    assert events_scored(windows) == {"a": 5, "b": 1}
 
 
-def test_a_drain_is_compared_with_the_first() -> None:
-    first = {"a": 1.0, "b": 2.0}
-    assert compare_windows(first, {"a": 1.0, "b": 2.00001}) == {
-        "same_windows": True,
-        "missing": 0,
-        "extra": 0,
+def test_a_drain_is_compared_with_the_first_where_it_cut_alike() -> None:
+    first = {"w1": ("a", 3, 1.0), "w2": ("b", 2, 2.0)}
+    assert compare_windows(first, {"w1": ("a", 3, 1.0), "w2": ("b", 2, 2.00001)}) == {
+        "common_windows": 2,
+        "only_in_first": 0,
+        "only_in_this": 0,
         "max_abs_score_difference": pytest.approx(1e-5),
     }
-    other = compare_windows(first, {"a": 1.5, "c": 0.0})
-    assert (other["same_windows"], other["missing"], other["extra"]) == (False, 1, 1)
-    assert other["max_abs_score_difference"] == 0.5
+    # b cut in two: only w1 is compared.
+    other = compare_windows(first, {"w1": ("a", 3, 1.5), "w3": ("b", 1, 0.0), "w4": ("b", 1, 0.0)})
+    assert other == {
+        "common_windows": 1,
+        "only_in_first": 1,
+        "only_in_this": 2,
+        "max_abs_score_difference": 0.5,
+    }
