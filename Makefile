@@ -63,3 +63,14 @@ bench-replay: $(STAMP)
 # Template mining on Loghub-2k, logad's miner vs Drain3 (a few seconds): bench/results/parse_loghub.json.
 bench-parse: $(STAMP)
 	$(PY) -m bench.parse_loghub
+
+# Raw HDFS end to end (CPU, two trainings): mined template ids vs the given ones, bench/results/raw_hdfs.json.
+.PHONY: bench-raw-hdfs
+bench-raw-hdfs: $(STAMP)
+	$(PY) -m bench.raw_hdfs
+
+# Raw text vs event ids on serve's consume path (in-process, a minute): bench/results/stream_raw.json.
+# With serve's raw-event support: .venv/bin/python -m bench.stream_raw --serve (Kafka, about 5 min).
+.PHONY: bench-stream-raw
+bench-stream-raw: $(STAMP)
+	$(PY) -m bench.stream_raw

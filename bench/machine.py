@@ -193,6 +193,34 @@ def _model_process(p: Mapping[str, Any]) -> str:
     )
 
 
+def _raw_hdfs(p: Mapping[str, Any]) -> str:
+    head = next(e for e in p["evaluations"] if e["threshold"] == p["headline_threshold"])
+    m = p["mining"]
+    return (
+        f"HDFS stream, test half, {head['threshold']}: F1 mined {head['mined']['f1']} vs given "
+        f"{head['given']['f1']} (diff {p['f1_mined_minus_given']:+.4f}); "
+        f"{m['templates_mined']} templates mined, GA {m['grouping_accuracy_train_lines']}, "
+        f"{m['unmatched_test_lines']} unmatched test lines"
+    )
+
+
+def _stream_raw(p: Mapping[str, Any]) -> str:
+    if "drains" in p:
+        d = p["drains"]
+        med = d["median_events_per_s"]
+        aa = ", A/A" if "A/A" in p["mode"] else ""
+        return (
+            f"{p['stream']}, serve drain: raw {med['raw']}/s vs event ids {med['ids']}/s "
+            f"({d['raw_vs_ids']}x{aa})"
+        )
+    return "; ".join(
+        f"{k}: raw path {s['results']['raw_path']['events_per_cpu_s']}/CPU-s vs ids path "
+        f"{s['results']['ids_path']['events_per_cpu_s']} ({s['raw_path_vs_ids_path']}x), "
+        f"match {s['results']['match']['events_per_cpu_s']}/CPU-s"
+        for k, s in p["streams"].items()
+    )
+
+
 def _gpu_check(p: Mapping[str, Any]) -> str:
     return "steps: " + ", ".join(f"{s['step']} rc={s['rc']}" for s in p["steps"])
 
@@ -217,6 +245,8 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "train_throughput": _train_throughput,
     "model_process": _model_process,
     "gpu_check": _gpu_check,
+    "raw_hdfs": _raw_hdfs,
+    "stream_raw": _stream_raw,
 }
 
 
