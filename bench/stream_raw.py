@@ -234,7 +234,8 @@ def partitions_of(events: Sequence[dict[str, Any]], partitions: int) -> list[tup
 def decode_ids(values: Sequence[bytes], where: Sequence[tuple[int, int]]) -> list[Record]:
     out: list[Record] = []
     for v, (p, offset) in zip(values, where, strict=True):
-        ts, sid, eid, attrs = decode_fields(v)
+        ts, sid, eid, _message, attrs = decode_fields(v)
+        assert eid is not None  # the event-id stream names every event
         out.append((ts, sid, eid, p, offset, label_of(attrs) if attrs else None))
     return out
 
