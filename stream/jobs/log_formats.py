@@ -4,7 +4,7 @@ Built in:
 
 - `content`: the whole line is the message; no fields, no time.
 - `spring-boot`: Spring Boot's default logback console pattern,
-  `2023-01-29 16:42:22.382  INFO 1 --- [nio-8080-exec-1] c.e.FooService : message`,
+  e.g. `2023-01-29 16:42:22.382  INFO 1 --- [nio-8080-exec-1] c.e.FooService : message`,
   also with Sleuth/Micrometer's `[app,traceId,spanId]` after the level
   (fields `app`, `trace_id`, `span_id`, `pid`, `thread`, `logger`).
 - `hdfs`: Loghub's HDFS lines, `081109 203615 148 INFO dfs.DataNode$PacketResponder: message`
@@ -78,7 +78,7 @@ def _ms(t: datetime) -> int:
 
 
 def iso_or_epoch(text: str) -> int:
-    """Epoch ms from ISO 8601 (`2023-01-29 16:42:22.382`, `...,382`, `...Z`) or from epoch
+    """Epoch ms from ISO 8601 (e.g. `2023-01-29 16:42:22.382`, `...,382`, `...Z`) or from epoch
     seconds (10 digits) or milliseconds (13 digits)."""
     if text.isdigit() and len(text) in (10, 13):
         return int(text) * (1000 if len(text) == 10 else 1)

@@ -2,7 +2,7 @@
 
 A line is Spring Boot's default logback console pattern, in UTC, with Sleuth/Micrometer's
 `[app,traceId,spanId]` after the level, as `logad parse --format spring-boot` reads it
-(`%d %5p [%X{app},%X{traceId},%X{spanId}] %pid --- [%15.15t] %-40.40logger{39} : %m`):
+(`%d %5p [%X{app},%X{traceId},%X{spanId}] %pid --- [%15.15t] %-40.40logger{39} : %m`), for example:
 
     2026-11-02 10:00:00.123  INFO [api-gateway,5f2b9c1d8e7a6b43,5f2b9c1d8e7a6b43] 1 ---
       [ctor-http-nio-3] o.s.c.g.h.RoutePredicateHandlerMapping   : Route matched
