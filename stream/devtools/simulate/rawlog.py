@@ -4,7 +4,7 @@ A line is Spring Boot's default logback console pattern, in UTC, with Sleuth/Mic
 `[app,traceId,spanId]` after the level, as `logad parse --format spring-boot` reads it
 (`%d %5p [%X{app},%X{traceId},%X{spanId}] %pid --- [%15.15t] %-40.40logger{39} : %m`), for example:
 
-    2026-11-02 10:00:00.123  INFO [api-gateway,5f2b9c1d8e7a6b43,5f2b9c1d8e7a6b43] 1 ---
+    YYYY-MM-DD hh:mm:ss.SSS  INFO [api-gateway,5f2b9c1d8e7a6b43,5f2b9c1d8e7a6b43] 1 ---
       [ctor-http-nio-3] o.s.c.g.h.RoutePredicateHandlerMapping   : Route matched
       /api/orders/42 -> lb://order-manager
 
