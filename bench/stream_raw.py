@@ -18,12 +18,13 @@ encodings of the same events, in the same order, with the same keys:
 In-process (the default; measured per CPU second like bench/stream_throughput.py, with its
 `timed` rounds, its `run_sessionizer` and serve's GC thresholds, best of --repeats):
 
-- match: `TemplateMiner.match` on every message (a miner freshly loaded from the template
-  set each round, so its cache starts cold as serve's does), and mask: the masking regex
-  alone, the part of match that no cache skips (the cache is keyed by the masked message);
+- match: serve's `TemplateMatcher.id_of` on every message (a matcher fresh each round, so
+  its caches start cold as serve's do), and mask: the masking regex alone, what a line
+  costs when no cache knows it (the matcher's LRU is keyed by digit shape, the miner's
+  cache by masked message);
 - ids path: `decode_fields` of every event-id record, then the sessionizer;
-- raw path: a raw record decoded (a stand-in: serve's raw decoder is not in this tree, so
-  orjson plus the same type checks `decode_fields` makes), matched, then the sessionizer;
+- raw path: `decode_fields` of every raw record, `event_id_for` through a fresh matcher
+  (serve's consume loop), then the sessionizer;
 - decode and sessionizer alone, so the paths' shares show.
 
 The ratio raw path / ids path is the share of the ids path's consume rate the raw path keeps
@@ -81,7 +82,6 @@ from bench.raw_hdfs import (
     split_blocks,
 )
 from bench.stream_throughput import Record, run_sessionizer, timed, with_serve_gc
-from schemas.errors import DecodeError
 from schemas.events import decode_fields, label_of
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
@@ -90,6 +90,7 @@ from stream.serve.sessionizer import SessionizerSettings
 from trainer.gc_tuning import GC_THRESHOLD_0
 from trainer.mining import Masker, TemplateMiner
 from trainer.mining.accuracy import grouping_accuracy
+from trainer.mining.matcher import TemplateMatcher, event_id_for
 
 TEMPLATES = "templates.json"
 """The bundle's template set, as `logad train` is to write it (raw serve reads it)."""
@@ -198,28 +199,6 @@ def raw_record(e: dict[str, Any]) -> bytes:
     return orjson.dumps({k: v for k, v in e.items() if k != "event_id"})
 
 
-def decode_raw(data: bytes) -> tuple[int, str, str, dict[str, Any]]:
-    """A raw record's (ts, session_id, message, attrs): a stand-in for serve's raw decoder,
-    with `decode_fields`'s fast-path type checks."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise DecodeError(f"not valid JSON: {e}") from None
-    if type(obj) is not dict:
-        raise DecodeError("event must be a JSON object")
-    ts, sid, msg, attrs = obj.get("ts"), obj.get("session_id"), obj.get("message"), obj.get("attrs")
-    if not (
-        type(ts) is int
-        and type(sid) is str
-        and sid
-        and type(msg) is str
-        and (attrs is None or type(attrs) is dict)
-        and (obj.get("service") is None or type(obj["service"]) is str)
-    ):
-        raise DecodeError("not a raw event")
-    return ts, sid, msg, {} if attrs is None else attrs
-
-
 def partitions_of(events: Sequence[dict[str, Any]], partitions: int) -> list[tuple[int, int]]:
     """Each event's (partition, offset), spread by session id as a keyed topic spreads them."""
     offsets = [0] * partitions
@@ -241,15 +220,17 @@ def decode_ids(values: Sequence[bytes], where: Sequence[tuple[int, int]]) -> lis
 
 
 def decode_and_match(
-    values: Sequence[bytes], where: Sequence[tuple[int, int]], miner: TemplateMiner | None
+    values: Sequence[bytes], where: Sequence[tuple[int, int]], matcher: TemplateMatcher | None
 ) -> list[Record]:
-    """Raw records to sessionizer records; without a miner the message stands in for the
-    id (decoding alone)."""
+    """Raw records to sessionizer records as serve's consume loop makes them (`decode_fields`,
+    then `event_id_for`); without a matcher the message stands in for the id (decoding
+    alone)."""
     out: list[Record] = []
-    match = miner.match if miner is not None else None
     for v, (p, offset) in zip(values, where, strict=True):
-        ts, sid, msg, attrs = decode_raw(v)
-        eid = msg if match is None else (match(msg) or UNMATCHED)
+        ts, sid, eid, msg, attrs = decode_fields(v)
+        assert msg is not None
+        if eid is None:
+            eid = msg if matcher is None else event_id_for(None, msg, ts, matcher)
         out.append((ts, sid, eid, p, offset, label_of(attrs) if attrs else None))
     return out
 
@@ -264,6 +245,7 @@ def in_process(stream: Stream, partitions: int, repeats: int) -> dict[str, Any]:
     ids_values = [id_record(e) for e in events]
     raw_values = [raw_record(e) for e in events]
     messages = [e["message"] for e in events]
+    stamps = [e["ts"] for e in events]
     records = decode_ids(ids_values, where)
     settings = SessionizerSettings(gap_ms=stream.gap_ms, max_duration_ms=stream.max_duration_ms)
     fresh = stream.templates
@@ -272,7 +254,8 @@ def in_process(stream: Stream, partitions: int, repeats: int) -> dict[str, Any]:
         return run_sessionizer(recs, settings, partitions)
 
     def match() -> dict[str, Any]:
-        return {"ids": match_all(TemplateMiner.from_set(fresh), messages)}
+        matcher = TemplateMatcher(fresh)
+        return {"ids": [matcher.id_of(m, ts) for m, ts in zip(messages, stamps, strict=True)]}
 
     def mask() -> dict[str, Any]:
         masked = Masker(fresh.params.mask_rules).mask
@@ -280,9 +263,7 @@ def in_process(stream: Stream, partitions: int, repeats: int) -> dict[str, Any]:
 
     plain: dict[str, Callable[[], dict[str, Any]]] = {
         "ids_path": lambda: sessionize(decode_ids(ids_values, where)),
-        "raw_path": lambda: sessionize(
-            decode_and_match(raw_values, where, TemplateMiner.from_set(fresh))
-        ),
+        "raw_path": lambda: sessionize(decode_and_match(raw_values, where, TemplateMatcher(fresh))),
         "match": match,
         "mask": mask,
         "decode_ids": lambda: {"n": len(decode_ids(ids_values, where))},
@@ -552,7 +533,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         **report_header("stream_raw"),
         "mode": "in-process",
-        "raw_decoder": "stand-in (orjson and decode_fields's type checks): serve's is not here",
         "streams": streams,
         "target_serve_drain_raw_vs_ids": TARGET_RAW_VS_IDS,
     }

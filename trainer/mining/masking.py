@@ -9,6 +9,14 @@ digit comes just before (`id=42`, `/users/42` and `rdd_21` mask the 42 and the 2
 `log4j` and `utf8` stay). Besides being what a value looks like, this lets the one pass
 give up on most positions of a line (those inside words) after a single look-behind,
 instead of trying every rule there.
+
+Digit shapes. The built-in rules take any digit wherever they take one; the only digit they
+spell out is the `0` of `0x`. So, among messages without `0x`, two that differ only in their
+digits' values are masked alike, digit for digit, and when the masked message keeps no
+digit, to the very same text. `digit_shape` names that class of messages: a cache keyed by
+it (trainer/mining/matcher.py) answers for every block id, address and port of a line at
+once, without masking. A rule of the user's may tell digits apart, so any such rule turns
+shapes off.
 """
 
 from __future__ import annotations
@@ -88,6 +96,24 @@ def resolve_rules(
     return tuple(rules)
 
 
+_SHAPE = bytes.maketrans(b"0123456789", b"1111111111")
+_DIGIT = re.compile("[0-9]")
+
+
+def digit_shape(message: str) -> bytes | None:
+    """The message with every digit made `1`: what masking under the built-in rules cannot
+    tell apart (see above). None for a message with `0x`, where a digit's value matters."""
+    if "0x" in message or "0X" in message:
+        return None
+    return message.encode("utf-8", "surrogatepass").translate(_SHAPE)
+
+
+def shape_decides(masked: str) -> bool:
+    """Whether a masked message stands for every message of its original's digit shape:
+    true when it keeps no digit (digits inside words stay as they were)."""
+    return _DIGIT.search(masked) is None
+
+
 class Masker:
     """Replaces every match of the rules with `<*>` in one pass."""
 
@@ -103,6 +129,8 @@ class Masker:
             if compiled.match(""):
                 raise ConfigError(f"mask rule {r.name!r}: matches the empty string")
         self.rules = tuple(rules)
+        self.digit_blind = all(r in DEFAULT_MASK_RULES for r in rules)
+        """Whether messages of one `digit_shape` mask alike: the built-in rules only."""
         joined = "|".join(f"(?:{r.pattern})" for r in rules)
         self._re: re.Pattern[str] | None = re.compile(f"{_START}(?:{joined})") if rules else None
 

@@ -7,9 +7,12 @@ which the model sees as `[UNK]` (it is not in its vocab). New templates accumula
 matcher's copy of the set (`to_set`), so the archive can hand them to the nightly retrain
 and the next bundle knows them by the same ids.
 
-The hot path: a bounded LRU from the raw message to its id, in front of the miner (which
-masks the message, then keeps its own cache by masked message). A cached answer never goes
-stale: once mined, a line keeps its id (trainer/mining/miner.py). One thread uses a matcher.
+The hot path: a bounded LRU in front of the miner (which masks the message, then keeps its
+own cache by masked message). Under the built-in mask rules the LRU is keyed by the
+message's digit shape (trainer/mining/masking.py) wherever that decides the masked text, so
+one entry answers for every block id, address and port of a line, and most lines are never
+masked; otherwise by the message itself. A cached answer never goes stale: once mined, a
+line keeps its id (trainer/mining/miner.py). One thread uses a matcher.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from schemas.errors import DecodeError
 from schemas.scores import Score
 from schemas.templates import TemplateSet
 from trainer.mining.lineage import carry_forward
+from trainer.mining.masking import digit_shape, shape_decides
 from trainer.mining.miner import TemplateMiner
 
 log = structlog.get_logger(__name__)
@@ -31,7 +35,7 @@ log = structlog.get_logger(__name__)
 NO_TEMPLATES = "raw message but the model has no templates"
 
 LRU_SIZE = 16_384
-"""Raw messages remembered with their ids."""
+"""Raw messages (or digit shapes) remembered with their ids."""
 LRU_MAX_CHARS = 512
 """Longer messages are not remembered (the LRU stays a few MiB); the miner's cache by
 masked message still spares them the tree search."""
@@ -59,8 +63,9 @@ class TemplateMatcher:
                 )
         self._miner = TemplateMiner.from_set(start)
         self._last = max((t.number for t in start.templates), default=0)
-        self._lru: OrderedDict[str, str] = OrderedDict()
+        self._lru: OrderedDict[str | bytes, str] = OrderedDict()
         self._lru_size = lru_size
+        self._by_shape = self._miner.masker.digit_blind
 
     def __len__(self) -> int:
         return len(self._miner)
@@ -73,18 +78,26 @@ class TemplateMatcher:
     def id_of(self, message: str, ts_ms: int) -> str:
         """The message's template id; a new template (first seen at `ts_ms`) if it fits none."""
         lru = self._lru
-        tid = lru.get(message)
+        shape = digit_shape(message) if self._by_shape else None
+        key: str | bytes = message if shape is None else shape
+        tid = lru.get(key)
+        if tid is None and shape is not None:
+            key = message  # one whose masked text keeps digits is remembered as itself
+            tid = lru.get(key)
         if tid is not None:
-            lru.move_to_end(message)
+            lru.move_to_end(key)
             return tid
-        tid, changed = self._miner.mine(message, first_seen=_iso(ts_ms))
+        masked = self._miner.masker.mask(message)
+        tid, changed = self._miner.mine_masked(masked, first_seen=_iso(ts_ms))
         if changed and int(tid[1:]) > self._last:
             self._last = int(tid[1:])
             log.info("template_new", id=tid, template=self._miner.template(tid).template)
         if len(message) <= LRU_MAX_CHARS:
+            if shape is not None and shape_decides(masked):
+                key = shape
             if len(lru) >= self._lru_size:
                 lru.popitem(last=False)
-            lru[message] = tid
+            lru[key] = tid
         return tid
 
     def new_template(self, template_id: str) -> str | None:

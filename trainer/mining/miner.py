@@ -147,11 +147,18 @@ class TemplateMiner:
             return found.id
         return found.id if self._may_generalise(found, tokens) else None
 
+    @property
+    def masker(self) -> Masker:
+        return self._masker
+
     def mine(self, message: str, first_seen: str | None = None) -> tuple[str, bool]:
         """The message's template id, and whether the set changed (a new template, or one
         that generalised). `first_seen` is kept with a new template (a `file:line` or a
         timestamp: whatever the caller wants to find its first line by)."""
-        masked = self._masker.mask(message)
+        return self.mine_masked(self._masker.mask(message), first_seen)
+
+    def mine_masked(self, masked: str, first_seen: str | None = None) -> tuple[str, bool]:
+        """`mine` for a message already masked by `masker`."""
         found = self._cache.get(masked)
         if found is not None:
             found.count += 1
