@@ -1,5 +1,5 @@
-"""bench/stream_raw.py's pure parts: the two encodings of one event, the raw decoder stand-in,
-partitions, naming a stream by its templates, and the paths' agreement."""
+"""bench/stream_raw.py's pure parts: the two encodings of one event, partitions, naming a
+stream by its templates, and the paths' agreement."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from bench.stream_raw import (
     compare_windows,
     decode_and_match,
     decode_ids,
-    decode_raw,
     events_scored,
     id_record,
     partitions_of,
@@ -22,9 +21,9 @@ from bench.stream_raw import (
     repeated,
     window_scores,
 )
-from schemas.errors import DecodeError
 from schemas.events import LogEvent
 from trainer.mining import TemplateMiner
+from trainer.mining.matcher import TemplateMatcher
 
 
 def _event(i: int, sid: str, eid: str, msg: str, **extra: Any) -> dict[str, Any]:
@@ -48,16 +47,6 @@ def test_the_two_records_differ_only_by_the_event_id() -> None:
     raw = orjson.loads(raw_record(e))
     assert "event_id" not in raw
     assert raw == {k: v for k, v in e.items() if k != "event_id"}
-
-
-def test_the_raw_decoder_reads_what_the_raw_path_needs() -> None:
-    e = _event(0, "blk_1", "T3", "Receiving block blk_1", attrs={"label": 0})
-    assert decode_raw(raw_record(e)) == (1_000, "blk_1", "Receiving block blk_1", {"label": 0})
-    assert decode_raw(raw_record({**e, "attrs": None}))[3] == {}
-    for bad in (b"{", b"[]", raw_record({**e, "message": 3}), raw_record({**e, "ts": "x"}),
-                raw_record({**e, "session_id": ""})):  # fmt: skip
-        with pytest.raises(DecodeError):
-            decode_raw(bad)
 
 
 def test_partitions_follow_the_session_and_offsets_count_per_partition() -> None:
@@ -96,8 +85,8 @@ def test_the_raw_path_gives_the_ids_paths_records() -> None:
     where = partitions_of(stream.events, 2)
     ids = decode_ids([id_record(e) for e in stream.events], where)
     raw = [raw_record(e) for e in stream.events]
-    assert decode_and_match(raw, where, TemplateMiner.from_set(stream.templates)) == ids
-    # Without a miner, the message stands in for the id (decoding alone is timed so).
+    assert decode_and_match(raw, where, TemplateMatcher(stream.templates)) == ids
+    # Without a matcher, the message stands in for the id (decoding alone is timed so).
     assert decode_and_match(raw, where, None)[0][2] == stream.events[0]["message"]
 
 
