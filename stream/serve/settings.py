@@ -109,7 +109,10 @@ def security_problem(k: KafkaSettings) -> str | None:
 
 @dataclass(frozen=True)
 class TopicSettings:
-    """Topics"""
+    """Topics
+
+    The topic serve reads, the ones it writes, and what it does at start when they do not
+    exist (docs/operations.md, "Topics")."""
 
     input_topic: str = "logad.events"
     """Topic of LogEvent JSON messages, keyed by session id."""

@@ -1,4 +1,4 @@
-"""serve's topics at start (docs/operations.md, "Topics at start").
+"""serve's topics at start (docs/operations.md, "Topics").
 
 The topics serve writes (scores, alerts, dead letters) are created when missing, with
 `topic_partitions` and `topic_replication`, if `create_topics` allows it; otherwise a missing
