@@ -1,8 +1,8 @@
 """`logad serve`: consume log events, sessionize, score windows, publish scores and alerts.
 
 `serve()` wires the parts: the model (in a thread or a child process), the Kafka clients,
-the metrics endpoint, the hot-reload watcher, and the consume loop (`Service`,
-stream/serve/service.py).
+the metrics endpoint, the topics' start-up checks (stream/serve/topics.py), the hot-reload
+watcher, and the consume loop (`Service`, stream/serve/service.py).
 
 The loop: poll -> decode (bad -> dead-letter topic) -> sessionize -> queue windows for the
 scoring worker -> commit what is safe. Scoring runs in the worker's thread and publishing
@@ -39,6 +39,7 @@ from stream.serve.model_process import start_process_scorer
 from stream.serve.reload import LoadScorer, ModelWatcher, load_window_scorer
 from stream.serve.service import Service, model_threads
 from stream.serve.settings import ServeSettings
+from stream.serve.topics import prepare_topics
 from stream.serve.worker import Scorer, close_scorer
 from trainer.gc_tuning import restore_gc, tune_gc
 
@@ -88,11 +89,12 @@ async def serve(
     try:
         await start_client(producer, settings.kafka, settings.kafka.bootstrap)
         await start_client(consumer, settings.kafka, settings.kafka.bootstrap)
-        service = Service(settings, scorer, consumer, producer, metrics, templates)
-        watcher = _watcher(settings.model, bundle, settings, service, load)
-        if ready is not None:
-            ready.set()
-        await service.run(stop, watcher)
+        if await prepare_topics(settings, stop, metrics.health):
+            service = Service(settings, scorer, consumer, producer, metrics, templates)
+            watcher = _watcher(settings.model, bundle, settings, service, load)
+            if ready is not None:
+                ready.set()
+            await service.run(stop, watcher)
     finally:
         # Both clients, also when one failed to start: a half-open client leaks its
         # connections and warns "Unclosed" at exit. Stopping a client never started is a no-op.

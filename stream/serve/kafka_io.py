@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from schemas.errors import LogadError
@@ -66,6 +67,15 @@ def make_producer(settings: ServeSettings) -> AIOKafkaProducer:
         acks="all",
         linger_ms=settings.publish.linger_ms,
         max_batch_size=256 * 1024,
+        **client_options(settings.kafka),
+    )
+
+
+def make_admin(settings: ServeSettings) -> AIOKafkaAdminClient:
+    """The admin client that checks (and creates) serve's topics at start."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka.bootstrap,
+        client_id=f"{settings.kafka.client_id}-admin",
         **client_options(settings.kafka),
     )
 

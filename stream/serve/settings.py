@@ -109,7 +109,10 @@ def security_problem(k: KafkaSettings) -> str | None:
 
 @dataclass(frozen=True)
 class TopicSettings:
-    """Topics"""
+    """Topics
+
+    The topic serve reads, the ones it writes, and what it does at start when they do not
+    exist (docs/operations.md, "Topics")."""
 
     input_topic: str = "logad.events"
     """Topic of LogEvent JSON messages, keyed by session id."""
@@ -119,11 +122,24 @@ class TopicSettings:
     """Topic for an Alert per window over the bundle's threshold."""
     dlq_topic: str = "logad.events.dlq"
     """Dead-letter topic for messages that fail to decode."""
+    create_topics: bool = True
+    """Create the scores, alerts and dead-letter topics at start when they do not exist
+    (off: a missing one stops serve with an error). The input topic is never created:
+    serve waits for it."""
+    topic_partitions: int = 3
+    """Partitions of each topic serve creates."""
+    topic_replication: int = 1
+    """Replication factor of each topic serve creates (at most the number of brokers; 3 is
+    usual on a production cluster)."""
+    input_topic_check_ms: int = 1_000
+    """While the input topic does not exist, how often serve asks the brokers for it; it
+    subscribes once the topic is there."""
 
     def __post_init__(self) -> None:
         topics = [self.input_topic, self.scores_topic, self.alerts_topic, self.dlq_topic]
         if len(set(topics)) != len(topics):
             raise ValueError("input, scores, alerts and dlq topics must all differ")
+        _positive(self, "topic_partitions", "topic_replication", "input_topic_check_ms")
 
 
 @dataclass(frozen=True)
@@ -354,3 +370,6 @@ class ServeSettings:
             raise ConfigError("no model: pass --model BUNDLE_OR_REGISTRY (or set LOGAD_MODEL)")
         if self.reload_check_s < 0:
             raise ValueError("reload_check_s must be >= 0")
+        # The wait for the input topic ticks /healthz once per check.
+        if self.topics.input_topic_check_ms >= self.metrics.health_stale_s * 1000:
+            raise ValueError("input_topic_check_ms must be below health_stale_s")
