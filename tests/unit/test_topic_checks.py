@@ -4,10 +4,11 @@ are created, the errors that stop serve, and the wait for the input topic."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
+import structlog
 from aiokafka.errors import KafkaConnectionError
 from structlog.testing import capture_logs
 
@@ -19,6 +20,15 @@ from stream.serve.topics import TopicState, ensure_owned, topic_states, wait_for
 
 READY, MISSING = TopicState("ready", 1), TopicState("missing")
 OWNED = ["logad.scores", "logad.alerts", "logad.events.dlq"]
+
+
+@pytest.fixture(autouse=True)
+def _every_level() -> Iterator[None]:
+    """capture_logs sees info lines only if no earlier test left a level filter configured."""
+    before = structlog.get_config()
+    structlog.reset_defaults()
+    yield
+    structlog.configure(**before)
 
 
 class FakeAdmin:
