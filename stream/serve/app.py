@@ -91,6 +91,8 @@ async def serve(
         await start_client(consumer, settings.kafka, settings.kafka.bootstrap)
         if await prepare_topics(settings, stop, metrics.health):
             service = Service(settings, scorer, consumer, producer, metrics, templates)
+            raw = service.raw
+            metrics.watch_templates(lambda: raw.new_templates, lambda: raw.over_cap)
             watcher = _watcher(settings.model, bundle, settings, service, load)
             if ready is not None:
                 ready.set()

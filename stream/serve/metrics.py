@@ -95,6 +95,19 @@ class ServeMetrics:
         self.model_refused = Counter(
             "logad_model_refused", "Bundles refused on reload (load or verify failed)", registry=r
         )
+        self.templates_new = Gauge(
+            "logad_templates_new", "Templates mined from raw lines, new to the model", registry=r
+        )
+        self.raw_over_cap = Gauge(
+            "logad_raw_lines_over_cap",
+            "Raw lines given T0 because max_new_templates were mined (only grows)",
+            registry=r,
+        )
+
+    def watch_templates(self, new: Callable[[], float], over_cap: Callable[[], float]) -> None:
+        """Read the raw-event counts at each scrape (the consume loop only counts)."""
+        self.templates_new.set_function(new)
+        self.raw_over_cap.set_function(over_cap)
 
     def set_model(self, version: str) -> None:
         self.model_version.clear()

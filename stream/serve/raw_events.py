@@ -32,17 +32,40 @@ def archived_templates(archive_dir: Path | None) -> TemplateSet | None:
 
 
 class RawEvents:
-    def __init__(self, bundle: TemplateSet | None, archive_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        bundle: TemplateSet | None,
+        archive_dir: Path | None = None,
+        max_new: int | None = None,
+    ) -> None:
         self._carried = archived_templates(archive_dir)
         """What an earlier matcher held: carried into the next one."""
+        self._max_new = max_new
         self.matcher: TemplateMatcher | None = None
+        self._over_cap_before = 0
         self.switch(bundle)
+
+    @property
+    def new_templates(self) -> int:
+        """Templates the model does not know, mined from live lines (a /metrics gauge)."""
+        return self.matcher.new_templates if self.matcher is not None else 0
+
+    @property
+    def over_cap(self) -> int:
+        """Lines that got OVER_CAP, over every matcher so far (a /metrics counter)."""
+        now = self.matcher.over_cap if self.matcher is not None else 0
+        return self._over_cap_before + now
 
     def switch(self, bundle: TemplateSet | None) -> None:
         """Map with `bundle`'s templates from now on (None: raw events are dead letters)."""
         if self.matcher is not None:
             self._carried = self.matcher.to_set()
-        self.matcher = TemplateMatcher(bundle, self._carried) if bundle is not None else None
+            self._over_cap_before += self.matcher.over_cap
+        self.matcher = (
+            TemplateMatcher(bundle, self._carried, max_new=self._max_new)
+            if bundle is not None
+            else None
+        )
         log.info(
             "templates_loaded",
             bundle_templates=len(bundle.templates) if bundle is not None else 0,

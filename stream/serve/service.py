@@ -88,7 +88,7 @@ class Service:
             s.scoring.max_batch_tokens, s.batching.max_batch_wait_ms, s.batching.length_buckets
         )
         busy = model_threads(s.runtime.score_threads)
-        self.raw = RawEvents(templates, s.archive_dir)
+        self.raw = RawEvents(templates, s.archive_dir, s.max_new_templates)
         self.archive: ArchiveTap | None = None
         if s.archive_dir is not None:
             # A day is whole once the watermark is past its end by a gap (its last sessions

@@ -353,6 +353,11 @@ class ServeSettings:
     """Append every scored window, as a Session line with its score, to
     DIR/preprocessed_logs_YYYY-MM-DD.jsonl, and mark days complete (.done) as the watermark
     passes them (unset = no archive)."""
+    max_new_templates: int = 10_000
+    """Templates serve may mine from raw lines beyond the model's; past that, a raw line that
+    fits no template gets the id T0 (the model reads it as unknown, as it would a new
+    template), and logad_raw_lines_over_cap counts it. Bounds memory against a flood of lines
+    unlike each other."""
     kafka: KafkaSettings = field(default=KafkaSettings())
     topics: TopicSettings = field(default=TopicSettings())
     consumer: ConsumerSettings = field(default=ConsumerSettings())
@@ -370,6 +375,8 @@ class ServeSettings:
             raise ConfigError("no model: pass --model BUNDLE_OR_REGISTRY (or set LOGAD_MODEL)")
         if self.reload_check_s < 0:
             raise ValueError("reload_check_s must be >= 0")
+        if self.max_new_templates < 0:
+            raise ValueError("max_new_templates must be >= 0")
         # The wait for the input topic ticks /healthz once per check.
         if self.topics.input_topic_check_ms >= self.metrics.health_stale_s * 1000:
             raise ValueError("input_topic_check_ms must be below health_stale_s")

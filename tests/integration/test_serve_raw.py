@@ -13,6 +13,7 @@ import pytest
 from serve_support import (
     MakeTopics,
     covers,
+    http_get,
     produce,
     read_topic,
     scores_of,
@@ -26,6 +27,7 @@ from schemas.events import LogEvent
 from schemas.scores import Alert
 from schemas.templates import read_templates
 from stream.cli import main
+from stream.devtools import broker
 from tests.raw_spring import NEVER_SEEN_TEMPLATE, RawLine, interleaved, trace, traces
 from trainer.mining.matcher import NO_TEMPLATES
 
@@ -76,7 +78,10 @@ async def test_serve_scores_raw_events_and_names_a_never_seen_line(
     ids = {t[0].trace_id for t in normal + broken}
     await produce(kafka_bootstrap, topics.input, _messages(interleaved(normal + broken)))
     archive = tmp_path / "archive"
-    settings = settings_for(kafka_bootstrap, topics, raw_bundle, archive_dir=archive)
+    port = broker.free_port()
+    settings = settings_for(
+        kafka_bootstrap, topics, raw_bundle, archive_dir=archive, metrics_port=port
+    )
 
     async with serving(settings):
         records = await read_topic(kafka_bootstrap, topics.scores, covers(ids), 60)
@@ -84,6 +89,14 @@ async def test_serve_scores_raw_events_and_names_a_never_seen_line(
         alert_records = await read_topic(
             kafka_bootstrap, topics.alerts, lambda r: len(r) >= len(alerted), 20
         )
+        status, body = http_get(port, "/metrics")
+    assert status == 200
+    metric = {
+        line.split()[0]: float(line.split()[1])
+        for line in body.splitlines()
+        if line.startswith(("logad_templates_new", "logad_raw_lines_over_cap"))
+    }
+    assert metric == {"logad_templates_new": 1.0, "logad_raw_lines_over_cap": 0.0}
 
     scores = scores_of(records)
     assert {s.session_id for s in scores} == ids, "every trace is scored"

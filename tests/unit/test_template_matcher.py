@@ -14,6 +14,7 @@ from trainer.mining import TemplateMiner
 from trainer.mining.lineage import carry_forward, extension_error, generalises
 from trainer.mining.matcher import (
     NO_TEMPLATES,
+    OVER_CAP,
     TemplateMatcher,
     event_id_for,
     with_new_templates,
@@ -136,3 +137,20 @@ def test_extension_means_no_id_lost_or_changed() -> None:
     assert disagree == [t[0].id] and merged.templates[0].template == "Shutting down"
     merged, disagree = carry_forward(parent, wider)
     assert disagree == [] and merged.templates[0].template == "Routing <*> <*> to <*>"
+
+
+def test_past_max_new_a_line_unlike_every_template_gets_over_cap() -> None:
+    m = TemplateMatcher(bundle_set(), max_new=2)
+    known = m.id_of("Payment authorized in 12 ms", 0)
+    assert known in m.known
+    firsts = [m.id_of(f"strange line kind {w} happened", 0) for w in ("aa", "bb")]
+    assert firsts[0] not in m.known and firsts[1] not in m.known
+    assert m.new_templates == 2
+    assert m.id_of("another strange thing never seen", 0) == OVER_CAP
+    assert m.id_of("yet another line of its own words", 0) == OVER_CAP
+    assert m.new_templates == 2 and m.over_cap == 2
+    # Lines that fit a template held still get its id.
+    assert m.id_of("Payment authorized in 7 ms", 0) == known
+    assert m.id_of("strange line kind aa happened", 0) == firsts[0]
+    assert m.new_template(OVER_CAP) is None
+    assert OVER_CAP not in {t.id for t in m.to_set().templates}

@@ -5,7 +5,9 @@ A message goes to the id the bundle's miner gives it (`TemplateMiner.mine`): a k
 template's id, or, for a line unlike any known template, a new id `T<n>` past the bundle's,
 which the model sees as `[UNK]` (it is not in its vocab). New templates accumulate in the
 matcher's copy of the set (`to_set`), so the archive can hand them to the nightly retrain
-and the next bundle knows them by the same ids.
+and the next bundle knows them by the same ids. So that a flood of lines unlike each other
+cannot grow the set without end, a matcher mines at most `max_new` templates; past that, a
+line that fits no template gets `OVER_CAP`.
 
 The hot path: a bounded LRU in front of the miner (which masks the message, then keeps its
 own cache by masked message). Under the built-in mask rules the LRU is keyed by the
@@ -34,6 +36,10 @@ log = structlog.get_logger(__name__)
 
 NO_TEMPLATES = "raw message but the model has no templates"
 
+OVER_CAP = "T0"
+"""The id of a line unlike every template once the matcher holds `max_new` new ones: no
+template's (ids start at T1), so the model reads it as [UNK], as it would a new template."""
+
 LRU_SIZE = 16_384
 """Raw messages (or digit shapes) remembered with their ids."""
 LRU_MAX_CHARS = 512
@@ -45,10 +51,16 @@ class TemplateMatcher:
     """The bundle's template set (`bundle`), extended by what is mined from live lines."""
 
     def __init__(
-        self, bundle: TemplateSet, mined: TemplateSet | None = None, *, lru_size: int = LRU_SIZE
+        self,
+        bundle: TemplateSet,
+        mined: TemplateSet | None = None,
+        *,
+        lru_size: int = LRU_SIZE,
+        max_new: int | None = None,
     ) -> None:
         """`mined`: an earlier matcher's set (the archive's `templates.json`, the bundle
-        serving before a reload), whose templates past the bundle's keep their ids."""
+        serving before a reload), whose templates past the bundle's keep their ids.
+        `max_new`: how many templates past the bundle's it may hold (None: no bound)."""
         self.known = frozenset(t.id for t in bundle.templates)
         """The bundle's ids: any other id was mined here, and is new to the model."""
         start = bundle
@@ -66,6 +78,9 @@ class TemplateMatcher:
         self._lru: OrderedDict[str | bytes, str] = OrderedDict()
         self._lru_size = lru_size
         self._by_shape = self._miner.masker.digit_blind
+        self._max_new = max_new
+        self.over_cap = 0
+        """Lines given OVER_CAP."""
 
     def __len__(self) -> int:
         return len(self._miner)
@@ -88,7 +103,11 @@ class TemplateMatcher:
             lru.move_to_end(key)
             return tid
         masked = self._miner.masker.mask(message)
-        tid, changed = self._miner.mine_masked(masked, first_seen=_iso(ts_ms))
+        if self._max_new is not None and self.new_templates >= self._max_new:
+            tid = self._miner.match_masked(masked) or self._past_cap()
+            changed = False
+        else:
+            tid, changed = self._miner.mine_masked(masked, first_seen=_iso(ts_ms))
         if changed and int(tid[1:]) > self._last:
             self._last = int(tid[1:])
             log.info("template_new", id=tid, template=self._miner.template(tid).template)
@@ -99,6 +118,16 @@ class TemplateMatcher:
                 lru.popitem(last=False)
             lru[key] = tid
         return tid
+
+    def _past_cap(self) -> str:
+        if not self.over_cap:
+            log.warning(
+                "template_cap_reached",
+                max_new=self._max_new,
+                note=f"lines unlike every template now get {OVER_CAP} until the next model",
+            )
+        self.over_cap += 1
+        return OVER_CAP
 
     def new_template(self, template_id: str) -> str | None:
         """The text of a template mined here (one the bundle does not know), else None."""

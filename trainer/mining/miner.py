@@ -134,7 +134,10 @@ class TemplateMiner:
         """The id `mine` would give this message without adding a template: the template
         that covers it, or the one `mine` would generalise for it. Else None. Changes
         nothing: no count, no template, no new id."""
-        masked = self._masker.mask(message)
+        return self.match_masked(self._masker.mask(message))
+
+    def match_masked(self, masked: str) -> str | None:
+        """`match` for a message already masked by `masker`."""
         hit = self._cache.get(masked)
         if hit is not None:
             return hit.id
