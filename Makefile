@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars lint docs docs-check test test-unit test-fast demo bench-quality bench-replay bench-parse clean
+.PHONY: install kafka-jars lint docs docs-check test test-unit test-fast test-fault demo bench-quality bench-replay bench-parse clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ test-unit: $(STAMP)
 
 test-fast: $(STAMP)
 	$(VENV)/bin/pytest tests/unit -m "not slow"
+
+# The fault suite (also in `make test`): kill -9, broker outage, rebalance, poison, DLQ outage,
+# session-id flood; its counts go to the terminal and build/fault-suite.json.
+test-fault: $(STAMP) kafka-jars
+	$(VENV)/bin/pytest -m fault
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench/out

@@ -40,7 +40,7 @@ class Window:
     """Ground truth, when the source carries one (simulated or evaluation data)."""
     ended: bool = True
     """False when the window was cut while its session may go on (size or duration limit,
-    the open-session bound, a revoke or a shutdown): the scorer then appends no session-end
+    the open-session bound or a shutdown): the scorer then appends no session-end
     marker (trainer/end_marker.py)."""
 
     def __post_init__(self) -> None:

@@ -10,10 +10,11 @@ in its task, so the loop keeps polling whatever the model is doing; when too man
 are in flight, partitions are paused (never the polling).
 
 No data lost: an offset is committed only once every window holding it has its Score
-acknowledged by the broker (stream.serve.offsets). On revoke and on shutdown the open windows of
-the partitions concerned are flushed, scored and acknowledged, then committed; or, with
-`hand_back`, left open: the commit stays below them, and whoever reads the partition next
-(this process after a restart, or another group member) re-reads them whole.
+acknowledged by the broker (stream.serve.offsets). On shutdown the open windows are flushed,
+scored and acknowledged, then committed; or, with `hand_back`, left open: the commit stays
+below them, and whoever reads the partition next (this process after a restart, or another
+group member) re-reads them whole. A revoke always hands the partitions' open windows back
+so: a rebalance scores no fragment of a session as if it were a whole one.
 """
 
 from __future__ import annotations

@@ -323,17 +323,17 @@ class Service:
         log.info("partitions_finished", partitions=sorted(partitions), windows=len(windows))
 
     async def on_revoked(self, partitions: set[int]) -> None:
+        """A rebalance hands the partitions' open windows to their next owner, whatever
+        `hand_back` says: flushed, each would be scored as a cut window now and its rest as
+        a fragment that looks like a whole new session (and alerts). Commit below the open
+        windows, then forget them (whatever happened): the next owner (this process again,
+        after an eager rebalance) re-reads them whole from the commit."""
         try:
-            if self.s.hand_back:
-                # Commit below the open windows first, then forget them (whatever happened):
-                # the next owner re-reads them from the commit.
-                try:
-                    await self._finish(partitions, [])
-                finally:
-                    dropped = self.sessions.flush_partitions(partitions)
-                log.info("windows_handed_back", partitions=sorted(partitions), windows=len(dropped))
-            else:
-                await self._finish(partitions, self.sessions.flush_partitions(partitions))
+            try:
+                await self._finish(partitions, [])
+            finally:
+                dropped = self.sessions.flush_partitions(partitions)
+            log.info("windows_handed_back", partitions=sorted(partitions), windows=len(dropped))
         except Exception as e:  # an exception here would be swallowed by aiokafka
             log.error("revoke_failed", error=str(e), error_type=type(e).__name__)
         finally:

@@ -10,7 +10,7 @@ session lives in one partition. A window closes when
 - its partition has been quiet for `idle_timeout_ms` of wall-clock time (`advance`);
 - the number of open sessions passes `max_open_sessions`: the least recently active one
   is flushed (emitted, never dropped);
-- its partition is revoked (`flush_partitions`) or the process stops (`flush_all`).
+- its partition is dropped (`flush_partitions`) or the process stops (`flush_all`).
 
 A window closed by the gap or the idle flush is its session's last (`Window.ended`); the
 others are cut while the session may go on, and the scorer gives them no end marker.

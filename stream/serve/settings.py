@@ -346,9 +346,10 @@ class ServeSettings:
     reload_check_s: float = 5.0
     """How often a registry's 'current' pointer is checked (0 = never)."""
     hand_back: bool = False
-    """On shutdown and partition revoke, leave open windows to whoever reads the partition
-    next (the commit stays before them, so they are re-read whole) instead of flushing them
-    as cut windows; avoids the cut and continuation windows a restart or rebalance makes."""
+    """On shutdown, leave open windows to whoever reads the partition next (the commit
+    stays before them, so they are re-read whole) instead of flushing them as cut windows;
+    avoids the cut and continuation windows a restart makes. A partition revoke (a
+    rebalance) always hands its open windows back."""
     archive_dir: Path | None = None
     """Append every scored window, as a Session line with its score, to
     DIR/preprocessed_logs_YYYY-MM-DD.jsonl, and mark days complete (.done) as the watermark

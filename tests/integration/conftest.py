@@ -12,6 +12,8 @@ Fixtures for test authors:
   creates the topic and returns once every partition has a leader.
 - `bundle` (session): a tiny trained model bundle for the serve and replay tests
   (`serve_support.tiny_bundle`), trained once per session.
+- `fault_counts`: the `FaultCounts` of a test of the fault suite (fault_report.py): what it
+  fills in is printed at the end of the session and written to build/fault-suite.json.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import atexit
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _pytest.terminal import TerminalReporter
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from fault_report import RESULTS, FaultCounts, summary
 from serve_support import CreateTopic, MakeTopics, Topics, create_topics, tiny_bundle
 
 from stream.devtools import broker
@@ -36,6 +41,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.resolve().is_relative_to(_HERE):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def fault_counts(request: pytest.FixtureRequest) -> Iterator[FaultCounts]:
+    counts = FaultCounts(request.node.nodeid)
+    start = time.monotonic()
+    yield counts
+    counts.seconds = time.monotonic() - start
+    RESULTS.append(counts)
+
+
+def pytest_terminal_summary(terminalreporter: TerminalReporter) -> None:
+    summary(terminalreporter)
 
 
 @pytest.fixture(scope="session")

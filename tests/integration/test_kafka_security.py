@@ -23,6 +23,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from fault_report import FaultCounts, duplicate_scores
 from serve_support import Topics, messages, settings_for, traffic
 
 from schemas.bundle import BUNDLE_FILES, write_manifest
@@ -164,6 +165,22 @@ async def _scored(kafka: KafkaSettings, topic: str, sessions: set[str]) -> list[
     return scores
 
 
+async def _count(kafka: KafkaSettings, topic: str, seconds: float = 2.0) -> int:
+    """The records in `topic`, read from the start for `seconds`."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest",
+        **client_options(kafka),
+    )  # fmt: skip
+    await consumer.start()
+    try:
+        n, deadline = 0, asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            n += sum(map(len, (await consumer.getmany(timeout_ms=200)).values()))
+    finally:
+        await consumer.stop()
+    return n
+
+
 class _Serving:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
@@ -257,9 +274,14 @@ async def _until_logged(
         seen += [orjson.loads(ln) for ln in text.splitlines() if ln.startswith("{")]
 
 
+@pytest.mark.fault
 @pytest.mark.usefixtures("_restore_logging")
 async def test_a_broker_outage_under_serve_is_a_few_log_lines(
-    secure_broker: SecureBroker, topic_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    secure_broker: SecureBroker,
+    topic_name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fault_counts: FaultCounts,
 ) -> None:
     # Last in this module: it stops and restarts the module's broker.
     configure_logging("info", json=True)
@@ -286,7 +308,12 @@ async def test_a_broker_outage_under_serve_is_a_few_log_lines(
             await _produce(kafka, topics.input, messages(after))
             scored = await _scored(kafka, topics.scores, {s.session_id for s in before + after})
         seen += [orjson.loads(ln) for ln in capsys.readouterr().err.splitlines() if ln[:1] == "{"]
-    assert {s.session_id for s in after} <= {s.session_id for s in scored}  # serve rode it out
+    ids = {s.session_id for s in before + after}
+    fault_counts.produced, fault_counts.scored = len(ids), len({s.session_id for s in scored})
+    fault_counts.duplicates = duplicate_scores(scored)
+    fault_counts.dead_lettered = await _count(kafka, topics.dlq)
+    fault_counts.pytest_rss()
+    assert {s.session_id for s in scored} == ids  # serve rode it out, nothing lost
     events = [line["event"] for line in seen]
     assert events.count("kafka_unreachable") == 1 and events.count("kafka_reachable_again") == 1
     summaries = [line for line in seen if line["event"] == "kafka_still_unreachable"]

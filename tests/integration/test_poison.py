@@ -8,7 +8,9 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaProducer
+from fault_report import FaultCounts
 from serve_support import CreateTopic, Topics, covers, read_topic, scores_of, settings_for
 
 from schemas.bundle import write_manifest
@@ -18,8 +20,13 @@ from tests.fakes import FakeScorer
 from tests.poison import poison_corpus
 
 
+@pytest.mark.fault
 async def test_serve_dead_letters_every_poison_kind_and_scores_the_rest(
-    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, tmp_path: Path
+    kafka_bootstrap: str,
+    topic_name: str,
+    create_topic: CreateTopic,
+    tmp_path: Path,
+    fault_counts: FaultCounts,
 ) -> None:
     topics = Topics.for_test(topic_name)
     # The input topic takes the 1 MiB poison record as the probe's broker did.
@@ -89,7 +96,11 @@ async def test_serve_dead_letters_every_poison_kind_and_scores_the_rest(
         == b"FutureEvent"
     )
     scores = scores_of(records)
+    fault_counts.record_scores(ids, scores)
+    fault_counts.dead_lettered = len(dlq)
+    fault_counts.pytest_rss()
     assert {s.session_id for s in scores} == ids, "every valid session is scored"
+    assert len(dlq) == len(by_offset) == len(corpus), "each poison record dead-lettered once"
     # One normal window each: not the one-event late windows a runaway watermark makes.
     assert sorted((s.n_events, s.late) for s in scores) == [(3, False)] * len(ids)
     print(

@@ -9,6 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from fault_report import FaultCounts
 from serve_support import (
     MakeTopics,
     committed_and_end,
@@ -38,8 +39,13 @@ async def _until_ready(port: int, timeout_s: float = 60.0) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.fault
 async def test_kill_9_mid_stream_then_restart_loses_no_session(
-    kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path, tmp_path: Path
+    kafka_bootstrap: str,
+    serve_topics: MakeTopics,
+    bundle: Path,
+    tmp_path: Path,
+    fault_counts: FaultCounts,
 ) -> None:
     topics = await serve_topics(2)
     sessions = traffic(400, anomaly_rate=0.1, seed=21)
@@ -60,6 +66,7 @@ async def test_kill_9_mid_stream_then_restart_loses_no_session(
     try:
         some = await read_topic(kafka_bootstrap, topics.scores, lambda r: len(r) >= 60, 120)
         assert len(some) >= 60, (tmp_path / "first.log").read_text()[-3000:]
+        fault_counts.serve_rss(first.pid)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)
@@ -68,6 +75,7 @@ async def test_kill_9_mid_stream_then_restart_loses_no_session(
     second = start_serve_process(settings, tmp_path, "second")
     try:
         records = await read_topic(kafka_bootstrap, topics.scores, covers(ids), 120)
+        fault_counts.serve_rss(second.pid)
     finally:
         second.send_signal(signal.SIGTERM)
         rc = await asyncio.get_running_loop().run_in_executor(None, second.wait, 60)
@@ -75,7 +83,10 @@ async def test_kill_9_mid_stream_then_restart_loses_no_session(
     assert rc == 0, log[-3000:]
 
     scores = scores_of(records)
+    fault_counts.record_scores(ids, scores)
+    fault_counts.dead_lettered = len(await read_topic(kafka_bootstrap, topics.dlq, bool, 2))
     assert {s.session_id for s in scores} == ids, "no session missing after kill -9"
+    assert fault_counts.produced == fault_counts.scored == len(ids)
     # A re-scored window is the same window: one window id per session, whoever scored it.
     windows_of: dict[str, set[str]] = defaultdict(set)
     for s in scores:

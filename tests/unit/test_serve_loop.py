@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from schemas.events import LogEvent
@@ -85,10 +86,10 @@ async def test_bad_messages_go_to_the_dlq_and_commits_wait_for_scores() -> None:
     assert headers["error.type"] == b"DecodeError" and headers["source.offset"] == b"1"
     scored = {v["session_id"] for t, _k, v in producer.sent if t == "scores"}
     assert scored == {"a", "b"}
-    # Revoke: c is flushed, scored and committed before the partition goes.
+    # Revoke: c is handed back open (the commit stays at it), for the next owner to read.
     await service.on_revoked({0})
-    assert consumer.commits[-1][TopicPartition(TOPIC, 0)] == (5, "")
-    assert {v["session_id"] for t, _k, v in producer.sent if t == "scores"} == {"a", "b", "c"}
+    assert consumer.commits[-1][TopicPartition(TOPIC, 0)] == (4, "")
+    assert {v["session_id"] for t, _k, v in producer.sent if t == "scores"} == {"a", "b"}
     assert service.offsets.assigned == frozenset()
     service.worker.stop()
     await task
@@ -107,6 +108,47 @@ async def test_full_queue_pauses_partitions_and_resumes_at_half() -> None:
     service._backpressure()
     assert consumer.paused_tps == set()
     assert service.metrics.pauses._value.get() == 1
+
+
+@pytest.mark.parametrize("hand_back", [False, True])
+async def test_a_revoke_hands_open_sessions_to_the_next_owner_whole(hand_back: bool) -> None:
+    """Flushed at the revoke, a session open across a rebalance would be scored as a cut
+    window and a fragment that looks like a whole new session; handed back, the next owner
+    scores it whole; a window closed before the revoke comes back only as a duplicate."""
+    first, consumer, producer = make_service(hand_back=hand_back)
+    await assign(first, consumer, {0})
+    task = asyncio.create_task(first.worker.run())
+    tp = TopicPartition(TOPIC, 0)
+    head = [
+        record(0, 0, event("long", 1000)),
+        record(0, 1, event("short", 1100)),
+        record(0, 2, event("long", 1200)),
+        record(0, 3, event("next", 2150)),  # closes "short" by the gap; "long" stays open
+    ]
+    first._ingest({tp: head}, now=0)
+    await first.acks.wait_until(lambda: first.offsets.in_flight() == 0)
+    await first.on_revoked({0})
+    first.worker.stop()
+    await task
+    [short] = [v for t, _k, v in producer.sent if t == "scores"]
+    assert short["session_id"] == "short"
+    (offset, meta) = consumer.commits[-1][tp]
+    assert offset == 0  # below "long"
+
+    second, consumer2, producer2 = make_service(hand_back=hand_back)
+    await assign(second, consumer2, {0})
+    second.offsets.restore(0, offset, meta)
+    task = asyncio.create_task(second.worker.run())
+    tail = [record(0, 4, event("long", 2190)), record(0, 5, event("next", 2195))]
+    second._ingest({tp: head + tail}, now=0)
+    second._submit(second.sessions.flush_all())
+    second.worker.stop()
+    await task
+    await second.acks.wait_until(lambda: second.worker.backlog == 0)
+    sent = sorted((v["session_id"], v["n_events"]) for t, _k, v in producer2.sent if t == "scores")
+    assert sent == [("long", 3), ("next", 2), ("short", 1)]
+    again = [v for t, _k, v in producer2.sent if t == "scores" and v["session_id"] == "short"]
+    assert again[0]["window_id"] == short["window_id"]  # a duplicate, not a fragment
 
 
 async def test_restart_skips_what_the_commit_metadata_says_was_scored() -> None:
