@@ -92,9 +92,16 @@ class TxnOutbox:
         due = [i for i in items if i.first < offset]
         producer = self._producers[partition]
         async with producer.transaction():
-            for item in due:
-                for topic, key, value, headers in item.messages:
-                    await producer.send(topic, value=value, key=key, headers=headers)
+            acks = [
+                await producer.send(topic, value=value, key=key, headers=headers)
+                for item in due
+                for topic, key, value, headers in item.messages
+            ]
+            # aiokafka commits a transaction even when the broker refused one of its records
+            # (a dead letter too large for its topic): the record would vanish. Awaiting the
+            # acks fails the transaction instead, which aborts it.
+            for ack in acks:
+                await ack
             tp = TopicPartition(self._s.topics.input_topic, partition)
             await producer.send_offsets_to_transaction(
                 {tp: (offset, metadata)}, self._s.consumer.group_id

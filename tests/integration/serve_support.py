@@ -153,10 +153,15 @@ async def read_topic(
     topic: str,
     until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
     timeout_s: float = 60.0,
+    isolation_level: str = "read_uncommitted",
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of `topic` from the start, read until `until(records)` or the timeout."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level=isolation_level,
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
