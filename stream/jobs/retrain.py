@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import structlog
 
-from schemas.bundle import verify_bundle
+from schemas.bundle import MANIFEST, BundleManifest, verify_bundle
 from schemas.daily_files import find_daily_files, read_sessions
 from schemas.errors import ConfigError, DataError
 from schemas.registry import is_registry, prune, read_pointer
@@ -64,7 +64,7 @@ class CandidateSettings:
     from_scratch: bool = False
     """Train a fresh model instead of warm-starting from the current bundle."""
     preset: Literal["base", "small", "tiny"] = "base"
-    """Model shape when training from scratch (a warm start keeps the bundle's)."""
+    """Model shape when training from scratch (a warm start keeps, and logs, the bundle's)."""
     epochs: int = 1
     """Passes over the training windows."""
     nproc: int = 1
@@ -191,15 +191,22 @@ def evaluate_bundle(
     return figures(scorer.model_version, scorer.threshold, scores, held.labels, held.alerted)
 
 
-def train_flags(s: RetrainSettings, run_dir: Path) -> dict[str, Any]:
+def train_flags(
+    s: RetrainSettings, run_dir: Path, init_from: Path | None = None
+) -> dict[str, Any]:
     """The candidate's `logad train` settings that retrain gives (None: not given, so
-    train_config, the LOGAD_* environment or the trainer's default stands)."""
+    train_config, the LOGAD_* environment or the trainer's default stands). A warm start
+    keeps its bundle's shape, so the preset given is the bundle's."""
     c = s.candidate
+    preset: str = c.preset
+    if init_from is not None:
+        manifest = BundleManifest.from_json((init_from / MANIFEST).read_bytes())
+        preset = manifest.preset or preset
     return {
         "run_dir": run_dir,
         "complete_only": True,
         "exclude_alerted": c.exclude_alerted,
-        "preset": c.preset,
+        "preset": preset,
         "epochs": c.epochs,
         "device": s.device,
         "lr": c.lr,
@@ -216,7 +223,7 @@ def train_argv(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | N
     argv = ["--data", str(s.archive_dir), "--out", str(out)]
     argv += ["--from-date", plan.train_days[0].isoformat()]
     argv += ["--to-date", plan.train_days[-1].isoformat()]
-    for name, v in train_flags(s, out.with_name("run")).items():
+    for name, v in train_flags(s, out.with_name("run"), init_from).items():
         # A secret never goes on a command line: the ranks read LOGAD_BUNDLE_KEY when it
         # is set, else the candidate is signed when it joins the registry.
         if v is not None and not isinstance(v, Secret):
@@ -235,7 +242,7 @@ def _train_candidate(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Pa
 
     assert s.archive_dir is not None
     nproc = s.candidate.nproc
-    flags = train_flags(s, out.with_name("run"))
+    flags = train_flags(s, out.with_name("run"), init_from)
     settings = build_settings(TrainSettings, config_file=s.candidate.train_config, flags=flags)
     check_processes(nproc, settings)
     if launches_workers(nproc):
