@@ -191,9 +191,7 @@ def evaluate_bundle(
     return figures(scorer.model_version, scorer.threshold, scores, held.labels, held.alerted)
 
 
-def train_flags(
-    s: RetrainSettings, run_dir: Path, init_from: Path | None = None
-) -> dict[str, Any]:
+def train_flags(s: RetrainSettings, run_dir: Path, init_from: Path | None = None) -> dict[str, Any]:
     """The candidate's `logad train` settings that retrain gives (None: not given, so
     train_config, the LOGAD_* environment or the trainer's default stands). A warm start
     keeps its bundle's shape, so the preset given is the bundle's."""

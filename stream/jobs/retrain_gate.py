@@ -71,6 +71,8 @@ def figures(
     pos = [lb == 1 for lb in labels]
     tp = sum(f and p for f, p in zip(flagged, pos, strict=True))
     n_pos = sum(pos)
+    if not n_pos:  # labels, but no anomaly: an F1 of 0 would say nothing
+        return Figures(version, threshold, len(scores), n_normal, fa, far, True)
     precision = tp / (tp + fa) if tp + fa else 0.0
     recall = tp / n_pos if n_pos else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -102,7 +104,8 @@ def _criteria(candidate: Figures, current: Figures, margin: float) -> tuple[Crit
         "false_alert_rate", c, k + margin, c <= k + margin, f"<= current {k:.6f} + {margin:g}"
     )
     if candidate.f1 is None or current.f1 is None:
-        f1 = Criterion("f1", candidate.f1, current.f1, None, "not compared: no labels")
+        why = "no labels" if not candidate.labelled else "no anomalous window labelled"
+        f1 = Criterion("f1", candidate.f1, current.f1, None, f"not compared: {why}")
     else:
         ok = candidate.f1 >= current.f1
         f1 = Criterion("f1", candidate.f1, current.f1, ok, ">= current")

@@ -221,3 +221,11 @@ def test_a_warm_start_gives_train_its_bundles_preset_not_the_default(tmp_path: P
     s = RetrainSettings(archive_dir=tmp_path, registry=tmp_path)
     assert train_flags(s, tmp_path / "run", warm)["preset"] == "tiny"  # no "ignored" warning
     assert train_flags(s, tmp_path / "run")["preset"] == "base"  # from scratch: the setting
+
+
+def test_labels_without_an_anomaly_give_no_f1_to_compare() -> None:
+    f = figures("v", 1.0, [0.5, 2.0], [0, 0], [None, None])
+    assert f.labelled and f.f1 is None and f.false_alert_rate == 0.5
+    d = decide(f, f, 0.0)
+    assert d.promote and "F1 not compared: no anomalous window labelled" in d.reason
+    assert [c.passed for c in d.criteria] == [True, None]
