@@ -138,7 +138,8 @@ def promote_by_hand(
 ) -> Pointer:
     """`logad promote`: a candidate the gate refused needs a `reason`; with one, the
     promotion gets a decision record saying it was by hand."""
-    in_registry = not bundle.exists() and (registry / bundle.name).is_dir()
+    own = registry / bundle.name
+    in_registry = own.is_dir() and (not bundle.exists() or bundle.resolve() == own.resolve())
     refused = refusal(registry, bundle.name) if in_registry else None
     if refused is not None and not reason:
         raise ConfigError(

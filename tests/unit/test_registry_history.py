@@ -113,6 +113,7 @@ def test_a_refused_candidate_is_kept_listed_and_promoted_by_hand_with_a_reason(
     # The gate's refusal needs a reason to override; the record says it was by hand.
     assert main(["promote", "v2", "--registry", str(reg)]) == 2
     assert "--reason" in capsys.readouterr().err
+    assert main(["promote", str(reg / "v2"), "--registry", str(reg)]) == 2  # by its path too
     assert main(["promote", "v2", "--registry", str(reg), "--reason", "known spike"]) == 0
     assert read_pointer(reg).version == "v2"
     last = read_decisions(reg)[-1]
