@@ -5,13 +5,15 @@ pointer file, replaced atomically, so a reader never sees a half-written pointer
       v20261128T010000Z-ab12cd/   a bundle
       v20261129T010000Z-ef34ab/   a bundle
       current                      {"version": ..., "previous": ..., "updated_at": ...}
-      decisions/                   retrain decision records
+      history.jsonl                every move of `current` (schemas/registry_history.py)
+      decisions/                   decision records: retrain gates, hand promotions, rollbacks
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +22,7 @@ import orjson
 
 from schemas.bundle import MANIFEST, BundleManifest, verify_bundle
 from schemas.errors import BundleError
+from schemas.registry_history import Action, Move, append_move, read_moves, serving_stack
 from schemas.runtime.secret import Secret
 
 POINTER = "current"
@@ -67,23 +70,55 @@ def _write_pointer(registry: Path, pointer: Pointer) -> None:
     os.replace(tmp, registry / POINTER)
 
 
-def promote(registry: Path, version: str, key: Secret | None = None) -> Pointer:
+def promote(
+    registry: Path,
+    version: str,
+    key: Secret | None = None,
+    *,
+    action: Action = "promoted",
+    by_hand: bool = True,
+    reason: str = "",
+) -> Pointer:
     """Point `current` at `version` (which must verify, and with `key` carry a signature
-    that verifies), remembering the one before."""
+    that verifies), remembering the one before, and append the move to the history."""
     verify_bundle(registry / version, key)
     previous = read_pointer(registry).version if is_registry(registry) else None
     if previous == version:
         return read_pointer(registry)
-    pointer = Pointer(version, previous, datetime.now(UTC).isoformat(timespec="seconds"))
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    pointer = Pointer(version, previous, now)
+    append_move(registry, Move(now, action, version, previous, by_hand, reason))
     _write_pointer(registry, pointer)
     return pointer
 
 
-def rollback(registry: Path, key: Secret | None = None) -> Pointer:
-    cur = read_pointer(registry)
-    if not cur.previous:
-        raise BundleError("no previous version to roll back to")
-    return promote(registry, cur.previous, key)
+def history_stack(registry: Path) -> list[str]:
+    """The versions that served, oldest first, the current one last."""
+    pointer = read_pointer(registry)
+    return serving_stack(read_moves(registry), pointer.version, pointer.previous)
+
+
+def rollback_target(registry: Path) -> str:
+    """The version that served before the current one, still in the registry."""
+    stack = history_stack(registry)
+    current = stack.pop()
+    for version in reversed(stack):
+        if version != current and (registry / version / MANIFEST).is_file():
+            return version
+    raise BundleError(
+        f"no earlier version in {registry}'s promotion history to roll back to "
+        f"(current: {current}); name one with --to VERSION"
+    )
+
+
+def rollback(
+    registry: Path, key: Secret | None = None, *, to: str | None = None, reason: str = ""
+) -> Pointer:
+    """Point `current` back at `to`, or at the version that served before the current one."""
+    target = to if to is not None else rollback_target(registry)
+    if not (registry / target / MANIFEST).is_file():
+        raise BundleError(f"no bundle {target} in {registry}")
+    return promote(registry, target, key, action="rolled_back", reason=reason)
 
 
 def list_bundles(registry: Path) -> list[BundleManifest]:
@@ -95,11 +130,12 @@ def list_bundles(registry: Path) -> list[BundleManifest]:
     return out
 
 
-def prune(registry: Path, keep: int) -> list[str]:
-    """Remove the oldest bundles beyond `keep`, never the current or previous one."""
+def prune(registry: Path, keep: int, *, aside: Collection[str] = ()) -> list[str]:
+    """Remove the oldest bundles beyond `keep`, never the current or previous one; the
+    versions `aside` (refused candidates, kept for their own while) are not counted."""
     pointer = read_pointer(registry) if is_registry(registry) else None
     protected = {pointer.version, pointer.previous} if pointer else set()
-    versions = [m.version for m in list_bundles(registry)]
+    versions = [m.version for m in list_bundles(registry) if m.version not in aside]
     removable = [v for v in versions if v not in protected]
     excess = len(versions) - keep
     removed = []

@@ -17,11 +17,17 @@ import orjson
 import safetensors.torch
 import torch
 from transformers import BertConfig, BertForMaskedLM
+from transformers.utils import logging as hf_logging
 
 from schemas.bundle import CONFIG, WEIGHTS
 from schemas.errors import BundleError, ConfigError
 from schemas.vocab import PAD_ID
 from schemas.windows import MAX_TOKENS
+
+# transformers prints through a stderr handler of its own, plain text even under
+# --log-json: its records go to the root logger instead, which logad renders.
+hf_logging.disable_default_handler()
+hf_logging.enable_propagation()
 
 PresetName = Literal["base", "small", "tiny"]
 

@@ -68,8 +68,9 @@ def remove_record_filter(f: logging.Filter) -> None:
 def configure_logging(level: str = "info", json: bool | None = None) -> None:
     """Configure structlog once per process. `json=None` picks by whether stderr is a TTY.
 
-    Libraries that log through the standard library (aiokafka, torch) are rendered the same
-    way, with a `logger` key, at WARNING and above (at DEBUG too when `level` is debug)."""
+    Libraries that log through the standard library (aiokafka, torch, transformers: see
+    trainer/model.py) and Python warnings are rendered the same way, with a `logger` key, at
+    WARNING and above (at DEBUG too when `level` is debug)."""
     global _configured
     use_json = (not sys.stderr.isatty()) if json is None else json
     _configured = (level, use_json)
@@ -116,6 +117,10 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(ours if ours == logging.DEBUG else max(ours, logging.WARNING))
+    # `warnings.warn` (torch's, transformers') would print a bare line: a record instead.
+    # Off first: a `warnings.catch_warnings` since the last call may have undone it.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
 
 
 def logging_settings() -> tuple[str, bool]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from schemas.runtime.console import out
 from schemas.signing import BundleKeySettings
 from stream.cli.command import Subparsers, command_parser
-from stream.jobs.registry import promote_bundle
+from stream.jobs.registry import promote_by_hand
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +22,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="move the bundle into the registry instead of copying it (default: copy)",
     )
+    p.add_argument(
+        "--reason",
+        default="",
+        metavar="TEXT",
+        help="why, written to a decision record marked by hand; needed to promote a "
+        "candidate the retrain gate refused (default: no record)",
+    )
 
 
 def register(subparsers: Subparsers) -> None:
@@ -32,8 +39,9 @@ def register(subparsers: Subparsers) -> None:
         description="Verify BUNDLE (every file against its sha256 in the manifest), copy it "
         "into the registry under its version unless it is already there, and point the "
         "registry's 'current' at it. BUNDLE may also be the version name of a bundle already "
-        "in the registry. With a bundle key, the registry's copy is signed (a bundle already "
-        "signed must verify under the key).",
+        "in the registry, such as a candidate the retrain gate refused (kept for "
+        "--keep-refused-days), which needs --reason. With a bundle key, the registry's copy "
+        "is signed (a bundle already signed must verify under the key).",
         arguments=_arguments,
         settings=BundleKeySettings,
         run=run,
@@ -42,7 +50,8 @@ def register(subparsers: Subparsers) -> None:
 
 def run(args: argparse.Namespace, settings: BundleKeySettings) -> int:
     key = settings.bundle_key
-    pointer = promote_bundle(Path(args.bundle), args.registry, move=args.move, key=key)
+    bundle = Path(args.bundle)
+    pointer = promote_by_hand(bundle, args.registry, move=args.move, key=key, reason=args.reason)
     previous = pointer.previous or "none"
     out(f"promoted {pointer.version} in {args.registry} (previous: {previous})")
     return 0

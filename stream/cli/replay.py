@@ -48,8 +48,17 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--topic", metavar="T", help="Kafka topic of LogEvent messages")
     p.add_argument("--from-date", type=_date, metavar="D", help="first day (default: oldest)")
     p.add_argument("--to-date", type=_date, metavar="D", help="last day (default: newest)")
-    p.add_argument("--from-time", type=_time_ms, metavar="T", help="start, epoch ms or ISO")
-    p.add_argument("--to-time", type=_time_ms, metavar="T", help="end (exclusive), ms or ISO")
+    p.add_argument(
+        "--from-time", type=_time_ms, metavar="T", help="start, epoch ms or ISO (see --time-field)"
+    )
+    p.add_argument("--to-time", type=_time_ms, metavar="T", help="end (exclusive), epoch ms or ISO")
+    p.add_argument(
+        "--time-field",
+        choices=("broker", "event"),
+        help="the clock --from-time/--to-time read: broker (a topic's produce timestamps; "
+        "reads only that offset range) or event (each event's own ts; a topic is read whole) "
+        "(default: broker for --topic, event for --events)",
+    )
     p.add_argument("--out", type=Path, metavar="FILE", help="write Score lines here")
     p.add_argument("--out-topic", metavar="T", help="produce Scores to this (non-live) topic")
     p.add_argument(
@@ -65,11 +74,12 @@ def register(subparsers: Subparsers) -> None:
         "replay",
         help="score historical data with the same sessionizer and scorer as serve",
         description="Replay daily files (--days-dir), an events file (--events) or a Kafka "
-        "topic between two times (--bootstrap --topic --from-time --to-time; read with no "
-        "consumer group, so no committed offset moves) through the stream's sessionizer and "
+        "topic between two times (--bootstrap --topic --from-time --to-time, by the broker's "
+        "produce timestamps unless --time-field event; read with no consumer group, so no "
+        "committed offset moves) through the stream's sessionizer and "
         "a model's scorer. Scores go to --out (JSONL, sorted, byte-identical for the same "
         "input and model) or --out-topic. With --labels, prints a per-session evaluation. "
-        "HDFS blocks need a --gap-ms of hours.",
+        "HDFS blocks need a --gap-ms of hours. A replay that reads no usable event exits 2.",
         arguments=_arguments,
         settings=ReplaySettings,
         run=run,
@@ -91,6 +101,7 @@ def request(args: argparse.Namespace) -> ReplayRequest:
         force=args.force,
         labels=tuple(args.labels or ()),
         report=args.report,
+        time_field=args.time_field,
     )
 
 

@@ -45,4 +45,11 @@ def run(args: argparse.Namespace, settings: RetrainSettings) -> int:
     if rec["current"] is not None:
         out(_model_line("current  ", rec["current"]))
     out(f"  current model now {rec['current_after']}; record {outcome.record_path}")
+    version = rec["candidate"]["version"]
+    if not rec["promoted"] and version not in rec["pruned"]:
+        days = settings.gate.keep_refused_days
+        out(
+            f"  candidate {version} kept {days:g} days; to serve it anyway: logad promote "
+            f"{version} --registry {settings.registry} --reason TEXT"
+        )
     return 0

@@ -1,7 +1,8 @@
 """`logad simulate`: simulated Spring Cloud traffic, to daily files or to a Kafka topic.
 
     logad simulate --days-dir DIR --days N [--sessions-per-day N] [--anomaly-rate R] ...
-    logad simulate --bootstrap HOST:PORT --topic T [--rate EVENTS_PER_S] [--sessions N] ...
+    logad simulate --bootstrap HOST:PORT --topic T [--rate EVENTS_PER_S] [--sessions N]
+                   [--start-date YYYY-MM-DD] [--speed X] ...
     ... --raw    raw log lines instead of event ids
 
 Daily files carry each session's label; on the topic every event carries
@@ -17,7 +18,7 @@ import argparse
 import asyncio
 import dataclasses
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -43,9 +44,11 @@ def register(subparsers: Subparsers) -> None:
         "registrations, heartbeats and gateway health checks. Anomalies (db_timeout, "
         "no_instance, out_of_order, unknown_event, truncated) are injected at --anomaly-rate "
         "and labelled. With --days-dir, writes daily files for the trainer; with --bootstrap, "
-        "produces events to a topic. With --raw, writes what the services would log "
-        "instead (Spring Boot console lines with [app,traceId,spanId], each event worded in "
-        "one of two or three phrasings): log files DIR/raw/app-YYYY-MM-DD.log for "
+        "produces events to a topic, event times from --start-date's midnight UTC (default: "
+        "now), running --speed times as fast as the wall clock at --rate. With --raw, writes "
+        "what the services would log instead (Spring Boot console lines with "
+        "[app,traceId,spanId], each event worded in one of two or three phrasings): log "
+        "files DIR/raw/app-YYYY-MM-DD.log for "
         "'logad parse', or raw events without an event_id, keyed by trace id.",
         settings=SimulateSettings,
         metavars={"start_date": "YYYY-MM-DD", "bootstrap": "HOST:PORT", "days_dir": "DIR"},
@@ -65,6 +68,14 @@ def build(args: argparse.Namespace) -> SimulateSettings:
     return settings
 
 
+def live_start_ms(start_date: str | None, now_s: float) -> int:
+    """Where a topic's event times start: --start-date's midnight UTC, else now."""
+    if start_date is None:
+        return int(now_s * 1000)
+    day = date.fromisoformat(start_date)
+    return int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+
+
 def run(args: argparse.Namespace, settings: SimulateSettings) -> int:
     log.info("simulate_settings", **settings_for_log(settings))
     # Daily files win when both come from the file or environment (LOGAD_BOOTSTRAP is
@@ -73,7 +84,7 @@ def run(args: argparse.Namespace, settings: SimulateSettings) -> int:
         write_days(settings.daily, settings.traffic, settings.daily.days_dir, date.today())
         return 0
     try:
-        start_ms = int(time.time() * 1000)
+        start_ms = live_start_ms(settings.daily.start_date, time.time())
         with kafka_log_filter():  # a broker outage is a few lines, not aiokafka's thousands
             asyncio.run(produce(settings.live, settings.traffic, start_ms, settings.kafka))
     except KafkaError as e:

@@ -1,4 +1,5 @@
-"""The model registry's operations: add a bundle, promote it, roll back, list the bundles.
+"""The model registry's operations: add a bundle, promote it (by hand, past the gate's
+refusal, with a reason), roll back through the history, remove old refused candidates.
 
 A bundle outside the registry is copied (or moved) in first, under its manifest version,
 through a temporary directory renamed into place, so a `logad serve` watching the registry
@@ -14,20 +15,33 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from schemas.bundle import publish_dir, sign_bundle, verify_bundle
-from schemas.errors import BundleError
-from schemas.registry import Pointer, is_registry, list_bundles, promote, read_pointer, rollback
+from schemas.errors import BundleError, ConfigError
+from schemas.registry import (
+    Pointer,
+    history_stack,
+    is_registry,
+    promote,
+    read_pointer,
+    rollback,
+)
+from schemas.registry_history import (
+    decision_action,
+    decision_version,
+    read_decisions,
+    read_moves,
+    write_decision,
+)
 from schemas.runtime.secret import Secret
 from schemas.signing import is_signed
 
 log = structlog.get_logger(__name__)
-
-_METRICS = ("val_loss", "steps", "sessions")
 
 
 def add_to_registry(
@@ -82,41 +96,120 @@ def _vouch(bundle: Path, key: Secret) -> None:
 
 
 def promote_bundle(
-    bundle: Path, registry: Path, *, move: bool = False, key: Secret | None = None
+    bundle: Path,
+    registry: Path,
+    *,
+    move: bool = False,
+    key: Secret | None = None,
+    by_hand: bool = True,
+    reason: str = "",
 ) -> Pointer:
     """Add `bundle` (a directory, or a version already in the registry) and make it current;
     with a `key`, signed."""
     version = add_to_registry(bundle, registry, move=move, key=key)
-    pointer = promote(registry, version, key)
-    log.info("model_promoted", registry=str(registry), version=version, previous=pointer.previous)
+    pointer = promote(registry, version, key, by_hand=by_hand, reason=reason)
+    log.info(
+        "model_promoted",
+        registry=str(registry),
+        version=version,
+        previous=pointer.previous,
+        by_hand=by_hand,
+        reason=reason,
+    )
     return pointer
 
 
-def roll_back(registry: Path, key: Secret | None = None) -> tuple[Pointer, str]:
-    """Point `current` back at the previous version (which must verify, signed with a
-    `key`); return the new pointer and the old current version."""
+def refusal(registry: Path, version: str) -> dict[str, Any] | None:
+    """The gate's decision record refusing `version`, if its last decision is a refusal."""
+    last = None
+    for record in read_decisions(registry):
+        if decision_version(record) == version:
+            last = record
+    return last if last is not None and decision_action(last) == "refused" else None
+
+
+def promote_by_hand(
+    bundle: Path,
+    registry: Path,
+    *,
+    move: bool = False,
+    key: Secret | None = None,
+    reason: str = "",
+) -> Pointer:
+    """`logad promote`: a candidate the gate refused needs a `reason`; with one, the
+    promotion gets a decision record saying it was by hand."""
+    own = registry / bundle.name
+    in_registry = own.is_dir() and (not bundle.exists() or bundle.resolve() == own.resolve())
+    refused = refusal(registry, bundle.name) if in_registry else None
+    if refused is not None and not reason:
+        raise ConfigError(
+            f"{bundle.name} was refused by the gate ({refused.get('reason')}); "
+            "promote it by hand with --reason TEXT"
+        )
+    pointer = promote_bundle(bundle, registry, move=move, key=key, reason=reason)
+    if reason:
+        now = datetime.now(UTC)
+        record = {
+            "time": now.isoformat(timespec="seconds"),
+            "action": "promoted",
+            "by_hand": True,
+            "version": pointer.version,
+            "previous": pointer.previous,
+            "reason": reason,
+            "overrides_refusal": refused is not None,
+        }
+        write_decision(registry, now, record)
+    return pointer
+
+
+def roll_back(
+    registry: Path, key: Secret | None = None, *, to: str | None = None, reason: str = ""
+) -> tuple[Pointer, str]:
+    """Point `current` back at `to`, or at the version that served before it (which must
+    verify, signed with a `key`); record the decision; return the new pointer and the old
+    current version."""
     before = read_pointer(registry).version
-    pointer = rollback(registry, key)
+    pointer = rollback(registry, key, to=to, reason=reason)
+    if pointer.version != before:
+        now = datetime.now(UTC)
+        record = {
+            "time": now.isoformat(timespec="seconds"),
+            "action": "rolled_back",
+            "by_hand": True,
+            "version": pointer.version,
+            "from": before,
+            "reason": reason,
+        }
+        write_decision(registry, now, record)
     log.info("model_rolled_back", registry=str(registry), version=pointer.version, was=before)
     return pointer, before
 
 
-def _metric(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+def prune_refused(registry: Path, now: datetime, keep_days: float) -> list[str]:
+    """Remove refused candidates refused more than `keep_days` ago (never one that has
+    served since, promoted by hand)."""
+    served = set(history_stack(registry)) if is_registry(registry) else set()
+    served |= {m.version for m in read_moves(registry)}
+    removed = []
+    for version, when in refused_versions(registry).items():
+        if version in served or not (registry / version).is_dir():
+            continue
+        if now - when >= timedelta(days=keep_days):
+            shutil.rmtree(registry / version)
+            removed.append(version)
+            log.info("refused_candidate_removed", version=version, refused_at=when.isoformat())
+    return removed
 
 
-def model_rows(registry: Path) -> list[list[str]]:
-    """One row per bundle: marker (* current, - previous), version, data range, metrics."""
-    if not registry.is_dir():
-        raise BundleError(f"no such registry: {registry}")
-    pointer = read_pointer(registry) if is_registry(registry) else None
-    rows = []
-    for b in list_bundles(registry):
-        mark = " "
-        if pointer and b.version == pointer.version:
-            mark = "*"
-        elif pointer and b.version == pointer.previous:
-            mark = "-"
-        metrics = " ".join(f"{k}={_metric(b.metrics[k])}" for k in _METRICS if k in b.metrics)
-        rows.append([mark, b.version, f"{b.data_from or '?'}..{b.data_to or '?'}", metrics])
-    return rows
+def refused_versions(registry: Path) -> dict[str, datetime]:
+    """Each version whose last decision is a refusal, with its time."""
+    last: dict[str, tuple[str, datetime]] = {}
+    for record in read_decisions(registry):
+        version = decision_version(record)
+        try:
+            when = datetime.fromisoformat(str(record.get("time")))
+        except ValueError:
+            continue
+        if version is not None:
+            last[version] = (decision_action(record), when)
+    return {v: when for v, (action, when) in last.items() if action == "refused"}

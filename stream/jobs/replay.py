@@ -142,10 +142,15 @@ def _open_events(path: Path) -> tuple[IO[bytes] | gzip.GzipFile, Callable[[], in
     return raw, raw.tell
 
 
+_WARN_UNDECODABLE = 10
+"""Undecodable lines logged one by one; the rest are counted in one summary line."""
+
+
 def event_items(path: Path, progress: Progress = _noop) -> Iterator[Item]:
-    """LogEvent lines of a file, as partition 0 with the line index as offset."""
+    """LogEvent lines of a file, as partition 0 with the line index as offset. A file of
+    session lines (a daily file given as --events) is refused at its first line."""
     fh, pos = _open_events(path)
-    last = 0
+    last = bad = 0
     with fh:
         for i, raw in enumerate(fh):
             if not raw.strip():
@@ -153,7 +158,16 @@ def event_items(path: Path, progress: Progress = _noop) -> Iterator[Item]:
             try:
                 event = LogEvent.decode(raw)
             except DecodeError as e:
-                log.warning("replay_event_undecodable", path=str(path), line=i + 1, error=str(e))
+                if bad == 0 and _is_session_line(raw):
+                    raise DataError(
+                        f"{path} holds session lines (a daily file), not LogEvents: "
+                        "replay it with --days-dir"
+                    ) from None
+                bad += 1
+                if bad <= _WARN_UNDECODABLE:
+                    log.warning(
+                        "replay_event_undecodable", path=str(path), line=i + 1, error=str(e)
+                    )
                 continue
             yield event, 0, i, event.label
             if i % 1024 == 0:
@@ -161,6 +175,25 @@ def event_items(path: Path, progress: Progress = _noop) -> Iterator[Item]:
                 progress(now - last, path.name)
                 last = now
         progress(pos() - last, path.name)
+    if bad > _WARN_UNDECODABLE:
+        log.warning("replay_events_undecodable", path=str(path), lines=bad)
+
+
+def _is_session_line(raw: bytes) -> bool:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(obj, dict) and "events" in obj and "session_id" in obj
+
+
+def in_time_range(items: Iterator[Item], from_ms: int | None, to_ms: int | None) -> Iterator[Item]:
+    """The items whose event time (the event's own `ts`) lies in [from_ms, to_ms)."""
+    lo = from_ms if from_ms is not None else -(2**63)
+    hi = to_ms if to_ms is not None else 2**63
+    for item in items:
+        if lo <= item[0].ts < hi:
+            yield item
 
 
 # ---- the pipeline

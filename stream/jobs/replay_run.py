@@ -29,6 +29,7 @@ from stream.jobs.replay import (
     dumps,
     evaluate_blocks,
     event_items,
+    in_time_range,
     is_tty,
     read_labels,
     replay_scores,
@@ -38,6 +39,8 @@ from stream.serve.kafka_io import kafka_failure
 from trainer.mining.matcher import TemplateMatcher
 
 log = structlog.get_logger(__name__)
+
+_END_OF_TIME = 2**62
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,13 @@ class ReplayRequest:
     force: bool = False
     labels: tuple[Path, ...] = ()
     report: Path | None = None
+    time_field: str | None = None
+    """Which clock --from-time/--to-time read: `broker` (a topic's produce timestamps) or
+    `event` (each event's own ts); None: broker for a topic, event for an events file."""
+
+    @property
+    def clock(self) -> str:
+        return self.time_field or ("broker" if self.topic is not None else "event")
 
     def check(self) -> None:
         """Fail before any work on what can be seen at once."""
@@ -72,6 +82,23 @@ class ReplayRequest:
             raise DataError(f"cannot write {self.out}: no such directory {parent}")
         if self.topic is not None and (self.from_time is None or self.to_time is None):
             raise ConfigError("--topic needs --from-time and --to-time")
+        if self.time_field not in (None, "broker", "event"):
+            raise ConfigError(f"--time-field is broker or event, not {self.time_field!r}")
+        if self.clock == "broker" and self.topic is None:
+            raise ConfigError("--time-field broker needs --topic: files carry event time only")
+        timed = self.from_time is not None or self.to_time is not None
+        if self.days_dir is not None and timed:
+            raise ConfigError(
+                "--from-time/--to-time select from a topic or an events file; "
+                "for daily files use --from-date/--to-date"
+            )
+
+    def source(self) -> str:
+        """What was read, for a message: the source and the time range with its clock."""
+        where = str(self.days_dir or self.events or f"topic {self.topic}")
+        if self.from_time is None and self.to_time is None:
+            return where
+        return f"{where} with {self.clock} time in [{self.from_time}, {self.to_time}) ms"
 
 
 @dataclass(frozen=True)
@@ -125,7 +152,7 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
         restore = source.restore
     elif req.events is not None:
         bar = _progress(req.events.stat().st_size, "B")
-        items = event_items(req.events, progress)
+        items = in_time_range(event_items(req.events, progress), req.from_time, req.to_time)
     else:
         items = _kafka_items(s, req, progress)
 
@@ -141,6 +168,14 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
     finally:
         if bar is not None:
             bar.close()
+    if events == 0:
+        hint = ""
+        if req.clock == "broker":
+            hint = (
+                " (broker time is when each message was produced; "
+                "--time-field event selects by the events' own ts)"
+            )
+        raise DataError(f"replay read 0 usable events from {req.source()}{hint}")
     log.info(
         "replay_done",
         events=events,
@@ -165,6 +200,9 @@ def _kafka_items(s: ReplaySettings, req: ReplayRequest, progress: Progress) -> I
     from stream.jobs.replay_kafka import kafka_items
 
     assert req.topic is not None and req.from_time is not None and req.to_time is not None
+    if req.clock == "event":  # produce times say nothing of event times: read it all
+        items = kafka_items(s.kafka, req.topic, 0, _END_OF_TIME, progress)
+        return in_time_range(items, req.from_time, req.to_time)
     return kafka_items(s.kafka, req.topic, req.from_time, req.to_time, progress)
 
 

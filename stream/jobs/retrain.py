@@ -4,7 +4,8 @@
     -> train a candidate (warm-started from the current bundle, or from scratch)
        in a hidden temporary directory inside the registry
     -> score the held-out day with the candidate and the current bundle
-    -> promote only through the gate -> write a decision record -> prune old bundles
+    -> promote only through the gate (a refused candidate joins the registry unpromoted,
+       kept `keep_refused_days`) -> write a decision record -> prune old bundles
 
 Nothing in the registry changes until the end: the candidate joins the registry (under its
 version) and the `current` pointer moves only when the gate passes. A crashed run leaves a
@@ -29,18 +30,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import orjson
 import structlog
 
-from schemas.bundle import verify_bundle
+from schemas.bundle import MANIFEST, BundleManifest, verify_bundle
 from schemas.daily_files import find_daily_files, read_sessions
 from schemas.errors import ConfigError, DataError
 from schemas.registry import is_registry, prune, read_pointer
+from schemas.registry_history import write_decision
 from schemas.runtime.secret import Secret
 from schemas.runtime.settings import REQUIRED, build_settings
 from schemas.signing import BundleKeySettings
 from schemas.windows import MAX_EVENTS, split_points
-from stream.jobs.registry import promote_bundle
+from stream.jobs.registry import add_to_registry, promote_bundle, prune_refused, refused_versions
 from stream.jobs.retrain_gate import DayPlan, Decision, Figures, decide, figures, plan_days
 from stream.jobs.train import check_processes, launch_workers, launches_workers, train_here
 
@@ -48,7 +49,6 @@ log = structlog.get_logger(__name__)
 
 LOCK_FILE = ".retrain.lock"
 TMP_PREFIX = ".retrain-"
-DECISIONS = "decisions"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class CandidateSettings:
     from_scratch: bool = False
     """Train a fresh model instead of warm-starting from the current bundle."""
     preset: Literal["base", "small", "tiny"] = "base"
-    """Model shape when training from scratch (a warm start keeps the bundle's)."""
+    """Model shape when training from scratch (a warm start keeps, and logs, the bundle's)."""
     epochs: int = 1
     """Passes over the training windows."""
     nproc: int = 1
@@ -98,7 +98,11 @@ class GateSettings:
     margin: float = 0.0
     """Promote when candidate false-alert rate <= current rate + margin (absolute)."""
     keep: int = 5
-    """Bundles kept in the registry after a promotion (never the current or previous)."""
+    """Bundles kept in the registry after a promotion (never the current or previous;
+    refused candidates are not counted)."""
+    keep_refused_days: float = 14.0
+    """Days a refused candidate stays in the registry, to inspect or promote by hand
+    (`logad promote VERSION --reason TEXT`); 0 removes it at once."""
     eval_tokens_per_batch: int = 16_384
     """Token budget per scoring batch when evaluating on the held-out day."""
 
@@ -107,6 +111,8 @@ class GateSettings:
             raise ValueError("eval_tokens_per_batch must be >= 1")
         if self.keep < 2:
             raise ValueError("keep must be >= 2 (the current and the previous bundle)")
+        if self.keep_refused_days < 0:
+            raise ValueError(f"keep_refused_days must be >= 0, got {self.keep_refused_days}")
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
 
@@ -185,15 +191,20 @@ def evaluate_bundle(
     return figures(scorer.model_version, scorer.threshold, scores, held.labels, held.alerted)
 
 
-def train_flags(s: RetrainSettings, run_dir: Path) -> dict[str, Any]:
+def train_flags(s: RetrainSettings, run_dir: Path, init_from: Path | None = None) -> dict[str, Any]:
     """The candidate's `logad train` settings that retrain gives (None: not given, so
-    train_config, the LOGAD_* environment or the trainer's default stands)."""
+    train_config, the LOGAD_* environment or the trainer's default stands). A warm start
+    keeps its bundle's shape, so the preset given is the bundle's."""
     c = s.candidate
+    preset: str = c.preset
+    if init_from is not None:
+        manifest = BundleManifest.from_json((init_from / MANIFEST).read_bytes())
+        preset = manifest.preset or preset
     return {
         "run_dir": run_dir,
         "complete_only": True,
         "exclude_alerted": c.exclude_alerted,
-        "preset": c.preset,
+        "preset": preset,
         "epochs": c.epochs,
         "device": s.device,
         "lr": c.lr,
@@ -210,7 +221,7 @@ def train_argv(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | N
     argv = ["--data", str(s.archive_dir), "--out", str(out)]
     argv += ["--from-date", plan.train_days[0].isoformat()]
     argv += ["--to-date", plan.train_days[-1].isoformat()]
-    for name, v in train_flags(s, out.with_name("run")).items():
+    for name, v in train_flags(s, out.with_name("run"), init_from).items():
         # A secret never goes on a command line: the ranks read LOGAD_BUNDLE_KEY when it
         # is set, else the candidate is signed when it joins the registry.
         if v is not None and not isinstance(v, Secret):
@@ -229,7 +240,7 @@ def _train_candidate(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Pa
 
     assert s.archive_dir is not None
     nproc = s.candidate.nproc
-    flags = train_flags(s, out.with_name("run"))
+    flags = train_flags(s, out.with_name("run"), init_from)
     settings = build_settings(TrainSettings, config_file=s.candidate.train_config, flags=flags)
     check_processes(nproc, settings)
     if launches_workers(nproc):
@@ -283,16 +294,25 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             cand = evaluate_bundle(candidate_dir, held, s)
             cur = evaluate_bundle(current_dir, held, s, key) if current_dir is not None else None
             decision = decide(cand, cur, s.gate.margin)
-            pruned: list[str] = []
+            reason = decision.reason
             if decision.promote:
-                promote_bundle(candidate_dir, registry, move=True, key=key)
-                pruned = prune(registry, s.gate.keep)
+                promote_bundle(
+                    candidate_dir, registry, move=True, key=key, by_hand=False, reason=reason
+                )
+            else:  # kept a while, to inspect or promote by hand
+                add_to_registry(candidate_dir, registry, move=True, key=key)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        labelled = sum(lb is not None for lb in held.labels)
         record = {
             "time": now.isoformat(timespec="seconds"),
+            "action": "promoted" if decision.promote else "refused",
+            "by_hand": False,
             "promoted": decision.promote,
             "reason": decision.reason,
+            "criteria": [asdict(c) for c in decision.criteria],
+            "labelled": labelled > 0,
+            "labelled_windows": labelled,
             "candidate": asdict(cand),
             "current": asdict(cur) if cur is not None else None,
             "train_days": [d.isoformat() for d in plan.train_days],
@@ -300,7 +320,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             "warm_start_from": init_from.name if init_from else None,
             "margin": s.gate.margin,
             "current_after": read_pointer(registry).version if is_registry(registry) else None,
-            "pruned": pruned,
+            "pruned": _prune(registry, s.gate, now, () if decision.promote else (cand.version,)),
         }
         path = write_decision(registry, now, record)
         log.info(
@@ -313,12 +333,16 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         return Outcome(decision, path, record)
 
 
-def write_decision(registry: Path, now: datetime, record: dict[str, Any]) -> Path:
-    d = registry / DECISIONS
-    d.mkdir(parents=True, exist_ok=True)
-    stamp = now.strftime("%Y%m%dT%H%M%S%fZ")
-    path = d / f"{stamp}.json"
-    tmp = d / f".{stamp}.tmp"
-    tmp.write_bytes(orjson.dumps(record, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, path)
-    return path
+def _prune(
+    registry: Path, gate: GateSettings, now: datetime, refused_now: tuple[str, ...]
+) -> list[str]:
+    """Refused candidates past their days, then the oldest bundles beyond `keep` (not
+    counting refused ones, this run's included)."""
+    removed = prune_refused(registry, now, gate.keep_refused_days)
+    if gate.keep_refused_days == 0:
+        for version in refused_now:
+            shutil.rmtree(registry / version, ignore_errors=True)
+            removed.append(version)
+        refused_now = ()
+    aside = {*refused_versions(registry), *refused_now}
+    return removed + prune(registry, gate.keep, aside=aside)

@@ -218,7 +218,10 @@ async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_repla
     assert isinstance(worse, dict) and isinstance(cur, dict) and cur["version"] == v2
     assert worse["f1"] < cur["f1"] or worse["false_alert_rate"] > cur["false_alert_rate"] + MARGIN
     assert read_pointer(registry).version == v2 == second["current_after"]
-    assert [b.version for b in list_bundles(registry)] == [v1, v2]
+    # Every criterion is in the record; the refused candidate is kept, to inspect.
+    assert [c["name"] for c in second["criteria"]] == ["false_alert_rate", "f1"]
+    assert any(c["passed"] is False for c in second["criteria"]) and second["labelled"] is True
+    assert [b.version for b in list_bundles(registry)] == [v1, v2, worse["version"]]
     assert not list(registry.glob(".retrain-*"))  # the candidate's temp dir is gone
     capsys.readouterr()
     assert main(["models", "--registry", str(registry)]) == 0

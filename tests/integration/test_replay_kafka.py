@@ -203,3 +203,48 @@ async def test_a_range_older_than_what_the_topic_holds_is_warned_of(
 def test_unreachable_broker_is_one_error() -> None:
     with pytest.raises(LogadError, match=r"^Kafka at 127\.0\.0\.1:1: "):
         next(kafka_items(KafkaSettings(bootstrap="127.0.0.1:1"), "t", 0, 1))
+
+
+async def _produce_now(bootstrap: str, topic: str, sessions: list[SimSession]) -> None:
+    """Keyed by session id, stamped by the broker's clock as produced (now), not event time."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(topic, e.encode(), key=e.session_id.encode())
+            for e in interleave(sessions)
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def test_an_event_time_range_of_a_topic_and_a_replay_of_nothing_exiting_2(
+    kafka_bootstrap: str,
+    topic_name: str,
+    create_topic: CreateTopic,
+    bundle: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await create_topic(topic_name, 1, KEEP_FOREVER)
+    sessions = simulate_day(random.Random(73), DAY_MS, 30, 0.0)  # DAY's events, produced now
+    await _produce_now(kafka_bootstrap, topic_name, sessions)
+    loop = asyncio.get_running_loop()
+    out = tmp_path / "scores.jsonl"
+    argv = ["replay", "--model", str(bundle), "--device", "cpu", "--topic", topic_name]
+    argv += ["--bootstrap", kafka_bootstrap, "--out", str(out)]
+    argv += ["--from-time", str(DAY_MS), "--to-time", str(DAY_MS + ONE_DAY_MS)]
+
+    # By the broker's clock DAY holds nothing: one clear line naming the clock, exit 2.
+    capsys.readouterr()
+    assert await loop.run_in_executor(None, main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("logad: error: replay read 0 usable events from topic ")
+    assert "broker time" in err and "--time-field event" in err
+    assert not out.exists()
+
+    # By event time it holds every session.
+    assert await loop.run_in_executor(None, main, [*argv, "--time-field", "event"]) == 0
+    got = {Score.decode(line).session_id for line in out.read_bytes().splitlines()}
+    assert got == {s.session_id for s in sessions}

@@ -125,3 +125,24 @@ async def test_simulate_produces_raw_events_keyed_by_trace_id(
         got = by_trace[s.trace_id]
         assert [o["message"] for o in got] == [e.message for e in s.events]
         assert all(o["attrs"] == s.events[0].attrs for o in got)
+
+
+async def test_simulate_to_a_topic_starts_event_time_at_start_date_and_runs_at_speed(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
+) -> None:
+    await create_topic(topic_name, partitions=1)
+    argv = ["simulate", "--bootstrap", kafka_bootstrap, "--topic", topic_name]
+    argv += ["--sessions", "30", "--seed", "6", "--start-date", "2026-03-01"]
+    argv += ["--rate", "3000", "--speed", "600"]
+    assert await asyncio.to_thread(main, argv) == 0
+
+    events = [LogEvent.decode(v) for _, _, v in await _read_all(kafka_bootstrap, topic_name, 1)]
+    start_ms = 1_772_323_200_000  # 2026-03-01T00:00:00Z
+    first = min(e.ts for e in events)
+    assert start_ms <= first < start_ms + 60_000  # not now: the date asked for
+    # 600x the wall clock at 3000 events/s: sessions start about 3 s apart in event time
+    starts = sorted(
+        min(e.ts for e in events if e.session_id == s) for s in {e.session_id for e in events}
+    )
+    mean_gap = (starts[-1] - starts[0]) / (len(starts) - 1)
+    assert 1_000 < mean_gap < 9_000

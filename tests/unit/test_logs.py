@@ -43,3 +43,25 @@ def test_debug_lets_library_debug_through_and_reconfiguring_adds_no_handler(
     configure_logging("debug", json=True)
     logging.getLogger("aiokafka").debug("detail")
     assert [line["event"] for line in _lines(capsys.readouterr().err)] == ["detail"]
+
+
+def test_transformers_records_and_python_warnings_are_json_too(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    import trainer.model  # noqa: F401  (routes transformers' logs to the root logger)
+
+    configure_logging("info", json=True)
+    hf_logging.get_logger("transformers.modeling_utils").warning("Some weights were not used")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("deprecated knob", FutureWarning, stacklevel=1)
+    logging.captureWarnings(False)
+    err = capsys.readouterr().err
+    lines = [orjson.loads(line) for line in err.splitlines() if line.strip()]  # JSON only
+    assert lines[0]["event"] == "Some weights were not used"
+    assert lines[0]["logger"] == "transformers.modeling_utils"
+    assert lines[1]["logger"] == "py.warnings" and "deprecated knob" in str(lines[1]["event"])

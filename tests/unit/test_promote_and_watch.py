@@ -117,7 +117,11 @@ def test_rollback_and_models_commands(tmp_path: Path, capsys: pytest.CaptureFixt
     assert read_pointer(reg).version == "v1"
     main(["models", "--registry", str(reg)])
     listing = capsys.readouterr().out.splitlines()
-    assert [line.split()[:2] for line in listing[1:]] == [["*", "v1"], ["-", "v2"]]
+    # v2 was rolled back from: no longer where a rollback goes (v1 is the oldest)
+    assert [line.split()[:3] for line in listing[1:]] == [
+        ["*", "v1", "?..?"],
+        ["v2", "?..?", "rolled-back"],
+    ]
     # A registry with no pointer: one clear line, exit 2.
     assert main(["rollback", "--registry", str(tmp_path / "nowhere")]) == 2
     assert "no current model" in capsys.readouterr().err

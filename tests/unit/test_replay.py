@@ -11,6 +11,7 @@ import pytest
 
 from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError, DataError
+from schemas.events import LogEvent
 from schemas.runtime.settings import build_settings
 from schemas.runtime.settings_flags import settings_flags
 from schemas.scores import Score
@@ -234,9 +235,71 @@ def test_unreachable_out_topic_broker_is_one_line(
     monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: length_scorer())
     monkeypatch.setattr(replay_run, "read_bundle_templates", lambda p: None)
     events = tmp_path / "events.jsonl"
-    events.write_text("")
+    events.write_bytes(LogEvent(1000, "gw", "t1", "T1").encode() + b"\n")
     argv = ["replay", "--model", str(tmp_path), "--events", str(events)]
     assert main([*argv, "--out-topic", "t.replay", "--bootstrap", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("logad: error: Kafka at 127.0.0.1:1: ")
     assert "Unclosed" not in err
+
+
+def _fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainer.scoring import WindowScorer
+
+    monkeypatch.setattr(replay_run, "resolve_model", lambda p: p)
+    monkeypatch.setattr(WindowScorer, "from_bundle", lambda *a, **k: length_scorer())
+    monkeypatch.setattr(replay_run, "read_bundle_templates", lambda p: None)
+
+
+def test_an_events_replay_by_event_time_and_of_nothing_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+
+    _fake_model(monkeypatch)
+    events = tmp_path / "events.jsonl"
+    lines = [LogEvent(ts, "gw", f"s{ts}", "T1").encode() for ts in (1000, 2000, 3000)]
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "scores.jsonl"
+    argv = ["replay", "--model", str(tmp_path), "--events", str(events), "--out", str(out)]
+    assert main([*argv, "--from-time", "1500", "--to-time", "3000"]) == 0
+    assert [Score.decode(x).session_id for x in out.read_bytes().splitlines()] == ["s2000"]
+    capsys.readouterr()
+    assert main([*argv, "--from-time", "5000", "--to-time", "6000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("logad: error: replay read 0 usable events from ")
+    assert "event time in [5000, 6000)" in err[-1]
+    assert main([*argv, "--time-field", "broker", "--from-time", "1", "--to-time", "2"]) == 2
+    assert "needs --topic" in capsys.readouterr().err
+
+
+def test_a_daily_file_given_as_events_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import main
+
+    _fake_model(monkeypatch)
+    daily = tmp_path / "preprocessed_logs_2026-01-01.jsonl"
+    write_sessions(daily, [Session(f"s{i}", ("a", "b"), 1000, 2000) for i in range(50)])
+    argv = ["replay", "--model", str(tmp_path), "--events", str(daily)]
+    assert main([*argv, "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "session lines (a daily file)" in err[-1] and "--days-dir" in err[-1]
+    assert not [line for line in err if "undecodable" in line]  # no warning per line
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_undecodable_events_warn_ten_times_then_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from structlog.testing import capture_logs
+
+    from stream.jobs.replay import event_items
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"x": 1}\n' * 30)
+    with capture_logs() as logs:
+        assert list(event_items(bad)) == []
+    events = [e["event"] for e in logs]
+    assert events.count("replay_event_undecodable") == 10
+    assert events[-1] == "replay_events_undecodable" and logs[-1]["lines"] == 30

@@ -208,3 +208,24 @@ def test_with_a_bundle_key_the_promoted_candidate_is_signed(
     outcome = run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))
     assert outcome.decision.promote and read_pointer(registry).version == "v2"
     assert verify_bundle(registry / "v2", key).version == "v2"
+
+
+def test_a_warm_start_gives_train_its_bundles_preset_not_the_default(tmp_path: Path) -> None:
+    from schemas.bundle import BUNDLE_FILES, write_manifest
+
+    warm = tmp_path / "v1"
+    warm.mkdir()
+    for name in BUNDLE_FILES:
+        (warm / name).write_bytes(name.encode())
+    write_manifest(warm, "v1", None, None, preset="tiny")
+    s = RetrainSettings(archive_dir=tmp_path, registry=tmp_path)
+    assert train_flags(s, tmp_path / "run", warm)["preset"] == "tiny"  # no "ignored" warning
+    assert train_flags(s, tmp_path / "run")["preset"] == "base"  # from scratch: the setting
+
+
+def test_labels_without_an_anomaly_give_no_f1_to_compare() -> None:
+    f = figures("v", 1.0, [0.5, 2.0], [0, 0], [None, None])
+    assert f.labelled and f.f1 is None and f.false_alert_rate == 0.5
+    d = decide(f, f, 0.0)
+    assert d.promote and "F1 not compared: no anomalous window labelled" in d.reason
+    assert [c.passed for c in d.criteria] == [True, None]

@@ -28,7 +28,8 @@ class DailySettings:
     sessions_per_day: int = 2_000
     """Sessions in each daily file."""
     start_date: str | None = None
-    """First day, YYYY-MM-DD (default: DAYS days before today)."""
+    """First day, YYYY-MM-DD (default: DAYS days before today). On a topic too: event
+    times start at its midnight UTC (default: now)."""
 
     def __post_init__(self) -> None:
         for name in ("days", "sessions_per_day"):
@@ -62,20 +63,27 @@ class LiveSettings:
     malformed: int = 0
     """Malformed messages to mix in, for dead-letter tests."""
     session_interval_ms: float | None = None
-    """Mean event-time gap between session starts (default: 15000/RATE, or 10 when RATE
-    is 0)."""
+    """Mean event-time gap between session starts (default: 15000*SPEED/RATE, or 10 when
+    RATE is 0)."""
+    speed: float = 1.0
+    """With RATE: event time passes SPEED times as fast as the wall clock (60: an hour of
+    traffic a minute)."""
 
     def __post_init__(self) -> None:
         for name in ("sessions", "malformed", "rate"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if self.speed <= 0:
+            raise ValueError(f"speed must be > 0, got {self.speed}")
         if self.session_interval_ms is not None and self.session_interval_ms < 0:
             raise ValueError("session_interval_ms must be >= 0")
 
     def interval_ms(self) -> float:
         if self.session_interval_ms is not None:
             return self.session_interval_ms
-        return MEAN_EVENTS_PER_SESSION * 1000 / self.rate if self.rate > 0 else 10.0
+        if self.rate > 0:
+            return MEAN_EVENTS_PER_SESSION * 1000 * self.speed / self.rate
+        return 10.0
 
 
 @dataclass(frozen=True)
