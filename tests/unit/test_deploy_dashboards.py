@@ -10,6 +10,7 @@ import pytest
 from stream.serve.metrics import ServeMetrics
 from tests.promql_names import (
     PROMETHEUS_BUILTINS,
+    REPO,
     dashboard_exprs,
     dashboard_panels,
     deploy_references,
@@ -157,3 +158,11 @@ def test_every_deploy_reference_is_a_metric_serve_defines() -> None:
     assert unknown_metrics(refs, exposed) == set()
     assert {"logad-dashboard.json", "logad-rules.yml"} == set().union(*refs.values())
     assert set(rule_exprs(load_rules()))
+
+
+def test_operations_doc_lists_every_serve_metric() -> None:
+    doc = (REPO / "docs" / "operations.md").read_text()
+    listed = set(re.findall(r"`(logad_\w+)", doc))
+    for family in ServeMetrics().registry.collect():
+        name = family.name + "_total" if family.type == "counter" else family.name
+        assert name in listed, f"{name} is missing from docs/operations.md's metric table"
