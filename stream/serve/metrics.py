@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -45,6 +45,10 @@ class Health:
 
     def ready(self) -> bool:
         return self.assigned > 0 and self.model_loaded
+
+    def tick_age(self) -> float:
+        """Seconds since the consume loop last ticked (/healthz fails past `stale_s`)."""
+        return max(0.0, self.clock() - self.last_tick)
 
 
 class ServeMetrics:
@@ -91,6 +95,31 @@ class ServeMetrics:
         self.model_version = Gauge(
             "logad_model_info", "1 for the model version now serving", ["version"], registry=r
         )
+        self.model_loaded = Gauge(
+            "logad_model_loaded", "1 once a model is loaded and serving", registry=r
+        )
+        self.model_loaded.set_function(lambda: float(self.health.model_loaded))
+        self.window_score = Histogram(
+            "logad_window_score",
+            "Score of each window scored (higher is more anomalous)",
+            buckets=(0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128),
+            registry=r,
+        )
+        self.threshold = Gauge(
+            "logad_threshold", "Alert threshold of the model that scored last", registry=r
+        )
+        # Read at scrape time: a stuck consume loop cannot update a gauge itself, and the
+        # scrape runs in the server's own thread.
+        self.tick_age = Gauge(
+            "logad_last_tick_age_seconds",
+            "Seconds since the consume loop last ticked (/healthz is 503 past health_stale_s)",
+            registry=r,
+        )
+        self.tick_age.set_function(self.health.tick_age)
+        self.ready = Gauge(
+            "logad_ready", "1 while /readyz answers 200 (partitions and a model)", registry=r
+        )
+        self.ready.set_function(lambda: float(self.health.ready()))
         self.model_switches = Counter("logad_model_switches", "Hot reloads done", registry=r)
         self.model_refused = Counter(
             "logad_model_refused", "Bundles refused on reload (load or verify failed)", registry=r
@@ -108,6 +137,12 @@ class ServeMetrics:
         """Read the raw-event counts at each scrape (the consume loop only counts)."""
         self.templates_new.set_function(new)
         self.raw_over_cap.set_function(over_cap)
+
+    def observe_scores(self, scores: Iterable[tuple[float, float]]) -> None:
+        """Each scored window's (score, threshold)."""
+        for score, threshold in scores:
+            self.window_score.observe(score)
+            self.threshold.set(threshold)
 
     def set_model(self, version: str) -> None:
         self.model_version.clear()

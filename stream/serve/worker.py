@@ -248,6 +248,7 @@ class ScoringWorker:
             self._acks.track(futures, lambda: self._done(batch.windows, n_alerts))
         self._metrics.batch_windows.observe(len(batch.windows))
         self._metrics.batch_latency.observe(latency)
+        self._metrics.observe_scores((s.score, s.threshold) for s in scores)
         log.info(
             "batch_scored",
             windows=len(batch.windows),

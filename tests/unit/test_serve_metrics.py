@@ -55,3 +55,28 @@ def test_endpoint_serves_metrics_health_and_readiness() -> None:
         assert get(server.port, "/nope")[0] == 404
     finally:
         server.stop()
+
+
+def test_scores_health_and_model_gauges_read_at_scrape_time() -> None:
+    now = [1000.0]
+    m = ServeMetrics(stale_s=30.0)
+    m.health.clock = lambda: now[0]
+    m.health.last_tick = 1000.0
+    text = m.render().decode()
+    assert "logad_model_loaded 0.0" in text
+    assert "logad_ready 0.0" in text
+    assert "logad_last_tick_age_seconds 0.0" in text
+    assert "logad_window_score_count 0.0" in text
+    now[0] = 1042.5  # a stuck loop ticks no more; the scrape still sees its age
+    m.set_model("v1")
+    m.health.assigned = 1
+    m.observe_scores([(0.3, 4.0), (5.0, 4.0), (200.0, 4.0)])
+    text = m.render().decode()
+    assert "logad_last_tick_age_seconds 42.5" in text
+    assert "logad_model_loaded 1.0" in text
+    assert "logad_ready 1.0" in text
+    assert "logad_threshold 4.0" in text
+    assert "logad_window_score_count 3.0" in text
+    assert 'logad_window_score_bucket{le="0.5"} 1.0' in text
+    assert 'logad_window_score_bucket{le="8.0"} 2.0' in text
+    assert 'logad_window_score_bucket{le="+Inf"} 3.0' in text
