@@ -148,18 +148,22 @@ def promote_by_hand(
         )
     pointer = promote_bundle(bundle, registry, move=move, key=key, reason=reason)
     if reason:
-        now = datetime.now(UTC)
-        record = {
-            "time": now.isoformat(timespec="seconds"),
-            "action": "promoted",
-            "by_hand": True,
-            "version": pointer.version,
-            "previous": pointer.previous,
-            "reason": reason,
-            "overrides_refusal": refused is not None,
-        }
-        write_decision(registry, now, record)
+        _by_hand(
+            registry,
+            "promoted",
+            version=pointer.version,
+            previous=pointer.previous,
+            reason=reason,
+            overrides_refusal=refused is not None,
+        )
     return pointer
+
+
+def _by_hand(registry: Path, action: str, **fields: object) -> None:
+    """Record an operator's move of `current` as a decision."""
+    now = datetime.now(UTC)
+    record = {"time": now.isoformat(timespec="seconds"), "action": action, "by_hand": True}
+    write_decision(registry, now, {**record, **fields})
 
 
 def roll_back(
@@ -171,16 +175,8 @@ def roll_back(
     before = read_pointer(registry).version
     pointer = rollback(registry, key, to=to, reason=reason)
     if pointer.version != before:
-        now = datetime.now(UTC)
-        record = {
-            "time": now.isoformat(timespec="seconds"),
-            "action": "rolled_back",
-            "by_hand": True,
-            "version": pointer.version,
-            "from": before,
-            "reason": reason,
-        }
-        write_decision(registry, now, record)
+        fields = {"version": pointer.version, "from": before, "reason": reason}
+        _by_hand(registry, "rolled_back", **fields)
     log.info("model_rolled_back", registry=str(registry), version=pointer.version, was=before)
     return pointer, before
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import re
 import time
 import uuid
@@ -132,3 +133,13 @@ def serve_topics(topic_name: str, create_topic: CreateTopic) -> MakeTopics:
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_bundle(tmp_path_factory.getbasetemp() / "serve-tiny")
+
+
+@pytest.fixture
+def _restore_logging() -> Iterator[None]:
+    """Put the root logger's handlers and level back after a test that configured logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

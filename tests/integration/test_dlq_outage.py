@@ -6,9 +6,7 @@ record again the dead letter lands and every valid session is scored."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +34,6 @@ from stream.serve.app import serve
 from tests.fakes import FakeScorer
 
 pytestmark = pytest.mark.fault
-
-
-@pytest.fixture
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _sessions(prefix: str, n: int, base_ms: int) -> list[tuple[bytes, bytes]]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,15 +222,6 @@ async def test_serve_round_trips_through_sasl_ssl(
         scores = await _scored(kafka, topics.scores, {s.session_id for s in sessions})
     assert {s.session_id for s in scores} == {s.session_id for s in sessions}
     assert sum(s.n_events for s in scores) == sum(len(s.events) for s in sessions)
-
-
-@pytest.fixture
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("_restore_logging")
