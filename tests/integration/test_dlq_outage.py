@@ -136,3 +136,36 @@ async def test_an_unreachable_dlq_pauses_the_partition_and_loses_nothing(
     assert fault_counts.produced == fault_counts.scored == len(ids), "nothing skipped or lost"
     committed, end = await committed_and_end(kafka_bootstrap, topics.group, topics.input, 1)
     assert committed == end
+
+
+async def test_exactly_once_never_commits_past_a_dead_letter_the_dlq_refused(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic, tmp_path: Path
+) -> None:
+    # aiokafka commits a transaction even when the broker refused one of its records: the
+    # dead letter would vanish while the commit moved past it. The transaction must fail.
+    topics = Topics.for_test(topic_name)
+    for t in (topics.input, topics.scores, topics.alerts):
+        await create_topic(t, 1)
+    await create_topic(topics.dlq, 1, {"max.message.bytes": "16"})
+    bundle = tmp_path / "fake-bundle"
+    bundle.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.json", "calibration.json"):
+        (bundle / name).write_bytes(b"{}")
+    write_manifest(bundle, "fake", None, None, preset="tiny")
+    head = _sessions("head", 10, int(time.time() * 1000) - 60_000)
+    await produce(kafka_bootstrap, topics.input, [*head, (b"poison", b"{not json")])
+    settings = settings_for(kafka_bootstrap, topics, bundle, reload_check_s=0, exactly_once=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(settings, stop, lambda _b: FakeScorer("fake")))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=60)
+        assert done, "serve did not stop at the failed transaction"
+        assert isinstance(task.exception(), Exception)
+    finally:
+        stop.set()
+        if not task.done():
+            await asyncio.wait_for(task, 30)
+    committed, _ = await committed_and_end(kafka_bootstrap, topics.group, topics.input, 1)
+    assert (committed[0] or 0) <= len(head), "no commit past the poison record"
+    visible = await read_topic(kafka_bootstrap, topics.scores, bool, 3, "read_committed")
+    assert not visible, "no result of the aborted transaction is visible"
