@@ -9,7 +9,10 @@ next line never glues onto it). Files are fsynced when they are rotated out and 
 
 A day is complete once the stream's watermark has passed its end plus a grace: then a
 `.done` marker is written beside it, and the nightly trainer (which reads complete days only)
-may use it. `ArchiveTap` is how `logad serve` drives it.
+may use it. A complete day is never appended to: a window that ends on it and is scored
+later (a straggler past the grace, a partition that lagged) goes to `DIR/late/`, a daily
+file of the same name and format that the trainer does not read. `ArchiveTap` is how
+`logad serve` drives it.
 
 With raw events, the lines hold the template ids serve mined, and serve's template set goes
 to `DIR/templates.json` (atomically) before any day is marked complete, and at shutdown: a
@@ -36,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 DAY_MS = 86_400_000
 TEMPLATES_FILE = "templates.json"
+LATE_DIR = "late"
 _EPOCH = date(1970, 1, 1)
 
 
@@ -117,6 +121,9 @@ class DailyArchive:
         self.templates = templates
         self.dir.mkdir(parents=True, exist_ok=True)
         self._fds: dict[date, int] = {}
+        self._late_fds: dict[date, int] = {}
+        self._done: set[date] = set()
+        """Days known complete (a marker is never removed)."""
         self._newest: date | None = None
 
     def path_for(self, day: date) -> Path:
@@ -131,20 +138,33 @@ class DailyArchive:
         for window, score in scored:
             by_day.setdefault(utc_day(window.last_ts), []).append(session_line(window, score))
         for day, lines in sorted(by_day.items()):
-            fd = self._fd(day)
+            fd = self._late_fd(day) if self._is_done(day) else self._fd(day)
             data = b"".join(lines)
             written = os.write(fd, data)
             while written < len(data):  # a short write on a regular file: finish it
                 written += os.write(fd, data[written:])
+
+    def _is_done(self, day: date) -> bool:
+        if day not in self._done and self._done_path(day).exists():
+            self._done.add(day)
+        return day in self._done
+
+    def _late_fd(self, day: date) -> int:
+        fd = self._late_fds.get(day)
+        if fd is None:
+            path = self.dir / LATE_DIR / daily_file_name(day)
+            path.parent.mkdir(exist_ok=True)
+            # The watermark said the day was over: the trainer may have read it already.
+            log.warning("archive_late_window", day=day.isoformat(), path=str(path))
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._late_fds[day] = fd
+        return fd
 
     def _fd(self, day: date) -> int:
         fd = self._fds.get(day)
         if fd is not None:
             return fd
         path = self.path_for(day)
-        if path.with_name(path.name + DONE_SUFFIX).exists():
-            # The watermark said the day was over; a straggler lands after the marker.
-            log.warning("archive_append_after_done", day=day.isoformat(), path=str(path))
         if path.exists():
             cut = cut_torn_tail(path)
             if cut:
@@ -182,6 +202,7 @@ class DailyArchive:
             if day in self._fds:
                 self._close_day(day)  # fsync before the marker says it is whole
             done.write_bytes(b"")
+            self._done.add(day)
             marked.append(day)
             log.info("archive_day_complete", day=day.isoformat(), watermark_ms=watermark_ms)
         return marked
@@ -199,6 +220,12 @@ class DailyArchive:
     def close(self) -> None:
         for day in list(self._fds):
             self._close_day(day)
+        for fd in self._late_fds.values():
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._late_fds.clear()
         self.write_templates()
 
     def __enter__(self) -> DailyArchive:

@@ -154,3 +154,25 @@ def test_tap_close_leaves_days_unmarked_while_windows_are_unwritten(tmp_path: Pa
     assert [
         x.session_id for x in read_sessions(tmp_path / "preprocessed_logs_2026-01-01.jsonl")
     ] == ["a"]
+
+
+def test_a_complete_day_is_never_appended_to_late_windows_go_to_late(tmp_path: Path) -> None:
+    a = DailyArchive(tmp_path)
+    a.append(*_scored("s1", D1 + 5))
+    assert a.mark_complete(D1 + DAY_MS) == [date(2026, 1, 1)]
+    day = tmp_path / "preprocessed_logs_2026-01-01.jsonl"
+    before = day.read_bytes()
+    a.append_many([_scored("late1", D1 + 7), _scored("s2", D1 + DAY_MS + 1)])
+    a.append(*_scored("late2", D1 + 9))
+    a.close()
+    assert day.read_bytes() == before
+    late = tmp_path / "late" / "preprocessed_logs_2026-01-01.jsonl"
+    assert [s.session_id for s in read_sessions(late)] == ["late1", "late2"]
+    # The trainer's reading of the archive: the complete day as it was marked.
+    (complete,) = find_daily_files([tmp_path], complete_only=True)
+    assert [s.session_id for s in read_sessions(complete.path)] == ["s1"]
+    # A new archive on the same directory (a restart) knows the day is complete too.
+    with DailyArchive(tmp_path) as again:
+        again.append(*_scored("late3", D1 + 11))
+    assert day.read_bytes() == before
+    assert [s.session_id for s in read_sessions(late)] == ["late1", "late2", "late3"]
