@@ -129,7 +129,9 @@ def run(args: argparse.Namespace, settings: TrainSettings) -> int:
     if outcome.manifest is not None:
         m = outcome.manifest
         out(f"bundle {m.version} written to {args.out}")
-        out(f"  val loss {m.metrics.get('val_loss')}, steps {m.metrics.get('steps')}")
+        loss = m.metrics.get("val_loss")
+        shown = f"{loss:.4f}" if isinstance(loss, int | float) else loss
+        out(f"  val loss {shown}, steps {m.metrics.get('steps')}")
         out(f"  run directory (checkpoints, metrics.jsonl, loss.png): {outcome.run_dir}")
     return 0
 

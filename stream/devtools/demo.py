@@ -119,7 +119,8 @@ def format_alert(alert: Alert, templates: Mapping[str, str] | None = None) -> st
         f"ALERT session={alert.session_id} score={alert.score:.2f} "
         f"threshold={alert.threshold:.2f} events={alert.n_events} model={alert.model_version}"
     ]
-    for s in alert.surprising[:3]:
+    # The three most surprising, shown in the order they happened.
+    for s in sorted(alert.surprising[:3], key=lambda s: s.position):
         expected = ", ".join(f"{name(e.event_id)} ({e.prob:.0%})" for e in s.expected)
         if names:  # templates are long: what was expected goes on a line of its own
             lines.append(f"    #{s.position} {name(s.event_id)}  nll={s.nll:.1f}")

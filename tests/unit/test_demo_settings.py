@@ -135,3 +135,17 @@ def test_alerts_show_the_templates_of_their_events() -> None:
     assert 'T9 "Query on <*> timed out after <*>"  nll=9.5' in text
     assert 'expected: T3 "Committed transaction" (60%)' in text
     assert "#2 T9  nll=9.5  expected: T3 (60%)" in format_alert(alert)
+
+
+def test_an_alerts_events_are_listed_in_the_order_they_happened() -> None:
+    surprising = tuple(
+        SurprisingEvent(pos, f"T{pos}", nll, (Expected("T0", 0.5),))
+        for pos, nll in ((7, 9.0), (2, 8.0), (11, 7.0), (1, 1.0))
+    )
+    alert = Alert(
+        window_id="w", session_id="s", window_index=0, model_version="v1", score=9.0,
+        threshold=4.0, anomalous=True, n_events=12, first_ts=0, last_ts=1, scored_at=2,
+        surprising=surprising, late=False, label=None, events=tuple(f"T{i}" for i in range(12)),
+    )  # fmt: skip
+    shown = [line.split()[0] for line in format_alert(alert).splitlines()[1:]]
+    assert shown == ["#2", "#7", "#11"]  # the three most surprising, by position
