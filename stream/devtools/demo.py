@@ -41,7 +41,7 @@ from schemas.runtime.settings import only
 from schemas.scores import Alert, Score
 from schemas.templates import read_templates
 from stream.devtools import broker
-from stream.devtools.simulate.outputs import produce, write_days
+from stream.devtools.simulate.outputs import anomaly_kinds, produce, write_days
 from stream.devtools.simulate.settings import DailySettings, LiveSettings, TrafficSettings
 from trainer.settings import TrainSettings
 
@@ -88,6 +88,22 @@ class Tally:
 
     labels: dict[str, int]
     flagged: set[str]
+    kinds: dict[str, str] = field(default_factory=dict)
+    """Anomalous session -> the kind of anomaly injected into it."""
+
+    def by_kind(self) -> str:
+        """Recall per kind of anomaly, and false alerts per 1,000 normal sessions."""
+        caught: dict[str, list[int]] = {}
+        for sid, kind in sorted(self.kinds.items(), key=lambda kv: kv[1]):
+            if sid in self.labels:
+                hit = caught.setdefault(kind, [0, 0])
+                hit[0] += sid in self.flagged
+                hit[1] += 1
+        normal = [sid for sid, y in self.labels.items() if y == 0]
+        false = sum(sid in self.flagged for sid in normal)
+        per_kind = ", ".join(f"{k} {c}/{n}" for k, (c, n) in caught.items())
+        rate = 1000 * false / len(normal) if normal else 0.0
+        return f"recall by kind: {per_kind}; false alerts per 1,000 normal sessions: {rate:.1f}"
 
     def precision_recall(self) -> tuple[float, float, int, int, int]:
         pos = {s for s, y in self.labels.items() if y == 1}
@@ -227,7 +243,9 @@ async def _live(
         malformed=3,
     )
     traffic = dataclasses.replace(s.traffic, seed=s.traffic.seed + 1000)
-    await produce(live, traffic, int(time.time() * 1000))
+    start_ms = int(time.time() * 1000)
+    tally.kinds = anomaly_kinds(live, traffic, start_ms)
+    await produce(live, traffic, start_ms)
     try:
         await asyncio.wait_for(done.wait(), timeout=s.timeout_s)
     except TimeoutError:
@@ -361,6 +379,7 @@ def run_demo(s: DemoSettings) -> int:
             f"precision={p:.3f} recall={r:.3f} (tp={tp} fp={fp} fn={fn}) "
             f"elapsed={time.monotonic() - t0:.0f}s"
         )
+        out(f"        {tally.by_kind()}")
         return 0 if len(tally.labels) >= s.live_sessions else 1
     finally:
         if serve_proc is not None and serve_proc.poll() is None:

@@ -12,7 +12,7 @@ from schemas.daily_files import read_sessions
 from schemas.scores import Alert, Expected, SurprisingEvent
 from schemas.templates import read_templates
 from stream.cli import build_parser, main
-from stream.devtools.demo import DemoSettings, format_alert, prepare_model, train_argv
+from stream.devtools.demo import DemoSettings, Tally, format_alert, prepare_model, train_argv
 
 
 def _settings(*argv: str) -> DemoSettings:
@@ -149,3 +149,26 @@ def test_an_alerts_events_are_listed_in_the_order_they_happened() -> None:
     )  # fmt: skip
     shown = [line.split()[0] for line in format_alert(alert).splitlines()[1:]]
     assert shown == ["#2", "#7", "#11"]  # the three most surprising, by position
+
+
+def test_the_summary_gives_recall_per_kind_and_false_alerts_per_1000() -> None:
+    labels = {f"n{i}": 0 for i in range(500)} | {"a1": 1, "a2": 1, "b1": 1}
+    tally = Tally(labels, {"a1", "b1", "n3"}, {"a1": "db_timeout", "a2": "db_timeout", "b1": "x"})
+    assert tally.by_kind() == (
+        "recall by kind: db_timeout 1/2, x 1/1; false alerts per 1,000 normal sessions: 2.0"
+    )
+
+
+def test_the_kinds_the_demo_tallies_are_the_ones_it_streams() -> None:
+    from collections import Counter
+
+    from stream.devtools.simulate.outputs import anomaly_kinds, messages
+    from stream.devtools.simulate.settings import LiveSettings, TrafficSettings
+
+    live = LiveSettings(bootstrap="x:1", topic="t", sessions=400, rate=0.0)
+    traffic = TrafficSettings(anomaly_rate=0.1, seed=3, raw=True)
+    streamed: Counter[str] = Counter()
+    keys = {k.decode() for k, _v in messages(live, traffic, 1_000_000, streamed)}
+    kinds = anomaly_kinds(live, traffic, 1_000_000)
+    assert Counter(kinds.values()) == streamed and sum(streamed.values()) > 10
+    assert set(kinds) <= keys  # the anomalous sessions' keys, as scores name them

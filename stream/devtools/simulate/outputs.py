@@ -111,19 +111,36 @@ def _kinds(kinds: Counter[str]) -> str:
     return f"{sum(kinds.values())} anomalous ({parts})"
 
 
+def live_sessions(
+    live: LiveSettings, traffic: TrafficSettings, start_ms: int
+) -> Iterator[SimSession]:
+    """The sessions `messages` streams, in the order generated (the same every time)."""
+    rng = random.Random(traffic.seed)
+    yield from generate_sessions(
+        rng, live.sessions, start_ms, live.interval_ms(), traffic.anomaly_rate
+    )
+
+
+def anomaly_kinds(live: LiveSettings, traffic: TrafficSettings, start_ms: int) -> dict[str, str]:
+    """Session id as the scores name it (the trace id, for raw traffic) -> anomaly kind, for
+    every anomalous session `messages` streams."""
+    return {
+        s.trace_id if traffic.raw else s.session_id: s.anomaly
+        for s in live_sessions(live, traffic, start_ms)
+        if s.anomaly
+    }
+
+
 def messages(
     live: LiveSettings, traffic: TrafficSettings, start_ms: int, kinds: Counter[str]
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs in event-time order, malformed ones mixed in at random places;
     `kinds` counts the anomalies by kind as they go. Raw traffic's events are raw events
     keyed by trace id, the others LogEvents keyed by session id."""
-    rng = random.Random(traffic.seed)
     raw = traffic.raw
 
     def counted() -> Iterator[SimSession]:
-        for s in generate_sessions(
-            rng, live.sessions, start_ms, live.interval_ms(), traffic.anomaly_rate
-        ):
+        for s in live_sessions(live, traffic, start_ms):
             if s.anomaly:
                 kinds[s.anomaly] += 1
             yield s
