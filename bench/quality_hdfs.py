@@ -44,6 +44,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
+from bench.hdfs_args import add_device_args, hdfs_parser  # noqa: E402
 from bench.machine import report_header, shown_path, write_result  # noqa: E402
 from bench.strategies import (  # noqa: E402
     ABLATION,
@@ -83,7 +84,6 @@ from trainer.model import device_for, load_model  # noqa: E402
 from trainer.recalibrate import validation_slice, write_recalibrated_bundle  # noqa: E402
 from trainer.token_cache import TokenCache  # noqa: E402
 
-DATA = ROOT / "data" / "hdfs"
 POPULATION = Population(normals=552_640, abnormals=16_838)
 ANCHORS = {
     "DeepLog (paper)": 0.96,
@@ -367,21 +367,11 @@ def bool_flag(text: str) -> bool:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument(
-        "--data", type=Path, default=DATA, help="HDFS data directory (default: %(default)s)"
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=ROOT / "bench" / "out" / "hdfs",
-        help="work directory (default: %(default)s)",
-    )
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=ROOT / "bench" / "results" / "quality_hdfs.json",
-        help="results JSON (default: %(default)s)",
+    p = hdfs_parser(
+        __doc__,
+        work=ROOT / "bench" / "out" / "hdfs",
+        results=ROOT / "bench" / "results" / "quality_hdfs.json",
+        results_help="default: %(default)s",
     )
     p.add_argument("--preset", default="tiny", help="model preset (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=60, help="training epochs (default: %(default)s)")
@@ -426,16 +416,7 @@ def parser() -> argparse.ArgumentParser:
         help="train with the last layer at the masked positions only (the trainer's "
         "prune_last_layer; default: true)",
     )
-    p.add_argument(
-        "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda", "auto"],
-        help="where the MLM trains and scores; the README's figures are CPU's "
-        "(default: %(default)s)",
-    )
+    add_device_args(p, "where the MLM trains and scores; the README's figures are CPU's")
     p.add_argument(
         "--max-batch-tokens",
         type=int,

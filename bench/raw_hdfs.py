@@ -66,6 +66,7 @@ if str(ROOT) not in sys.path:
 
 import orjson  # noqa: E402
 
+from bench.hdfs_args import add_device_args, hdfs_parser  # noqa: E402
 from bench.machine import report_header, shown_path, write_result  # noqa: E402
 from schemas.daily_files import daily_file_name, read_sessions, write_sessions  # noqa: E402
 from schemas.errors import DataError  # noqa: E402
@@ -75,7 +76,6 @@ from schemas.vocab import Vocab  # noqa: E402
 from trainer.mining import DEFAULT_PARAMS, TemplateMiner  # noqa: E402
 from trainer.mining.accuracy import grouping_accuracy  # noqa: E402
 
-DATA = ROOT / "data" / "hdfs"
 GIVEN_EVENT_IDS = 33
 """E1..E33 (data/hdfs/templates.csv)."""
 SPLIT_SALT = b"logad-bench-raw-hdfs:"
@@ -405,21 +405,11 @@ def same_tokens(a: Sequence[Session], b: Sequence[Session], va: Vocab, vb: Vocab
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument(
-        "--data", type=Path, default=DATA, help="HDFS data directory (default: %(default)s)"
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=ROOT / "bench" / "out" / "raw_hdfs",
-        help="work directory (default: %(default)s)",
-    )
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="results JSON (default: bench/results/raw_hdfs.json)",
+    p = hdfs_parser(
+        __doc__,
+        work=ROOT / "bench" / "out" / "raw_hdfs",
+        results=None,
+        results_help="default: bench/results/raw_hdfs.json",
     )
     p.add_argument(
         "--epochs", type=int, default=None, help="training epochs (default: quality_hdfs's)"
@@ -431,15 +421,7 @@ def parser() -> argparse.ArgumentParser:
         help="the trainer's validation slice (default: quality_hdfs's)",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
-    p.add_argument(
-        "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda", "auto"],
-        help="where the models train and score (default: %(default)s)",
-    )
+    add_device_args(p, "where the models train and score")
     return p
 
 

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
 
+from bench.hdfs_args import DATA, add_device_args, hdfs_parser  # noqa: E402
 from bench.machine import report_header, shown_path, write_result  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
 from schemas.runtime.logs import configure_logging  # noqa: E402
@@ -43,7 +44,6 @@ from trainer.evaluate import read_event_lists, run_windows  # noqa: E402
 from trainer.metrics import Detection, Population, detection  # noqa: E402
 from trainer.scoring.scorer import WindowScorer  # noqa: E402
 
-DATA = ROOT / "data" / "hdfs"
 POPULATION = Population(normals=552_640, abnormals=16_838)
 HOUR_MS = 3_600_000
 # The longest silence inside one dev block is 12.9 h and the longest block spans 14.9 h
@@ -135,7 +135,12 @@ def replay(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = hdfs_parser(
+        __doc__,
+        work=None,
+        results=None,
+        results_help="default: bench/results/replay_hdfs.json, -<device> off CPU",
+    )
     p.add_argument(
         "--model",
         type=Path,
@@ -148,15 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=DATA / "dev_events.jsonl.gz",
         help="event stream (default: %(default)s)",
     )
-    p.add_argument(
-        "--data", type=Path, default=DATA, help="HDFS data directory (default: %(default)s)"
-    )
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=None,
-        help="results JSON (default: bench/results/replay_hdfs.json, -<device> off CPU)",
-    )
     p.add_argument("--gap-ms", type=int, default=GAP_MS, help="session gap (default: %(default)s)")
     p.add_argument(
         "--max-duration-ms",
@@ -164,15 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=MAX_DURATION_MS,
         help="longest window span (default: %(default)s)",
     )
-    p.add_argument(
-        "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda", "auto"],
-        help="scoring device for both paths; the README's figures are CPU's (default: %(default)s)",
-    )
+    add_device_args(p, "scoring device for both paths; the README's figures are CPU's")
     a = p.parse_args(argv)
     configure_logging("warning", None)
     torch.set_num_threads(a.threads)

@@ -71,9 +71,9 @@ from typing import Any
 
 import orjson
 
+from bench.hdfs_args import DATA
 from bench.machine import report_header, shown_path, write_result
 from bench.raw_hdfs import (
-    DATA,
     UNMATCHED,
     Line,
     epoch_ms,
