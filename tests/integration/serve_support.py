@@ -182,13 +182,30 @@ def scores_of(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[Score]:
 
 
 def covers(session_ids: set[str]) -> Callable[[list[ConsumerRecord[bytes, bytes]]], bool]:
-    """`until` for read_topic: every session id has at least one score."""
+    """`until` for read_topic: every session id has at least one score. Each record is read
+    once, so a topic of many scores is not re-decoded on every poll."""
+    seen: set[str] = set()
+    read = 0
 
     def done(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
-        seen = {orjson.loads(r.value)["session_id"] for r in records}
+        nonlocal read
+        seen.update(orjson.loads(r.value)["session_id"] for r in records[read:])
+        read = len(records)
         return session_ids <= seen
 
     return done
+
+
+async def until_ready(port: int, timeout_s: float = 60.0) -> None:
+    """Wait for serve's /readyz on `port` to answer 200 (a process not yet listening too)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        with contextlib.suppress(OSError):  # refused until the process serves /readyz
+            if (await loop.run_in_executor(None, http_get, port, "/readyz"))[0] == 200:
+                return
+        assert loop.time() < deadline, "serve never became ready (no partitions assigned)"
+        await asyncio.sleep(0.2)
 
 
 async def committed_and_end(

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
-import orjson
 import pytest
-from aiokafka import ConsumerRecord
 from fault_report import FaultCounts
 from serve_support import (
     DAY_MS,
     MakeTopics,
     committed_and_end,
+    covers,
     produce,
     read_topic,
     scores_of,
@@ -33,20 +31,6 @@ MAX_OPEN = 50_000
 """Below SESSIONS: the open-session bound flushes most of the flood."""
 RSS_BOUND_MB = 1536
 """Peak RSS allowed to the serve process (torch and the tiny model included)."""
-
-
-def _all_of(ids: set[str]) -> Callable[[list[ConsumerRecord[bytes, bytes]]], bool]:
-    """`until` for read_topic that looks at each record once."""
-    seen: set[str] = set()
-    done = [0]
-
-    def until(records: list[ConsumerRecord[bytes, bytes]]) -> bool:
-        for r in records[done[0] :]:
-            seen.add(orjson.loads(r.value)["session_id"])
-        done[0] = len(records)
-        return ids <= seen
-
-    return until
 
 
 async def test_a_session_id_flood_scores_every_session_within_an_rss_bound(
@@ -70,7 +54,7 @@ async def test_a_session_id_flood_scores_every_session_within_an_rss_bound(
     serve = start_serve_process(settings, tmp_path, "serve")
     try:
         await produce(kafka_bootstrap, topics.input, msgs)
-        records = await read_topic(kafka_bootstrap, topics.scores, _all_of(set(ids)), 240)
+        records = await read_topic(kafka_bootstrap, topics.scores, covers(set(ids)), 240)
         assert serve.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
         fault_counts.serve_rss(serve.pid)
     finally:

@@ -8,7 +8,6 @@ rebalance) had read."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -24,7 +23,6 @@ from serve_support import (
     committed_and_end,
     covers,
     create_topics,
-    http_get,
     messages,
     produce,
     read_topic,
@@ -33,6 +31,7 @@ from serve_support import (
     settings_for,
     start_serve_process,
     traffic,
+    until_ready,
 )
 
 from schemas.scores import Score
@@ -44,17 +43,6 @@ PARTITIONS = 4
 CHUNKS = 24
 """The traffic goes out in this many chunks, one every CHUNK_S: live, not a backlog."""
 CHUNK_S = 0.75
-
-
-async def _until_ready(port: int, timeout_s: float = 90.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        with contextlib.suppress(OSError):  # refused until the process serves /readyz
-            if (await loop.run_in_executor(None, http_get, port, "/readyz"))[0] == 200:
-                return
-        assert loop.time() < deadline, "serve never became ready (no partitions assigned)"
-        await asyncio.sleep(0.2)
 
 
 async def _produce_live(bootstrap: str, topic: str, msgs: Sequence[tuple[bytes, bytes]]) -> None:
@@ -101,7 +89,7 @@ async def test_kill_9_in_a_group_of_two_rebalances_without_fragment_alerts(
     victim, survivor = procs
     try:
         for port in ports:
-            await _until_ready(port)
+            await until_ready(port, 90.0)
         producing = asyncio.create_task(_produce_live(kafka_bootstrap, topics.input, msgs))
         # Mid-stream: a third of the traffic out, and the victim has scored some of it.
         some = await read_topic(kafka_bootstrap, topics.scores, lambda r: len(r) >= 200, 120)

@@ -14,7 +14,6 @@ from serve_support import (
     MakeTopics,
     committed_and_end,
     covers,
-    http_get,
     messages,
     produce,
     read_topic,
@@ -24,18 +23,11 @@ from serve_support import (
     start_serve_process,
     traffic,
     until_counter,
+    until_ready,
     window_sizes,
 )
 
 from stream.devtools import broker
-
-
-async def _until_ready(port: int, timeout_s: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while (await loop.run_in_executor(None, http_get, port, "/readyz"))[0] != 200:
-        assert loop.time() < deadline, "serve never became ready (no partitions assigned)"
-        await asyncio.sleep(0.2)
 
 
 @pytest.mark.slow
@@ -121,8 +113,8 @@ async def test_group_member_leaving_mid_stream_loses_no_session(
 
     async with serving(settings_a) as a_task:
         async with serving(settings_b):
-            await _until_ready(port_a)
-            await _until_ready(port_b)
+            await until_ready(port_a)
+            await until_ready(port_b)
             await produce(kafka_bootstrap, topics.input, msgs[:cut])
             await until_counter(port_a, "logad_windows_scored_total", 1)
             await until_counter(port_b, "logad_windows_scored_total", 1)  # B took part
