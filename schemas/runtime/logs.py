@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import structlog
 
@@ -32,11 +33,15 @@ class _Stderr:
 class _StdlibHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler that renders libraries' stdlib log records (aiokafka, torch) like ours."""
 
-    def __init__(self) -> None:
-        super().__init__(_Stderr())  # type: ignore[arg-type]
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+
+
+_log_file: IO[str] | None = None
 
 
 _configured: tuple[str, bool] = ("info", False)
+_configured_file: Path | None = None
 _record_filters: list[logging.Filter] = []
 
 
@@ -65,14 +70,33 @@ def remove_record_filter(f: logging.Filter) -> None:
         h.removeFilter(f)
 
 
-def configure_logging(level: str = "info", json: bool | None = None) -> None:
+def _open_log_file(path: Path | None) -> Any:
+    """Where log lines go: stderr, or `path` appended to (line-buffered, JSON lines)."""
+    global _log_file
+    if _log_file is not None:
+        _log_file.close()
+        _log_file = None
+    if path is None:
+        return _Stderr()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _log_file = path.open("a", buffering=1, encoding="utf-8")
+    return _log_file
+
+
+def configure_logging(
+    level: str = "info", json: bool | None = None, file: Path | None = None
+) -> None:
     """Configure structlog once per process. `json=None` picks by whether stderr is a TTY.
+    With `file`, log lines (JSON) are appended to it instead of going to stderr, so a
+    terminal keeps only what the command prints and its progress bars.
 
     Libraries that log through the standard library (aiokafka, torch, transformers: see
     trainer/model.py) and Python warnings are rendered the same way, with a `logger` key, at
     WARNING and above (at DEBUG too when `level` is debug)."""
-    global _configured
-    use_json = (not sys.stderr.isatty()) if json is None else json
+    global _configured, _configured_file
+    _configured_file = file
+    use_json = True if file is not None else (not sys.stderr.isatty()) if json is None else json
+    sink = _open_log_file(file)
     _configured = (level, use_json)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
@@ -91,10 +115,10 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(ours),
-        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=sink),
         cache_logger_on_first_use=False,
     )
-    handler = _StdlibHandler()
+    handler = _StdlibHandler(sink)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[
@@ -126,6 +150,11 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
 def logging_settings() -> tuple[str, bool]:
     """The (level, json) last configured: a child process logs as its parent does."""
     return _configured
+
+
+def logging_file() -> Path | None:
+    """The log file last configured (None: stderr), for child processes to append to."""
+    return _configured_file
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

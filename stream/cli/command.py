@@ -26,8 +26,8 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_logging_flags(parser: argparse.ArgumentParser, *, inherited: bool = False) -> None:
-    """`--log-level` and `--log-json`. On a subcommand (`inherited`) they may come after
-    its name too; a flag not given there leaves the one given before it standing."""
+    """`--log-level`, `--log-json` and `--log-file`. On a subcommand (`inherited`) they may
+    come after its name too; a flag not given there leaves the one given before it standing."""
     group = parser.add_argument_group("logging")
     group.add_argument(
         "--log-level",
@@ -40,6 +40,14 @@ def add_logging_flags(parser: argparse.ArgumentParser, *, inherited: bool = Fals
         action=argparse.BooleanOptionalAction,
         default=argparse.SUPPRESS if inherited else None,
         help="JSON log lines (default: JSON unless stderr is a terminal)",
+    )
+    group.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        default=argparse.SUPPRESS if inherited else None,
+        help="append log lines (JSON) to FILE instead of stderr; errors still print "
+        "one line on stderr (default: stderr)",
     )
 
 
@@ -91,6 +99,6 @@ def execute(args: argparse.Namespace, *, log_level: str | None = None) -> int:
     settings = args.build(args) if args.build is not None else None
     # A parser made of one subcommand (tests) has no top-level logging flags: the defaults.
     level = log_level if log_level is not None else str(getattr(args, "log_level", "info"))
-    configure_logging(level, getattr(args, "log_json", None))
+    configure_logging(level, getattr(args, "log_json", None), getattr(args, "log_file", None))
     rc: int = args.run(args, settings)
     return rc

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from schemas.runtime.logs import logging_settings
+from schemas.runtime.logs import logging_file, logging_settings
 
 if TYPE_CHECKING:
     from trainer.settings import TrainSettings
@@ -63,6 +63,8 @@ def launch_workers(nproc: int, train_argv: Sequence[str]) -> int:
 
     level, json = logging_settings()
     top = ["--log-level", level, "--log-json" if json else "--no-log-json"]
+    if (file := logging_file()) is not None:
+        top += ["--log-file", str(file)]
     targs = get_args_parser().parse_args(
         [
             "--standalone",

@@ -26,7 +26,7 @@ import structlog
 
 from schemas.bundle import verify_bundle
 from schemas.errors import BundleError
-from schemas.runtime.logs import configure_logging, logging_settings
+from schemas.runtime.logs import configure_logging, logging_file, logging_settings
 from schemas.scores import Score
 from schemas.windows import Window
 
@@ -113,6 +113,8 @@ def start_process_scorer(
     ]
     cmd += [device, str(threads), str(int(explain_known_mixes)), level]
     cmd += ["json" if json else "console"]
+    if (file := logging_file()) is not None:
+        cmd.append(str(file))
     # A fresh interpreter, not multiprocessing's spawn, which re-imports the caller's
     # __main__ (a script without a main guard would start serving again in the child).
     process = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
@@ -141,8 +143,8 @@ def main(argv: list[str]) -> None:
     # group must not kill the model before the parent's shutdown has scored its open windows.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    fd, bundle_dir, device, threads, explain, level, fmt = argv
-    configure_logging(level, fmt == "json")
+    fd, bundle_dir, device, threads, explain, level, fmt, *file = argv
+    configure_logging(level, fmt == "json", Path(file[0]) if file else None)
     conn = Connection(int(fd))
     from stream.serve.reload import load_window_scorer  # torch is imported here, in the child only
 

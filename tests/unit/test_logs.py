@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import orjson
 import pytest
@@ -65,3 +66,20 @@ def test_transformers_records_and_python_warnings_are_json_too(
     assert lines[0]["event"] == "Some weights were not used"
     assert lines[0]["logger"] == "transformers.modeling_utils"
     assert lines[1]["logger"] == "py.warnings" and "deprecated knob" in str(lines[1]["event"])
+
+
+def test_log_file_takes_every_line_off_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "logs" / "run.log"
+    configure_logging("info", json=False, file=path)  # a file is always JSON lines
+    structlog.get_logger("x").warning("ours", n=2)
+    logging.getLogger("transformers").warning("theirs")
+    configure_logging("info", json=True)  # back to stderr: closes the file
+    structlog.get_logger("x").info("after")
+    assert capsys.readouterr().err.count("{") == 1
+    lines = _lines(path.read_text())
+    assert [(line["event"], line.get("logger")) for line in lines] == [
+        ("ours", None),
+        ("theirs", "transformers"),
+    ]
