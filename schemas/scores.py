@@ -176,6 +176,10 @@ class Score:
         return cls.from_dict(f.load_object(data, "score"))
 
 
+PATTERN_EVENTS = 3
+"""Surprising events that name an alert's pattern (the ones an alert shows first)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """An anomalous window: its score, its events, and the surprising ones explained."""
@@ -215,6 +219,12 @@ class Alert:
             score.label,
             events,
         )
+
+    @property
+    def pattern(self) -> tuple[str, ...]:
+        """What makes alerts one incident on a screen: the distinct event ids of its
+        `PATTERN_EVENTS` most surprising events, sorted (session ids and scores differ)."""
+        return tuple(sorted({s.event_id for s in self.surprising[:PATTERN_EVENTS]}))
 
     def to_dict(self) -> dict[str, Any]:
         d = Score.to_dict(self)  # type: ignore[arg-type]  # same leading fields

@@ -37,6 +37,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from schemas.errors import LogadError
 from schemas.runtime.console import out
+from schemas.runtime.logs import configure_logging, logging_settings
 from schemas.runtime.settings import only
 from schemas.scores import Alert, Score
 from schemas.templates import read_templates
@@ -67,7 +68,7 @@ class DemoSettings:
     live_sessions: int = 1_500
     """Sessions of live traffic to stream through logad serve."""
     max_alerts_shown: int = 8
-    """Alerts printed in full (the rest are counted)."""
+    """Alert patterns printed in full, each on its first alert (the rest are counted)."""
     timeout_s: float = 300.0
     """Give up waiting for scores after this many seconds."""
     daily: DailySettings = field(default=DailySettings(), metadata=only("days", "sessions_per_day"))
@@ -83,6 +84,27 @@ class DemoSettings:
 
 
 @dataclass
+class AlertPatterns:
+    """Alerts grouped by pattern (`Alert.pattern`), numbered in the order first seen, so
+    that one incident prints once in full and is counted after that."""
+
+    counts: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def add(self, alert: Alert) -> tuple[int, int]:
+        """(the pattern's number, counting from 1; alerts of it so far, this one included)."""
+        key = alert.pattern
+        self.counts[key] = self.counts.get(key, 0) + 1
+        return list(self.counts).index(key) + 1, self.counts[key]
+
+    def summary(self) -> list[str]:
+        total = sum(self.counts.values())
+        lines = [f"ALERTS {total} in {len(self.counts)} patterns"]
+        for n, (key, count) in enumerate(self.counts.items(), 1):
+            lines.append(f"    pattern {n}: {count} x  {', '.join(key)}")
+        return lines
+
+
+@dataclass
 class Tally:
     """Session-level outcome: a session is flagged when any of its windows alerted."""
 
@@ -90,6 +112,7 @@ class Tally:
     flagged: set[str]
     kinds: dict[str, str] = field(default_factory=dict)
     """Anomalous session -> the kind of anomaly injected into it."""
+    patterns: AlertPatterns = field(default_factory=AlertPatterns)
 
     def by_kind(self) -> str:
         """Recall per kind of anomaly, and false alerts per 1,000 normal sessions."""
@@ -199,7 +222,6 @@ async def _watch(
     consumer = AIOKafkaConsumer(
         scores_topic, alerts_topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
     )
-    shown = 0
     try:
         await consumer.start()
         while not done.is_set():
@@ -208,12 +230,12 @@ async def _watch(
                 for rec in records:
                     assert rec.value is not None
                     if tp.topic == alerts_topic:
-                        if shown < s.max_alerts_shown:
-                            out(format_alert(Alert.decode(rec.value), templates))
-                            shown += 1
-                        elif shown == s.max_alerts_shown:
-                            out("    ... (further alerts counted, not shown)")
-                            shown += 1
+                        alert = Alert.decode(rec.value)
+                        number, count = tally.patterns.add(alert)
+                        if count == 1 and number <= s.max_alerts_shown:
+                            out(f"[pattern {number}] {format_alert(alert, templates)}")
+                        elif count == 1 and number == s.max_alerts_shown + 1:
+                            out("    ... (further patterns counted, not shown)")
                         continue
                     score = Score.decode(rec.value)
                     tally.labels[score.session_id] = max(
@@ -261,15 +283,16 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 def train_argv(s: DemoSettings, days_dir: Path, model_dir: Path) -> list[str]:
     """`logad train` on the simulated days, as the demo runs it."""
-    argv = ["--log-level", "warning", "train", "--data", str(days_dir), "--out", str(model_dir)]
+    argv = ["--log-file", str(s.workdir / "train.log"), "train"]
+    argv += ["--data", str(days_dir), "--out", str(model_dir)]
     for name in _TRAINED:
         argv += ["--" + name.replace("_", "-"), str(getattr(s.training, name))]
     return [*argv, "--seed", str(s.traffic.seed)]
 
 
-def parse_argv(raw_files: Sequence[Path], parsed_dir: Path) -> list[str]:
+def parse_argv(raw_files: Sequence[Path], parsed_dir: Path, log_file: Path) -> list[str]:
     """`logad parse` on the simulated raw days: template ids, and sessions by trace id."""
-    argv = ["--log-level", "warning", "parse", "--format", "spring-boot"]
+    argv = ["--log-file", str(log_file), "parse", "--format", "spring-boot"]
     argv += ["--session-key", "trace_id", "--out", str(parsed_dir)]
     return [*argv, *(str(f) for f in raw_files)]
 
@@ -300,7 +323,7 @@ def prepare_model(s: DemoSettings, today: date, run: Runner = run_logad) -> Prep
     if raw:
         data_dir = s.workdir / "parsed"
         shutil.rmtree(data_dir, ignore_errors=True)  # no days of an earlier run
-        rc = run(parse_argv(written, data_dir), True)
+        rc = run(parse_argv(written, data_dir, s.workdir / "parse.log"), True)
         if rc != 0:
             raise LogadError(f"logad parse exited with code {rc}")
         templates = _templates(data_dir / TEMPLATES_FILE)
@@ -325,6 +348,8 @@ def _templates(path: Path) -> dict[str, str]:
 def run_demo(s: DemoSettings) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     s.workdir.mkdir(parents=True, exist_ok=True)
+    # The terminal shows the demo's story; every step's log lines go to WORKDIR/*.log.
+    configure_logging(logging_settings()[0], True, s.workdir / "demo.log")
     t0 = time.monotonic()
     out(f"[1/6] starting a local Kafka broker ({broker.KAFKA_VERSION})")
     info = broker.start(port=broker.free_port(), data_dir=s.workdir / "kafka")
@@ -380,6 +405,9 @@ def run_demo(s: DemoSettings) -> int:
             f"elapsed={time.monotonic() - t0:.0f}s"
         )
         out(f"        {tally.by_kind()}")
+        for line in tally.patterns.summary():
+            out(line)
+        out(f"logs: {s.workdir}/{{parse,train,serve,demo}}.log")
         return 0 if len(tally.labels) >= s.live_sessions else 1
     finally:
         if serve_proc is not None and serve_proc.poll() is None:

@@ -12,7 +12,14 @@ from schemas.daily_files import read_sessions
 from schemas.scores import Alert, Expected, SurprisingEvent
 from schemas.templates import read_templates
 from stream.cli import build_parser, main
-from stream.devtools.demo import DemoSettings, Tally, format_alert, prepare_model, train_argv
+from stream.devtools.demo import (
+    AlertPatterns,
+    DemoSettings,
+    Tally,
+    format_alert,
+    prepare_model,
+    train_argv,
+)
 
 
 def _settings(*argv: str) -> DemoSettings:
@@ -34,7 +41,8 @@ def test_the_demo_trains_with_its_own_training_settings(tmp_path: Path) -> None:
     s = _settings("--epochs", "2", "--seed", "5")
     argv = train_argv(s, tmp_path / "days", tmp_path / "model")
     args = build_parser().parse_args(argv)
-    assert args.log_level == "warning" and args.data == [tmp_path / "days"]
+    assert args.log_file == s.workdir / "train.log"  # log lines off the terminal
+    assert args.data == [tmp_path / "days"]
     trained = args.build(args)
     assert (trained.preset, trained.epochs, trained.seed) == ("small", 2, 5)
     assert (trained.lr, trained.tokens_per_batch, trained.warmup_steps) == (1e-3, 1024, 10)
@@ -172,3 +180,27 @@ def test_the_kinds_the_demo_tallies_are_the_ones_it_streams() -> None:
     kinds = anomaly_kinds(live, traffic, 1_000_000)
     assert Counter(kinds.values()) == streamed and sum(streamed.values()) > 10
     assert set(kinds) <= keys  # the anomalous sessions' keys, as scores name them
+
+
+def test_alerts_of_one_pattern_count_once_whatever_their_session_or_order() -> None:
+    def alert(session: str, *ids: str) -> Alert:
+        surprising = tuple(
+            SurprisingEvent(pos, eid, 9.0 - pos, (Expected("T0", 0.5),))
+            for pos, eid in enumerate(ids)
+        )
+        return Alert(
+            window_id=session, session_id=session, window_index=0, model_version="v1",
+            score=9.0, threshold=4.0, anomalous=True, n_events=len(ids), first_ts=0,
+            last_ts=1, scored_at=2, surprising=surprising, late=False, label=None, events=ids,
+        )  # fmt: skip
+
+    patterns = AlertPatterns()
+    assert patterns.add(alert("s1", "T9", "T4")) == (1, 1)
+    assert patterns.add(alert("s2", "T7")) == (2, 1)
+    assert patterns.add(alert("s3", "T4", "T9")) == (1, 2)  # same events, other order
+    assert patterns.add(alert("s4", "T4", "T9", "T4", "T1")) == (1, 3)  # 4th is not shown
+    assert patterns.summary() == [
+        "ALERTS 4 in 2 patterns",
+        "    pattern 1: 3 x  T4, T9",
+        "    pattern 2: 1 x  T7",
+    ]
