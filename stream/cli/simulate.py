@@ -49,7 +49,9 @@ def register(subparsers: Subparsers) -> None:
         "what the services would log instead (Spring Boot console lines with "
         "[app,traceId,spanId], each event worded in one of two or three phrasings): log "
         "files DIR/raw/app-YYYY-MM-DD.log for "
-        "'logad parse', or raw events without an event_id, keyed by trace id.",
+        "'logad parse', or raw events without an event_id, keyed by trace id. With "
+        "--drift-date, a new order-manager version (new event ids for some steps) rolls out "
+        "from that day, over --drift-ramp-days.",
         settings=SimulateSettings,
         metavars={"start_date": "YYYY-MM-DD", "bootstrap": "HOST:PORT", "days_dir": "DIR"},
         build=build,
@@ -81,12 +83,19 @@ def run(args: argparse.Namespace, settings: SimulateSettings) -> int:
     # Daily files win when both come from the file or environment (LOGAD_BOOTSTRAP is
     # shared with `logad serve`, so it is often set).
     if settings.daily.days_dir is not None:
-        write_days(settings.daily, settings.traffic, settings.daily.days_dir, date.today())
+        write_days(
+            settings.daily,
+            settings.traffic,
+            settings.daily.days_dir,
+            date.today(),
+            settings.drift.drift(),
+        )
         return 0
     try:
         start_ms = live_start_ms(settings.daily.start_date, time.time())
         with kafka_log_filter():  # a broker outage is a few lines, not aiokafka's thousands
-            asyncio.run(produce(settings.live, settings.traffic, start_ms, settings.kafka))
+            drift = settings.drift.drift()
+            asyncio.run(produce(settings.live, settings.traffic, start_ms, settings.kafka, drift))
     except KafkaError as e:
         raise kafka_failure(str(settings.live.bootstrap), e) from None
     return 0

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
 from schemas.runtime.console import out
+from stream.devtools.simulate.drift import Drift
 from stream.devtools.simulate.rawlog import merged_lines, raw_event
 from stream.devtools.simulate.settings import (
     MEAN_EVENTS_PER_SESSION,
@@ -51,8 +52,22 @@ def raw_file_name(day: date) -> str:
     return f"app-{day.isoformat()}.log"
 
 
+def day_sessions(
+    traffic: TrafficSettings, day: date, n: int, drift: Drift | None = None
+) -> list[SimSession]:
+    """One day's `n` sessions, as `write_days` writes them: one generator per day, so a
+    day's traffic does not depend on how many days came before."""
+    rng = random.Random(f"{traffic.seed}:{day.isoformat()}")
+    start_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
+    return simulate_day(rng, start_ms, n, traffic.anomaly_rate, drift=drift)
+
+
 def write_days(
-    daily: DailySettings, traffic: TrafficSettings, days_dir: Path, today: date
+    daily: DailySettings,
+    traffic: TrafficSettings,
+    days_dir: Path,
+    today: date,
+    drift: Drift | None = None,
 ) -> list[Path]:
     """Write `daily.days` daily files, each with a `.done` marker (raw traffic: raw log files
     under RAW_DIR); return their paths."""
@@ -69,10 +84,7 @@ def write_days(
     total = 0
     for i in range(daily.days):
         day = first + timedelta(days=i)
-        # One generator per day, so a day's file does not depend on how many came before.
-        rng = random.Random(f"{traffic.seed}:{day.isoformat()}")
-        start_ms = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp() * 1000)
-        sessions = simulate_day(rng, start_ms, daily.sessions_per_day, traffic.anomaly_rate)
+        sessions = day_sessions(traffic, day, daily.sessions_per_day, drift)
         if raw:
             path = out_dir / raw_file_name(day)
             lines = write_raw_log(path, sessions)
@@ -112,27 +124,33 @@ def _kinds(kinds: Counter[str]) -> str:
 
 
 def live_sessions(
-    live: LiveSettings, traffic: TrafficSettings, start_ms: int
+    live: LiveSettings, traffic: TrafficSettings, start_ms: int, drift: Drift | None = None
 ) -> Iterator[SimSession]:
     """The sessions `messages` streams, in the order generated (the same every time)."""
     rng = random.Random(traffic.seed)
     yield from generate_sessions(
-        rng, live.sessions, start_ms, live.interval_ms(), traffic.anomaly_rate
+        rng, live.sessions, start_ms, live.interval_ms(), traffic.anomaly_rate, drift=drift
     )
 
 
-def anomaly_kinds(live: LiveSettings, traffic: TrafficSettings, start_ms: int) -> dict[str, str]:
+def anomaly_kinds(
+    live: LiveSettings, traffic: TrafficSettings, start_ms: int, drift: Drift | None = None
+) -> dict[str, str]:
     """Session id as the scores name it (the trace id, for raw traffic) -> anomaly kind, for
     every anomalous session `messages` streams."""
     return {
         s.trace_id if traffic.raw else s.session_id: s.anomaly
-        for s in live_sessions(live, traffic, start_ms)
+        for s in live_sessions(live, traffic, start_ms, drift)
         if s.anomaly
     }
 
 
 def messages(
-    live: LiveSettings, traffic: TrafficSettings, start_ms: int, kinds: Counter[str]
+    live: LiveSettings,
+    traffic: TrafficSettings,
+    start_ms: int,
+    kinds: Counter[str],
+    drift: Drift | None = None,
 ) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs in event-time order, malformed ones mixed in at random places;
     `kinds` counts the anomalies by kind as they go. Raw traffic's events are raw events
@@ -140,7 +158,7 @@ def messages(
     raw = traffic.raw
 
     def counted() -> Iterator[SimSession]:
-        for s in live_sessions(live, traffic, start_ms):
+        for s in live_sessions(live, traffic, start_ms, drift):
             if s.anomaly:
                 kinds[s.anomaly] += 1
             yield s
@@ -164,6 +182,7 @@ async def produce(
     traffic: TrafficSettings,
     start_ms: int,
     kafka: KafkaSettings = _PLAINTEXT,
+    drift: Drift | None = None,
 ) -> dict[str, int]:
     """Produce the simulated stream to the topic, rate-limited; return counts by kind of
     message. Event times start at `start_ms`; `kafka` gives the connection's security."""
@@ -187,7 +206,7 @@ async def produce(
     t0 = last_progress = time.monotonic()
     try:
         pending: list[asyncio.Future[object]] = []
-        for key, value in messages(live, traffic, start_ms, kinds):
+        for key, value in messages(live, traffic, start_ms, kinds, drift):
             pending.append(await producer.send(live.topic, value=value, key=key))
             sent += 1
             if key.startswith(b"malformed-"):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from schemas.runtime.settings import only
+from stream.devtools.simulate.drift import Drift
 from stream.serve.settings import SECURITY_FIELDS, KafkaSettings
 
 MEAN_EVENTS_PER_SESSION = 15
@@ -104,6 +105,46 @@ class TrafficSettings:
             raise ValueError(f"anomaly_rate must be in [0, 1], got {self.anomaly_rate}")
 
 
+def _midnight_ms(day: str) -> int:
+    d = date.fromisoformat(day)
+    return int(datetime(d.year, d.month, d.day, tzinfo=UTC).timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """Drift
+
+    A new version of order-manager rolls out: it words three steps of creating an order
+    anew (new event ids order.checkout.start, order.lines.check, order.outbox.append in
+    place of order.create.start, order.items.validate, order.event.publish) and caches a new
+    order once its transaction commits. Labels and anomalies are unchanged. For a closed
+    loop's soak: does the nightly retrain learn the new normal?"""
+
+    drift_date: str | None = None
+    """First day (YYYY-MM-DD, UTC) the new version serves requests, in daily files and on a
+    topic alike (unset = no drift)."""
+    drift_ramp_days: int = 1
+    """Days the rollout takes: on its k-th day the new version serves k/DRIFT_RAMP_DAYS of
+    order-manager's requests, and all of them from then on."""
+
+    def __post_init__(self) -> None:
+        if self.drift_ramp_days < 1:
+            raise ValueError(f"drift_ramp_days must be >= 1, got {self.drift_ramp_days}")
+        if self.drift_date is not None:
+            try:
+                date.fromisoformat(self.drift_date)
+            except ValueError:
+                raise ValueError(
+                    f"drift_date must be YYYY-MM-DD, got {self.drift_date!r}"
+                ) from None
+
+    def drift(self) -> Drift | None:
+        """The rollout these settings describe; None without a drift date."""
+        if self.drift_date is None:
+            return None
+        return Drift(_midnight_ms(self.drift_date), self.drift_ramp_days)
+
+
 @dataclass(frozen=True)
 class SimulateSettings:
     """Every knob of `logad simulate`: daily files (days_dir) or a topic (bootstrap)."""
@@ -111,6 +152,7 @@ class SimulateSettings:
     daily: DailySettings = field(default=DailySettings())
     live: LiveSettings = field(default=LiveSettings())
     traffic: TrafficSettings = field(default=TrafficSettings())
+    drift: DriftSettings = field(default=DriftSettings())
     kafka: KafkaSettings = field(
         # The topic's bootstrap is `bootstrap` above; the connection's security as serve's.
         default=KafkaSettings(client_id="logad-simulate"),

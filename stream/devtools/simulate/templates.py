@@ -280,3 +280,23 @@ def _parse_table(text: str) -> tuple[Template, ...]:
 
 TEMPLATES = _parse_table(_TABLE)
 TEMPLATE_BY_ID: dict[str, Template] = {t.event_id: t for t in TEMPLATES}
+"""The templates of the version every service runs before a drift (simulate/drift.py)."""
+
+# order-manager's new version (simulate/drift.py rolls it out): the same steps of creating
+# an order, worded anew, so a template miner (or the model's vocabulary) sees new ids.
+_NEW_VERSION_TABLE = """
+order.checkout.start     *      INFO  Checkout {oid} started: user {uid}, {items} line(s)
+  | Starting checkout {oid} for user {uid} ({items} lines)
+order.lines.check        *      DEBUG Checked {items} order line(s) of {oid}
+  | Order lines of {oid} checked: {items} ok
+order.outbox.append      *      INFO  Appended OrderCreated({oid}) to the outbox
+  | Outbox: queued OrderCreated for {oid}
+"""
+
+NEW_VERSION_TEMPLATES = _parse_table(_NEW_VERSION_TABLE)
+"""Templates only the new version logs, from the drift on."""
+TEMPLATE_OF: dict[str, Template] = {
+    **TEMPLATE_BY_ID,
+    **{t.event_id: t for t in NEW_VERSION_TEMPLATES},
+}
+"""Every template the traffic may log, drift included."""

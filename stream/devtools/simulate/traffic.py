@@ -12,8 +12,9 @@ from typing import Any
 from schemas.events import LogEvent
 from schemas.sessions import Session
 from stream.devtools.simulate.anomalies import inject
+from stream.devtools.simulate.drift import NEW_VERSION_SERVICE, Drift, new_version
 from stream.devtools.simulate.flows import NORMAL_KINDS, Flow, request_flow
-from stream.devtools.simulate.templates import ANOMALY_KINDS, BUILDS, TEMPLATE_BY_ID
+from stream.devtools.simulate.templates import ANOMALY_KINDS, BUILDS, TEMPLATE_OF
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +61,11 @@ def _pick_kind(
     return NORMAL_KINDS[0][2], NORMAL_KINDS[0][3]
 
 
-def simulate_session(rng: random.Random, start_ms: int, anomaly: str | None = None) -> SimSession:
+def simulate_session(
+    rng: random.Random, start_ms: int, anomaly: str | None = None, drift: Drift | None = None
+) -> SimSession:
     """One session starting at `start_ms`: normal traffic of a random kind, or a request
-    carrying the given anomaly kind."""
+    carrying the given anomaly kind; as `drift`'s new version logs it where that serves it."""
     if anomaly is None:
         prefix, build = _pick_kind(rng)
         f, fields = build(rng)
@@ -78,6 +81,13 @@ def simulate_session(rng: random.Random, start_ms: int, anomaly: str | None = No
         else:  # pragma: no cover - each kind fits most requests
             raise RuntimeError(f"could not inject {anomaly}")
     session_id = f"{prefix}-{rng.getrandbits(64):016x}"
+    if (
+        drift is not None
+        and prefix == "req"
+        and f.svc == NEW_VERSION_SERVICE
+        and drift.serves(session_id, start_ms)
+    ):
+        steps = new_version(steps, fields)
     attrs: dict[str, Any] = {"label": 0} if anomaly is None else {"label": 1, "anomaly": anomaly}
     # The builds come from the session id's random bits, not from `rng`: it draws what it
     # drew before phrasings existed, so a seed keeps its event ids.
@@ -90,7 +100,7 @@ def simulate_session(rng: random.Random, start_ms: int, anomaly: str | None = No
     phrasings = []
     for event_id, service, step_fields, delay in steps:
         ts += delay
-        t = TEMPLATE_BY_ID[event_id]
+        t = TEMPLATE_OF[event_id]
         k = t.phrasing(builds.of(service))
         message = t.texts[k].format_map({**fields, **step_fields})
         events.append(LogEvent(ts, service, session_id, event_id, t.level, message, attrs))
@@ -121,12 +131,13 @@ def generate_sessions(
     mean_interval_ms: float,
     anomaly_rate: float = 0.0,
     kinds: Sequence[str] = ANOMALY_KINDS,
+    drift: Drift | None = None,
 ) -> Iterator[SimSession]:
     """`n` sessions with Poisson arrivals (mean gap `mean_interval_ms`), in start order.
     Each is anomalous with probability `anomaly_rate`, of a kind drawn uniformly from `kinds`."""
     t = float(start_ms)
     for _ in range(n):
-        yield simulate_session(rng, int(t), _pick_anomaly(rng, anomaly_rate, kinds))
+        yield simulate_session(rng, int(t), _pick_anomaly(rng, anomaly_rate, kinds), drift)
         if mean_interval_ms > 0:
             t += rng.expovariate(1.0 / mean_interval_ms)
 
@@ -153,10 +164,13 @@ def simulate_day(
     n: int,
     anomaly_rate: float = 0.0,
     kinds: Sequence[str] = ANOMALY_KINDS,
+    drift: Drift | None = None,
 ) -> list[SimSession]:
     """`n` sessions starting at uniform random times within the day, in start order."""
     starts = sorted(day_start_ms + rng.randrange(86_400_000) for _ in range(n))
-    return [simulate_session(rng, t, _pick_anomaly(rng, anomaly_rate, kinds)) for t in starts]
+    return [
+        simulate_session(rng, t, _pick_anomaly(rng, anomaly_rate, kinds), drift) for t in starts
+    ]
 
 
 def _pick_anomaly(rng: random.Random, rate: float, kinds: Sequence[str]) -> str | None:
