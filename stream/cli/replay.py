@@ -62,6 +62,13 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, metavar="FILE", help="write Score lines here")
     p.add_argument("--out-topic", metavar="T", help="produce Scores to this (non-live) topic")
     p.add_argument(
+        "--archive-dir",
+        type=Path,
+        metavar="DIR",
+        help="also append every scored window to this archive as serve --archive-dir does, "
+        "and mark the days the input completes (.done) for logad retrain",
+    )
+    p.add_argument(
         "--force", action="store_true", help="allow --out-topic logad.scores (default: off)"
     )
     p.add_argument("--labels", type=Path, nargs="+", metavar="FILE", help="labelled session files")
@@ -78,7 +85,10 @@ def register(subparsers: Subparsers) -> None:
         "produce timestamps unless --time-field event; read with no consumer group, so no "
         "committed offset moves) through the stream's sessionizer and "
         "a model's scorer. Scores go to --out (JSONL, sorted, byte-identical for the same "
-        "input and model) or --out-topic. With --labels, prints a per-session evaluation. "
+        "input and model) or --out-topic, and with --archive-dir into an archive as serve "
+        "writes it (a day is marked complete once the input's event time is past its end "
+        "plus serve's grace, or its daily file read was complete). With --labels, prints a "
+        "per-session evaluation. "
         "HDFS blocks need a --gap-ms of hours. A replay that reads no usable event exits 2.",
         arguments=_arguments,
         settings=ReplaySettings,
@@ -101,6 +111,7 @@ def request(args: argparse.Namespace) -> ReplayRequest:
         force=args.force,
         labels=tuple(args.labels or ()),
         report=args.report,
+        archive_dir=args.archive_dir,
         time_field=args.time_field,
     )
 
@@ -115,6 +126,9 @@ def run(args: argparse.Namespace, settings: ReplaySettings) -> int:
         out(f"{n} scores from {outcome.events} events written to {req.out}")
     if req.out_topic is not None:
         out(f"{n} scores produced to {req.out_topic}")
+    if req.archive_dir is not None:
+        days = ", ".join(d.isoformat() for d in outcome.days_complete) or "none"
+        out(f"{n} windows archived in {req.archive_dir}; days marked complete: {days}")
     _print_evaluation(outcome)
     return 0
 

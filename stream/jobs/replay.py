@@ -230,15 +230,22 @@ def replay_scores(
     settings: ReplaySettings,
     restore: Callable[[Window], Window] | None = None,
     matcher: TemplateMatcher | None = None,
+    on_scored: Callable[[list[tuple[Window, Score]]], None] | None = None,
 ) -> list[Score]:
-    """Every window's Score, sorted; `scored_at` is the window's last event time."""
+    """Every window's Score, sorted; `scored_at` is the window's last event time.
+    `on_scored` gets each batch's windows with their Scores as they are scored (the
+    archive, as serve's scoring thread hands them to it)."""
     scores: list[Score] = []
     for windows in sessionize(items, settings, settings.batch_windows, matcher):
         if restore is not None:
             windows = [restore(w) for w in windows]
+        batch = []
         for w, s in zip(windows, scorer.score_windows(windows, 0), strict=True):
             s = with_new_templates(s, matcher)
-            scores.append(dataclasses.replace(s, scored_at=w.last_ts))
+            batch.append((w, dataclasses.replace(s, scored_at=w.last_ts)))
+        if on_scored is not None:
+            on_scored(batch)
+        scores += (s for _, s in batch)
     scores.sort(key=lambda s: (s.first_ts, s.session_id, s.window_index, s.window_id))
     return scores
 

@@ -1,5 +1,13 @@
 """One `logad replay` run: pick the source, score it, write the scores where asked, and
-evaluate them against labelled session files (the pipeline is stream/jobs/replay.py)."""
+evaluate them against labelled session files (the pipeline is stream/jobs/replay.py).
+
+With an archive directory, every scored window also goes to serve's `DailyArchive`
+(stream/serve/archive.py) as serve writes it, and raw events get their ids from serve's
+`RawEvents` (starting from the archive's templates.json): the nightly retrain reads a
+replayed archive as it reads serve's. At the end the input's event time has reached its
+newest event (less the allowed lateness, as serve's watermark) and, for daily files, the end
+of every complete (`.done`) file read; the archive marks the days that puts past their end
+plus serve's grace complete."""
 
 from __future__ import annotations
 
@@ -15,9 +23,11 @@ import structlog
 from aiokafka.errors import KafkaError
 
 from schemas.bundle import read_bundle_templates
+from schemas.daily_files import day_of, is_complete
 from schemas.errors import ConfigError, DataError
 from schemas.registry import resolve_model
 from schemas.scores import Score
+from schemas.windows import Window
 from stream.jobs.replay import (
     BlockEvaluation,
     DaySource,
@@ -35,7 +45,9 @@ from stream.jobs.replay import (
     replay_scores,
     write_scores,
 )
+from stream.serve.archive import DailyArchive, day_end_ms
 from stream.serve.kafka_io import kafka_failure
+from stream.serve.raw_events import RawEvents
 from trainer.mining.matcher import TemplateMatcher
 
 log = structlog.get_logger(__name__)
@@ -60,6 +72,8 @@ class ReplayRequest:
     force: bool = False
     labels: tuple[Path, ...] = ()
     report: Path | None = None
+    archive_dir: Path | None = None
+    """Also append every scored window to this archive, as `logad serve --archive-dir`."""
     time_field: str | None = None
     """Which clock --from-time/--to-time read: `broker` (a topic's produce timestamps) or
     `event` (each event's own ts); None: broker for a topic, event for an events file."""
@@ -70,8 +84,21 @@ class ReplayRequest:
 
     def check(self) -> None:
         """Fail before any work on what can be seen at once."""
-        if self.out is None and self.out_topic is None and not self.labels:
-            raise ConfigError("nowhere to put the scores: pass --out FILE, --out-topic or --labels")
+        if (
+            self.out is None
+            and self.out_topic is None
+            and not self.labels
+            and self.archive_dir is None
+        ):
+            raise ConfigError(
+                "nowhere to put the scores: pass --out FILE, --out-topic, --archive-dir or --labels"
+            )
+        if (
+            self.archive_dir is not None
+            and self.days_dir is not None
+            and self.archive_dir.resolve() == self.days_dir.resolve()
+        ):
+            raise ConfigError("--archive-dir must not be the --days-dir being replayed")
         if self.out_topic is not None:
             check_out_topic(self.out_topic, self.force)
         for path in [self.events, *self.labels]:
@@ -107,6 +134,34 @@ class ReplayOutcome:
     events: int
     model_version: str
     evaluation: BlockEvaluation | None
+    days_complete: tuple[date, ...] = ()
+    """Archive days this run marked complete."""
+
+
+def archive_watermark(
+    newest_ms: int | None, complete_days: Iterable[date], lateness_ms: int, grace_ms: int
+) -> int | None:
+    """Event time at the end of a replay: its newest event less the allowed lateness (as
+    serve's watermark), and past the end plus grace of every complete day file it read;
+    None when it says nothing."""
+    marks = [day_end_ms(d) + grace_ms for d in complete_days]
+    if newest_ms is not None:
+        marks.append(newest_ms - lateness_ms)
+    return max(marks, default=None)
+
+
+class _ArchiveSink:
+    """Serve's archive, fed as replay scores; remembers the newest window end."""
+
+    def __init__(self, archive: DailyArchive) -> None:
+        self.archive = archive
+        self.newest_ms: int | None = None
+
+    def __call__(self, scored: list[tuple[Window, Score]]) -> None:
+        self.archive.append_many(scored)
+        for w, _ in scored:
+            if self.newest_ms is None or w.last_ts > self.newest_ms:
+                self.newest_ms = w.last_ts
 
 
 def _progress(total: int | None, unit: str) -> Any:
@@ -132,7 +187,15 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
         bundle_key=s.signing.bundle_key,
     )
     templates = read_bundle_templates(bundle)
-    matcher = TemplateMatcher(templates) if templates is not None else None
+    sink = None
+    complete_days: list[date] = []
+    if req.archive_dir is not None:
+        raw = RawEvents(templates, req.archive_dir)  # ids as serve gives them to this archive
+        matcher = raw.matcher
+        grace = s.sessionizer.gap_ms + s.sessionizer.allowed_lateness_ms  # as serve's
+        sink = _ArchiveSink(DailyArchive(req.archive_dir, grace_ms=grace, templates=raw.snapshot))
+    else:
+        matcher = TemplateMatcher(templates) if templates is not None else None
     bar = None
     events = 0
 
@@ -144,9 +207,9 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
     restore = None
     items: Iterable[Item]
     if req.days_dir is not None:
-        source = DaySource(
-            day_files(req.days_dir, req.from_date, req.to_date), s.sessionizer.gap_ms
-        )
+        files = day_files(req.days_dir, req.from_date, req.to_date)
+        complete_days = [d for p in files if is_complete(p) and (d := day_of(p)) is not None]
+        source = DaySource(files, s.sessionizer.gap_ms)
         bar = _progress(source.total(), "B")
         items = source.items(progress)
         restore = source.restore
@@ -162,12 +225,20 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
             events += 1
             yield x
 
+    marked: list[date] = []
     try:
         with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
-            scores = replay_scores(counted(items), scorer, s, restore, matcher)
+            scores = replay_scores(counted(items), scorer, s, restore, matcher, sink)
+        if sink is not None and events:
+            lateness = s.sessionizer.allowed_lateness_ms
+            wm = archive_watermark(sink.newest_ms, complete_days, lateness, sink.archive.grace_ms)
+            if wm is not None:
+                marked = sink.archive.mark_complete(wm)
     finally:
         if bar is not None:
             bar.close()
+        if sink is not None:
+            sink.archive.close()  # fsync what was written, even after a failure
     if events == 0:
         hint = ""
         if req.clock == "broker":
@@ -193,7 +264,7 @@ def run_replay(s: ReplaySettings, req: ReplayRequest) -> ReplayOutcome:
     evaluation = evaluate_blocks(scores, read_labels(req.labels)) if req.labels else None
     if evaluation is not None and req.report is not None:
         req.report.write_bytes(dumps(dataclasses.asdict(evaluation)))
-    return ReplayOutcome(scores, events, scorer.model_version, evaluation)
+    return ReplayOutcome(scores, events, scorer.model_version, evaluation, tuple(marked))
 
 
 def _kafka_items(s: ReplaySettings, req: ReplayRequest, progress: Progress) -> Iterator[Item]:
