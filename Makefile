@@ -79,3 +79,8 @@ bench-raw-hdfs: $(STAMP)
 .PHONY: bench-stream-raw
 bench-stream-raw: $(STAMP)
 	$(PY) -m bench.stream_raw
+
+# Soak of the closed loop (CPU, about 10 min): simulated days with incidents and a drift, logad retrain each night: bench/results/soak_loop.json and .png.
+.PHONY: bench-soak
+bench-soak: $(STAMP)
+	$(PY) -m bench.soak_loop

@@ -234,8 +234,21 @@ def _parse_loghub(p: Mapping[str, Any]) -> str:
     )
 
 
+def _soak_loop(p: Mapping[str, Any]) -> str:
+    v, c = p["verdict"], p["config"]
+    nights = ", ".join(f"{k} {n}" for k, n in sorted(p["nights"].items()))
+    return (
+        f"{c['days']} days, drift on day {c['drift_day']}: FA/1000 pre-drift "
+        f"{v['pre_drift_fa_per_1000']}, peak {v['peak_fa_per_1000']}, back by day "
+        f"{v['deadline_day']}: {v['fa_recovered_by_deadline']}; recall "
+        f"{v['pre_drift_recall']} -> {v['post_drift_recall']}; nights: {nights}; "
+        f"target {'met' if v['target_met'] else 'not met'}"
+    )
+
+
 _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "parse_loghub": _parse_loghub,
+    "soak_loop": _soak_loop,
     "quality_hdfs": _quality_hdfs,
     "quality_sweep": _quality_sweep,
     "replay_hdfs": _replay_hdfs,
