@@ -56,6 +56,10 @@ class WindowFilterSettings:
     scored them) is above this quantile of the selected days' archived scores, e.g. 0.99;
     validation windows stay, so the threshold still sees the top of the normal scores
     (0: off)."""
+    score_quantile_validation: bool = False
+    """Apply exclude_score_quantile to the validation windows too. The threshold is then
+    drawn from scores with their top cut off, so it comes out lower: more recall when
+    anomalies nobody flagged would otherwise set it, more false alerts when they would not."""
     exclude_alert_dense: bool = True
     """Leave out windows that overlap an alert-dense period: a time bucket whose share of
     alerted windows is dense_factor times its day's, with dense_min_alerts alerts or more,
@@ -88,7 +92,9 @@ class WindowFilterSettings:
             raise ValueError(f"dense_min_alerts must be >= 1, got {self.dense_min_alerts}")
 
 
-NO_FILTER = WindowFilterSettings(exclude_alerted=False, exclude_alert_dense=False)
+NO_FILTER = WindowFilterSettings(
+    exclude_alerted=False, exclude_score_quantile=0.0, exclude_alert_dense=False
+)
 """Every window trains."""
 
 
@@ -206,7 +212,8 @@ def filter_windows(
 ) -> FilterResult:
     """Each window's reason to be left out of training (see the module doc). `held_out`
     marks the validation windows the threshold is calibrated on: the score quantile leaves
-    them in, since cutting the top of the scores there would lower the threshold."""
+    them in (unless `score_quantile_validation`), since cutting the top of the scores there
+    lowers the threshold."""
     n = len(w)
     reasons = np.zeros(n, dtype=np.int8)
     verdict = _feedback_verdicts(w, feedback)
@@ -225,7 +232,7 @@ def filter_windows(
         if scored.any():
             score_cut = float(np.quantile(w.score[scored], s.exclude_score_quantile))
             high = scored & (np.nan_to_num(w.score, nan=-np.inf) > score_cut)
-            if held_out is not None:
+            if held_out is not None and not s.score_quantile_validation:
                 high &= ~held_out
             rules.append((Reason.SCORE_QUANTILE, high))
     would_drop = np.zeros(n, dtype=np.bool_)

@@ -4,6 +4,7 @@ operator's verdicts, and how the trainer applies it to daily files."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,11 @@ def test_score_quantile_drops_the_top_scores_but_not_validation_or_unscored_wind
     held[97] = True  # the validation slice keeps its top scores, for the threshold
     again = filter_windows(WindowColumns.of(records), s, held_out=held)
     assert again.counts()["score_quantile"] == 4 and again.keep[97]
+    both = replace(s, score_quantile_validation=True)
+    assert (
+        filter_windows(WindowColumns.of(records), both, held_out=held).counts()["score_quantile"]
+        == 5
+    )
 
 
 def test_ties_at_the_quantile_are_kept() -> None:
@@ -218,6 +224,7 @@ _settings = st.builds(
     WindowFilterSettings,
     exclude_alerted=st.booleans(),
     exclude_score_quantile=st.sampled_from([0.0, 0.5, 0.9]),
+    score_quantile_validation=st.booleans(),
     exclude_alert_dense=st.booleans(),
     dense_bucket_minutes=st.sampled_from([1.0, 5.0]),
     dense_factor=st.sampled_from([1.0, 2.0]),
