@@ -246,6 +246,16 @@ def _soak_loop(p: Mapping[str, Any]) -> str:
     )
 
 
+def _window_filter(p: Mapping[str, Any]) -> str:
+    def leaked(r: Mapping[str, Any]) -> str:
+        n = r.get("anomalies_in_training")
+        return "" if n is None else f" ({n:.0f} leaked)"
+
+    seeds = "/".join(str(s) for s in p["config"]["seeds"])
+    rows = "; ".join(f"{r['filter']} recall {r['recall']}{leaked(r)}" for r in p["summary"])
+    return f"candidate recall by training-window filter, mean over seeds {seeds}: {rows}"
+
+
 _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "parse_loghub": _parse_loghub,
     "soak_loop": _soak_loop,
@@ -260,6 +270,7 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "gpu_check": _gpu_check,
     "raw_hdfs": _raw_hdfs,
     "stream_raw": _stream_raw,
+    "window_filter": _window_filter,
 }
 
 

@@ -20,10 +20,18 @@ import structlog
 
 from schemas.daily_files import DayFile, find_daily_files, read_sessions
 from schemas.errors import DataError
+from schemas.feedback import read_feedback
 from schemas.vocab import CLS_ID, PAD_ID, SEP_ID, SPECIALS, UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS, split_points
 from trainer.batching import padded_length
 from trainer.token_cache import FileTokens, TokenCache
+from trainer.window_filter import (
+    FilterResult,
+    WindowColumns,
+    WindowFilterSettings,
+    WindowRecord,
+    filter_windows,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +88,8 @@ class TrainingData:
     data_from: str | None
     data_to: str | None
     n_sessions: int
+    excluded: dict[str, int] | None = None
+    """The window filter's counts (`FilterResult.counts`), None when no rule was on."""
 
 
 def select_files(sel: DataSelection, complete_only: bool = False) -> list[DayFile]:
@@ -161,32 +171,38 @@ def load_training_data(
     fixed_vocab: Vocab | None = None,
     *,
     complete_only: bool = False,
-    exclude_alerted: bool = False,
+    window_filter: WindowFilterSettings | None = None,
 ) -> TrainingData:
     """Read (through the cache) and assemble the training data.
 
     `fixed_vocab` (a resumed run's) is used as is; else the vocab is built from the training
-    windows, extending `base_vocab` on a warm start. With `exclude_alerted`, windows the
-    stream alerted on are in neither the training nor the validation slice.
+    windows, extending `base_vocab` on a warm start. With `window_filter`, the windows it
+    leaves out (trainer/window_filter.py) are in neither the training nor the validation
+    slice.
     """
     day_files = select_files(sel, complete_only)
     files = [cache.load(f.path) for f in day_files]
     cache.save_memo()
     val_masks = [is_validation(ft.session_hash, val_fraction) for ft in files]
-    alerted = (
-        np.concatenate(
-            [alerted_mask(f.path, ft.n_windows) for f, ft in zip(day_files, files, strict=True)]
-        )
-        if exclude_alerted and files
-        else None
-    )
     n_windows = sum(ft.n_windows for ft in files)
     if n_windows == 0:
         raise DataError(f"no sessions in the selected daily files: {sel.describe()}")
+    is_val = np.concatenate(val_masks)
+    keep = np.ones_like(is_val)
+    excluded: dict[str, int] | None = None
+    if window_filter is not None and _filters(window_filter):
+        result = filter_files(day_files, files, window_filter, is_val)
+        keep, excluded = result.keep, result.counts()
+        log.info(
+            "training_windows_filtered",
+            **excluded,
+            score_cut=result.score_cut,
+            dense_periods=len(result.dense_spans),
+        )
+    # Left-out windows still count for the vocab: an incident's new event gets an id (it
+    # is never trained on, so it stays surprising) rather than mapping to [UNK].
     vocab = fixed_vocab or build_vocab(train_counts(files, val_masks), vocab_size, base_vocab)
     store = map_files(files, vocab)
-    is_val = np.concatenate(val_masks)
-    keep = np.ones_like(is_val) if alerted is None else ~alerted
     days = [f.day for f in day_files if f.day is not None]
     data = TrainingData(
         store=store,
@@ -197,9 +213,8 @@ def load_training_data(
         data_from=min(days).isoformat() if days else None,
         data_to=max(days).isoformat() if days else None,
         n_sessions=sum(ft.n_sessions for ft in files),
+        excluded=excluded,
     )
-    if alerted is not None:
-        log.info("alerted_windows_excluded", windows=int(alerted.sum()))
     if len(data.train_idx) == 0:
         raise DataError(f"every window fell in the validation slice: {sel.describe()}")
     log.info(
@@ -217,14 +232,42 @@ def load_training_data(
     return data
 
 
-def alerted_mask(path: Path, n_windows: int) -> npt.NDArray[np.bool_]:
-    """Per window of a daily file (in the token cache's order), whether it alerted."""
-    mask: list[bool] = []
+def _filters(s: WindowFilterSettings) -> bool:
+    """Whether any rule is on (else the files need not be read again)."""
+    return (
+        s.exclude_alerted
+        or s.exclude_alert_dense
+        or s.exclude_score_quantile > 0
+        or s.feedback is not None
+    )
+
+
+def filter_files(
+    day_files: Sequence[DayFile],
+    files: Sequence[FileTokens],
+    s: WindowFilterSettings,
+    held_out: npt.NDArray[np.bool_],
+) -> FilterResult:
+    """The window filter over the selected files (windows in the token cache's order),
+    with the verdicts of the settings' feedback file."""
+    feedback = read_feedback(s.feedback) if s.feedback is not None else []
+    columns = WindowColumns.concat(
+        [window_columns(f.path, ft.n_windows) for f, ft in zip(day_files, files, strict=True)]
+    )
+    return filter_windows(columns, s, feedback, held_out)
+
+
+def window_columns(path: Path, n_windows: int) -> WindowColumns:
+    """Per window of a daily file (in the token cache's order), what the filter reads: a
+    session cut into several windows gives each its line's times, score and alert."""
+    records: list[WindowRecord] = []
+    repeats: list[int] = []
     for s in read_sessions(path, strict=True):
-        mask.extend([bool(s.alerted)] * len(split_points(len(s.events), MAX_EVENTS)))
-    if len(mask) != n_windows:
-        raise DataError(f"{path} changed while it was read ({len(mask)} != {n_windows} windows)")
-    return np.asarray(mask, dtype=np.bool_)
+        records.append(WindowRecord(s.session_id, s.start_ts, s.end_ts, s.score, s.alerted))
+        repeats.append(len(split_points(len(s.events), MAX_EVENTS)))
+    if sum(repeats) != n_windows:
+        raise DataError(f"{path} changed while it was read ({sum(repeats)} != {n_windows} windows)")
+    return WindowColumns.of(records).repeat(np.asarray(repeats, dtype=np.int64))
 
 
 def pad_windows(store: WindowStore, idx: IntArray, bucket_width: int) -> npt.NDArray[np.int64]:

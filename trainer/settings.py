@@ -8,7 +8,7 @@ per-invocation arguments, not settings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +16,7 @@ from schemas.runtime.secret import Secret
 from schemas.signing import check_bundle_key
 from schemas.vocab import DEFAULT_MAX_SIZE, SPECIALS
 from schemas.windows import MAX_TOKENS
+from trainer.window_filter import WindowFilterSettings
 
 
 def default_token_cache_dir() -> Path:
@@ -112,8 +113,6 @@ class TrainSettings:
     count normal (docs/quality.md compares values)."""
     score_tokens_per_batch: int = 16_384
     """Token budget per scoring batch when calibrating on the validation slice."""
-    exclude_alerted: bool = False
-    """Leave out windows the stream alerted on (archive lines with "alerted": true)."""
     end_marker: bool = True
     """Append the session-end event to each window that ends its session (fewer than 510
     events; trainer/end_marker.py), so the model learns where sessions end and flags ones
@@ -138,6 +137,7 @@ class TrainSettings:
     """Sign the bundle with this HMAC-SHA256 key, and verify the --init-from bundle's
     signature (schemas/signing.py): file:PATH, env:NAME, or the value in LOGAD_BUNDLE_KEY
     (unset: the bundle is not signed)."""
+    window_filter: WindowFilterSettings = field(default=WindowFilterSettings())
 
     def __post_init__(self) -> None:
         check_bundle_key(self.bundle_key)

@@ -266,7 +266,7 @@ def _load_data_on_all_ranks(
             base_vocab,
             fixed_vocab,
             complete_only=s.complete_only,
-            exclude_alerted=s.exclude_alerted,
+            window_filter=s.window_filter,
         )
 
     if not d.enabled:
@@ -298,6 +298,7 @@ def _final_metrics(result: FitResult, data: TrainingData, s: TrainSettings) -> d
         "end_marker": s.end_marker,
         "sessions": data.n_sessions,
         "vocab_size": len(data.vocab),
+        "excluded": data.excluded,
     }
 
 

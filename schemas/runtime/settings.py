@@ -183,7 +183,10 @@ def _section(name: str, cls: type, default: Any, exposed: tuple[str, ...] | None
     out = []
     for f in fields.values():
         if _is_section(hints[f.name]):
-            raise TypeError(f"section {name}: {cls.__name__}.{f.name} nests a section")
+            # Flags stay flat: a section inside a section keeps its default, never exposed.
+            if exposed is None or f.name in exposed:
+                raise TypeError(f"section {name}: {cls.__name__}.{f.name} nests a section")
+            continue
         if exposed is None or f.name in exposed:
             out.append(_leaf(f, hints[f.name], getattr(default, f.name), docs))
     return Section(name, cls, tuple(out), default)

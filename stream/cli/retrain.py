@@ -26,7 +26,12 @@ def register(subparsers: Subparsers) -> None:
         "record is written to REGISTRY/decisions/. A lock file keeps two runs apart. Settings: "
         "defaults < --config < LOGAD_* environment < flags.",
         settings=RetrainSettings,
-        metavars={"archive_dir": "DIR", "registry": "DIR", "train_config": "FILE"},
+        metavars={
+            "archive_dir": "DIR",
+            "registry": "DIR",
+            "train_config": "FILE",
+            "feedback": "FILE",
+        },
         run=run,
     )
 

@@ -105,6 +105,7 @@ def register(subparsers: Subparsers) -> None:
         "< --config < LOGAD_* environment < flags.",
         arguments=_arguments,
         settings=TrainSettings,
+        metavars={"feedback": "FILE"},
         run=run,
     )
 

@@ -44,6 +44,7 @@ from schemas.windows import MAX_EVENTS, split_points
 from stream.jobs.registry import add_to_registry, promote_bundle, prune_refused, refused_versions
 from stream.jobs.retrain_gate import DayPlan, Decision, Figures, decide, figures, plan_days
 from stream.jobs.train import check_processes, launch_workers, launches_workers, train_here
+from trainer.window_filter import WindowFilterSettings
 
 log = structlog.get_logger(__name__)
 
@@ -69,8 +70,6 @@ class CandidateSettings:
     """Passes over the training windows."""
     nproc: int = 1
     """DDP processes through torchrun (one per GPU), as `logad train --nproc`."""
-    exclude_alerted: bool = True
-    """Leave out windows the stream alerted on when training."""
     lr: float | None = None
     """Peak learning rate (default: the trainer's)."""
     tokens_per_batch: int | None = None
@@ -130,6 +129,7 @@ class RetrainSettings:
     candidate: CandidateSettings = field(default=CandidateSettings())
     gate: GateSettings = field(default=GateSettings())
     signing: BundleKeySettings = field(default=BundleKeySettings())
+    window_filter: WindowFilterSettings = field(default=WindowFilterSettings())
 
     def __post_init__(self) -> None:
         if self.archive_dir is None:
@@ -203,7 +203,7 @@ def train_flags(s: RetrainSettings, run_dir: Path, init_from: Path | None = None
     return {
         "run_dir": run_dir,
         "complete_only": True,
-        "exclude_alerted": c.exclude_alerted,
+        **asdict(s.window_filter),
         "preset": preset,
         "epochs": c.epochs,
         "device": s.device,
@@ -289,6 +289,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         try:
             candidate_dir = tmp / "candidate"
             _train_candidate(s, plan, candidate_dir, init_from)
+            excluded = _excluded(candidate_dir)
             held = read_held_out(complete[plan.holdout])
             # The candidate is this run's own, made under its lock: signed on promotion.
             cand = evaluate_bundle(candidate_dir, held, s)
@@ -316,6 +317,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             "candidate": asdict(cand),
             "current": asdict(cur) if cur is not None else None,
             "train_days": [d.isoformat() for d in plan.train_days],
+            "excluded": excluded,
             "holdout_day": plan.holdout.isoformat(),
             "warm_start_from": init_from.name if init_from else None,
             "margin": s.gate.margin,
@@ -331,6 +333,13 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             record=str(path),
         )
         return Outcome(decision, path, record)
+
+
+def _excluded(bundle: Path) -> dict[str, Any] | None:
+    """The windows the candidate's training left out, per reason (trainer/window_filter.py):
+    the trainer records them in the bundle's manifest, whichever process trained it."""
+    excluded = BundleManifest.from_json((bundle / MANIFEST).read_bytes()).metrics.get("excluded")
+    return excluded if isinstance(excluded, dict) else None
 
 
 def _prune(

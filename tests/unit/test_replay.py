@@ -6,7 +6,6 @@ import argparse
 import gzip
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from schemas.daily_files import write_sessions
@@ -28,7 +27,6 @@ from stream.jobs.replay import (
     write_scores,
 )
 from tests.fakes import FakeScorer, event_count
-from trainer.dataset import alerted_mask
 
 
 def _days(tmp: Path) -> Path:
@@ -181,20 +179,6 @@ def test_cli_parses_sources() -> None:
     assert settings.scoring.explain_known_mixes is True
     with pytest.raises(SystemExit):  # a live-only sessionizer setting is no replay flag
         parser.parse_args(["replay", "--model", "m", "--topic", "t", "--idle-timeout-ms", "1"])
-
-
-def test_alerted_mask_for_exclude_alerted(tmp_path: Path) -> None:
-    p = tmp_path / "preprocessed_logs_2026-01-01.jsonl"
-    write_sessions(
-        p,
-        [
-            Session("a", ("x",) * 3, alerted=True),
-            Session("b", ("x",) * 600, alerted=False),
-            Session("c", ("x",) * 2),
-        ],
-    )
-    assert alerted_mask(p, 4).tolist() == [True, False, False, False]
-    assert isinstance(alerted_mask(p, 4), np.ndarray)
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,7 @@ def test_settings_need_archive_and_registry(tmp_path: Path) -> None:
         flags={"archive_dir": "/a", "registry": "/r", "margin": "0.01"},
         environ={"LOGAD_LAST_DAYS": "3"},
     )
-    assert s.candidate.last_days == 3 and s.gate.margin == 0.01 and s.candidate.exclude_alerted
+    assert s.candidate.last_days == 3 and s.gate.margin == 0.01 and s.window_filter.exclude_alerted
 
 
 def test_the_candidate_gets_the_same_train_settings_in_process_and_in_workers(
@@ -118,7 +118,8 @@ def test_the_candidate_gets_the_same_train_settings_in_process_and_in_workers(
     )
     args = build_parser().parse_args(["train", *train_argv(s, plan, out, None)])
     assert args.build(args) == direct
-    assert (direct.exclude_alerted, direct.lr, direct.epochs, direct.val_fraction) == (
+    alerted = direct.window_filter.exclude_alerted
+    assert (alerted, direct.lr, direct.epochs, direct.val_fraction) == (
         False,
         0.001,
         1,  # retrain's own epochs win over the config file's

@@ -1,0 +1,323 @@
+"""Which archived windows a model may train on, without labels (pure).
+
+`logad serve --archive-dir` archives every scored window with its score and whether it
+alerted; nobody labels it. Trained on whole, a candidate learns the incidents it saw as
+normal. `filter_windows` drops the windows that are likely anomalous, each under the first
+of these reasons that applies (the order of `REASONS`):
+
+1. `feedback_anomalous`: an operator marked its session, or a time span it overlaps,
+   anomalous (schemas/feedback.py);
+2. `alerted`: the stream alerted on it;
+3. `alert_dense`: it overlaps an alert-dense period: a time bucket whose share of alerted
+   windows is at least `dense_factor` times its UTC day's, with at least `dense_min_alerts`
+   alerts, widened by `dense_guard_minutes` either side (an incident also bends the windows
+   around the ones that alerted);
+4. `score_quantile`: its archived score is above the `exclude_score_quantile` quantile of
+   every archived score in the selection. Those scores are the serving model's (whichever
+   was current when the window was scored), not the model being trained.
+
+An operator's `normal` verdict on a session (or on a span without a service) keeps its
+windows whatever the rules say: an acknowledged false alarm is what the model should learn
+as normal. Those windows are counted in `kept_by_feedback`.
+
+A rule uses only what the records hold: a window without a score, a time or an `alerted`
+field is never dropped by the rule that needs it, so session files that are not an archive
+train as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.feedback import Feedback
+
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class WindowFilterSettings:
+    """Training-window filter
+
+    Which windows of an archive (daily files written by `logad serve --archive-dir`) are
+    left out of training, without labels; each rule uses only the fields the files carry,
+    so session files without scores or alerts train whole (trainer/window_filter.py)."""
+
+    exclude_alerted: bool = True
+    """Leave out windows the stream alerted on (archive lines with "alerted": true)."""
+    exclude_score_quantile: float = 0.0
+    """Leave out training windows whose archived score (the serving model's, when it
+    scored them) is above this quantile of the selected days' archived scores, e.g. 0.99;
+    validation windows stay, so the threshold still sees the top of the normal scores
+    (0: off)."""
+    score_quantile_validation: bool = False
+    """Apply exclude_score_quantile to the validation windows too. The threshold is then
+    drawn from scores with their top cut off, so it comes out lower: more recall when
+    anomalies nobody flagged would otherwise set it, more false alerts when they would not."""
+    exclude_alert_dense: bool = True
+    """Leave out windows that overlap an alert-dense period: a time bucket whose share of
+    alerted windows is dense_factor times its day's, with dense_min_alerts alerts or more,
+    widened by dense_guard_minutes either side."""
+    dense_bucket_minutes: float = 5.0
+    """Length of the time buckets of exclude_alert_dense (by each window's last event)."""
+    dense_factor: float = 5.0
+    """A bucket is dense when its alert share is at least this times its UTC day's."""
+    dense_min_alerts: int = 3
+    """A bucket needs at least this many alerted windows to be dense."""
+    dense_guard_minutes: float = 5.0
+    """Windows this close to a dense bucket (before or after) are left out too."""
+    feedback: Path | None = None
+    """A feedback file (schemas/feedback.py: one JSON verdict per line): windows of
+    sessions or time spans marked anomalous are left out; sessions acknowledged normal are
+    kept whatever the other rules say."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.exclude_score_quantile < 1:
+            raise ValueError(
+                f"exclude_score_quantile must be in [0, 1), got {self.exclude_score_quantile}"
+            )
+        if not self.dense_bucket_minutes > 0:
+            raise ValueError(f"dense_bucket_minutes must be > 0, got {self.dense_bucket_minutes}")
+        if self.dense_guard_minutes < 0:
+            raise ValueError(f"dense_guard_minutes must be >= 0, got {self.dense_guard_minutes}")
+        if not self.dense_factor >= 1:
+            raise ValueError(f"dense_factor must be >= 1, got {self.dense_factor}")
+        if self.dense_min_alerts < 1:
+            raise ValueError(f"dense_min_alerts must be >= 1, got {self.dense_min_alerts}")
+
+
+NO_FILTER = WindowFilterSettings(
+    exclude_alerted=False, exclude_score_quantile=0.0, exclude_alert_dense=False
+)
+"""Every window trains."""
+
+
+class Reason(IntEnum):
+    """Why a window is left out; the lowest applicable value wins."""
+
+    KEPT = 0
+    FEEDBACK_ANOMALOUS = 1
+    ALERTED = 2
+    ALERT_DENSE = 3
+    SCORE_QUANTILE = 4
+
+
+REASONS: tuple[str, ...] = ("feedback_anomalous", "alerted", "alert_dense", "score_quantile")
+"""The reasons in the order they are tried (Reason 1, 2, ...), as the counts name them."""
+
+
+@dataclass(frozen=True)
+class WindowRecord:
+    """What the filter reads of one window (one archive line, or one piece of a line the
+    trainer cut)."""
+
+    session_id: str
+    start_ts: int | None = None
+    end_ts: int | None = None
+    score: float | None = None
+    alerted: bool | None = None
+
+
+@dataclass(frozen=True)
+class WindowColumns:
+    """The records as columns: NaN for a missing score, -1 for a missing time or alert."""
+
+    session_ids: tuple[str, ...]
+    start_ts: npt.NDArray[np.int64]
+    end_ts: npt.NDArray[np.int64]
+    score: npt.NDArray[np.float64]
+    alerted: npt.NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return len(self.session_ids)
+
+    @classmethod
+    def of(cls, records: Iterable[WindowRecord]) -> WindowColumns:
+        rs = list(records)
+        return cls(
+            session_ids=tuple(r.session_id for r in rs),
+            start_ts=np.array([_ts(r.start_ts) for r in rs], dtype=np.int64),
+            end_ts=np.array([_ts(r.end_ts) for r in rs], dtype=np.int64),
+            score=np.array([np.nan if r.score is None else r.score for r in rs], np.float64),
+            alerted=np.array([-1 if r.alerted is None else int(r.alerted) for r in rs], np.int8),
+        )
+
+    def repeat(self, times: npt.NDArray[np.int64]) -> WindowColumns:
+        """Each record `times[i]` times over (a line the trainer cuts into windows)."""
+        ids = tuple(
+            sid for sid, k in zip(self.session_ids, times.tolist(), strict=True) for _ in range(k)
+        )
+        return WindowColumns(
+            ids,
+            np.repeat(self.start_ts, times),
+            np.repeat(self.end_ts, times),
+            np.repeat(self.score, times),
+            np.repeat(self.alerted, times),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[WindowColumns]) -> WindowColumns:
+        if not parts:
+            return cls.of([])
+        return cls(
+            tuple(sid for p in parts for sid in p.session_ids),
+            np.concatenate([p.start_ts for p in parts]),
+            np.concatenate([p.end_ts for p in parts]),
+            np.concatenate([p.score for p in parts]),
+            np.concatenate([p.alerted for p in parts]),
+        )
+
+
+def _ts(ts: int | None) -> int:
+    return -1 if ts is None else ts
+
+
+@dataclass(frozen=True)
+class FilterResult:
+    reasons: npt.NDArray[np.int8]
+    """Per window, its `Reason` (0: kept)."""
+    kept_by_feedback: int
+    """Windows an operator acknowledged normal that a rule would have left out."""
+    score_cut: float | None = None
+    """The score above which windows were left out (None: the rule was off or had no
+    scores)."""
+    dense_spans: tuple[tuple[int, int], ...] = ()
+    """The alert-dense periods, guard included: [start ms, end ms), merged."""
+
+    @property
+    def keep(self) -> npt.NDArray[np.bool_]:
+        return np.asarray(self.reasons == Reason.KEPT, dtype=np.bool_)
+
+    def counts(self) -> dict[str, int]:
+        """Windows left out per reason, `kept_by_feedback`, and `windows` (all of them):
+        the reasons' counts sum to `windows` minus the windows kept."""
+        n = np.bincount(self.reasons, minlength=len(Reason))
+        out = {name: int(n[i + 1]) for i, name in enumerate(REASONS)}
+        out["kept_by_feedback"] = self.kept_by_feedback
+        out["windows"] = len(self.reasons)
+        return out
+
+
+def filter_windows(
+    w: WindowColumns,
+    s: WindowFilterSettings,
+    feedback: Sequence[Feedback] = (),
+    held_out: npt.NDArray[np.bool_] | None = None,
+) -> FilterResult:
+    """Each window's reason to be left out of training (see the module doc). `held_out`
+    marks the validation windows the threshold is calibrated on: the score quantile leaves
+    them in (unless `score_quantile_validation`), since cutting the top of the scores there
+    lowers the threshold."""
+    n = len(w)
+    reasons = np.zeros(n, dtype=np.int8)
+    verdict = _feedback_verdicts(w, feedback)
+    dense_spans: tuple[tuple[int, int], ...] = ()
+    score_cut: float | None = None
+    rules: list[tuple[Reason, npt.NDArray[np.bool_]]] = [
+        (Reason.FEEDBACK_ANOMALOUS, verdict == _ANOMALOUS)
+    ]
+    if s.exclude_alerted:
+        rules.append((Reason.ALERTED, w.alerted == 1))
+    if s.exclude_alert_dense:
+        dense_spans = alert_dense_spans(w, s)
+        rules.append((Reason.ALERT_DENSE, _overlaps(w, dense_spans)))
+    if s.exclude_score_quantile > 0:
+        scored = ~np.isnan(w.score)
+        if scored.any():
+            score_cut = float(np.quantile(w.score[scored], s.exclude_score_quantile))
+            high = scored & (np.nan_to_num(w.score, nan=-np.inf) > score_cut)
+            if held_out is not None and not s.score_quantile_validation:
+                high &= ~held_out
+            rules.append((Reason.SCORE_QUANTILE, high))
+    would_drop = np.zeros(n, dtype=np.bool_)
+    for reason, hit in reversed(rules):  # the first rule in order is written last, and wins
+        reasons[hit] = reason
+        would_drop |= hit
+    normal = verdict == _NORMAL
+    reasons[normal] = Reason.KEPT
+    return FilterResult(reasons, int((normal & would_drop).sum()), score_cut, dense_spans)
+
+
+_NONE, _ANOMALOUS, _NORMAL = 0, 1, 2
+
+
+def _feedback_verdicts(w: WindowColumns, feedback: Sequence[Feedback]) -> npt.NDArray[np.int8]:
+    """Per window, the operator's verdict: its session's last one, else the last span that
+    overlaps it. A span narrowed to a service marks windows anomalous whatever their
+    services (the archive does not record them), but keeps none as normal."""
+    out = np.zeros(len(w), dtype=np.int8)
+    code = {"anomalous": _ANOMALOUS, "normal": _NORMAL}
+    for fb in feedback:
+        if fb.session_id is not None or fb.start_ms is None or fb.end_ms is None:
+            continue
+        if fb.verdict == "normal" and fb.service is not None:
+            continue
+        out[_overlaps(w, ((fb.start_ms, fb.end_ms),))] = code[fb.verdict]
+    by_session = {fb.session_id: fb.verdict for fb in feedback if fb.session_id is not None}
+    if by_session:
+        for i, sid in enumerate(w.session_ids):
+            v = by_session.get(sid)
+            if v is not None:
+                out[i] = code[v]
+    return out
+
+
+def _times(w: WindowColumns) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Each window's [first, last] event time, one standing in for the other when missing
+    (-1 where both are)."""
+    first = np.where(w.start_ts >= 0, w.start_ts, w.end_ts)
+    last = np.where(w.end_ts >= 0, w.end_ts, w.start_ts)
+    return first, last
+
+
+def _overlaps(w: WindowColumns, spans: Sequence[tuple[int, int]]) -> npt.NDArray[np.bool_]:
+    """Windows whose [first, last] event time meets one of the disjoint, sorted spans
+    [start, end); a window without times meets none."""
+    first, last = _times(w)
+    if not spans:
+        return np.zeros(len(w), dtype=np.bool_)
+    starts = np.array([a for a, _ in spans], dtype=np.int64)
+    ends = np.array([b for _, b in spans], dtype=np.int64)
+    # The first span ending after the window's first event, if it starts by its last.
+    i = np.searchsorted(ends, first, side="right")
+    inside = i < len(spans)
+    j = np.minimum(i, len(spans) - 1)
+    return (first >= 0) & inside & (starts[j] <= last)
+
+
+def alert_dense_spans(w: WindowColumns, s: WindowFilterSettings) -> tuple[tuple[int, int], ...]:
+    """The alert-dense buckets (by each window's last event time), each widened by the
+    guard, merged into disjoint sorted spans."""
+    _, t = _times(w)
+    known = (t >= 0) & (w.alerted >= 0)
+    if not known.any():
+        return ()
+    t, alerted = t[known], w.alerted[known].astype(np.int64)
+    bucket_ms = max(1, round(s.dense_bucket_minutes * MINUTE_MS))
+    _, day_of = np.unique(t // DAY_MS, return_inverse=True)
+    day_share = np.bincount(day_of, weights=alerted) / np.bincount(day_of)
+    buckets, first_of, bucket_of = np.unique(t // bucket_ms, return_index=True, return_inverse=True)
+    n = np.bincount(bucket_of)
+    alerts = np.bincount(bucket_of, weights=alerted)
+    # A bucket's day is its first window's (a bucket that straddles midnight is rare).
+    base = day_share[day_of[first_of]]
+    dense = (alerts >= s.dense_min_alerts) & (alerts >= s.dense_factor * base * n)
+    guard = round(s.dense_guard_minutes * MINUTE_MS)
+    spans = [(int(b) * bucket_ms - guard, (int(b) + 1) * bucket_ms + guard) for b in buckets[dense]]
+    return tuple(_merge(spans))
+
+
+def _merge(spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
