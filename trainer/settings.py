@@ -155,9 +155,7 @@ class TrainSettings:
         _non_negative(self, "warmup_steps", "checkpoint_every_steps", "eval_every_steps")
         _non_negative(self, "min_steps", "max_steps")
         if self.max_steps and self.min_steps > self.max_steps:
-            raise ValueError(
-                f"min_steps {self.min_steps} exceeds max_steps {self.max_steps}"
-            )
+            raise ValueError(f"min_steps {self.min_steps} exceeds max_steps {self.max_steps}")
         _non_negative(self, "num_workers", "seed", "cpu_threads")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")

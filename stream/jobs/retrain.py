@@ -231,23 +231,23 @@ def registry_lock(registry: Path) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Window:
+class ArchiveWindow:
     events: tuple[str, ...]
     ended: bool
 
 
-def _windows(s: Session) -> Iterator[Window]:
+def _windows(s: Session) -> Iterator[ArchiveWindow]:
     """A line's windows, cut as the trainer and stream cut them (only the last ends the
     session, if the line did)."""
     cuts = split_points(len(s.events), MAX_EVENTS)
     for i, (a, b) in enumerate(cuts):
-        yield Window(s.events[a:b], s.ended and i == len(cuts) - 1)
+        yield ArchiveWindow(s.events[a:b], s.ended and i == len(cuts) - 1)
 
 
 @dataclass(frozen=True)
 class DayScan:
     count: DayCount
-    watched: list[Window]
+    watched: list[ArchiveWindow]
     """Windows alerted on or confirmed anomalous, less those acknowledged normal."""
 
 
@@ -256,7 +256,7 @@ def scan_day(day: DayFile, feedback: Sequence[Feedback]) -> DayScan:
     assert day.day is not None
     ids: set[str] = set()
     windows = normal = labelled = unlabelled_normal = 0
-    kept: list[Window] = []
+    kept: list[ArchiveWindow] = []
     for s in read_sessions(day.path, strict=False):
         ids.add(s.session_id)
         verdict = verdict_of(s.session_id, (s.start_ts, s.end_ts), feedback) if feedback else None
@@ -292,11 +292,11 @@ class HeldOut:
     labels: list[int | None]
     alerted: list[bool | None]
     ended: list[bool] = field(default_factory=list)
-    watched: list[Window] = field(default_factory=list)
+    watched: list[ArchiveWindow] = field(default_factory=list)
     """Windows of the training and held-out days the candidate must still flag."""
 
 
-def read_held_out(path: Path, watched: Sequence[Window] = ()) -> HeldOut:
+def read_held_out(path: Path, watched: Sequence[ArchiveWindow] = ()) -> HeldOut:
     """The held-out day's windows (long sessions cut as the trainer and stream cut them)."""
     held = HeldOut([], [], [], [], list(watched))
     for s in read_sessions(path, strict=False):

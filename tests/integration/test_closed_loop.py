@@ -69,13 +69,13 @@ DAY1, DAY2, DAY3 = (DAY0 + timedelta(days=i) for i in (1, 2, 3))
 INCIDENTS = ("db_timeout", "no_instance")
 """Anomaly kinds whose ids v1 has in its vocab (and misses)."""
 TRAIN_TOML = (
-    "val_fraction = 0.2\nthreshold_quantile = 0.99\nnum_workers = 0\nwarmup_steps = 5\n"
-    "checkpoint_every_steps = 0\n"
+    "val_fraction = 0.2\nthreshold_quantile = 0.99\nnum_workers = 0\ncheckpoint_every_steps = 0\n"
 )
 TINY = ["--preset", "tiny", "--device", "cpu", "--cpu-threads", "1"]
 MARGIN = 0.05
-"""The gate's slack on the false-alert rate. A threshold calibrated on ~80 validation
-windows, measured on ~225 normal held-out windows, is good to a few percent at best."""
+"""The gate's extra slack on the false-alert rate, beyond its binomial bound. A threshold
+calibrated on ~80 validation windows, measured on ~225 normal held-out windows, is good to a
+few percent at best."""
 
 
 def _bootstrap_bundle(root: Path) -> Path:
@@ -140,7 +140,9 @@ async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_repla
     train_config.write_text(TRAIN_TOML)
     retrain = ["retrain", "--archive-dir", str(archive), "--registry", str(registry)]
     retrain += ["--last-days", "1", "--margin", str(MARGIN), "--train-config", str(train_config)]
-    retrain += TINY
+    # Days of a few hundred sessions count; --epochs alone sizes the training.
+    retrain += ["--min-sessions", "100", "--min-holdout-windows", "50", "--min-steps", "0"]
+    retrain += ["--warmup-steps", "5", *TINY]
 
     day1 = simulate_day(random.Random(11), day_start_ms(DAY1), 400, 0.1, ("unknown_event",))
     kinds2 = (*INCIDENTS, "unknown_event", "unknown_event")
@@ -179,9 +181,12 @@ async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_repla
         for fig in (cand, cur):  # both models' figures, from the labelled held-out day
             assert fig["labelled"] is True and fig["windows"] > 0
             assert isinstance(fig["f1"], float) and isinstance(fig["false_alert_rate"], float)
-        assert (
-            cand["f1"] > cur["f1"] and cand["false_alert_rate"] <= cur["false_alert_rate"] + MARGIN
-        )
+        assert cand["f1"] > cur["f1"]
+        # Every criterion passed or could not be compared; the rate within its bound.
+        assert all(c["passed"] is not False for c in first["criteria"])
+        rate = first["criteria"][0]
+        assert rate["name"] == "false_alert_rate" and rate["value"] <= rate["limit"]
+        assert rate["limit"] >= cur["false_alert_rate"] + MARGIN
 
         # 3. The same serve hot-reloads and scores new traffic with the new version.
         probes = await _probe_until(kafka_bootstrap, topics, v2, day_start_ms(DAY3) + 3_600_000)
@@ -216,10 +221,15 @@ async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_repla
     assert "F1" in str(second["reason"]) or "false-alert rate" in str(second["reason"])
     worse, cur = second["candidate"], second["current"]
     assert isinstance(worse, dict) and isinstance(cur, dict) and cur["version"] == v2
-    assert worse["f1"] < cur["f1"] or worse["false_alert_rate"] > cur["false_alert_rate"] + MARGIN
+    assert worse["f1"] < cur["f1"] or worse["false_alert_rate"] > cur["false_alert_rate"]
     assert read_pointer(registry).version == v2 == second["current_after"]
     # Every criterion is in the record; the refused candidate is kept, to inspect.
-    assert [c["name"] for c in second["criteria"]] == ["false_alert_rate", "f1"]
+    assert [c["name"] for c in second["criteria"]] == [
+        "false_alert_rate",
+        "alerted_kept",
+        "val_loss",
+        "f1",
+    ]
     assert any(c["passed"] is False for c in second["criteria"]) and second["labelled"] is True
     assert [b.version for b in list_bundles(registry)] == [v1, v2, worse["version"]]
     assert not list(registry.glob(".retrain-*"))  # the candidate's temp dir is gone
