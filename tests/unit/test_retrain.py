@@ -245,6 +245,13 @@ def test_a_warm_start_gives_train_its_bundles_preset_not_the_default(tmp_path: P
     s = RetrainSettings(archive_dir=tmp_path, registry=tmp_path)
     assert train_flags(s, tmp_path / "run", warm)["preset"] == "tiny"  # no "ignored" warning
     assert train_flags(s, tmp_path / "run")["preset"] == "base"  # from scratch: the setting
+    # A warm start's lr by the bundle's preset; from scratch the trainer's; given, as given.
+    assert train_flags(s, tmp_path / "run", warm)["lr"] == 2e-3
+    assert train_flags(s, tmp_path / "run")["lr"] is None
+    given = RetrainSettings(
+        archive_dir=tmp_path, registry=tmp_path, candidate=CandidateSettings(lr=1e-5)
+    )
+    assert train_flags(given, tmp_path / "run", warm)["lr"] == 1e-5
 
 
 def test_labels_without_an_anomaly_give_no_f1_to_compare() -> None:
