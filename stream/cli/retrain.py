@@ -58,7 +58,8 @@ def run(args: argparse.Namespace, settings: RetrainSettings) -> int:
     rec = outcome.record
     if rec["action"] == "skipped":  # too little data is a quiet night, not a failure
         out(f"skipped, nothing trained: {outcome.decision.reason}")
-        out(f"  current model still {rec['current_after']}; record {outcome.record_path}")
+        current = rec["current_after"] or "none yet"
+        out(f"  current model still {current}; record {outcome.record_path}")
         return 0
     out(outcome.decision.reason)
     t = rec["training"]
