@@ -48,7 +48,7 @@ from schemas.runtime.logs import configure_logging
 from schemas.sessions import Session
 from schemas.windows import MAX_EVENTS, split_points
 from stream.devtools.simulate import SimSession, generate_sessions, simulate_day
-from stream.jobs.retrain_gate import Figures, decide, figures
+from stream.jobs.retrain_gate import Figures, GateRules, decide, figures
 from trainer.dataset import DataSelection, load_training_data
 from trainer.scoring.scorer import WindowScorer
 from trainer.settings import TrainSettings
@@ -290,7 +290,7 @@ def run_seed(a: argparse.Namespace, seed: int, tmp: Path) -> dict[str, Any]:
         outcome = run_training(s, TrainRequest(DataSelection((source,)), out, init_from=m0))
         train_s = time.perf_counter() - t
         fig, kinds = evaluate(out, held)
-        gate = decide(fig, current, 0.0)
+        gate = decide(fig, current, GateRules())
         rows.append(
             {
                 "filter": name,

@@ -197,11 +197,18 @@ def rank_plan(data: TrainingData, s: TrainSettings, d: Dist, epoch: int) -> Epoc
 
 
 def epoch_batches(
-    data: TrainingData, s: TrainSettings, d: Dist, epoch: int, start: int = 0
+    data: TrainingData,
+    s: TrainSettings,
+    d: Dist,
+    epoch: int,
+    start: int = 0,
+    stop: int | None = None,
 ) -> tuple[EpochPlan, EpochBatches]:
     """This rank's batches of `epoch` (shuffled and masked afresh from the seed and the
-    epoch), from its `start`-th batch on."""
+    epoch), from its `start`-th batch on, and before its `stop`-th (None: to the end)."""
     plan = rank_plan(data, s, d, epoch)
+    if stop is not None:
+        plan = EpochPlan(plan.batches[:stop], plan.plan_ids[:stop])
     batches = EpochBatches(
         data.store,
         data.train_idx,
@@ -221,6 +228,13 @@ def epoch_batches(
 def steps_per_epoch(data: TrainingData, s: TrainSettings, d: Dist) -> int:
     # The count of batches does not depend on the shuffle, so epoch 0 stands for all.
     return len(rank_plan(data, s, d, 0).plan_ids)
+
+
+def planned_steps(steps_per_epoch: int, s: TrainSettings) -> int:
+    """The run's optimizer steps: `epochs` passes, raised to min_steps, capped at
+    max_steps."""
+    steps = max(steps_per_epoch * s.epochs, s.min_steps)
+    return min(steps, s.max_steps) if s.max_steps else steps
 
 
 def mask_spec(s: TrainSettings) -> MaskSpec:
@@ -285,8 +299,12 @@ def fit(
     val = validation_batches(data, s, d)
     last_loss: float | None = None
     last_eval: EvalMetrics | None = None
-    for epoch in range(state.epoch, s.epochs):
-        plan, batches = epoch_batches(data, s, d, epoch, state.step_in_epoch)
+    spe = steps_per_epoch(data, s, d)
+    total = planned_steps(spe, s)
+    # The last pass may be cut short (max_steps, or min_steps past whole passes).
+    for epoch in range(state.epoch, -(-total // spe)):
+        stop = min(spe, total - epoch * spe)
+        plan, batches = epoch_batches(data, s, d, epoch, state.step_in_epoch, stop)
         n_steps = len(plan.plan_ids)
         for batch in iterate(batches, s.num_workers, pin):
             m = train_step(net, optimizer, scheduler, batch, d, s.grad_clip)

@@ -33,7 +33,14 @@ class TrainSettings:
     preset: Literal["base", "small", "tiny"] = "base"
     """Model shape: 'base' (production, BERT-base) or 'small'/'tiny' (CPU, demo, tests)."""
     epochs: int = 3
-    """Passes over the training windows."""
+    """Passes over the training windows (min_steps and max_steps may end a run after more
+    or fewer)."""
+    min_steps: int = 0
+    """Train at least this many optimizer steps, passing over the windows again as often as
+    needed (0: `epochs` passes decide)."""
+    max_steps: int = 0
+    """Train at most this many optimizer steps, ending mid-pass if need be (0: no cap). The
+    warm-up and cosine schedule span the steps actually taken."""
     lr: float = 2e-5
     """Peak AdamW learning rate (reached after warm-up, then cosine-annealed to 0)."""
     weight_decay: float = 0.01
@@ -146,6 +153,9 @@ class TrainSettings:
         _positive(self, "score_groups")
         _positive(self, "score_ceiling_support")
         _non_negative(self, "warmup_steps", "checkpoint_every_steps", "eval_every_steps")
+        _non_negative(self, "min_steps", "max_steps")
+        if self.max_steps and self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps {self.min_steps} exceeds max_steps {self.max_steps}")
         _non_negative(self, "num_workers", "seed", "cpu_threads")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")

@@ -46,6 +46,7 @@ from trainer.loop import (
     StepMetrics,
     TrainState,
     fit,
+    planned_steps,
     steps_per_epoch,
 )
 from trainer.loss_plot import plot_losses
@@ -177,7 +178,7 @@ def _run(
             f"{len(data.train_idx)} training windows make fewer batches than the "
             f"{d.world_size} ranks; lower --tokens-per-batch or --nproc"
         )
-    total_steps = spe * s.epochs
+    total_steps = planned_steps(spe, s)
     optimizer = build_optimizer(model, s, d.device)
     scheduler = build_scheduler(optimizer, s.warmup_steps, total_steps)
     state = TrainState()

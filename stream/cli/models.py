@@ -10,7 +10,7 @@ from schemas.runtime.console import out
 from schemas.signing import BundleKeySettings
 from stream.cli.command import Subparsers, command_parser
 from stream.jobs.registry import roll_back
-from stream.jobs.registry_view import HEADER, model_rows
+from stream.jobs.registry_view import HEADER, last_retrain, model_rows
 
 
 def _registry(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,8 @@ def register(subparsers: Subparsers) -> None:
         description="List every bundle in a model registry: version, the days it was "
         "trained on, its latest decision (promoted by the gate, promoted-by-hand, refused, "
         "rolled-back, restored) with its reason, its training metrics, and which one serves "
-        "(*) or a plain rollback would go to (-). Refused candidates are kept for "
+        "(*) or a plain rollback would go to (-); then the last retrain's outcome (promoted, "
+        "refused, or skipped for too little data). Refused candidates are kept for "
         "retrain's --keep-refused-days.",
         arguments=_registry,
         run=run_models,
@@ -61,12 +62,14 @@ def run_models(args: argparse.Namespace, settings: None) -> int:
     rows = model_rows(args.registry)
     if not rows:
         out(f"{args.registry} holds no bundles")
-        return 0
-    table = [HEADER, *rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(HEADER) - 1)]
-    for r in table:
-        cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)]
-        out("  ".join([*cells, r[-1]]).rstrip())
+    else:
+        table = [HEADER, *rows]
+        widths = [max(len(r[i]) for r in table) for i in range(len(HEADER) - 1)]
+        for r in table:
+            cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)]
+            out("  ".join([*cells, r[-1]]).rstrip())
+    if (line := last_retrain(args.registry)) is not None:
+        out(line)
     return 0
 
 

@@ -1,5 +1,6 @@
 """`logad models`: each bundle of a registry with its latest decision (promoted by the gate
-or by hand, refused, rolled back) and its reason, marking the one serving."""
+or by hand, refused, rolled back) and its reason, marking the one serving; and the last
+retrain's outcome, which for a night with too little data (`skipped`) names no bundle."""
 
 from __future__ import annotations
 
@@ -64,3 +65,15 @@ def model_rows(registry: Path) -> list[list[str]]:
         data = f"{b.data_from or '?'}..{b.data_to or '?'}"
         rows.append([mark, b.version, data, decision, metrics or "-", reason])
     return rows
+
+
+def last_retrain(registry: Path) -> str | None:
+    """One line on the newest retrain record (promoted, refused or skipped), or None."""
+    runs = [r for r in read_decisions(registry) if r.get("by_hand") is False]
+    if not runs:
+        return None
+    r = runs[-1]
+    action = decision_action(r)
+    version = decision_version(r)
+    about = f" {version}" if version is not None else ""
+    return f"last retrain {r.get('time', '?')}: {action}{about}: {r.get('reason', '')}"

@@ -1,9 +1,13 @@
 """`logad retrain`: one nightly step of the closed loop, with a promotion gate.
 
-    lock the registry -> pick the last N complete days, the newest held out
-    -> train a candidate (warm-started from the current bundle, or from scratch)
-       in a hidden temporary directory inside the registry
-    -> score the held-out day with the candidate and the current bundle
+    lock the registry -> count the complete days, newest first: a day counts with
+       `min_sessions` sessions; the newest that counts is held out, the last N before it
+       train (too little data: a `skipped` record, nothing trained, exit 0)
+    -> train a candidate (warm-started from the current bundle, or from scratch) for a
+       number of optimizer steps sized from the data, in a hidden temporary directory
+       inside the registry
+    -> score the held-out day, and the windows the current model alerted on (or operators
+       confirmed), with the candidate and the current bundle
     -> promote only through the gate (a refused candidate joins the registry unpromoted,
        kept `keep_refused_days`) -> write a decision record -> prune old bundles
 
@@ -24,32 +28,56 @@ import contextlib
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import structlog
 
 from schemas.bundle import MANIFEST, BundleManifest, verify_bundle
-from schemas.daily_files import find_daily_files, read_sessions
+from schemas.daily_files import DayFile, find_daily_files, read_sessions
 from schemas.errors import ConfigError, DataError
+from schemas.feedback import Feedback, read_feedback
 from schemas.registry import is_registry, prune, read_pointer
 from schemas.registry_history import write_decision
 from schemas.runtime.secret import Secret
 from schemas.runtime.settings import REQUIRED, build_settings
+from schemas.sessions import Session
 from schemas.signing import BundleKeySettings
 from schemas.windows import MAX_EVENTS, split_points
 from stream.jobs.registry import add_to_registry, promote_bundle, prune_refused, refused_versions
-from stream.jobs.retrain_gate import DayPlan, Decision, Figures, decide, figures, plan_days
+from stream.jobs.retrain_gate import (
+    DayCount,
+    DayPlan,
+    Decision,
+    Figures,
+    GateRules,
+    Minimums,
+    Skip,
+    decide,
+    figures,
+    is_watched,
+    plan_days,
+    verdict_of,
+)
 from stream.jobs.train import check_processes, launch_workers, launches_workers, train_here
 from trainer.window_filter import WindowFilterSettings
+
+if TYPE_CHECKING:
+    from trainer.scoring.score import WindowResult
 
 log = structlog.get_logger(__name__)
 
 LOCK_FILE = ".retrain.lock"
 TMP_PREFIX = ".retrain-"
+
+WARM_LR: dict[str, float] = {"base": 5e-5, "small": 1e-3, "tiny": 2e-3}
+"""A warm start's peak learning rate by the bundle's preset, when `lr` is not given: the
+peak that trained each preset best from scratch (docs/quality.md). Measured for tiny on a
+warm start (docs/operations.md): 2e-5 over 200 steps moved the held-out loss 2%, 2e-3 66%."""
 
 
 @dataclass(frozen=True)
@@ -61,17 +89,31 @@ class CandidateSettings:
     every other knob."""
 
     last_days: int = 7
-    """Train on this many complete days before the held-out (newest complete) day."""
+    """Train on this many days that count before the held-out day (the newest that counts)."""
+    min_sessions: int = 500
+    """Sessions a complete day needs to count, for training or as the held-out day; a
+    smaller one (a stub after a restart, a quiet holiday) is left out. With fewer than two
+    days that count, nothing is trained: the run writes a `skipped` record and exits 0."""
     from_scratch: bool = False
     """Train a fresh model instead of warm-starting from the current bundle."""
     preset: Literal["base", "small", "tiny"] = "base"
     """Model shape when training from scratch (a warm start keeps, and logs, the bundle's)."""
-    epochs: int = 1
-    """Passes over the training windows."""
+    epochs: int = 2
+    """Passes over the training windows the candidate aims at; min_steps and max_steps
+    bound the optimizer steps that comes to (`logad train --epochs`)."""
+    min_steps: int = 200
+    """Optimizer steps at least, passing over small data again as needed: a night of
+    quiet traffic is a handful of batches, too few to move a warm start."""
+    max_steps: int = 3000
+    """Optimizer steps at most, ending mid-pass on large data (0: no cap)."""
+    warmup_steps: int = 20
+    """Linear warm-up steps before the cosine decay, so the first steps of a fresh
+    optimizer do not jolt the warm-started weights."""
     nproc: int = 1
     """DDP processes through torchrun (one per GPU), as `logad train --nproc`."""
     lr: float | None = None
-    """Peak learning rate (default: the trainer's)."""
+    """Peak learning rate (default: a warm start's by the bundle's preset, base 5e-5,
+    small 1e-3, tiny 2e-3; from scratch, the trainer's)."""
     tokens_per_batch: int | None = None
     """Padded tokens per batch per rank (default: the trainer's)."""
     cpu_threads: int | None = None
@@ -79,23 +121,43 @@ class CandidateSettings:
     seed: int | None = None
     """Training seed (default: the trainer's)."""
     train_config: Path | None = None
-    """A `logad train` config file for every other training knob."""
+    """A `logad train` config file for every other training knob (retrain's own knobs
+    above win over it)."""
 
     def __post_init__(self) -> None:
         for name in ("last_days", "epochs", "nproc"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("min_sessions", "min_steps", "max_steps", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_steps and self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps {self.min_steps} exceeds max_steps {self.max_steps}")
 
 
 @dataclass(frozen=True)
 class GateSettings:
     """Promotion gate
 
-    How the candidate is judged against the current model on the held-out day, and how
-    many bundles the registry keeps after a promotion."""
+    How the candidate is judged against the current model on the held-out day (every
+    criterion must pass or be not comparable; docs/operations.md), and how many bundles the
+    registry keeps after a promotion."""
 
+    min_holdout_windows: int = 200
+    """Normal windows the held-out day needs; fewer and nothing is trained (`skipped`)."""
+    confidence: float = 0.95
+    """False alerts: the candidate's rate passes up to the upper bound of a one-sided
+    Wilson score interval at this confidence for the current model's rate on the same
+    normal windows (0.5: no more than the current rate itself)."""
     margin: float = 0.0
-    """Promote when candidate false-alert rate <= current rate + margin (absolute)."""
+    """False alerts: extra absolute slack on the rate, on top of that bound."""
+    kept_fraction: float = 0.9
+    """Alerted kept: of the windows the current model alerted on during the training and
+    held-out days (plus those operators confirmed), the candidate must flag at least this
+    fraction of the share the current model flags."""
+    loss_tolerance: float = 0.05
+    """Validation loss: the candidate's mean event NLL on the held-out day's normal windows
+    may exceed the current model's by at most this fraction."""
     keep: int = 5
     """Bundles kept in the registry after a promotion (never the current or previous;
     refused candidates are not counted)."""
@@ -114,6 +176,15 @@ class GateSettings:
             raise ValueError(f"keep_refused_days must be >= 0, got {self.keep_refused_days}")
         if self.margin < 0:
             raise ValueError(f"margin must be >= 0, got {self.margin}")
+        if not 0.5 <= self.confidence < 1:
+            raise ValueError(f"confidence must be in [0.5, 1), got {self.confidence}")
+        if not 0 <= self.kept_fraction <= 1:
+            raise ValueError(f"kept_fraction must be in [0, 1], got {self.kept_fraction}")
+        if self.loss_tolerance < 0 or self.min_holdout_windows < 0:
+            raise ValueError("loss_tolerance and min_holdout_windows must be >= 0")
+
+    def rules(self) -> GateRules:
+        return GateRules(self.confidence, self.margin, self.kept_fraction, self.loss_tolerance)
 
 
 @dataclass(frozen=True)
@@ -159,25 +230,92 @@ def registry_lock(registry: Path) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class ArchiveWindow:
+    events: tuple[str, ...]
+    ended: bool
+
+
+def _windows(s: Session) -> Iterator[ArchiveWindow]:
+    """A line's windows, cut as the trainer and stream cut them (only the last ends the
+    session, if the line did)."""
+    cuts = split_points(len(s.events), MAX_EVENTS)
+    for i, (a, b) in enumerate(cuts):
+        yield ArchiveWindow(s.events[a:b], s.ended and i == len(cuts) - 1)
+
+
+@dataclass(frozen=True)
+class DayScan:
+    count: DayCount
+    watched: list[ArchiveWindow]
+    """Windows alerted on or confirmed anomalous, less those acknowledged normal."""
+
+
+def scan_day(day: DayFile, feedback: Sequence[Feedback]) -> DayScan:
+    """Count a complete day's sessions and normal windows, and collect its watched windows."""
+    assert day.day is not None
+    ids: set[str] = set()
+    windows = normal = labelled = unlabelled_normal = 0
+    kept: list[ArchiveWindow] = []
+    for s in read_sessions(day.path, strict=False):
+        ids.add(s.session_id)
+        verdict = verdict_of(s.session_id, (s.start_ts, s.end_ts), feedback) if feedback else None
+        for w in _windows(s):
+            windows += 1
+            labelled += s.label is not None
+            normal += s.label == 0
+            unlabelled_normal += not s.alerted
+            if is_watched(s.alerted, verdict):
+                kept.append(w)
+    count = DayCount(
+        day.day, day.path, len(ids), windows, normal if labelled else unlabelled_normal
+    )
+    return DayScan(count, kept)
+
+
+def scan_days(
+    found: Sequence[DayFile], last_days: int, min_sessions: int, feedback: Sequence[Feedback]
+) -> list[DayScan]:
+    """Scan complete days newest first, until `last_days` + 1 of them count (older ones
+    are not read)."""
+    scans: list[DayScan] = []
+    for day in sorted(found, key=lambda f: f.day or date.min, reverse=True):
+        scans.append(scan_day(day, feedback))
+        if sum(x.count.sessions >= min_sessions for x in scans) > last_days:
+            break
+    return scans
+
+
+@dataclass(frozen=True)
 class HeldOut:
     sequences: list[tuple[str, ...]]
     labels: list[int | None]
     alerted: list[bool | None]
+    ended: list[bool] = field(default_factory=list)
+    watched: list[ArchiveWindow] = field(default_factory=list)
+    """Windows of the training and held-out days the candidate must still flag."""
 
 
-def read_held_out(path: Path) -> HeldOut:
+def read_held_out(path: Path, watched: Sequence[ArchiveWindow] = ()) -> HeldOut:
     """The held-out day's windows (long sessions cut as the trainer and stream cut them)."""
-    seqs: list[tuple[str, ...]] = []
-    labels: list[int | None] = []
-    alerted: list[bool | None] = []
+    held = HeldOut([], [], [], [], list(watched))
     for s in read_sessions(path, strict=False):
-        for a, b in split_points(len(s.events), MAX_EVENTS):
-            seqs.append(s.events[a:b])
-            labels.append(s.label)
-            alerted.append(s.alerted)
-    if not seqs:
+        for w in _windows(s):
+            held.sequences.append(w.events)
+            held.labels.append(s.label)
+            held.alerted.append(s.alerted)
+            held.ended.append(w.ended)
+    if not held.sequences:
         raise DataError(f"the held-out day {path} holds no windows")
-    return HeldOut(seqs, labels, alerted)
+    return held
+
+
+def _nll(result: WindowResult) -> tuple[float, int]:
+    """A window's summed event NLL and event count, leaving out events a count ceiling
+    scored (a rule, not the model's prediction)."""
+    nll = np.asarray(result.nll, dtype=np.float64)
+    use = ~np.isnan(nll)
+    use[list(result.past_ceiling)] = False
+    return float(nll[use].sum()), int(use.sum())
 
 
 def evaluate_bundle(
@@ -186,9 +324,30 @@ def evaluate_bundle(
     from trainer.scoring.scorer import WindowScorer
 
     budget = max(s.gate.eval_tokens_per_batch, 512)
-    scorer = WindowScorer.from_bundle(bundle, s.device, max_batch_tokens=budget, bundle_key=key)
-    scores = [r.score for r in scorer.score_events(held.sequences)]
-    return figures(scorer.model_version, scorer.threshold, scores, held.labels, held.alerted)
+    # Known mixes explained too: each window then has its events' NLLs, for the loss.
+    scorer = WindowScorer.from_bundle(
+        bundle, s.device, max_batch_tokens=budget, bundle_key=key, explain_known_mixes=True
+    )
+    ended = held.ended or [True] * len(held.sequences)
+    results = scorer.score_events(held.sequences, ended)
+    watched = scorer.score_events([w.events for w in held.watched], [w.ended for w in held.watched])
+    return figures(
+        scorer.model_version,
+        scorer.threshold,
+        [r.score for r in results],
+        held.labels,
+        held.alerted,
+        nll=[_nll(r) for r in results],
+        watched_scores=[r.score for r in watched],
+    )
+
+
+def warm_lr(s: RetrainSettings, preset: str, warm: bool) -> float | None:
+    """The candidate's peak learning rate: the one given, else a warm start's by preset,
+    else None (from scratch: the trainer's)."""
+    if s.candidate.lr is not None or not warm:
+        return s.candidate.lr
+    return WARM_LR.get(preset)
 
 
 def train_flags(s: RetrainSettings, run_dir: Path, init_from: Path | None = None) -> dict[str, Any]:
@@ -206,8 +365,11 @@ def train_flags(s: RetrainSettings, run_dir: Path, init_from: Path | None = None
         **asdict(s.window_filter),
         "preset": preset,
         "epochs": c.epochs,
+        "min_steps": c.min_steps,
+        "max_steps": c.max_steps,
+        "warmup_steps": c.warmup_steps,
         "device": s.device,
-        "lr": c.lr,
+        "lr": warm_lr(s, preset, init_from is not None),
         "tokens_per_batch": c.tokens_per_batch,
         "cpu_threads": c.cpu_threads,
         "seed": c.seed,
@@ -216,11 +378,9 @@ def train_flags(s: RetrainSettings, run_dir: Path, init_from: Path | None = None
 
 
 def train_argv(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | None) -> list[str]:
-    """The `logad train` arguments for the candidate, as its torchrun workers get them."""
-    assert s.archive_dir is not None
-    argv = ["--data", str(s.archive_dir), "--out", str(out)]
-    argv += ["--from-date", plan.train_days[0].isoformat()]
-    argv += ["--to-date", plan.train_days[-1].isoformat()]
+    """The `logad train` arguments for the candidate, as its torchrun workers get them.
+    The training days are named file by file: a day too small to count may lie between."""
+    argv = ["--data", *map(str, plan.train_files), "--out", str(out)]
     for name, v in train_flags(s, out.with_name("run"), init_from).items():
         # A secret never goes on a command line: the ranks read LOGAD_BUNDLE_KEY when it
         # is set, else the candidate is signed when it joins the registry.
@@ -238,7 +398,6 @@ def _train_candidate(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Pa
     """Train the candidate bundle into `out`, in this process or through torchrun."""
     from trainer.settings import TrainSettings
 
-    assert s.archive_dir is not None
     nproc = s.candidate.nproc
     flags = train_flags(s, out.with_name("run"), init_from)
     settings = build_settings(TrainSettings, config_file=s.candidate.train_config, flags=flags)
@@ -251,8 +410,7 @@ def _train_candidate(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Pa
     from trainer.dataset import DataSelection
     from trainer.train import TrainRequest
 
-    days = DataSelection((s.archive_dir,), plan.train_days[0], plan.train_days[-1], None)
-    train_here(settings, TrainRequest(days, out, init_from))
+    train_here(settings, TrainRequest(DataSelection(plan.train_files), out, init_from))
 
 
 @dataclass(frozen=True)
@@ -262,17 +420,69 @@ class Outcome:
     record: dict[str, Any]
 
 
+def _day_record(c: DayCount, minimums: Minimums) -> dict[str, Any]:
+    return {
+        "day": c.day.isoformat(),
+        "sessions": c.sessions,
+        "windows": c.windows,
+        "normal_windows": c.normal_windows,
+        "counts": c.sessions >= minimums.sessions,
+    }
+
+
+def _skip(
+    s: RetrainSettings, now: datetime, skip: Skip, scans: Sequence[DayScan], minimums: Minimums
+) -> Outcome:
+    assert s.registry is not None
+    registry = s.registry
+    record = {
+        "time": now.isoformat(timespec="seconds"),
+        "action": "skipped",
+        "by_hand": False,
+        "promoted": False,
+        "reason": skip.reason,
+        "days": [_day_record(x.count, minimums) for x in sorted(scans, key=lambda x: x.count.day)],
+        "min_sessions": minimums.sessions,
+        "min_holdout_windows": minimums.holdout_windows,
+        "current_after": read_pointer(registry).version if is_registry(registry) else None,
+    }
+    path = write_decision(registry, now, record)
+    log.warning("retrain_skipped", reason=skip.reason, record=str(path))
+    return Outcome(Decision(False, skip.reason), path, record)
+
+
+def _training(candidate: Path, s: RetrainSettings, init_from: Path | None) -> dict[str, Any]:
+    """The recipe the candidate was trained with and what it came to."""
+    metrics = BundleManifest.from_json((candidate / MANIFEST).read_bytes()).metrics
+    c = s.candidate
+    return {
+        "steps": metrics.get("steps"),
+        "train_windows": metrics.get("train_windows"),
+        "epochs": c.epochs,
+        "min_steps": c.min_steps,
+        "max_steps": c.max_steps,
+        "warmup_steps": c.warmup_steps,
+        "lr": train_flags(s, Path(), init_from)["lr"],
+    }
+
+
 def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
     assert s.archive_dir is not None and s.registry is not None
     registry = s.registry
+    feedback = read_feedback(s.window_filter.feedback) if s.window_filter.feedback else []
+    minimums = Minimums(s.candidate.min_sessions, s.gate.min_holdout_windows)
     with registry_lock(registry):
         for stale in registry.glob(TMP_PREFIX + "*"):
             log.warning("retrain_stale_temp_removed", path=str(stale))
             shutil.rmtree(stale, ignore_errors=True)
         # The file itself, not a name rebuilt from its day: a day may be a `.json` array.
-        found = find_daily_files([s.archive_dir], complete_only=True)
-        complete = {f.day: f.path for f in found if f.day}
-        plan = plan_days(list(complete), s.candidate.last_days)
+        found = [f for f in find_daily_files([s.archive_dir], complete_only=True) if f.day]
+        scans = scan_days(found, s.candidate.last_days, minimums.sessions, feedback)
+        plan = plan_days([x.count for x in scans], s.candidate.last_days, minimums)
+        if isinstance(plan, Skip):
+            return _skip(s, now, plan, scans, minimums)
+        used = {*plan.train_days, plan.holdout}
+        watched = [w for x in scans if x.count.day in used for w in x.watched]
         current_dir = registry / read_pointer(registry).version if is_registry(registry) else None
         key = s.signing.bundle_key
         if current_dir is not None and key is not None:
@@ -282,6 +492,8 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             "retrain_plan",
             train_days=[d.isoformat() for d in plan.train_days],
             holdout=plan.holdout.isoformat(),
+            left_out=[d.isoformat() for d in plan.left_out],
+            watched_windows=len(watched),
             warm_start=str(init_from),
         )
         tmp = registry / f"{TMP_PREFIX}{now.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -290,11 +502,12 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             candidate_dir = tmp / "candidate"
             _train_candidate(s, plan, candidate_dir, init_from)
             excluded = _excluded(candidate_dir)
-            held = read_held_out(complete[plan.holdout])
+            training = _training(candidate_dir, s, init_from)
+            held = read_held_out(plan.holdout_file, watched)
             # The candidate is this run's own, made under its lock: signed on promotion.
             cand = evaluate_bundle(candidate_dir, held, s)
             cur = evaluate_bundle(current_dir, held, s, key) if current_dir is not None else None
-            decision = decide(cand, cur, s.gate.margin)
+            decision = decide(cand, cur, s.gate.rules())
             reason = decision.reason
             if decision.promote:
                 promote_bundle(
@@ -319,8 +532,13 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             "train_days": [d.isoformat() for d in plan.train_days],
             "excluded": excluded,
             "holdout_day": plan.holdout.isoformat(),
+            "left_out_days": [d.isoformat() for d in plan.left_out],
+            "days": [_day_record(x.count, minimums) for x in scans if x.count.day in used],
+            "training": training,
             "warm_start_from": init_from.name if init_from else None,
+            "gate": asdict(s.gate.rules()),
             "margin": s.gate.margin,
+            "feedback": str(s.window_filter.feedback) if s.window_filter.feedback else None,
             "current_after": read_pointer(registry).version if is_registry(registry) else None,
             "pruned": _prune(registry, s.gate, now, () if decision.promote else (cand.version,)),
         }
@@ -330,6 +548,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             promoted=decision.promote,
             reason=decision.reason,
             candidate=cand.version,
+            steps=training["steps"],
             record=str(path),
         )
         return Outcome(decision, path, record)

@@ -23,7 +23,10 @@ gets the highest NLL there is):
   alerted windows, the default) trains on none of them, though their ids join the vocab
   (the trainer counts every window of the day when it builds the vocab). The candidate
   warm-starts from v1, so its vocab holds every anomaly id and it trains on none: trained
-  for real (90 steps), it finds them most surprising and flags every day-2 anomaly. Promoted.
+  for real (90 steps), it finds the incidents v1 misses, and F1 on day 2 rises. Its threshold,
+  calibrated on ~80 windows, is higher than v1's, so it lets about a third of the windows v1
+  alerted on pass: on unlabelled data the gate's `alerted_kept` (0.9 of v1's share by
+  default) would refuse that trade, so this test lowers it to 0.5. Promoted.
 - The deliberately worse candidate is trained from scratch for one step at a tiny learning
   rate: its vocab (built from day 1) holds the `unknown_event` ids, which it cannot tell
   from any other (it still flags the incidents, whose ids are new to it). It misses about
@@ -69,13 +72,13 @@ DAY1, DAY2, DAY3 = (DAY0 + timedelta(days=i) for i in (1, 2, 3))
 INCIDENTS = ("db_timeout", "no_instance")
 """Anomaly kinds whose ids v1 has in its vocab (and misses)."""
 TRAIN_TOML = (
-    "val_fraction = 0.2\nthreshold_quantile = 0.99\nnum_workers = 0\nwarmup_steps = 5\n"
-    "checkpoint_every_steps = 0\n"
+    "val_fraction = 0.2\nthreshold_quantile = 0.99\nnum_workers = 0\ncheckpoint_every_steps = 0\n"
 )
 TINY = ["--preset", "tiny", "--device", "cpu", "--cpu-threads", "1"]
 MARGIN = 0.05
-"""The gate's slack on the false-alert rate. A threshold calibrated on ~80 validation
-windows, measured on ~225 normal held-out windows, is good to a few percent at best."""
+"""The gate's extra slack on the false-alert rate, beyond its binomial bound. A threshold
+calibrated on ~80 validation windows, measured on ~225 normal held-out windows, is good to a
+few percent at best."""
 
 
 def _bootstrap_bundle(root: Path) -> Path:
@@ -140,7 +143,9 @@ async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_repla
     train_config.write_text(TRAIN_TOML)
     retrain = ["retrain", "--archive-dir", str(archive), "--registry", str(registry)]
     retrain += ["--last-days", "1", "--margin", str(MARGIN), "--train-config", str(train_config)]
-    retrain += TINY
+    # Days of a few hundred sessions count; --epochs alone sizes the training.
+    retrain += ["--min-sessions", "100", "--min-holdout-windows", "50", "--min-steps", "0"]
+    retrain += ["--warmup-steps", "5", "--kept-fraction", "0.5", *TINY]
 
     day1 = simulate_day(random.Random(11), day_start_ms(DAY1), 400, 0.1, ("unknown_event",))
     kinds2 = (*INCIDENTS, "unknown_event", "unknown_event")
@@ -179,9 +184,12 @@ async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_repla
         for fig in (cand, cur):  # both models' figures, from the labelled held-out day
             assert fig["labelled"] is True and fig["windows"] > 0
             assert isinstance(fig["f1"], float) and isinstance(fig["false_alert_rate"], float)
-        assert (
-            cand["f1"] > cur["f1"] and cand["false_alert_rate"] <= cur["false_alert_rate"] + MARGIN
-        )
+        assert cand["f1"] > cur["f1"]
+        # Every criterion passed or could not be compared; the rate within its bound.
+        assert all(c["passed"] is not False for c in first["criteria"])
+        rate = first["criteria"][0]
+        assert rate["name"] == "false_alert_rate" and rate["value"] <= rate["limit"]
+        assert rate["limit"] >= cur["false_alert_rate"] + MARGIN
 
         # 3. The same serve hot-reloads and scores new traffic with the new version.
         probes = await _probe_until(kafka_bootstrap, topics, v2, day_start_ms(DAY3) + 3_600_000)
@@ -216,10 +224,15 @@ async def test_serve_archives_retrain_promotes_serve_reloads_worse_refused_repla
     assert "F1" in str(second["reason"]) or "false-alert rate" in str(second["reason"])
     worse, cur = second["candidate"], second["current"]
     assert isinstance(worse, dict) and isinstance(cur, dict) and cur["version"] == v2
-    assert worse["f1"] < cur["f1"] or worse["false_alert_rate"] > cur["false_alert_rate"] + MARGIN
+    assert worse["f1"] < cur["f1"] or worse["false_alert_rate"] > cur["false_alert_rate"]
     assert read_pointer(registry).version == v2 == second["current_after"]
     # Every criterion is in the record; the refused candidate is kept, to inspect.
-    assert [c["name"] for c in second["criteria"]] == ["false_alert_rate", "f1"]
+    assert [c["name"] for c in second["criteria"]] == [
+        "false_alert_rate",
+        "alerted_kept",
+        "val_loss",
+        "f1",
+    ]
     assert any(c["passed"] is False for c in second["criteria"]) and second["labelled"] is True
     assert [b.version for b in list_bundles(registry)] == [v1, v2, worse["version"]]
     assert not list(registry.glob(".retrain-*"))  # the candidate's temp dir is gone

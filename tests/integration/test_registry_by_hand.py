@@ -111,12 +111,16 @@ async def test_refused_candidate_kept_promoted_by_hand_then_rolled_back_two_step
     async with serving(settings):
         await prober.until(v3)
         retrain = ["retrain", "--archive-dir", str(archive), "--registry", str(registry)]
+        # Five-session days: the minimums are lowered so that they count.
+        retrain += ["--min-sessions", "1", "--min-holdout-windows", "1"]
         assert await _cli([*retrain, "--device", "cpu"]) == 0
         record = orjson.loads(sorted((registry / "decisions").glob("*.json"))[-1].read_bytes())
         # The archived day carries no labels: the record says so, F1 is not compared.
         assert record["action"] == "refused" and record["labelled"] is False
         assert [(c["name"], c["passed"]) for c in record["criteria"]] == [
             ("false_alert_rate", False),
+            ("alerted_kept", None),
+            ("val_loss", None),
             ("f1", None),
         ]
         assert read_pointer(registry).version == v3 and (registry / v4).is_dir()  # kept

@@ -16,11 +16,13 @@ from schemas.registry_history import Move, read_decisions, read_moves, serving_s
 from schemas.sessions import Session
 from stream.cli import main
 from stream.jobs.registry import promote_bundle, prune_refused
-from stream.jobs.retrain import GateSettings, RetrainSettings, run_retrain
+from stream.jobs.retrain import CandidateSettings, GateSettings, RetrainSettings, run_retrain
 from stream.jobs.retrain_gate import DayPlan, Figures, figures
 from tests.unit.test_promote_and_watch import fake_bundle
 
 T0 = datetime(2026, 1, 3, tzinfo=UTC)
+SMALL_DAYS = CandidateSettings(min_sessions=1)
+"""A one-session day counts (nothing real is trained here)."""
 
 
 def _registry(tmp_path: Path, *versions: str) -> Path:
@@ -95,15 +97,23 @@ def test_a_refused_candidate_is_kept_listed_and_promoted_by_hand_with_a_reason(
 ) -> None:
     reg = _registry(tmp_path, "v1")
     _refusing_retrain(monkeypatch, "v2")
-    outcome = run_retrain(RetrainSettings(archive_dir=_archive(tmp_path), registry=reg), T0)
+    gate = GateSettings(min_holdout_windows=1)
+    s = RetrainSettings(
+        archive_dir=_archive(tmp_path), registry=reg, candidate=SMALL_DAYS, gate=gate
+    )
+    outcome = run_retrain(s, T0)
     rec = outcome.record
     assert rec["action"] == "refused" and rec["by_hand"] is False
     assert rec["labelled"] is False and rec["labelled_windows"] == 0
     assert [(c["name"], c["passed"]) for c in rec["criteria"]] == [
         ("false_alert_rate", False),
+        ("alerted_kept", None),
+        ("val_loss", None),
         ("f1", None),
     ]
-    assert rec["criteria"][0]["candidate"] == 1.0 and rec["criteria"][0]["limit"] == 0.0
+    # 1 false alert in 1 window against 0 in 1: beyond even the 95% bound for one window.
+    rate = rec["criteria"][0]
+    assert (rate["value"], rate["current"]) == (1.0, 0.0) and 0.7 < rate["limit"] < 0.75
     assert read_pointer(reg).version == "v1" and (reg / "v2" / "manifest.json").is_file()
     capsys.readouterr()
     assert main(["models", "--registry", str(reg)]) == 0
@@ -131,8 +141,8 @@ def test_refused_candidates_go_after_their_days_unless_promoted(
 ) -> None:
     reg = _registry(tmp_path, "v1")
     archive = _archive(tmp_path)
-    gate = GateSettings(keep_refused_days=14)
-    s = RetrainSettings(archive_dir=archive, registry=reg, gate=gate)
+    gate = GateSettings(keep_refused_days=14, min_holdout_windows=1)
+    s = RetrainSettings(archive_dir=archive, registry=reg, candidate=SMALL_DAYS, gate=gate)
     _refusing_retrain(monkeypatch, "v2")
     run_retrain(s, T0)
     _refusing_retrain(monkeypatch, "v3")
@@ -148,9 +158,12 @@ def test_keep_refused_days_zero_removes_the_candidate_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reg = _registry(tmp_path, "v1")
-    gate = GateSettings(keep_refused_days=0)
+    gate = GateSettings(keep_refused_days=0, min_holdout_windows=1)
     _refusing_retrain(monkeypatch, "v2")
-    out = run_retrain(RetrainSettings(archive_dir=_archive(tmp_path), registry=reg, gate=gate), T0)
+    s = RetrainSettings(
+        archive_dir=_archive(tmp_path), registry=reg, candidate=SMALL_DAYS, gate=gate
+    )
+    out = run_retrain(s, T0)
     assert out.record["pruned"] == ["v2"] and not (reg / "v2").exists()
     with pytest.raises(ValueError, match="keep_refused_days"):
         GateSettings(keep_refused_days=-1)

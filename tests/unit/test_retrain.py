@@ -9,7 +9,7 @@ import pytest
 
 from schemas.bundle import verify_bundle
 from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions
-from schemas.errors import BundleError, ConfigError, DataError
+from schemas.errors import BundleError, ConfigError
 from schemas.registry import POINTER, read_pointer
 from schemas.runtime.secret import Secret
 from schemas.runtime.settings import build_settings
@@ -18,14 +18,16 @@ from schemas.signing import BundleKeySettings
 from stream.jobs.registry import promote_bundle
 from stream.jobs.retrain import (
     TMP_PREFIX,
+    CandidateSettings,
     DayPlan,
+    GateSettings,
     RetrainSettings,
     registry_lock,
     run_retrain,
     train_argv,
     train_flags,
 )
-from stream.jobs.retrain_gate import Figures, decide, figures, plan_days
+from stream.jobs.retrain_gate import Figures, GateRules, decide, figures
 from tests.unit.test_promote_and_watch import fake_bundle
 
 
@@ -48,26 +50,21 @@ def _fig(far: float, f1: float | None) -> Figures:
     return Figures("v", 1.0, 100, 100, int(far * 100), far, f1 is not None, None, None, f1)
 
 
+STRICT = GateRules(confidence=0.5)
+"""No tolerance for noise: the candidate's rate must not exceed the current one's."""
+
+
 def test_decide() -> None:
-    first = decide(_fig(0.5, None), None, 0.0)
+    first = decide(_fig(0.5, None), None, STRICT)
     assert first.promote and "first candidate" in first.reason
-    ok = decide(_fig(0.011, 0.9), _fig(0.010, 0.9), 0.002)
+    ok = decide(_fig(0.011, 0.9), _fig(0.010, 0.9), GateRules(confidence=0.5, margin=0.002))
     assert ok.promote and "F1" in ok.reason
-    worse_far = decide(_fig(0.02, 0.95), _fig(0.01, 0.9), 0.005)
+    worse_far = decide(_fig(0.02, 0.95), _fig(0.01, 0.9), GateRules(confidence=0.5, margin=0.005))
     assert not worse_far.promote and "false-alert rate" in worse_far.reason
-    worse_f1 = decide(_fig(0.01, 0.8), _fig(0.01, 0.9), 0.0)
+    worse_f1 = decide(_fig(0.01, 0.8), _fig(0.01, 0.9), STRICT)
     assert not worse_f1.promote and "F1 0.8000" in worse_f1.reason
-    unlabelled = decide(_fig(0.01, None), _fig(0.01, None), 0.0)
+    unlabelled = decide(_fig(0.01, None), _fig(0.01, None), STRICT)
     assert unlabelled.promote and "no labels" in unlabelled.reason
-
-
-def test_plan_days_holds_out_the_newest() -> None:
-    days = [date(2026, 1, d) for d in (5, 1, 2, 3, 4)]
-    p = plan_days(days, 2)
-    assert p.holdout == date(2026, 1, 5) and p.train_days == (date(2026, 1, 3), date(2026, 1, 4))
-    assert plan_days(days, 30).train_days == tuple(date(2026, 1, d) for d in (1, 2, 3, 4))
-    with pytest.raises(DataError, match="two complete days"):
-        plan_days([date(2026, 1, 1)], 7)
 
 
 def test_lock_refuses_a_second_run(tmp_path: Path) -> None:
@@ -83,10 +80,16 @@ def test_settings_need_archive_and_registry(tmp_path: Path) -> None:
         build_settings(RetrainSettings, flags={"registry": str(tmp_path)}, environ={})
     s = build_settings(
         RetrainSettings,
-        flags={"archive_dir": "/a", "registry": "/r", "margin": "0.01"},
-        environ={"LOGAD_LAST_DAYS": "3"},
+        flags={"archive_dir": "/a", "registry": "/r", "margin": "0.01", "min_sessions": "50"},
+        environ={"LOGAD_LAST_DAYS": "3", "LOGAD_CONFIDENCE": "0.99"},
     )
     assert s.candidate.last_days == 3 and s.gate.margin == 0.01 and s.window_filter.exclude_alerted
+    assert s.candidate.min_sessions == 50 and s.gate.rules() == GateRules(0.99, 0.01, 0.9, 0.05)
+    for bad in ({"confidence": 1.0}, {"kept_fraction": 1.5}, {"loss_tolerance": -0.1}):
+        with pytest.raises(ValueError):
+            GateSettings(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="min_steps 9 exceeds max_steps 3"):
+        CandidateSettings(min_steps=9, max_steps=3)
 
 
 def test_the_candidate_gets_the_same_train_settings_in_process_and_in_workers(
@@ -98,7 +101,7 @@ def test_the_candidate_gets_the_same_train_settings_in_process_and_in_workers(
     from trainer.settings import TrainSettings
 
     config = tmp_path / "train.toml"
-    config.write_text("val_fraction = 0.2\nepochs = 9\n")
+    config.write_text("val_fraction = 0.2\nepochs = 9\nwarmup_steps = 7\n")
     s = build_settings(
         RetrainSettings,
         flags={
@@ -112,7 +115,8 @@ def test_the_candidate_gets_the_same_train_settings_in_process_and_in_workers(
         environ={},
     )
     out = tmp_path / "candidate"
-    plan = DayPlan((date(2026, 1, 1), date(2026, 1, 2)), date(2026, 1, 3))
+    files = (Path("/a/d1.jsonl"), Path("/a/d2.jsonl"))
+    plan = DayPlan((date(2026, 1, 1), date(2026, 1, 2)), date(2026, 1, 3), files, Path("/a/d3"))
     direct = build_settings(
         TrainSettings, config_file=config, flags=train_flags(s, out.with_name("run")), environ={}
     )
@@ -122,11 +126,19 @@ def test_the_candidate_gets_the_same_train_settings_in_process_and_in_workers(
     assert (alerted, direct.lr, direct.epochs, direct.val_fraction) == (
         False,
         0.001,
-        1,  # retrain's own epochs win over the config file's
+        2,  # retrain's own epochs win over the config file's
         0.2,
     )
+    # The recipe's knobs reach the trainer as flags (and win over the config file too).
+    assert (direct.min_steps, direct.max_steps, direct.warmup_steps) == (200, 3000, 20)
     assert direct.complete_only and direct.run_dir == tmp_path / "run"
-    assert (args.from_date, args.to_date, args.data) == (*plan.train_days, [Path("/a")])
+    # The days that count, file by file (a stub between them is not trained on).
+    assert (args.from_date, args.to_date, args.data) == (None, None, list(files))
+
+
+SMALL_DAYS = CandidateSettings(min_sessions=1)
+SMALL_HOLDOUT = GateSettings(min_holdout_windows=1)
+"""Minimums a one-session day meets (these tests train nothing real)."""
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:
@@ -155,7 +167,9 @@ def test_a_run_that_crashes_while_training_leaves_the_registry_untouched(
         raise RuntimeError("killed mid-training")
 
     monkeypatch.setattr("stream.jobs.retrain._train_candidate", crash)
-    s = RetrainSettings(archive_dir=archive, registry=registry)
+    s = RetrainSettings(
+        archive_dir=archive, registry=registry, candidate=SMALL_DAYS, gate=SMALL_HOLDOUT
+    )
     with pytest.raises(RuntimeError, match="killed"):
         run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))
     assert _snapshot(registry) == before  # no candidate, no decision, same pointer
@@ -183,7 +197,11 @@ def test_with_a_bundle_key_an_unsigned_current_stops_the_run_before_training(
     trained: list[Path] = []
     monkeypatch.setattr("stream.jobs.retrain._train_candidate", lambda *a: trained.append(a[2]))
     s = RetrainSettings(
-        archive_dir=archive, registry=registry, signing=BundleKeySettings(Secret("k" * 20))
+        archive_dir=archive,
+        registry=registry,
+        signing=BundleKeySettings(Secret("k" * 20)),
+        candidate=SMALL_DAYS,
+        gate=SMALL_HOLDOUT,
     )
     with pytest.raises(BundleError, match="bundle v1 is not signed"):
         run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))
@@ -205,7 +223,13 @@ def test_with_a_bundle_key_the_promoted_candidate_is_signed(
 
     monkeypatch.setattr("stream.jobs.retrain._train_candidate", train)
     monkeypatch.setattr("stream.jobs.retrain.evaluate_bundle", evaluate)
-    s = RetrainSettings(archive_dir=archive, registry=registry, signing=BundleKeySettings(key))
+    s = RetrainSettings(
+        archive_dir=archive,
+        registry=registry,
+        signing=BundleKeySettings(key),
+        candidate=SMALL_DAYS,
+        gate=SMALL_HOLDOUT,
+    )
     outcome = run_retrain(s, datetime(2026, 1, 3, tzinfo=UTC))
     assert outcome.decision.promote and read_pointer(registry).version == "v2"
     assert verify_bundle(registry / "v2", key).version == "v2"
@@ -222,11 +246,18 @@ def test_a_warm_start_gives_train_its_bundles_preset_not_the_default(tmp_path: P
     s = RetrainSettings(archive_dir=tmp_path, registry=tmp_path)
     assert train_flags(s, tmp_path / "run", warm)["preset"] == "tiny"  # no "ignored" warning
     assert train_flags(s, tmp_path / "run")["preset"] == "base"  # from scratch: the setting
+    # A warm start's lr by the bundle's preset; from scratch the trainer's; given, as given.
+    assert train_flags(s, tmp_path / "run", warm)["lr"] == 2e-3
+    assert train_flags(s, tmp_path / "run")["lr"] is None
+    given = RetrainSettings(
+        archive_dir=tmp_path, registry=tmp_path, candidate=CandidateSettings(lr=1e-5)
+    )
+    assert train_flags(given, tmp_path / "run", warm)["lr"] == 1e-5
 
 
 def test_labels_without_an_anomaly_give_no_f1_to_compare() -> None:
     f = figures("v", 1.0, [0.5, 2.0], [0, 0], [None, None])
     assert f.labelled and f.f1 is None and f.false_alert_rate == 0.5
-    d = decide(f, f, 0.0)
+    d = decide(f, f, STRICT)
     assert d.promote and "F1 not compared: no anomalous window labelled" in d.reason
-    assert [c.passed for c in d.criteria] == [True, None]
+    assert [c.passed for c in d.criteria] == [True, None, None, None]
