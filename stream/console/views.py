@@ -14,7 +14,7 @@ from stream.console.store import ScorePoint, Store
 
 SHOWN_EVENTS = 3
 """Surprising events listed in an alert row (the session view shows all of them)."""
-GROUP_ALERTS_SHOWN = 5
+GROUP_ALERTS_SHOWN = 3
 """Alerts listed under a group (the newest)."""
 END_EVENT = "<end>"
 """The id a surprising event at position n_events has: the session ended there."""
@@ -56,12 +56,21 @@ def _position(s: SurprisingEvent) -> int:
     return s.position
 
 
+def new_templates(alerts: Iterable[Alert]) -> dict[str, str]:
+    """Event id -> template text, of the templates new to the model that alerts name."""
+    return {s.event_id: s.template for a in alerts for s in a.surprising if s.template}
+
+
 def group_row(g: Group, names: Mapping[str, str], verdicts: Mapping[str, str]) -> dict[str, Any]:
     shown = g.open_alerts or g.alerts
     sessions = sorted({a.session_id for a in shown})
+    new = new_templates(g.alerts)
     return {
         "key": g.key,
-        "pattern": [{"event_id": e, "name": names.get(e)} for e in g.pattern],
+        "pattern": [
+            {"event_id": e, "name": names.get(e) or new.get(e), "new": e in new and e not in names}
+            for e in g.pattern
+        ],
         "alerts": len(shown),
         "sessions": len(sessions),
         "acknowledged": g.hidden,
@@ -88,7 +97,7 @@ def alerts_view(
     acks: Mapping[Pattern, int],
     names: Mapping[str, str],
     verdicts: Mapping[str, str],
-    recent: int = 50,
+    recent: int = 30,
 ) -> dict[str, Any]:
     """Open groups (newest first), how many are acknowledged and hidden, and the most
     recent alerts one by one (newest first)."""

@@ -87,6 +87,7 @@ class Page:
 
     async def screenshot(self, path: Path, width: int, height: int | None = None) -> None:
         """A PNG of the page at `width` CSS pixels, as tall as its content (or `height`)."""
+        whole = height is None
         if height is None:
             height = int(await self.evaluate("document.documentElement.scrollHeight"))
         await self.send(
@@ -97,7 +98,7 @@ class Page:
             mobile=False,
         )
         await asyncio.sleep(0.5)  # the charts follow the resize
-        shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=whole)
         path.write_bytes(base64.b64decode(shot["data"]))
 
 

@@ -70,7 +70,6 @@ async def _check_page(page: Page, console: Console, anomalous: set[str], feedbac
         30,
         "an alert row in the live table",
     )
-    alert = console.store.session_alerts(sid)[0]
     assert sid in {a.session_id for a in console.store.alerts()}
     assert any(a.session_id in anomalous for a in console.store.alerts()), (
         "alerts on labelled sessions"
@@ -80,12 +79,16 @@ async def _check_page(page: Page, console: Console, anomalous: set[str], feedbac
     row = await page.evaluate(
         f"document.querySelector('#live-body tr[data-session={json.dumps(sid)}]').textContent"
     )
-    assert f"{alert.score:.2f} / {alert.threshold:.2f}" in row and alert.model_version in row
+    # The session may have more than one alerted window; the row is one of them.
+    alerts = console.store.session_alerts(sid)
+    alert = next(a for a in alerts if f"{a.score:.2f} / {a.threshold:.2f}" in row)
+    assert alert.model_version in row
 
     # The session view: the window's events in order, the surprising ones with expectations.
     await page.goto(console.url + "#session=" + sid)
+    window = f"#session-body .window[data-window='{alert.window_index}']"
     events = await page.wait_for(
-        "Array.from(document.querySelectorAll('#session-body .window .event:not(.end)'))"
+        f'Array.from(document.querySelectorAll("{window} .event:not(.end)"))'
         ".map(e => e.dataset.event)",
         30,
         f"the session view of {sid}",
@@ -94,7 +97,7 @@ async def _check_page(page: Page, console: Console, anomalous: set[str], feedbac
     title = await page.evaluate("document.getElementById('session-title').textContent")
     assert title == sid
     surprising = await page.evaluate(
-        "Array.from(document.querySelectorAll('#session-body .event.surprising:not(.end)'))"
+        f'Array.from(document.querySelectorAll("{window} .event.surprising:not(.end)"))'
         ".map(e => Number(e.dataset.position))"
     )
     assert sorted(surprising) == sorted(

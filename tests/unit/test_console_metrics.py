@@ -3,6 +3,7 @@ between two scrapes, and the registry's history as the panel shows it."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from stream.console.metrics_scrape import parse_metrics, rates
 from stream.console.metrics_watch import MetricsWatch
 from stream.console.registry_info import registry_view
 from stream.console.views import pipeline_view
+from stream.jobs.registry import promote_bundle
 from stream.serve.metrics import ServeMetrics
 from tests.unit.test_promote_and_watch import fake_bundle
 
@@ -63,10 +65,6 @@ def test_watch_keeps_a_bounded_history_and_the_panel_shows_it() -> None:
 
 
 def test_registry_view_lists_moves_and_decisions_newest_first(tmp_path: Path) -> None:
-    from datetime import UTC, datetime
-
-    from stream.jobs.registry import promote_bundle
-
     reg = tmp_path / "registry"
     for v in ("v1", "v2"):
         promote_bundle(fake_bundle(tmp_path / v, v, v.encode()), reg)

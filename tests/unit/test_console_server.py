@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from schemas.errors import ConfigError
 from schemas.feedback import read_feedback
 from schemas.runtime.settings import build_settings
 from stream.console.server import Console
@@ -114,7 +115,5 @@ async def test_requests_from_elsewhere_are_refused(client: TestClient[Any, Any])
 def test_loopback_names_and_a_bad_setting() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
-    from schemas.errors import ConfigError
-
     with pytest.raises(ConfigError, match="metrics_url"):
         build_settings(ConsoleSettings, flags={"metrics_url": "127.0.0.1:9108"}, environ={})

@@ -107,7 +107,7 @@ def test_alerts_view_groups_and_hides_acknowledged_and_counts_verdicts() -> None
     assert view["total"] == 3
     (g,) = view["groups"]
     assert g["alerts"] == 2 and g["sessions"] == 2
-    assert g["pattern"] == [{"event_id": "db.timeout", "name": names["db.timeout"]}]
+    assert g["pattern"] == [{"event_id": "db.timeout", "name": names["db.timeout"], "new": False}]
     assert g["verdicts"] == {"anomalous": 1, "normal": 0}
     assert [a["session_id"] for a in g["latest"]] == ["s2", "s1"]
     row = g["latest"][1]
@@ -149,6 +149,8 @@ def test_session_view_shows_new_templates_and_every_scored_window() -> None:
     assert w["events"][0]["new_template"] == "Disk <*> is on fire"
     assert [(p["window_index"], p["anomalous"]) for p in v["scores"]] == [(0, False), (1, True)]
     assert not session_view("nobody", [], [], {}, None)["found"]
+    (g,) = alerts_view([a], {}, {}, {})["groups"]
+    assert g["pattern"] == [{"event_id": "T99", "name": "Disk <*> is on fire", "new": True}]
 
 
 def test_distribution_view_bins_scores_against_the_latest_threshold() -> None:

@@ -16,11 +16,20 @@ function el(tag, props, ...kids) {
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v === true ? "" : v);
   }
-  for (const kid of kids.flat()) {
+  for (const kid of kids.flat(Infinity)) {
     if (kid === null || kid === undefined || kid === false) continue;
     e.append(kid instanceof Node ? kid : String(kid));
   }
   return e;
+}
+
+function fill(node, ...kids) {
+  // replaceChildren, leaving out the parts that are not there
+  node.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
+}
+
+function cut(text, n) {
+  return text && text.length > n ? text.slice(0, n - 1) + "…" : text;
 }
 
 function fmtTime(ms) {
@@ -41,11 +50,20 @@ function sessionLink(sid) {
   return el("a", { href: "#session=" + encodeURIComponent(sid), class: "mono session-link", "data-session": sid }, sid);
 }
 
-function eventLabel(ev) {
-  // an event id, with its template text when the console knows it
-  return el("span", { class: "pattern-event" },
+function eventLabel(ev, width = 80, newLabel = " new:") {
+  // an event id, with its template text when the console knows it (cut to `width`);
+  // a template new to the model (mined from a line unlike any it was trained on) is marked
+  const name = ev.name || ev.new_template;
+  const isNew = ev.new || (!ev.name && ev.new_template);
+  return el("span", { class: "pattern-event", title: name || null },
     el("code", {}, ev.event_id),
-    ev.name ? el("span", { class: "tname" }, " " + ev.name) : null);
+    isNew ? el("span", { class: "newtpl" }, newLabel) : null,
+    name ? el("span", { class: isNew ? "tname newname" : "tname" }, " " + cut(name, width)) : null);
+}
+
+function eventsLine(events) {
+  // the most surprising events on one line, for tables
+  return el("div", { class: "oneline" }, events.map((s, i) => [i ? " · " : null, eventLabel(s, 48)]));
 }
 
 function scoreCell(score, threshold) {
@@ -63,10 +81,9 @@ function expectedText(expected) {
 function eventsList(events) {
   return el("ul", { class: "ev-list" }, events.map((s) =>
     el("li", {},
-      el("code", {}, "#" + s.position + " "), eventLabel(s),
+      el("code", {}, "#" + s.position + " "), eventLabel(s, 200, " new log template:"),
       el("span", { class: "hint" }, ` nll ${fmtNum(s.nll, 1)}`),
-      s.expected.length ? el("span", { class: "hint" }, " expected: " + expectedText(s.expected)) : null,
-      s.new_template ? el("div", { class: "newtpl" }, "new log template: " + s.new_template) : null)));
+      s.expected.length ? el("div", { class: "expected" }, "expected: " + expectedText(s.expected)) : null)));
 }
 
 async function getJSON(path) {
@@ -141,13 +158,13 @@ function verdictButtons(target) {
 }
 
 function alertRows(alerts) {
-  return el("table", {}, el("tbody", {}, alerts.map((a) =>
+  // a group's newest alerts: its events are the pattern's, shown above
+  return el("table", { class: "compact" }, el("tbody", {}, alerts.map((a) =>
     el("tr", { class: "alert-row", "data-session": a.session_id },
       el("td", { class: "mono" }, fmtTime(a.scored_at)),
-      el("td", {}, sessionLink(a.session_id), a.window_index ? el("span", { class: "hint" }, ` w${a.window_index}`) : null),
+      el("td", {}, sessionLink(a.session_id), a.window_index ? el("span", { class: "hint" }, ` window ${a.window_index}`) : null),
       el("td", {}, scoreCell(a.score, a.threshold)),
-      el("td", { class: "mono hint" }, a.model_version),
-      el("td", {}, eventsList(a.surprising))))));
+      el("td", { class: "mono hint" }, a.model_version)))));
 }
 
 function groupCard(g, acked) {
@@ -167,7 +184,8 @@ function groupCard(g, acked) {
     verdictButtons({ key: g.key }));
   return el("div", { class: "group" + (acked ? " acked" : ""), "data-key": g.key },
     head,
-    el("div", {}, el("span", { class: "hint" }, "surprising events: "), g.pattern.map(eventLabel)),
+    el("div", { class: "pattern" }, el("span", { class: "hint" }, "surprising events: "),
+      g.pattern.map((e, i) => [i ? " · " : null, eventLabel(e, 70)])),
     alertRows(g.latest),
     g.alerts > g.latest.length ? el("div", { class: "hint" }, `… and ${g.alerts - g.latest.length} more`) : null);
 }
@@ -175,21 +193,21 @@ function groupCard(g, acked) {
 function renderAlerts(view) {
   if (changed("groups", [view.groups, view.acknowledged, state.status && state.status.feedback])) {
     const groups = document.getElementById("groups");
-    groups.replaceChildren(...(view.groups.length
+    fill(groups, (view.groups.length
       ? view.groups.map((g) => groupCard(g, false))
       : [el("div", { class: "empty" }, view.total ? "every group is acknowledged" : "no alerts in the window")]));
     document.getElementById("acked-summary").textContent =
       `${view.acknowledged.length} acknowledged group${view.acknowledged.length === 1 ? "" : "s"} (hidden)`;
-    document.getElementById("acked-groups").replaceChildren(...view.acknowledged.map((g) => groupCard(g, true)));
+    fill(document.getElementById("acked-groups"), view.acknowledged.map((g) => groupCard(g, true)));
   }
   if (changed("recent", view.recent)) {
-    document.getElementById("live-body").replaceChildren(...view.recent.map((a) =>
+    fill(document.getElementById("live-body"), view.recent.map((a) =>
       el("tr", { class: "alert-row", "data-session": a.session_id },
         el("td", { class: "mono" }, fmtTime(a.scored_at)),
         el("td", {}, sessionLink(a.session_id)),
         el("td", {}, scoreCell(a.score, a.threshold)),
         el("td", { class: "mono hint" }, a.model_version),
-        el("td", {}, eventsList(a.surprising)))));
+        el("td", { class: "events" }, eventsLine(a.surprising)))));
   }
 }
 
@@ -223,7 +241,7 @@ function renderSession(v) {
   if (!changed("session", v)) return;
   const body = document.getElementById("session-body");
   if (!v.found) {
-    body.replaceChildren(el("div", { class: "empty" }, "nothing of this session in the console's window (yet)"));
+    fill(body, el("div", { class: "empty" }, "nothing of this session in the console's window (yet)"));
     return;
   }
   const legend = el("div", { class: "legend" }, "surprise (NLL against the threshold):",
@@ -246,7 +264,7 @@ function renderSession(v) {
           el("td", {}, scoreCell(p.score, p.threshold), p.anomalous ? el("span", { class: "chip warn" }, " alert") : null),
           el("td", { class: "mono hint" }, p.model_version)))))
     : null;
-  body.replaceChildren(legend, ...windows,
+  fill(body, legend, windows,
     v.windows.length ? null : el("div", { class: "empty" }, "no alert for this session: its windows scored under the threshold"),
     scores ? el("h3", {}, "every scored window of the session") : null, scores);
 }
@@ -263,7 +281,7 @@ function onHash() {
   delete state.last.session;
   if (state.session) {
     document.getElementById("session-title").textContent = state.session;
-    document.getElementById("session-body").replaceChildren(el("div", { class: "empty" }, "loading…"));
+    fill(document.getElementById("session-body"), el("div", { class: "empty" }, "loading…"));
     pollSession();
     view.scrollIntoView({ block: "start" });
   }
@@ -285,7 +303,8 @@ function chartWidth(id) {
 function chart(id, opts, data) {
   let u = state.charts[id];
   if (!u) {
-    u = state.charts[id] = new uPlot({ width: chartWidth(id), height: 220, ...opts }, data, document.getElementById(id));
+    const o = { width: chartWidth(id), height: 220, legend: { live: false }, ...opts };
+    u = state.charts[id] = new uPlot(o, data, document.getElementById(id));
   } else {
     u.setData(data);
   }
@@ -301,7 +320,6 @@ function renderScores(d) {
   const width = h.edges.length > 1 ? h.edges[1] - h.edges[0] : 1;
   chart("dist-chart", {
     scales: { x: { time: false }, y: { distr: 3, log: 10, range: (u, min, max) => [0.8, Math.max(10, (max || 1) * 2)] } },
-    legend: { show: true },
     axes: [{ label: "window score", values: (u, vals) => vals.map((v) => v.toFixed(1)) }, { label: "windows (log)" }],
     series: [
       { label: "score", value: (u, v) => (v === null ? "–" : `${(v - width / 2).toFixed(2)}–${(v + width / 2).toFixed(2)}`) },
@@ -323,8 +341,13 @@ function renderScores(d) {
 
 // ---- pipeline
 
-function stat(k, v, warn) {
-  return el("div", { class: "stat" + (warn ? " warnstat" : "") }, el("div", { class: "v" }, v), el("div", { class: "k" }, k));
+function stat(k, v, mono) {
+  return el("div", { class: "stat" }, el("div", { class: mono ? "v mono" : "v" }, v), el("div", { class: "k" }, k));
+}
+
+function fmtIso(t) {
+  // 2026-12-05T04:19:15+00:00 -> 2026-12-05 04:19:15Z
+  return String(t || "").replace("T", " ").replace(/\+00:00$/, "Z");
 }
 
 function renderPipeline(p) {
@@ -333,27 +356,28 @@ function renderPipeline(p) {
   const model = document.getElementById("model");
   if (!p.configured) {
     note.textContent = "start the console with --metrics-url http://SERVE:9108/metrics to see serve's throughput, lag and dead letters";
-    stats.replaceChildren();
+    fill(stats);
   } else {
     note.textContent = p.error ? `cannot scrape ${p.url}: ${p.error}` : `from ${p.url}` + (p.scraped_at ? `, scraped ${fmtTime(p.scraped_at * 1000)}` : "");
     const r = p.rates || {};
-    stats.replaceChildren(
+    fill(stats,
       stat("events/s", fmtRate(r.events)), stat("windows scored/s", fmtRate(r.windows)),
       stat("alerts/s", fmtRate(r.alerts)), stat("dead letters/s", fmtRate(r.dlq)),
       stat("dead letters (total)", p.totals ? fmtNum(p.totals.dlq ?? null, 0) : "–"),
       stat("lag (records)", p.lag_total ?? "–"),
-      stat("model", p.model_version || "–"), stat("threshold", fmtNum(p.threshold)),
+      stat("model", p.model_version || "–", true), stat("threshold", fmtNum(p.threshold)),
       stat("ready", p.ready === null || p.ready === undefined ? "–" : p.ready ? "yes" : "NO"));
     if (p.model_version) model.textContent = `model: ${p.model_version}`;
     const s = p.series;
     chart("throughput-chart", {
       scales: { x: { time: true }, d: { range: (u, min, max) => [0, Math.max(1, max || 0)] } },
       axes: [{}, { label: "per second" }, { scale: "d", side: 1, grid: { show: false }, label: "dead letters/s" }],
-      series: [{}, { label: "events/s", stroke: "#1f5fa8", width: 2 }, { label: "windows/s", stroke: "#2e7d32", width: 2 },
-        { label: "dead letters/s", stroke: "#c62828", width: 2, scale: "d" }],
+      series: [{}, { label: "events/s", stroke: "#1f5fa8", width: 2, points: { show: false } },
+        { label: "windows/s", stroke: "#2e7d32", width: 2, points: { show: false } },
+        { label: "dead letters/s", stroke: "#c62828", width: 2, scale: "d", points: { show: false } }],
     }, [s.t, s.events, s.windows, s.dlq]);
     const lag = Object.entries(p.lag || {});
-    document.getElementById("lag-body").replaceChildren(...(lag.length
+    fill(document.getElementById("lag-body"), (lag.length
       ? lag.map(([part, v]) => el("tr", {}, el("td", {}, part), el("td", {}, fmtNum(v, 0))))
       : [el("tr", {}, el("td", { colspan: 2, class: "empty" }, "no partitions assigned"))]));
   }
@@ -363,23 +387,23 @@ function renderPipeline(p) {
 function renderRegistry(reg) {
   const box = document.getElementById("registry");
   if (!reg) {
-    box.replaceChildren(el("h3", {}, "Model registry"), el("div", { class: "empty" }, "start the console with --registry DIR to see promotions, rollbacks and decision records"));
+    fill(box, el("h3", {}, "Model registry"), el("div", { class: "empty" }, "start the console with --registry DIR to see promotions, rollbacks and decision records"));
     return;
   }
   const cur = reg.current;
   const moves = reg.moves.length
     ? el("table", {}, el("thead", {}, el("tr", {}, ["time", "move", "version", "from", "by", "reason"].map((h) => el("th", {}, h)))),
         el("tbody", {}, reg.moves.map((m) => el("tr", {},
-          el("td", { class: "mono" }, m.time), el("td", {}, m.action.replace("_", " ")), el("td", { class: "mono" }, m.version),
+          el("td", { class: "mono" }, fmtIso(m.time)), el("td", {}, m.action.replace("_", " ")), el("td", { class: "mono" }, m.version),
           el("td", { class: "mono" }, m.previous || "–"), el("td", {}, m.by_hand ? "hand" : "retrain"), el("td", {}, m.reason)))))
     : el("div", { class: "empty" }, "no moves recorded");
   const decisions = reg.decisions.length
     ? el("div", {}, reg.decisions.map((d) => el("details", {},
-        el("summary", {}, el("span", { class: "mono" }, d.time), ` ${d.action.replace("_", " ")} `, el("code", {}, d.version || "?"),
+        el("summary", {}, el("span", { class: "mono" }, fmtIso(d.time)), ` ${d.action.replace("_", " ")} `, el("code", {}, d.version || "?"),
           d.by_hand ? " (by hand)" : "", d.reason ? el("span", { class: "hint" }, ` — ${d.reason}`) : null),
         el("pre", {}, JSON.stringify(d.record, null, 2)))))
     : el("div", { class: "empty" }, "no decision records");
-  box.replaceChildren(
+  fill(box,
     el("h3", {}, `Model registry ${reg.path}`),
     reg.error ? el("div", { class: "chip warn" }, reg.error) : null,
     cur ? el("div", {}, "serving ", el("code", {}, cur.version), cur.previous ? el("span", { class: "hint" }, ` (before it: ${cur.previous}; since ${cur.updated_at})`) : null) : null,
