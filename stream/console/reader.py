@@ -14,12 +14,13 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.errors import DecodeError
+from schemas.errors import DecodeError, LogadError
 from schemas.scores import Alert, Score
 from stream.console.settings import ConsoleSettings
 from stream.console.store import Store
 from stream.serve.kafka_logs import watch_client
 from stream.serve.kafka_security import client_options, start_client
+from stream.serve.topics import KafkaTopicAdmin
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +77,8 @@ class TopicReader:
             await consumer.stop()
 
     async def _wait_for_topics(self) -> dict[str, list[int]]:
+        """Each topic's partitions, once both exist. Asked with auto-creation off (serve's
+        `KafkaTopicAdmin`): the console must never create serve's topics itself."""
         kafka = self.settings.kafka
         admin = AIOKafkaAdminClient(
             bootstrap_servers=kafka.bootstrap, client_id=kafka.client_id, **client_options(kafka)
@@ -83,16 +86,16 @@ class TopicReader:
         await start_client(admin, kafka, kafka.bootstrap)
         try:
             while True:
-                descs = await admin.describe_topics(list(self.topics))
-                found = {
-                    d["topic"]: sorted(p["partition"] for p in d["partitions"])
-                    for d in descs
-                    if d["error_code"] == 0 and d["partitions"]
-                }
-                missing = [t for t in self.topics if t not in found]
+                states = await KafkaTopicAdmin(admin).states(list(self.topics))
+                if failed := {t: s.error for t, s in states.items() if s.status == "error"}:
+                    raise LogadError(
+                        f"cannot read {', '.join(f'{t} ({e})' for t, e in failed.items())}"
+                    )
+                missing = [t for t, s in states.items() if s.status != "ready"]
                 if not missing:
-                    self.partitions = {t: len(p) for t, p in found.items()}
-                    return found
+                    self.waiting_for = []
+                    self.partitions = {t: s.partitions for t, s in states.items()}
+                    return {t: list(range(s.partitions)) for t, s in states.items()}
                 if self.state != "waiting":
                     log.info("console_waiting_for_topics", missing=missing)
                 self.state = "waiting"

@@ -4,26 +4,40 @@ headless, opens the page. The alert must appear in the rendered DOM, its session
 must show the session's events in order with what the model expected, Acknowledge must
 hide its group, and "Confirm anomalous" must reach the feedback file.
 
-Without chromium this test fails (it never skips): `make chromium` installs it."""
+Without chromium this test fails (it never skips): `make chromium` installs it.
+
+And a console started before serve waits for the topics without creating them (the local
+broker auto-creates a topic that a metadata request names)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from chromium_cdp import MISSING, Page, chromium_binary, chromium_page
-from serve_support import MakeTopics, messages, produce, serving, settings_for, traffic, wait_until
+from serve_support import (
+    CreateTopic,
+    MakeTopics,
+    messages,
+    produce,
+    serving,
+    settings_for,
+    traffic,
+    wait_until,
+)
 
 from schemas.feedback import read_feedback
 from schemas.runtime.settings import build_settings
 from stream.console.server import Console
 from stream.console.settings import ConsoleSettings
 from stream.devtools import broker
+from stream.serve.topics import KafkaTopicAdmin
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 async def test_alert_and_its_session_view_render_in_chromium(
     kafka_bootstrap: str, serve_topics: MakeTopics, bundle: Path, tmp_path: Path
 ) -> None:
@@ -129,3 +143,38 @@ async def _check_page(page: Page, console: Console, anomalous: set[str], feedbac
         15,
         "the pipeline panel with the model version",
     )
+
+
+async def test_console_waits_for_serves_topics_and_never_creates_them(
+    kafka_bootstrap: str, topic_name: str, create_topic: CreateTopic
+) -> None:
+    alerts, scores = f"{topic_name}.alerts", f"{topic_name}.scores"
+    settings = build_settings(
+        ConsoleSettings,
+        flags={
+            "port": 0,
+            "bootstrap": kafka_bootstrap,
+            "alerts_topic": alerts,
+            "scores_topic": scores,
+        },
+        environ={},
+    )
+    console = Console(settings)
+    await console.start()
+    try:
+        await wait_until(lambda: console.reader.state == "waiting", 20, "the console waiting")
+        await asyncio.sleep(3)  # a few more looks at the topics
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            states = await KafkaTopicAdmin(admin).states([alerts, scores])
+        finally:
+            await admin.close()
+        assert {s.status for s in states.values()} == {"missing"}  # the broker auto-creates
+        assert console.reader.waiting_for == [alerts, scores]
+        await create_topic(alerts, 3)
+        await create_topic(scores, 2)
+        await wait_until(lambda: console.reader.state == "reading", 20, "the console reading")
+        assert console.reader.partitions == {alerts: 3, scores: 2}
+    finally:
+        await console.stop()
