@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install kafka-jars lint docs docs-check test test-unit test-fast test-fault demo bench-quality bench-replay bench-parse clean
+.PHONY: install kafka-jars chromium lint docs docs-check test test-unit test-fast test-fault demo bench-quality bench-replay bench-parse clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,18 @@ install: $(STAMP)
 
 kafka-jars: $(STAMP)
 	$(PY) -c "from stream.devtools.broker import fetch_jars; fetch_jars()"
+
+# The console's browser test (tests/integration/test_console_browser.py) drives Debian's
+# chromium headless; it fails, never skips, without it.
+chromium:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "chromium is missing: install it (Debian/Ubuntu: sudo apt-get install chromium), then rerun; the console's browser test needs it"; \
+		exit 1; \
+	fi
 
 lint: $(STAMP) docs-check
 	$(VENV)/bin/ruff check .
@@ -35,7 +47,7 @@ docs-check: $(STAMP)
 
 # Everything: lint, then tests/unit (in-process), tests/process (DDP, torchrun, child
 # processes) and tests/integration (a real Kafka broker the session starts itself).
-test: lint kafka-jars
+test: lint kafka-jars chromium
 	$(VENV)/bin/pytest
 
 # The in-process unit suite alone: no broker, no child process, about a minute.

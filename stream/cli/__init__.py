@@ -22,6 +22,7 @@ def _command_modules() -> list[ModuleType]:
     # Imported lazily so `logad kafka status` does not pay for importing torch.
     from stream.cli import (
         config_docs,
+        console,
         demo,
         evaluate,
         kafka,
@@ -42,6 +43,7 @@ def _command_modules() -> list[ModuleType]:
         parse,
         train,
         serve,
+        console,
         replay,
         retrain,
         registry,

@@ -51,6 +51,7 @@ def processes() -> tuple[Process, ...]:
     from schemas.signing import BundleKeySettings
     from stream.cli.kafka import FLAGS as KAFKA_FLAGS
     from stream.cli.kafka import KafkaBrokerSettings
+    from stream.console.settings import ConsoleSettings
     from stream.devtools.demo import DemoSettings
     from stream.devtools.simulate.settings import SimulateSettings
     from stream.jobs.replay import ReplaySettings
@@ -63,6 +64,7 @@ def processes() -> tuple[Process, ...]:
         Process("logad serve", ServeSettings, "Score a live Kafka stream of log events."),
         Process("logad train", TrainSettings, "Train the model on daily files into a bundle."),
         Process("logad retrain", RetrainSettings, "Train, gate and promote a candidate nightly."),
+        Process("logad console", ConsoleSettings, "A web page for alerts, on this host."),
         Process("logad replay", ReplaySettings, "Score historical data as serve would."),
         Process("logad evaluate", EvaluateSettings, "Measure a bundle's detection quality."),
         Process("logad promote", BundleKeySettings, "Make a bundle a registry's current model."),

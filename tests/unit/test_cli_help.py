@@ -64,6 +64,7 @@ def test_every_command_with_settings_takes_config() -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     with_settings = [n for n, p in sub.choices.items() if p.get_default("settings_cls")]
     commands = {"demo", "simulate", "parse", "train", "serve", "replay", "retrain", "evaluate"}
+    commands |= {"console"}
     commands |= {"promote", "rollback"}  # the bundle key
     assert set(with_settings) == commands
     for name in with_settings:
