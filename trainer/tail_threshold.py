@@ -115,7 +115,7 @@ class Gpd:
         r = q * self.n / self.n_peaks
         if abs(self.shape) < XI_ZERO:
             return self.t - self.scale * math.log(r)
-        return self.t + self.scale / self.shape * (r ** (-self.shape) - 1.0)
+        return self.t + self.scale / self.shape * (math.pow(r, -self.shape) - 1.0)
 
     def exceedance(self, z: float) -> float:
         """P(X > z) the fit gives, for z >= t."""
@@ -125,7 +125,7 @@ class Gpd:
         if abs(self.shape) < XI_ZERO:
             return lead * math.exp(-(z - self.t) / self.scale)
         base = 1.0 + self.shape * (z - self.t) / self.scale
-        return 0.0 if base <= 0 else lead * base ** (-1.0 / self.shape)
+        return 0.0 if base <= 0 else lead * math.pow(base, -1.0 / self.shape)
 
 
 def fit_gpd(excesses: npt.ArrayLike) -> tuple[float, float, str | None]:
@@ -212,9 +212,9 @@ def pot_threshold(scores: npt.ArrayLike, q: float, init_quantile: float = INIT_Q
     if q * s.size >= y.size:
         why = "the budget is looser than the tail's initial level: empirical quantile"
         return TailFit("quantile", empirical(s, q), q, None, why)
-    xi, sigma, why = fit_gpd(y)
+    xi, sigma, fit_note = fit_gpd(y)
     gpd = Gpd(t, xi, sigma, int(s.size), int(y.size))
-    return TailFit("pot", gpd.threshold(q), q, gpd, why, tuple(float(v) for v in y))
+    return TailFit("pot", gpd.threshold(q), q, gpd, fit_note, tuple(float(v) for v in y))
 
 
 def quantile_threshold(scores: npt.ArrayLike, q: float) -> TailFit:
