@@ -155,7 +155,10 @@ def test_pot_with_too_few_windows_falls_back_and_says_so() -> None:
 
 
 def test_old_calibration_files_load_as_quantile() -> None:
-    old = b'{"quantiles": {"p50": 1.0}, "threshold": 2.0, "threshold_quantile": 0.999, "n_windows": 5}'
+    old = (
+        b'{"quantiles": {"p50": 1.0}, "threshold": 2.0, "threshold_quantile": 0.999, '
+        b'"n_windows": 5}'
+    )
     cal = Calibration.from_json(old)
     assert cal.threshold_method == "quantile"
     assert cal.budget is None and cal.interval is None and cal.tail is None
