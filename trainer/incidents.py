@@ -290,8 +290,8 @@ def format_incident_table(report: IncidentReport) -> str:
     per_h, per_k = report.false_alerts_per_hour, report.false_alerts_per_1000
     rows.append(
         f"false alerts {report.false_alerts} outside incidents: "
-        f"{'-' if per_h is None else f'{per_h:.3g}'} per hour, "
-        f"{'-' if per_k is None else f'{per_k:.3g}'} per 1,000 of {report.normal_sessions} sessions"
+        f"{'-' if per_h is None else f'{per_h:.4g}'} per hour, "
+        f"{'-' if per_k is None else f'{per_k:.4g}'} per 1,000 of {report.normal_sessions} sessions"
         f"; {report.alerts_off_service} alerts in incidents off their service"
     )
     return "\n".join(rows)
