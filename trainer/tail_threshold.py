@@ -105,9 +105,9 @@ class Gpd:
     shape: float
     """xi: > 0 heavy tail, 0 exponential, < 0 bounded (by t + sigma / -xi)."""
     scale: float
-    n: int
-    """Scores the fit stands for."""
-    n_peaks: int
+    n: float
+    """Scores the fit stands for (a count; an online tracker's may be an estimate)."""
+    n_peaks: float
     """N_t: of them, above t."""
 
     def threshold(self, q: float) -> float:
