@@ -184,7 +184,7 @@ def calibrate(
         tail=(
             None
             if fit.gpd is None
-            else TailModel(fit.gpd.t, fit.gpd.shape, fit.gpd.scale, fit.gpd.n, fit.peaks)
+            else TailModel(fit.gpd.t, fit.gpd.shape, fit.gpd.scale, int(s.size), fit.peaks)
         ),
         fallback=fit.fallback,
     )
