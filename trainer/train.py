@@ -151,6 +151,14 @@ def _run(
             f"the validation slice is empty ({data.n_sessions} sessions x val_fraction "
             f"{s.val_fraction}); add data or raise --val-fraction"
         )
+    # Before training: a budget per hour the data cannot convert fails now, not at the end.
+    rule = (
+        threshold_rule(
+            s, (f.path for f in select_files(req.data, s.complete_only)), len(data.store)
+        )
+        if d.master
+        else None
+    )
 
     # ---- model
     if resume_from is not None:
@@ -227,9 +235,7 @@ def _run(
             count_ceilings=s.score_count_ceilings,
         ),
         s.score_ceiling_support,
-        threshold_rule(
-            s, (f.path for f in select_files(req.data, s.complete_only)), len(data.store)
-        ),
+        rule,
     )
     manifest = export_bundle(
         req.out,
