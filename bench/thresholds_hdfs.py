@@ -44,6 +44,7 @@ from trainer.evaluate import session_max, split_sessions  # noqa: E402
 from trainer.recalibrate import bundle_val_fraction, strategy_scores, validation_slice  # noqa: E402
 from trainer.scoring.scorer import WindowScorer  # noqa: E402
 from trainer.tail_threshold import (  # noqa: E402
+    BOOTSTRAP,
     Method,
     bootstrap_interval,
     threshold_for_budget,
@@ -78,6 +79,7 @@ def compare(
     dev_served: npt.NDArray[np.float64],
     draws: int,
     seed: int,
+    resamples: int = BOOTSTRAP,
 ) -> list[dict[str, Any]]:
     """One row per budget, calibration size and method (module doc, step 3)."""
     rows: list[dict[str, Any]] = []
@@ -107,7 +109,7 @@ def compare(
                     ),
                 }
                 if len(subsets) == 1:
-                    iv = bootstrap_interval(cal, q, method, seed=seed)
+                    iv = bootstrap_interval(cal, q, method, resamples=resamples, seed=seed)
                     row["threshold"] = round(fits[0].threshold, 4)
                     row["interval_90"] = (
                         None if iv is None else [round(iv.lower, 4), round(iv.upper, 4)]
