@@ -13,7 +13,7 @@ window's score then either
 Ignoring alerts has a cost SPOT leaves open: the peaks learnt online are cut off at the
 threshold of their time, so a plain fit sees a shorter tail than there is, lowers the
 threshold, cuts more off, and drifts into alerting at several times the budget (measured:
-2 in 1,000 became 6 in 1,000 over 60,000 exponential windows). Each peak therefore records
+2 in 1,000 became 4.4 to 5.9 in 1,000 over 60,000 exponential windows). Each peak therefore records
 the cut it was seen under, and the refit maximises the truncated likelihood,
 sum log f(y_i) - log F(c_i), with calibration's peaks uncut; the windows the cuts hid are
 added back to the counts as estimated (1/F(c_i) per peak). As at calibration, a bounded tail
