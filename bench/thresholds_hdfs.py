@@ -36,7 +36,7 @@ import numpy.typing as npt  # noqa: E402
 import torch  # noqa: E402
 
 from bench.hdfs_args import add_device_args, hdfs_parser  # noqa: E402
-from bench.machine import report_header, shown_path, write_result  # noqa: E402
+from bench.machine import report_header, shown_path, summary_of, write_result  # noqa: E402
 from schemas.bundle import MANIFEST, BundleManifest  # noqa: E402
 from schemas.daily_files import read_sessions  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
@@ -178,27 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             f"(p10 {e['p10']:.2f}, p90 {e['p90']:.2f}, |err| {e['mean_abs_error']:.2f}); "
             f"served false alerts/1000 {r['false_alerts_per_1000_served']['mean']:.2f}"
         )
-    head = next(
-        r
-        for r in rows
-        if r["budget_per_1000"] == 1.0
-        and r["calibration_windows"] == SIZES[0]
-        and r["method"] == "pot"
-    )
-    base = next(
-        r
-        for r in rows
-        if r["budget_per_1000"] == 1.0
-        and r["calibration_windows"] == SIZES[0]
-        and r["method"] == "quantile"
-    )
-    summary = (
-        f"budget 1/1000, {SIZES[0]} calibration windows: exceedances per 1,000 held-out normal "
-        f"sessions, quantile {base['exceedances_per_1000']['mean']} vs POT "
-        f"{head['exceedances_per_1000']['mean']} (mean of {a.draws} draws)"
-    )
-    path = write_result("thresholds_hdfs", payload, path=a.results, summary=summary)
-    out(f"{summary}\nwritten to {shown_path(path)}")
+    path = write_result("thresholds_hdfs", payload, path=a.results)
+    out(f"{summary_of(payload)}\nwritten to {shown_path(path)}")
     return 0
 
 
