@@ -256,6 +256,22 @@ def _window_filter(p: Mapping[str, Any]) -> str:
     return f"candidate recall by training-window filter, mean over seeds {seeds}: {rows}"
 
 
+def _thresholds_hdfs(p: Mapping[str, Any]) -> str:
+    def mean(method: str) -> float:
+        return next(
+            float(r["exceedances_per_1000"]["mean"])
+            for r in p["rows"]
+            if r["budget_per_1000"] == 1.0
+            and r["calibration_windows"] == 200
+            and r["method"] == method
+        )
+
+    return (
+        f"budget 1/1000, 200 calibration windows: exceedances per 1,000 held-out normal "
+        f"sessions, quantile {mean('quantile')} vs POT {mean('pot')} (mean of {p['draws']} draws)"
+    )
+
+
 _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "parse_loghub": _parse_loghub,
     "soak_loop": _soak_loop,
@@ -265,6 +281,7 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "score_throughput": _score_throughput,
     "stream_e2e": _stream_e2e,
     "stream_throughput": _stream_throughput,
+    "thresholds_hdfs": _thresholds_hdfs,
     "train_throughput": _train_throughput,
     "model_process": _model_process,
     "gpu_check": _gpu_check,

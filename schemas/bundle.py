@@ -12,10 +12,11 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -23,6 +24,7 @@ from schemas.errors import BundleError, DecodeError
 from schemas.runtime.secret import Secret
 from schemas.signing import check_signature, write_signature
 from schemas.templates import TemplateSet
+from schemas.threshold import AlertBudget, TailModel, ThresholdInterval
 
 CONFIG, WEIGHTS, VOCAB, CALIBRATION, MANIFEST = (
     "config.json",
@@ -35,6 +37,8 @@ BUNDLE_FILES = (CONFIG, WEIGHTS, VOCAB, CALIBRATION)
 TEMPLATES = "templates.json"
 OPTIONAL_FILES = (TEMPLATES,)
 """In the manifest (and verified) when present; a bundle without them still loads."""
+THRESHOLD_METHODS = ("quantile", "pot")
+T = TypeVar("T")
 
 
 def new_version(now: datetime | None = None) -> str:
@@ -73,6 +77,17 @@ class Calibration:
     """(token id, ceiling) for the events with a count ceiling (trainer/known_mixes.py),
     for strategies that score an occurrence beyond it like an unknown event. None: not
     recorded (files from before count ceilings)."""
+    threshold_method: str = "quantile"
+    """'quantile' (the threshold_quantile of the scores) or 'pot' (a generalised Pareto
+    tail fitted to them: trainer/tail_threshold.py). Files without it: 'quantile'."""
+    budget: AlertBudget | None = None
+    """The false-alert budget the threshold was chosen for; None: threshold_quantile."""
+    interval: ThresholdInterval | None = None
+    """A bootstrap interval for the threshold; None: not computed."""
+    tail: TailModel | None = None
+    """The tail fit that gave the threshold (method 'pot')."""
+    fallback: str | None = None
+    """Why the method asked for did not give the threshold as such (too few peaks, ...)."""
 
     def to_json(self) -> bytes:
         return orjson.dumps(
@@ -87,6 +102,11 @@ class Calibration:
                 "count_ceilings": (
                     None if self.count_ceilings is None else [list(c) for c in self.count_ceilings]
                 ),
+                "threshold_method": self.threshold_method,
+                "alert_budget": None if self.budget is None else self.budget.to_dict(),
+                "threshold_interval": None if self.interval is None else self.interval.to_dict(),
+                "tail": None if self.tail is None else self.tail.to_dict(),
+                "threshold_fallback": self.fallback,
             },
             option=orjson.OPT_INDENT_2,
         )
@@ -108,9 +128,30 @@ class Calibration:
                     if obj.get("count_ceilings") is None
                     else tuple(_ceiling(c) for c in obj["count_ceilings"])
                 ),
+                threshold_method=_method(obj.get("threshold_method", "quantile")),
+                budget=_opt(AlertBudget.from_dict, obj.get("alert_budget")),
+                interval=_opt(ThresholdInterval.from_dict, obj.get("threshold_interval")),
+                tail=_opt(TailModel.from_dict, obj.get("tail")),
+                fallback=None
+                if obj.get("threshold_fallback") is None
+                else str(obj["threshold_fallback"]),
             )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise BundleError(f"bad calibration.json: {e}") from None
+
+
+def _method(obj: Any) -> str:
+    if obj not in THRESHOLD_METHODS:
+        raise ValueError(f"threshold_method must be one of {THRESHOLD_METHODS}, got {obj!r}")
+    return str(obj)
+
+
+def _opt(parse: Callable[[dict[str, Any]], T], obj: Any) -> T | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        raise ValueError(f"must be an object, got {obj!r}")
+    return parse(obj)
 
 
 def _mix_key(obj: Any) -> tuple[int, ...]:

@@ -17,12 +17,19 @@ threshold is calibrated on every window's score as if its mix were novel
 scores instead would spend the whole false-alarm budget (1 - q of all windows) on the few
 windows with a novel mix: where nearly every normal window holds a known mix (HDFS), the
 high quantile would rest on a handful of windows and move with the seed.
+
+A `ThresholdRule` chooses the threshold from a false-alert budget instead (per 1,000 windows,
+or per hour at the traffic's windows per hour): method 'quantile' takes the empirical
+quantile that budget implies, 'pot' fits the upper tail (trainer/tail_threshold.py) and
+holds where the quantile is only the maximum. Either way a bootstrap interval of the
+threshold is recorded, and no label is involved: only normal scores.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -31,6 +38,18 @@ import structlog
 
 from schemas.bundle import Calibration
 from schemas.errors import DataError
+from schemas.threshold import AlertBudget, TailModel, ThresholdInterval
+from trainer.tail_threshold import (
+    BOOTSTRAP,
+    CONFIDENCE,
+    INIT_QUANTILE,
+    BudgetUnit,
+    Method,
+    TailFit,
+    bootstrap_interval,
+    rate_per_window,
+    threshold_for_budget,
+)
 
 if TYPE_CHECKING:
     from trainer.known_mixes import KnownMixes
@@ -77,31 +96,95 @@ def quantiles(scores: npt.ArrayLike) -> dict[str, float]:
     return {k: float(v) for k, v in zip(QUANTILES, values, strict=True)}
 
 
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How the threshold is chosen from the calibration scores (TrainSettings' knobs)."""
+
+    method: Method = "quantile"
+    budget: float | None = None
+    """False alerts per `unit`; None: 1 - threshold_quantile per window, no budget recorded."""
+    unit: BudgetUnit = "per_1000_windows"
+    windows_per_hour: float | None = None
+    """The traffic's windows per hour, for a budget per hour."""
+    init_quantile: float = INIT_QUANTILE
+    bootstrap: int = BOOTSTRAP
+    confidence: float = CONFIDENCE
+    seed: int = 0
+
+    def alert_budget(self) -> AlertBudget | None:
+        if self.budget is None:
+            return None
+        try:
+            q = rate_per_window(self.budget, self.unit, self.windows_per_hour)
+        except ValueError as e:
+            raise DataError(str(e)) from None
+        wph = self.windows_per_hour if self.unit == "per_hour" else None
+        return AlertBudget(self.budget, self.unit, q, wph)
+
+
+def _warn_if_max(n: int, q: float, method: str) -> None:
+    if (n - 1) * q < 1.0:
+        log.warning(
+            "calibration_threshold_is_max",
+            n_windows=n,
+            threshold_quantile=1.0 - q,
+            method=method,
+            windows_needed=math.ceil(round(1.0 / max(q, 1e-12), 6)) + 1,
+        )
+
+
 def calibrate(
     scores: npt.ArrayLike,
     threshold_quantile: float = 0.999,
     *,
     strategy: ScoringStrategy,
     known: KnownMixes | None = None,
+    rule: ThresholdRule | None = None,
 ) -> Calibration:
-    """Quantiles of the normal scores and the threshold at `threshold_quantile`; the
-    calibration also records `strategy` and `known` (what the training windows held)."""
+    """Quantiles of the normal scores and the threshold: by default at
+    `threshold_quantile`, else as `rule` says (a budget, a method). The calibration also
+    records `strategy` and `known` (what the training windows held)."""
     s = _checked(scores)
-    threshold = threshold_from_quantile(s, threshold_quantile)
-    if (s.size - 1) * (1.0 - threshold_quantile) < 1.0:
-        log.warning(
-            "calibration_threshold_is_max",
-            n_windows=int(s.size),
-            threshold_quantile=threshold_quantile,
-            windows_needed=math.ceil(round(1.0 / max(1.0 - threshold_quantile, 1e-12), 6)) + 1,
-        )
+    rule = rule or ThresholdRule()
+    budget = rule.alert_budget()
+    q = budget.per_window if budget is not None else 1.0 - threshold_quantile
+    if rule.method == "quantile" and budget is None:
+        fit = TailFit("quantile", threshold_from_quantile(s, threshold_quantile), q, None, None)
+    else:
+        fit = threshold_for_budget(s, q, rule.method, rule.init_quantile)
+    if fit.method == "quantile":
+        _warn_if_max(int(s.size), q, rule.method)
+    if fit.fallback:
+        log.warning("calibration_fallback", method=rule.method, reason=fit.fallback)
+    iv = bootstrap_interval(
+        s,
+        q,
+        rule.method,
+        init_quantile=rule.init_quantile,
+        resamples=rule.bootstrap,
+        confidence=rule.confidence,
+        seed=rule.seed,
+    )
     return Calibration(
         quantiles=quantiles(s),
-        threshold=threshold,
-        threshold_quantile=threshold_quantile,
+        threshold=fit.threshold,
+        threshold_quantile=threshold_quantile if budget is None else 1.0 - q,
         n_windows=int(s.size),
         strategy=strategy.to_dict(),
         known_mixes=tuple(sorted(known.mixes)) if known else (),
         known_pairs=tuple(sorted(known.pairs)) if known else (),
         count_ceilings=known.ceilings if known else None,
+        threshold_method=fit.method,
+        budget=budget,
+        interval=(
+            None
+            if iv is None
+            else ThresholdInterval(iv.lower, iv.upper, iv.confidence, iv.resamples)
+        ),
+        tail=(
+            None
+            if fit.gpd is None
+            else TailModel(fit.gpd.t, fit.gpd.shape, fit.gpd.scale, int(s.size), fit.peaks)
+        ),
+        fallback=fit.fallback,
     )

@@ -1,8 +1,11 @@
-"""PNGs for `logad evaluate`: score histograms, ROC and precision-recall (matplotlib, Agg)."""
+"""PNGs for `logad evaluate`: score histograms, ROC and precision-recall; with --incidents, a
+timeline of alerts against incident spans and detection per incident type (matplotlib, Agg)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from datetime import UTC
 from pathlib import Path
 
 import matplotlib
@@ -13,9 +16,11 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure
 
+from trainer.incidents import IncidentReport, ScoredSession
 from trainer.metrics import Detection, Population, curve
 
 HISTOGRAM, ROC, PR = "scores.png", "roc.png", "pr.png"
+TIMELINE, BY_TYPE = "incident_timeline.png", "incidents_by_type.png"
 
 
 def _save(fig: Figure, out: Path) -> None:
@@ -105,4 +110,112 @@ def write_plots(
     plot_histograms(normal, abnormal, det.threshold, f"{name}: session scores", paths[0])
     plot_roc(normal, abnormal, det, f"{name}: ROC", paths[1])
     plot_pr(normal, abnormal, det, det.population, f"{name}: precision-recall", paths[2])
+    return paths
+
+
+def _time(ms: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Epoch ms as matplotlib date numbers: days since its default epoch, 1970-01-01 (the
+    axis shows them as UTC times)."""
+    return np.asarray(ms, dtype=np.float64) / 86_400_000.0
+
+
+def plot_incident_timeline(
+    sessions: Sequence[ScoredSession],
+    report: IncidentReport,
+    threshold: float | None,
+    title: str,
+    out: Path,
+) -> None:
+    """Session scores over time (at each session's end), alerts marked, incident spans shaded:
+    green detected, red missed, labelled with their type."""
+    end = np.array([s.end_ms for s in sessions], dtype=np.float64)
+    score = np.array([s.score for s in sessions], dtype=np.float64)
+    alerted = np.array([s.alerted for s in sessions], dtype=np.bool_)
+    fig, ax = plt.subplots(figsize=(12, 4.5), dpi=100)
+    for o in report.outcomes:
+        a, b = (float(v) for v in _time([o.incident.start_ms, o.incident.end_ms]))
+        ax.axvspan(a, b, color="tab:green" if o.detected else "tab:red", alpha=0.18, lw=0)
+        ax.text(
+            a,
+            1.0,
+            o.incident.type or "",
+            rotation=90,
+            va="top",
+            ha="left",
+            fontsize=6,
+            transform=ax.get_xaxis_transform(),
+            color="dimgray",
+        )
+    ax.plot(
+        _time(end[~alerted]),
+        score[~alerted],
+        ".",
+        ms=2,
+        color="tab:blue",
+        alpha=0.4,
+        label=f"sessions ({int((~alerted).sum())})",
+    )
+    ax.plot(
+        _time(end[alerted]),
+        score[alerted],
+        "x",
+        ms=5,
+        color="black",
+        label=f"alerted ({int(alerted.sum())}; {report.false_alerts} outside incidents)",
+    )
+    if threshold is not None:
+        ax.axhline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.4g}")
+    ax.set_xlabel("time (UTC)")
+    ax.set_ylabel("session score")
+    ax.set_title(
+        f"{title}: {report.detected}/{len(report.outcomes)} incidents detected "
+        "(green detected, red missed)"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8)
+    ax.xaxis_date(tz=UTC)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def plot_detection_by_type(report: IncidentReport, title: str, out: Path) -> None:
+    """Per incident type: incidents and detected ones, with the median time to first alert."""
+    names = list(report.types)
+    total = [report.types[n].incidents for n in names]
+    found = [report.types[n].detected for n in names]
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(names) + 2), 4.5), dpi=100)
+    x = np.arange(len(names))
+    ax.bar(x, total, color="lightgray", label="incidents")
+    ax.bar(x, found, color="tab:green", label="detected")
+    for i, n in enumerate(names):
+        med = report.types[n].to_dict()["time_to_first_alert_s"]["median"]
+        note = f"{found[i]}/{total[i]}" + ("" if med is None else f"\n{med:.0f} s")
+        ax.text(i, total[i], note, ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, names, rotation=20)
+    ax.set_ylabel("incidents")
+    ax.set_ylim(0, max([1, *total]) * 1.25)
+    fpk = report.false_alerts_per_1000
+    ax.set_title(
+        f"{title}: detection by type (median time to first alert)\nfalse alerts "
+        f"{'-' if fpk is None else f'{fpk:.3g}'} per 1,000 sessions outside incidents",
+        fontsize=9,
+    )
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def write_incident_plots(
+    report_dir: Path,
+    sessions: Sequence[ScoredSession],
+    report: IncidentReport,
+    threshold: float | None,
+    name: str = "incidents",
+) -> list[Path]:
+    """The timeline and the per-type bars into report_dir; returns their paths."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    paths = [report_dir / TIMELINE, report_dir / BY_TYPE]
+    plot_incident_timeline(sessions, report, threshold, name, paths[0])
+    plot_detection_by_type(report, name, paths[1])
     return paths

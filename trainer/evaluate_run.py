@@ -5,22 +5,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import structlog
 
 from schemas.bundle import CALIBRATION, Calibration, read_bundle_templates, verify_bundle
-from schemas.errors import ConfigError
-from trainer.eval_plots import write_plots
+from schemas.errors import ConfigError, DataError
+from schemas.incidents import read_incidents
+from trainer.eval_plots import write_incident_plots, write_plots
 from trainer.evaluate import (
     EvalReport,
+    EventSeq,
     evaluate_scores,
     read_event_lists,
+    run_windows,
     score_sets,
     split_sessions,
+    throughput,
 )
 from trainer.evaluate_settings import EvaluateSettings
 from trainer.gc_tuning import tuned_gc
+from trainer.incident_sessions import judged_sessions, read_scored_files, read_timed_sessions
+from trainer.incidents import IncidentReport, incident_report
 from trainer.metrics import Population
 from trainer.mining.matcher import TemplateMatcher
 from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
@@ -44,14 +51,27 @@ def quantile_label(q: float) -> str:
     return f"p{q * 100:g}"
 
 
-def evaluate_bundle(
-    s: EvaluateSettings,
-    bundle: Path,
-    normal_files: Sequence[Path],
-    abnormal_files: Sequence[Path],
-    calibrate_on: Sequence[Path] | None,
-    report_dir: Path | None,
-) -> tuple[EvalReport, list[Path]]:
+def threshold_source(cal: Calibration) -> str:
+    """How the bundle's threshold was chosen, in words."""
+    n = f"{cal.n_windows} held-out normal windows"
+    if cal.budget is not None:
+        b = cal.budget
+        unit = "1,000 windows" if b.unit == "per_1000_windows" else "hour"
+        method = "a GPD tail (POT)" if cal.threshold_method == "pot" else "the quantile"
+        text = f"bundle calibration: {b.alerts:g} false alerts per {unit} by {method} of {n}"
+    else:
+        text = f"bundle calibration: {quantile_label(cal.threshold_quantile)} of {n}"
+    if cal.interval is not None:
+        iv = cal.interval
+        text += f" ({iv.confidence:.0%} bootstrap interval {iv.lower:.4g}..{iv.upper:.4g})"
+    return text
+
+
+def load_scorer(
+    s: EvaluateSettings, bundle: Path, calibrate_on: Sequence[Path] | None
+) -> tuple[WindowScorer, Calibration, str]:
+    """The bundle's scorer at its threshold (re-calibrated when the settings override the
+    strategy or the quantile), its calibration, and how the threshold was chosen."""
     budget = s.scoring.max_batch_tokens
     key = s.signing.bundle_key
     scorer = WindowScorer.from_bundle(
@@ -59,10 +79,7 @@ def evaluate_bundle(
     )
     manifest = verify_bundle(bundle, key)
     cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
-    source = (
-        f"bundle calibration: {quantile_label(cal.threshold_quantile)} of "
-        f"{cal.n_windows} held-out normal windows"
-    )
+    source = threshold_source(cal)
     if s.recalibrates:
         assert calibrate_on  # the CLI checked
         try:
@@ -95,6 +112,18 @@ def evaluate_bundle(
             f"re-calibrated for this strategy: {quantile_label(q)} of {cal.n_windows} "
             "held-out normal windows of the training data"
         )
+    return scorer, cal, source
+
+
+def evaluate_bundle(
+    s: EvaluateSettings,
+    bundle: Path,
+    normal_files: Sequence[Path],
+    abnormal_files: Sequence[Path],
+    calibrate_on: Sequence[Path] | None,
+    report_dir: Path | None,
+) -> tuple[EvalReport, list[Path]]:
+    scorer, cal, source = load_scorer(s, bundle, calibrate_on)
 
     # One matcher for both sets: a new template gets one id wherever it comes.
     templates = read_bundle_templates(bundle)
@@ -157,3 +186,68 @@ def evaluate_bundle(
         auroc=report.detection.auroc,
     )
     return report, paths
+
+
+def evaluate_incidents(
+    s: EvaluateSettings,
+    incidents_file: Path,
+    *,
+    bundle: Path | None,
+    session_files: Sequence[Path],
+    scores_files: Sequence[Path],
+    calibrate_on: Sequence[Path] | None,
+    report_dir: Path | None,
+) -> tuple[IncidentReport, dict[str, Any], list[Path]]:
+    """Incident-level figures (trainer/incidents.py): the sessions of `session_files` scored
+    with the bundle at its threshold, or the verdicts already in `scores_files`. Returns the
+    report, what describes the run (for report.json), and the plots written."""
+    incidents = read_incidents(incidents_file, round(s.fault_window_s * 1000))
+    if scores_files:
+        sessions, thresholds = read_scored_files(scores_files)
+        threshold = next(iter(thresholds)) if len(thresholds) == 1 else None
+        details: dict[str, Any] = {
+            "scores_files": [str(p) for p in scores_files],
+            "threshold_source": "the verdicts in the scores files",
+            "thresholds": sorted(thresholds),
+        }
+    else:
+        assert bundle is not None  # the CLI checked
+        scorer, cal, source = load_scorer(s, bundle, calibrate_on)
+        templates = read_bundle_templates(bundle)
+        matcher = TemplateMatcher(templates) if templates is not None else None
+        timed = read_timed_sessions(session_files, matcher)
+
+        def window_scores(batch: list[EventSeq]) -> list[float]:
+            return [r.score for r in scorer.score_events(batch)]
+
+        with tuned_gc():
+            run = run_windows(window_scores, [t.events for t in timed], chunk=s.chunk_windows)
+        threshold = scorer.threshold
+        sessions = judged_sessions(timed, run.session_scores(float), threshold)
+        details = {
+            "model": str(bundle),
+            "model_version": scorer.model_version,
+            "strategy": scorer.strategy.to_dict(),
+            "threshold": threshold,
+            "threshold_source": source,
+            "threshold_method": cal.threshold_method,
+            "session_files": [str(p) for p in session_files],
+            "throughput": throughput(run).to_dict(),
+        }
+    if not sessions:
+        raise DataError("no sessions to evaluate")
+    report = incident_report(sessions, incidents)
+    details["incidents_file"] = str(incidents_file)
+    details["fault_window_s"] = s.fault_window_s
+    paths: list[Path] = []
+    if report_dir is not None:
+        paths = write_incident_plots(report_dir, sessions, report, threshold)
+    log.info(
+        "incidents_evaluated",
+        incidents=len(incidents),
+        detected=report.detected,
+        false_alerts=report.false_alerts,
+        false_alerts_per_hour=report.false_alerts_per_hour,
+        false_alerts_per_1000=report.false_alerts_per_1000,
+    )
+    return report, details, paths

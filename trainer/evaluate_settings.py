@@ -67,6 +67,9 @@ class EvaluateSettings:
     else the trainer's default); used only to re-derive the validation slice."""
     token_cache_dir: Path | None = None
     """Token cache used to re-derive the validation slice (default: the trainer's)."""
+    fault_window_s: float = 120.0
+    """With --incidents: how long an incident lasts when its file gives only its start (a
+    Nezha fault list: an incident is this long from each injection)."""
     scoring: ScorerSettings = field(
         default=ScorerSettings(), metadata=only("device", "max_batch_tokens")
     )
@@ -79,6 +82,8 @@ class EvaluateSettings:
         q = self.threshold_quantile
         if q is not None and not 0.0 < q < 1.0:
             raise ValueError(f"threshold_quantile must be in (0, 1), got {q}")
+        if not self.fault_window_s > 0:
+            raise ValueError(f"fault_window_s must be > 0, got {self.fault_window_s}")
         vf = self.val_fraction
         if vf is not None and not 0.0 < vf < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {vf}")

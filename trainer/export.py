@@ -38,7 +38,7 @@ from schemas.errors import BundleError, DecodeError
 from schemas.runtime.secret import Secret
 from schemas.templates import TemplateSet, write_templates
 from schemas.vocab import Vocab
-from trainer.calibration import calibrate, calibration_scores
+from trainer.calibration import ThresholdRule, calibrate, calibration_scores
 from trainer.dataset import TrainingData
 from trainer.known_mixes import (
     CEILING_SUPPORT,
@@ -111,6 +111,7 @@ def calibrate_on_validation(
     max_batch_tokens: int,
     strategy: ScoringStrategy | None = None,
     ceiling_support: int = CEILING_SUPPORT,
+    rule: ThresholdRule | None = None,
 ) -> Calibration:
     """The threshold for `strategy` from the validation slice; the calibration also lists
     the training windows' event mixes, pairs and count ceilings (each needing
@@ -130,7 +131,9 @@ def calibrate_on_validation(
         max_batch_tokens=max_batch_tokens,
         known=known,
     )
-    cal = calibrate(calibration_scores(results), threshold_quantile, strategy=strategy, known=known)
+    cal = calibrate(
+        calibration_scores(results), threshold_quantile, strategy=strategy, known=known, rule=rule
+    )
     log.info(
         "calibrated",
         windows=cal.n_windows,
@@ -138,7 +141,9 @@ def calibrate_on_validation(
         known_pairs=len(known.pairs),
         count_ceilings=len(known.ceilings or ()),
         threshold=cal.threshold,
-        threshold_quantile=threshold_quantile,
+        threshold_quantile=cal.threshold_quantile,
+        threshold_method=cal.threshold_method,
+        threshold_interval=cal.interval and [cal.interval.lower, cal.interval.upper],
         groups=strategy.groups,
         **{k.replace(".", "_"): v for k, v in cal.quantiles.items()},
     )

@@ -80,7 +80,28 @@ class TrainSettings:
     eval_every_steps: int = 0
     """Run validation every N steps as well as at the end of each epoch (0: epoch ends only)."""
     threshold_quantile: float = 0.999
-    """Quantile of the validation scores used as the alert threshold."""
+    """Quantile of the validation scores used as the alert threshold (when no alert_budget
+    is given)."""
+    threshold_method: Literal["quantile", "pot"] = "quantile"
+    """How the threshold comes from the validation scores: 'quantile' (the empirical one;
+    with few windows, their maximum) or 'pot' (peaks over threshold: a generalised Pareto
+    tail fitted to the highest scores, extrapolated to the budget; trainer/tail_threshold.py,
+    falling back to the quantile with too few windows). Either way the bundle records a
+    bootstrap interval of the threshold."""
+    alert_budget: float | None = None
+    """False alerts on normal traffic the threshold aims at, per alert_budget_unit (None:
+    1 - threshold_quantile per window, e.g. 1 per 1,000 at p99.9)."""
+    alert_budget_unit: Literal["per_1000_windows", "per_hour"] = "per_1000_windows"
+    """Unit of alert_budget: per 1,000 windows scored, or per hour of traffic (converted with
+    windows_per_hour)."""
+    windows_per_hour: float | None = None
+    """Windows the traffic yields per hour, for a budget per hour (None: measured from the
+    training files' session timestamps, all windows over the span from the first to the
+    last)."""
+    pot_init_quantile: float = 0.98
+    """With threshold_method 'pot': the initial threshold t whose excesses are fitted is this
+    quantile of the validation scores (SPOT's 0.98), lowered to leave at least 20 excesses,
+    never below the 0.75 quantile."""
     vocab_size: int = DEFAULT_MAX_SIZE
     """Cap on the vocabulary (special tokens included); the most frequent events are kept."""
     num_workers: int = 2
@@ -176,6 +197,14 @@ class TrainSettings:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0 < self.threshold_quantile < 1:
             raise ValueError(f"threshold_quantile must be in (0, 1), got {self.threshold_quantile}")
+        if self.alert_budget is not None and not self.alert_budget > 0:
+            raise ValueError(f"alert_budget must be > 0, got {self.alert_budget}")
+        if self.alert_budget_unit == "per_1000_windows" and (self.alert_budget or 0) >= 1000:
+            raise ValueError("alert_budget per 1,000 windows must be < 1000")
+        if self.windows_per_hour is not None and not self.windows_per_hour > 0:
+            raise ValueError(f"windows_per_hour must be > 0, got {self.windows_per_hour}")
+        if not 0.5 <= self.pot_init_quantile < 1:
+            raise ValueError(f"pot_init_quantile must be in [0.5, 1), got {self.pot_init_quantile}")
         if self.vocab_size <= len(SPECIALS):
             raise ValueError(f"vocab_size must exceed {len(SPECIALS)}")
         if self.tokens_per_batch < MAX_TOKENS:

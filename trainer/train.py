@@ -35,7 +35,7 @@ from trainer.checkpoint import (
     restore_training_state,
     save_checkpoint,
 )
-from trainer.dataset import DataSelection, TrainingData, load_training_data
+from trainer.dataset import DataSelection, TrainingData, load_training_data, select_files
 from trainer.distributed import Dist, close_distributed, init_distributed
 from trainer.export import calibrate_on_validation, export_bundle, grow_vocab, load_warm_start
 from trainer.loop import (
@@ -55,6 +55,7 @@ from trainer.optim import build_optimizer, build_scheduler
 from trainer.progress import MetricsLog, Progress, read_metrics
 from trainer.scoring.strategy import DEFAULT_STRATEGY
 from trainer.settings import TrainSettings
+from trainer.threshold_rule import threshold_rule
 from trainer.token_cache import TokenCache
 
 log = structlog.get_logger(__name__)
@@ -151,6 +152,14 @@ def _run(
             f"the validation slice is empty ({data.n_sessions} sessions x val_fraction "
             f"{s.val_fraction}); add data or raise --val-fraction"
         )
+    # Before training: a budget per hour the data cannot convert fails now, not at the end.
+    rule = (
+        threshold_rule(
+            s, (f.path for f in select_files(req.data, s.complete_only)), len(data.store)
+        )
+        if d.master
+        else None
+    )
 
     # ---- model
     if resume_from is not None:
@@ -227,6 +236,7 @@ def _run(
             count_ceilings=s.score_count_ceilings,
         ),
         s.score_ceiling_support,
+        rule,
     )
     manifest = export_bundle(
         req.out,

@@ -23,6 +23,7 @@ from schemas.errors import DecodeError
 from schemas.events import decode_fields, label_of
 from schemas.templates import TemplateSet
 from schemas.windows import Window
+from stream.serve.adaptive_threshold import AdaptiveThreshold, bundle_calibrations
 from stream.serve.archive import ArchiveTap, DailyArchive
 from stream.serve.batcher import Batcher
 from stream.serve.dead_letters import DeadLetters, dead_letter, future_event
@@ -62,6 +63,15 @@ def model_threads_idle(configured: int, busy: int) -> int:
     """CPU threads for the model while the consume loop is idle: as configured, or for 0
     every core this process may use; never fewer than while it is busy."""
     return max(busy, configured or len(os.sched_getaffinity(0)))
+
+
+def adaptive_threshold(s: ServeSettings) -> AdaptiveThreshold | None:
+    """Serve's online threshold when the runtime setting asks for it."""
+    r = s.runtime
+    if not r.adaptive_threshold or s.model is None:
+        return None
+    calibrations = bundle_calibrations(s.model)
+    return AdaptiveThreshold(calibrations, r.adaptive_refit_every, r.adaptive_drift_depth)
 
 
 class Service:
@@ -110,6 +120,7 @@ class Service:
             cache=ScoreCache(s.runtime.score_cache_size) if s.runtime.score_cache_size else None,
             threads=(busy, model_threads_idle(s.runtime.score_threads_idle, busy)),
             annotate=self.raw.annotate,
+            judge=adaptive_threshold(s),
         )
         self.txn = TxnOutbox(settings) if settings.publish.exactly_once else None
         d = s.dead_letters

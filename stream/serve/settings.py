@@ -308,6 +308,18 @@ class ModelRuntimeSettings:
     score_cache_size: int = 100_000
     """Model outputs memoized by (model version, window events), reused for repeated
     windows; LRU, cleared on model switch (0 = off)."""
+    adaptive_threshold: bool = False
+    """Judge windows by a threshold refitted online from the scores (DSPOT-style:
+    stream/serve/adaptive_threshold.py), started from the bundle's tail fit and budget,
+    instead of the bundle's fixed threshold. Needs a bundle trained with threshold_method
+    pot (others keep their fixed threshold, with a warning). State is per process and
+    restarts with it and on reload."""
+    adaptive_refit_every: int = 100
+    """With adaptive_threshold: refit the tail after this many new scores above its initial
+    threshold (a refit takes tens of milliseconds in the scoring thread)."""
+    adaptive_drift_depth: int = 0
+    """With adaptive_threshold: follow a drifting level of the scores, the mean of this many
+    recent normal ones (DSPOT's depth; 0: no drift term)."""
 
     def __post_init__(self) -> None:
         if min(self.score_threads, self.score_threads_idle) < 0:
@@ -316,6 +328,8 @@ class ModelRuntimeSettings:
             raise ValueError("switch_interval_ms must be in (0, 1000]")
         if self.score_cache_size < 0:
             raise ValueError("score_cache_size must be >= 0")
+        if self.adaptive_refit_every < 1 or self.adaptive_drift_depth < 0:
+            raise ValueError("adaptive_refit_every must be >= 1, adaptive_drift_depth >= 0")
 
 
 @dataclass(frozen=True)

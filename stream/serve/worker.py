@@ -85,6 +85,7 @@ class ScoringWorker:
         cache: ScoreCache | None = None,
         threads: tuple[int, int] | None = None,
         annotate: Callable[[Score], Score] | None = None,
+        judge: Callable[[list[Score]], list[Score]] | None = None,
     ) -> None:
         self.scorer = scorer
         self._batcher = batcher
@@ -106,6 +107,9 @@ class ScoringWorker:
         set before each batch in the scoring thread (scorers with `use_threads` only);
         None leaves the scorer's as loaded."""
         self._annotate = annotate
+        self._judge = judge
+        """Re-judges each batch's scores in the scoring thread, before `on_scored` (serve's
+        adaptive threshold); None keeps the scorer's verdicts."""
         """Applied to each Score before it is published, on the event loop (serve names
         new log templates in it)."""
         self.loop_idle = False
@@ -280,6 +284,8 @@ class ScoringWorker:
             self._metrics.cache_misses.inc(self._cache.misses - misses)
         if len(scores) != len(windows):
             raise RuntimeError(f"scorer returned {len(scores)} scores for {len(windows)}")
+        if self._judge is not None:
+            scores = self._judge(scores)
         latency = time.perf_counter() - t0
         if self._on_scored is not None:
             self._on_scored(list(zip(windows, scores, strict=True)))
