@@ -117,6 +117,11 @@ def test_retrain_records_what_it_left_out_and_never_trains_on_it(tmp_path: Path)
             "cpu_threads": "1",
             "lr": "1e-3",
             "tokens_per_batch": "1024",
+            # Days of a few hundred sessions: below the cron's minimums, which are not
+            # what this test is about.
+            "min_sessions": "50",
+            "min_holdout_windows": "10",
+            "min_steps": "20",
         },
         environ={},
     )
