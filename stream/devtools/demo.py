@@ -71,6 +71,11 @@ class DemoSettings:
     """Alert patterns printed in full, each on its first alert (the rest are counted)."""
     timeout_s: float = 300.0
     """Give up waiting for scores after this many seconds."""
+    console_port: int = 0
+    """Port of the alert console (`logad console`) the demo starts on 127.0.0.1 (0: a
+    free one, printed)."""
+    keep: bool = False
+    """After the SUMMARY, leave the broker, serve and the console running until Ctrl-C."""
     daily: DailySettings = field(default=DailySettings(), metadata=only("days", "sessions_per_day"))
     training: TrainSettings = field(
         # Few steps on little data: a learning rate well above production's.
@@ -277,6 +282,32 @@ async def _live(
     return tally
 
 
+def console_argv(
+    s: DemoSettings, bootstrap: str, topics: dict[str, str], metrics_url: str, model_dir: Path
+) -> list[str]:
+    """`logad console` on the demo's topics and serve's metrics (port: `console_port`)."""
+    argv = ["console", "--bootstrap", bootstrap, "--port", str(s.console_port)]
+    argv += ["--alerts-topic", topics["alerts"], "--scores-topic", topics["scores"]]
+    argv += ["--metrics-url", metrics_url, "--feedback", str(s.workdir / "feedback.jsonl")]
+    if (model_dir / TEMPLATES_FILE).is_file():
+        argv += ["--templates", str(model_dir / TEMPLATES_FILE)]
+    return argv
+
+
+def _start_console(
+    s: DemoSettings, bootstrap: str, topics: dict[str, str], metrics_port: int, model_dir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The console as a child process, and its URL."""
+    s = dataclasses.replace(s, console_port=s.console_port or broker.free_port())
+    metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+    argv = console_argv(s, bootstrap, topics, metrics_url, model_dir)
+    with (s.workdir / "console.log").open("wb") as log_fh:
+        proc = subprocess.Popen(
+            _logad(*argv), stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    return proc, f"http://127.0.0.1:{s.console_port}/"
+
+
 def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # so the finally blocks below stop serve and the broker
 
@@ -354,6 +385,7 @@ def run_demo(s: DemoSettings) -> int:
     out(f"[1/6] starting a local Kafka broker ({broker.KAFKA_VERSION})")
     info = broker.start(port=broker.free_port(), data_dir=s.workdir / "kafka")
     serve_proc: subprocess.Popen[bytes] | None = None
+    console_proc: subprocess.Popen[bytes] | None = None
     try:
         out(f"      broker at {info.bootstrap}")
         prepared = prepare_model(s, date.today())
@@ -395,6 +427,10 @@ def run_demo(s: DemoSettings) -> int:
             )
         _wait_ready(metrics_port, serve_proc, 120)
         out(f"      serving; its log is {log_path}")
+        console_proc, console_url = _start_console(
+            s, info.bootstrap, topics, metrics_port, model_dir
+        )
+        out(f"      alert console: {console_url} (its log is {s.workdir}/console.log)")
         out("[5/6] alerts as they arrive:")
         tally = asyncio.run(_live(info.bootstrap, topics, s, prepared.templates))
         p, r, tp, fp, fn = tally.precision_recall()
@@ -407,9 +443,20 @@ def run_demo(s: DemoSettings) -> int:
         out(f"        {tally.by_kind()}")
         for line in tally.patterns.summary():
             out(line)
-        out(f"logs: {s.workdir}/{{parse,train,serve,demo}}.log")
+        out(f"logs: {s.workdir}/{{parse,train,serve,console,demo}}.log")
+        if s.keep:
+            out(f"KEPT: the console {console_url} stays up with serve and Kafka; Ctrl-C stops")
+            with contextlib.suppress(KeyboardInterrupt):
+                while console_proc.poll() is None and serve_proc.poll() is None:
+                    time.sleep(1)
         return 0 if len(tally.labels) >= s.live_sessions else 1
     finally:
+        if console_proc is not None and console_proc.poll() is None:
+            console_proc.send_signal(signal.SIGTERM)
+            try:
+                console_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                console_proc.kill()
         if serve_proc is not None and serve_proc.poll() is None:
             serve_proc.send_signal(signal.SIGTERM)
             try:

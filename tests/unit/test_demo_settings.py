@@ -204,3 +204,19 @@ def test_alerts_of_one_pattern_count_once_whatever_their_session_or_order() -> N
         "    pattern 1: 3 x  T4, T9",
         "    pattern 2: 1 x  T7",
     ]
+
+
+def test_the_demos_console_reads_its_topics_and_serves_metrics(tmp_path: Path) -> None:
+    from stream.devtools.demo import console_argv
+
+    (tmp_path / "templates.json").write_text("{}")
+    s = _settings("--console-port", "8799", "--keep", "true", "--workdir", str(tmp_path))
+    topics = {"alerts": "demo.1.alerts", "scores": "demo.1.scores"}
+    argv = console_argv(s, "127.0.0.1:9", topics, "http://127.0.0.1:5/metrics", tmp_path)
+    args = build_parser().parse_args(argv)
+    c = args.build(args)
+    assert s.keep and (c.host, c.port) == ("127.0.0.1", 8799)
+    assert (c.topics.alerts_topic, c.topics.scores_topic) == ("demo.1.alerts", "demo.1.scores")
+    assert c.metrics_url == "http://127.0.0.1:5/metrics"
+    assert c.templates == tmp_path / "templates.json"
+    assert c.feedback == tmp_path / "feedback.jsonl"
