@@ -176,10 +176,6 @@ class Score:
         return cls.from_dict(f.load_object(data, "score"))
 
 
-PATTERN_EVENTS = 3
-"""Surprising events that name an alert's pattern (the ones an alert shows first)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Alert:
     """An anomalous window: its score, its events, and the surprising ones explained."""
@@ -222,9 +218,13 @@ class Alert:
 
     @property
     def pattern(self) -> tuple[str, ...]:
-        """What makes alerts one incident on a screen: the distinct event ids of its
-        `PATTERN_EVENTS` most surprising events, sorted (session ids and scores differ)."""
-        return tuple(sorted({s.event_id for s in self.surprising[:PATTERN_EVENTS]}))
+        """What makes alerts one incident on a screen: the distinct ids of the surprising
+        events over the threshold, sorted (the events that made it an alert; the rest of
+        the top events vary between sessions). With none over it, the most surprising one."""
+        over = {s.event_id for s in self.surprising if s.nll > self.threshold}
+        if not over and self.surprising:
+            over = {max(self.surprising, key=lambda s: s.nll).event_id}
+        return tuple(sorted(over))
 
     def to_dict(self) -> dict[str, Any]:
         d = Score.to_dict(self)  # type: ignore[arg-type]  # same leading fields

@@ -36,11 +36,8 @@ Pattern = tuple[str, ...]
 
 
 def pattern_of(alert: Alert) -> Pattern:
-    """The sorted, distinct ids of the surprising events over the alert's threshold."""
-    over = {s.event_id for s in alert.surprising if s.nll > alert.threshold}
-    if not over and alert.surprising:
-        over = {max(alert.surprising, key=lambda s: s.nll).event_id}
-    return tuple(sorted(over))
+    """The alert's pattern (`Alert.pattern`)."""
+    return alert.pattern
 
 
 def pattern_key(pattern: Pattern) -> str:
