@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-import torch
 
 from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError, LogadError
@@ -16,7 +15,7 @@ from schemas.vocab import UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS
 from stream.cli import evaluate as cli_evaluate
 from stream.cli.command import execute
-from trainer.calibration import calibrate
+from tests.unit.untrained_bundle import untrained_bundle
 from trainer.end_marker import END_EVENT, encode_window, marks, uses_end_marker, with_end
 from trainer.evaluate import (
     in_chunks,
@@ -25,8 +24,6 @@ from trainer.evaluate import (
     split_sessions,
 )
 from trainer.evaluate_run import passes_per_window
-from trainer.export import export_bundle
-from trainer.model import bert_config, build_model, get_preset
 from trainer.scoring import ScoringStrategy
 
 
@@ -107,24 +104,8 @@ def _sessions(path: Path, seqs: list[list[str]], label: int) -> Path:
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny model in a real bundle: the plumbing, not the quality, is tested."""
-    torch.manual_seed(0)
-    vocab = Vocab.build([["A", "B", "C", "D"]])
-    model = build_model(bert_config(get_preset("tiny"), len(vocab)))
-    strategy = ScoringStrategy(groups=2)
-    cal = calibrate([0.1, 0.2, 0.3, 2.0], 0.5, strategy=strategy)
     out = tmp_path_factory.mktemp("b") / "bundle"
-    export_bundle(
-        out,
-        model,
-        vocab,
-        cal,
-        data_from=None,
-        data_to=None,
-        preset="tiny",
-        parent_version=None,
-        metrics={},
-    )
-    return out
+    return untrained_bundle(out, "ABCD", [0.1, 0.2, 0.3, 2.0])
 
 
 def _run(argv: list[str]) -> int:

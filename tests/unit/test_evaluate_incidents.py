@@ -8,20 +8,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-import torch
 
 from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError, DataError
 from schemas.events import LogEvent
 from schemas.scores import Score
 from schemas.sessions import Session
-from schemas.vocab import Vocab
 from stream.cli import evaluate as cli_evaluate
 from stream.cli.command import execute
-from trainer.calibration import calibrate
-from trainer.export import export_bundle
-from trainer.model import bert_config, build_model, get_preset
-from trainer.scoring import ScoringStrategy
+from tests.unit.untrained_bundle import untrained_bundle
 
 T0 = 1_674_981_784_000  # 2023-01-29 08:43:04 UTC
 MIN = 60_000
@@ -31,23 +26,7 @@ MIN = 60_000
 def alert_all(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny model whose threshold is below every score: every session alerts,
     so what is detected and what is false follows from the times and services alone."""
-    torch.manual_seed(0)
-    vocab = Vocab.build([["A", "B", "C"]])
-    model = build_model(bert_config(get_preset("tiny"), len(vocab)))
-    cal = calibrate([-1.0, -1.0, -1.0], 0.5, strategy=ScoringStrategy(groups=2))
-    out = tmp_path_factory.mktemp("b") / "bundle"
-    export_bundle(
-        out,
-        model,
-        vocab,
-        cal,
-        data_from=None,
-        data_to=None,
-        preset="tiny",
-        parent_version=None,
-        metrics={},
-    )
-    return out
+    return untrained_bundle(tmp_path_factory.mktemp("b") / "bundle", "ABC", [-1.0] * 3)
 
 
 def _run(*argv: str) -> int:
