@@ -67,6 +67,7 @@ VARIANTS: dict[str, WindowFilterSettings] = {
     "none": NO_FILTER,
     "alerted": _ALERTED,
     "alerted+dense": _DENSE,
+    "alerted+dense+near0.9": replace(_DENSE, exclude_near_miss=0.9),
     "alerted+q0.95": replace(_ALERTED, exclude_score_quantile=0.95),
     "alerted+q0.9": replace(_ALERTED, exclude_score_quantile=0.9),
     "alerted+q0.9+dense": replace(_DENSE, exclude_score_quantile=0.9),
@@ -76,8 +77,9 @@ VARIANTS: dict[str, WindowFilterSettings] = {
     "oracle": NO_FILTER,
 }
 """The filters compared (qQ: the score quantile Q on training windows; qQv: on validation
-windows too); the dense rule has its default knobs. `oracle` trains on the archive without
-its labelled anomalies: what a perfect filter would keep, the recall to hope for."""
+windows too; near0.9: near misses at 0.9 of the threshold); the dense rule has its default
+knobs. `oracle` trains on the archive without its labelled anomalies: what a perfect filter
+would keep, the recall to hope for."""
 ORACLE = "oracle"
 DEFAULT_VARIANTS = [v for v in VARIANTS if v != "alerted+q0.95"]
 
@@ -115,10 +117,11 @@ def windows_of(sessions: Sequence[Session]) -> list[Session]:
 
 
 def archive_day(scorer: WindowScorer, sessions: Sequence[Session]) -> list[Session]:
-    """What serve's archive holds for these windows: each with its score and alert."""
+    """What serve's archive holds for these windows: each with its score, threshold and
+    alert."""
     results = scorer.score_events([s.events for s in sessions])
     return [
-        replace(s, score=r.score, alerted=r.score > scorer.threshold)
+        replace(s, score=r.score, alerted=r.score > scorer.threshold, threshold=scorer.threshold)
         for s, r in zip(sessions, results, strict=True)
     ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,16 @@ class SurprisingEvent:
         )
 
 
+def alert_pattern(surprising: Sequence[SurprisingEvent], threshold: float) -> tuple[str, ...]:
+    """What makes alerts one incident: the distinct ids of the surprising events over the
+    threshold, sorted (the events that made it an alert; the rest of the top events vary
+    between sessions). With none over it, the most surprising one."""
+    over = {s.event_id for s in surprising if s.nll > threshold}
+    if not over and surprising:
+        over = {max(surprising, key=lambda s: s.nll).event_id}
+    return tuple(sorted(over))
+
+
 @dataclass(frozen=True, slots=True)
 class Score:
     window_id: str
@@ -116,6 +127,11 @@ class Score:
             late=window.late,
             label=window.label,
         )
+
+    @property
+    def pattern(self) -> tuple[str, ...]:
+        """See `alert_pattern`."""
+        return alert_pattern(self.surprising, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -218,13 +234,8 @@ class Alert:
 
     @property
     def pattern(self) -> tuple[str, ...]:
-        """What makes alerts one incident on a screen: the distinct ids of the surprising
-        events over the threshold, sorted (the events that made it an alert; the rest of
-        the top events vary between sessions). With none over it, the most surprising one."""
-        over = {s.event_id for s in self.surprising if s.nll > self.threshold}
-        if not over and self.surprising:
-            over = {max(self.surprising, key=lambda s: s.nll).event_id}
-        return tuple(sorted(over))
+        """See `alert_pattern`."""
+        return alert_pattern(self.surprising, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         d = Score.to_dict(self)  # type: ignore[arg-type]  # same leading fields

@@ -26,6 +26,11 @@ class Session:
     ended: bool = True
     """False for a window the stream cut while its session went on (`Window.ended`): the
     trainer gives it no session-end marker. In a line only when False."""
+    pattern: tuple[str, ...] | None = None
+    threshold: float | None = None
+    """Set by the stream's archive: the threshold the window was judged at."""
+    """Set by the stream's archive on a window that alerted: its alert pattern, the
+    surprising event ids over the threshold (`schemas.scores.alert_pattern`)."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"session_id": self.session_id, "events": list(self.events)}
@@ -35,6 +40,10 @@ class Session:
                 d[name] = v
         if not self.ended:
             d["ended"] = False
+        if self.pattern is not None:
+            d["pattern"] = list(self.pattern)
+        if self.threshold is not None:
+            d["threshold"] = self.threshold
         return d
 
     def encode(self) -> bytes:
@@ -47,6 +56,8 @@ class Session:
             raise DecodeError(f"must be 0 or 1, got {label!r}", "label")
         score = obj.get("score")
         alerted = obj.get("alerted")
+        pattern = obj.get("pattern")
+        threshold = obj.get("threshold")
         return cls(
             session_id=f.ident(f.req(obj, "session_id"), "session_id"),
             events=f.id_list(f.req(obj, "events"), "events"),
@@ -56,6 +67,8 @@ class Session:
             score=None if score is None else f.number(score, "score"),
             alerted=None if alerted is None else f.boolean(alerted, "alerted"),
             ended=f.boolean(obj.get("ended", True), "ended"),
+            pattern=None if pattern is None else f.id_list(pattern, "pattern"),
+            threshold=None if threshold is None else f.number(threshold, "threshold"),
         )
 
     @classmethod

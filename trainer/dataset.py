@@ -90,6 +90,8 @@ class TrainingData:
     n_sessions: int
     excluded: dict[str, int] | None = None
     """The window filter's counts (`FilterResult.counts`), None when no rule was on."""
+    recurring: tuple[str, ...] = ()
+    """Events the window filter treated as recurring (alerted windows of only those kept)."""
 
 
 def select_files(sel: DataSelection, complete_only: bool = False) -> list[DayFile]:
@@ -190,14 +192,16 @@ def load_training_data(
     is_val = np.concatenate(val_masks)
     keep = np.ones_like(is_val)
     excluded: dict[str, int] | None = None
+    recurring: tuple[str, ...] = ()
     if window_filter is not None and _filters(window_filter):
         result = filter_files(day_files, files, window_filter, is_val)
-        keep, excluded = result.keep, result.counts()
+        keep, excluded, recurring = result.keep, result.counts(), result.recurring
         log.info(
             "training_windows_filtered",
             **excluded,
             score_cut=result.score_cut,
             dense_periods=len(result.dense_spans),
+            recurring_events=list(recurring),
         )
     # Left-out windows still count for the vocab: an incident's new event gets an id (it
     # is never trained on, so it stays surprising) rather than mapping to [UNK].
@@ -214,6 +218,7 @@ def load_training_data(
         data_to=max(days).isoformat() if days else None,
         n_sessions=sum(ft.n_sessions for ft in files),
         excluded=excluded,
+        recurring=recurring,
     )
     if len(data.train_idx) == 0:
         raise DataError(f"every window fell in the validation slice: {sel.describe()}")
@@ -238,6 +243,7 @@ def _filters(s: WindowFilterSettings) -> bool:
         s.exclude_alerted
         or s.exclude_alert_dense
         or s.exclude_score_quantile > 0
+        or s.exclude_near_miss > 0
         or s.feedback is not None
     )
 
@@ -263,7 +269,11 @@ def window_columns(path: Path, n_windows: int) -> WindowColumns:
     records: list[WindowRecord] = []
     repeats: list[int] = []
     for s in read_sessions(path, strict=True):
-        records.append(WindowRecord(s.session_id, s.start_ts, s.end_ts, s.score, s.alerted))
+        records.append(
+            WindowRecord(
+                s.session_id, s.start_ts, s.end_ts, s.score, s.alerted, s.pattern, s.threshold
+            )
+        )
         repeats.append(len(split_points(len(s.events), MAX_EVENTS)))
     if sum(repeats) != n_windows:
         raise DataError(f"{path} changed while it was read ({sum(repeats)} != {n_windows} windows)")

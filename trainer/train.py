@@ -310,6 +310,7 @@ def _final_metrics(result: FitResult, data: TrainingData, s: TrainSettings) -> d
         "sessions": data.n_sessions,
         "vocab_size": len(data.vocab),
         "excluded": data.excluded,
+        "recurring_events": list(data.recurring),
     }
 
 

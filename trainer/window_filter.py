@@ -12,13 +12,27 @@ of these reasons that applies (the order of `REASONS`):
    windows is at least `dense_factor` times its UTC day's, with at least `dense_min_alerts`
    alerts, widened by `dense_guard_minutes` either side (an incident also bends the windows
    around the ones that alerted);
-4. `score_quantile`: its archived score is above the `exclude_score_quantile` quantile of
+4. `near_miss`: its archived score is at least `exclude_near_miss` times the threshold it
+   was judged at (the archive's `threshold`): an anomaly the stream only just missed, the
+   likeliest to leak. Validation windows go too: one leaked anomaly in a small validation
+   slice becomes the candidate's threshold;
+5. `score_quantile`: its archived score is above the `exclude_score_quantile` quantile of
    every archived score in the selection. Those scores are the serving model's (whichever
    was current when the window was scored), not the model being trained.
 
 An operator's `normal` verdict on a session (or on a span without a service) keeps its
 windows whatever the rules say: an acknowledged false alarm is what the model should learn
 as normal. Those windows are counted in `kept_by_feedback`.
+
+A release that changes the event mix makes the serving model alert on normal traffic, and
+rules 2-4 would keep that traffic out of training for good. So an alerted window whose alert
+pattern (the archive's `pattern`: its surprising events over the threshold) holds only
+*recurring* events counts as not alerted (`recurring_events`): each such event is in the
+patterns of at least `adopt_min_share` of a day's windows, spread over at least
+`adopt_min_hours` distinct hours of it, on at least `adopt_min_days` days. A steady new
+normal looks like that; an incident (a burst) or a rare fault does not. An event in the
+pattern of a window an operator marked anomalous is never adopted. Such windows are counted
+in `kept_as_recurring`.
 
 A rule uses only what the records hold: a window without a score, a time or an `alerted`
 field is never dropped by the rule that needs it, so session files that are not an archive
@@ -28,7 +42,7 @@ train as before.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from pathlib import Path
 
@@ -60,6 +74,10 @@ class WindowFilterSettings:
     """Apply exclude_score_quantile to the validation windows too. The threshold is then
     drawn from scores with their top cut off, so it comes out lower: more recall when
     anomalies nobody flagged would otherwise set it, more false alerts when they would not."""
+    exclude_near_miss: float = 0.9
+    """Leave out windows whose archived score is at least this fraction of the threshold
+    they were judged at (archive lines with "threshold"), from both slices: anomalies the
+    stream only just missed (0: off)."""
     exclude_alert_dense: bool = True
     """Leave out windows that overlap an alert-dense period: a time bucket whose share of
     alerted windows is dense_factor times its day's, with dense_min_alerts alerts or more,
@@ -76,12 +94,28 @@ class WindowFilterSettings:
     """A feedback file (schemas/feedback.py: one JSON verdict per line): windows of
     sessions or time spans marked anomalous are left out; sessions acknowledged normal are
     kept whatever the other rules say."""
+    adopt_recurring: bool = True
+    """Treat an alerted window as not alerted when every event of its alert pattern
+    recurs steadily (adopt_min_share, adopt_min_hours, adopt_min_days): the new normal of
+    a release, which the serving model alerts on until a candidate learns it."""
+    adopt_min_share: float = 0.02
+    """A recurring event is in the alert patterns of at least this share of a day's
+    windows..."""
+    adopt_min_hours: int = 12
+    """...spread over at least this many distinct UTC hours of that day..."""
+    adopt_min_days: int = 2
+    """...on at least this many days of the selection."""
+    adopt_events: tuple[str, ...] = ()
+    """Events to treat as recurring, decided by the caller (`logad retrain` decides over
+    the training days and the held-out day); empty: decided from the selected files."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.exclude_score_quantile < 1:
             raise ValueError(
                 f"exclude_score_quantile must be in [0, 1), got {self.exclude_score_quantile}"
             )
+        if not 0 <= self.exclude_near_miss <= 1:
+            raise ValueError(f"exclude_near_miss must be in [0, 1], got {self.exclude_near_miss}")
         if not self.dense_bucket_minutes > 0:
             raise ValueError(f"dense_bucket_minutes must be > 0, got {self.dense_bucket_minutes}")
         if self.dense_guard_minutes < 0:
@@ -90,10 +124,20 @@ class WindowFilterSettings:
             raise ValueError(f"dense_factor must be >= 1, got {self.dense_factor}")
         if self.dense_min_alerts < 1:
             raise ValueError(f"dense_min_alerts must be >= 1, got {self.dense_min_alerts}")
+        if not 0 < self.adopt_min_share <= 1:
+            raise ValueError(f"adopt_min_share must be in (0, 1], got {self.adopt_min_share}")
+        if not 1 <= self.adopt_min_hours <= 24:
+            raise ValueError(f"adopt_min_hours must be in 1..24, got {self.adopt_min_hours}")
+        if self.adopt_min_days < 1:
+            raise ValueError(f"adopt_min_days must be >= 1, got {self.adopt_min_days}")
 
 
 NO_FILTER = WindowFilterSettings(
-    exclude_alerted=False, exclude_score_quantile=0.0, exclude_alert_dense=False
+    exclude_alerted=False,
+    exclude_score_quantile=0.0,
+    exclude_alert_dense=False,
+    exclude_near_miss=0.0,
+    adopt_recurring=False,
 )
 """Every window trains."""
 
@@ -105,10 +149,17 @@ class Reason(IntEnum):
     FEEDBACK_ANOMALOUS = 1
     ALERTED = 2
     ALERT_DENSE = 3
-    SCORE_QUANTILE = 4
+    NEAR_MISS = 4
+    SCORE_QUANTILE = 5
 
 
-REASONS: tuple[str, ...] = ("feedback_anomalous", "alerted", "alert_dense", "score_quantile")
+REASONS: tuple[str, ...] = (
+    "feedback_anomalous",
+    "alerted",
+    "alert_dense",
+    "near_miss",
+    "score_quantile",
+)
 """The reasons in the order they are tried (Reason 1, 2, ...), as the counts name them."""
 
 
@@ -122,6 +173,8 @@ class WindowRecord:
     end_ts: int | None = None
     score: float | None = None
     alerted: bool | None = None
+    pattern: tuple[str, ...] | None = None
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +186,9 @@ class WindowColumns:
     end_ts: npt.NDArray[np.int64]
     score: npt.NDArray[np.float64]
     alerted: npt.NDArray[np.int8]
+    threshold: npt.NDArray[np.float64]
+    patterns: tuple[tuple[str, ...] | None, ...] = ()
+    """Per window its alert pattern, or None; empty when no record has one."""
 
     def __len__(self) -> int:
         return len(self.session_ids)
@@ -146,7 +202,14 @@ class WindowColumns:
             end_ts=np.array([_ts(r.end_ts) for r in rs], dtype=np.int64),
             score=np.array([np.nan if r.score is None else r.score for r in rs], np.float64),
             alerted=np.array([-1 if r.alerted is None else int(r.alerted) for r in rs], np.int8),
+            threshold=np.array(
+                [np.nan if r.threshold is None else r.threshold for r in rs], np.float64
+            ),
+            patterns=tuple(r.pattern for r in rs) if any(r.pattern is not None for r in rs) else (),
         )
+
+    def pattern(self, i: int) -> tuple[str, ...] | None:
+        return self.patterns[i] if self.patterns else None
 
     def repeat(self, times: npt.NDArray[np.int64]) -> WindowColumns:
         """Each record `times[i]` times over (a line the trainer cuts into windows)."""
@@ -159,6 +222,10 @@ class WindowColumns:
             np.repeat(self.end_ts, times),
             np.repeat(self.score, times),
             np.repeat(self.alerted, times),
+            np.repeat(self.threshold, times),
+            tuple(p for p, k in zip(self.patterns, times.tolist(), strict=True) for _ in range(k))
+            if self.patterns
+            else (),
         )
 
     @classmethod
@@ -171,6 +238,10 @@ class WindowColumns:
             np.concatenate([p.end_ts for p in parts]),
             np.concatenate([p.score for p in parts]),
             np.concatenate([p.alerted for p in parts]),
+            np.concatenate([p.threshold for p in parts]),
+            tuple(p.pattern(i) for p in parts for i in range(len(p)))
+            if any(p.patterns for p in parts)
+            else (),
         )
 
 
@@ -189,6 +260,10 @@ class FilterResult:
     scores)."""
     dense_spans: tuple[tuple[int, int], ...] = ()
     """The alert-dense periods, guard included: [start ms, end ms), merged."""
+    kept_as_recurring: int = 0
+    """Alerted windows kept because their patterns hold only recurring events."""
+    recurring: tuple[str, ...] = ()
+    """The events treated as recurring, sorted."""
 
     @property
     def keep(self) -> npt.NDArray[np.bool_]:
@@ -200,6 +275,7 @@ class FilterResult:
         n = np.bincount(self.reasons, minlength=len(Reason))
         out = {name: int(n[i + 1]) for i, name in enumerate(REASONS)}
         out["kept_by_feedback"] = self.kept_by_feedback
+        out["kept_as_recurring"] = self.kept_as_recurring
         out["windows"] = len(self.reasons)
         return out
 
@@ -217,6 +293,12 @@ def filter_windows(
     n = len(w)
     reasons = np.zeros(n, dtype=np.int8)
     verdict = _feedback_verdicts(w, feedback)
+    recurring: frozenset[str] = frozenset()
+    if s.adopt_recurring:
+        recurring = frozenset(s.adopt_events) or recurring_events(w, s, verdict == _ANOMALOUS)
+    adopted = _adopted(w, recurring)
+    if adopted.any():  # they count as not alerted, for the dense periods too
+        w = replace(w, alerted=np.where(adopted, np.int8(0), w.alerted))
     dense_spans: tuple[tuple[int, int], ...] = ()
     score_cut: float | None = None
     rules: list[tuple[Reason, npt.NDArray[np.bool_]]] = [
@@ -227,11 +309,16 @@ def filter_windows(
     if s.exclude_alert_dense:
         dense_spans = alert_dense_spans(w, s)
         rules.append((Reason.ALERT_DENSE, _overlaps(w, dense_spans)))
+    if s.exclude_near_miss > 0:
+        near = np.nan_to_num(w.score, nan=-np.inf) >= s.exclude_near_miss * np.nan_to_num(
+            w.threshold, nan=np.inf
+        )
+        rules.append((Reason.NEAR_MISS, near & ~adopted))
     if s.exclude_score_quantile > 0:
         scored = ~np.isnan(w.score)
         if scored.any():
             score_cut = float(np.quantile(w.score[scored], s.exclude_score_quantile))
-            high = scored & (np.nan_to_num(w.score, nan=-np.inf) > score_cut)
+            high = scored & (np.nan_to_num(w.score, nan=-np.inf) > score_cut) & ~adopted
             if held_out is not None and not s.score_quantile_validation:
                 high &= ~held_out
             rules.append((Reason.SCORE_QUANTILE, high))
@@ -241,7 +328,76 @@ def filter_windows(
         would_drop |= hit
     normal = verdict == _NORMAL
     reasons[normal] = Reason.KEPT
-    return FilterResult(reasons, int((normal & would_drop).sum()), score_cut, dense_spans)
+    return FilterResult(
+        reasons,
+        int((normal & would_drop).sum()),
+        score_cut,
+        dense_spans,
+        int((adopted & (reasons == Reason.KEPT)).sum()),
+        tuple(sorted(recurring)),
+    )
+
+
+def _adopted(w: WindowColumns, recurring: frozenset[str]) -> npt.NDArray[np.bool_]:
+    """Alerted windows whose alert pattern is non-empty and holds only recurring events."""
+    out = np.zeros(len(w), dtype=np.bool_)
+    if not recurring or not w.patterns:
+        return out
+    for i in np.flatnonzero(w.alerted == 1).tolist():
+        p = w.patterns[i]
+        out[i] = bool(p) and recurring.issuperset(p)  # type: ignore[arg-type]
+    return out
+
+
+@dataclass(frozen=True)
+class AlertedWindow:
+    """What `recurring_from` reads of one alerted window."""
+
+    end_ts: int
+    pattern: tuple[str, ...]
+    blocked: bool = False
+    """An operator marked it anomalous: no event of its pattern recurs."""
+
+
+def recurring_events(
+    w: WindowColumns, s: WindowFilterSettings, blocked: npt.NDArray[np.bool_] | None = None
+) -> frozenset[str]:
+    """`recurring_from` over the columns' alerted windows with a pattern and a time;
+    `blocked` marks the windows an operator called anomalous."""
+    if not w.patterns:
+        return frozenset()
+    _, t = _times(w)
+    days, per_day = np.unique(t[t >= 0] // DAY_MS, return_counts=True)
+    alerted = [
+        AlertedWindow(int(t[i]), p, bool(blocked is not None and blocked[i]))
+        for i in np.flatnonzero((w.alerted == 1) & (t >= 0)).tolist()
+        if (p := w.patterns[i])
+    ]
+    return recurring_from(alerted, dict(zip(days.tolist(), per_day.tolist(), strict=True)), s)
+
+
+def recurring_from(
+    alerted: Iterable[AlertedWindow], windows_per_day: dict[int, int], s: WindowFilterSettings
+) -> frozenset[str]:
+    """The events of alert patterns that recur steadily: on at least `adopt_min_days` days,
+    each in the patterns of at least `adopt_min_share` of that day's windows
+    (`windows_per_day`, by days since the epoch, UTC) and over at least `adopt_min_hours`
+    distinct hours of it. No event of a blocked window's pattern qualifies."""
+    hours: dict[tuple[str, int], list[int]] = {}
+    never: set[str] = set()
+    for a in alerted:
+        if a.blocked:
+            never.update(a.pattern)
+            continue
+        day, hour = divmod(a.end_ts // 3_600_000, 24)
+        for e in a.pattern:
+            hours.setdefault((e, day), []).append(hour)
+    good_days: dict[str, int] = {}
+    for (e, day), hs in hours.items():
+        share = len(hs) / max(1, windows_per_day.get(day, 0))
+        if share >= s.adopt_min_share and len(set(hs)) >= s.adopt_min_hours:
+            good_days[e] = good_days.get(e, 0) + 1
+    return frozenset(e for e, k in good_days.items() if k >= s.adopt_min_days and e not in never)
 
 
 _NONE, _ANOMALOUS, _NORMAL = 0, 1, 2

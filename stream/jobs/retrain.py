@@ -29,7 +29,7 @@ import fcntl
 import os
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -64,7 +64,7 @@ from stream.jobs.retrain_gate import (
     verdict_of,
 )
 from stream.jobs.train import check_processes, launch_workers, launches_workers, train_here
-from trainer.window_filter import WindowFilterSettings
+from trainer.window_filter import AlertedWindow, WindowFilterSettings, recurring_from
 
 if TYPE_CHECKING:
     from trainer.scoring.score import WindowResult
@@ -229,10 +229,19 @@ def registry_lock(registry: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+_EPOCH = date(1970, 1, 1)
+
+
 @dataclass(frozen=True)
 class ArchiveWindow:
     events: tuple[str, ...]
     ended: bool
+    pattern: tuple[str, ...] | None = None
+    """The alert pattern the archive recorded (alerted windows only)."""
+
+    def recurs(self, recurring: frozenset[str]) -> bool:
+        """Whether it alerted on recurring events only: a new normal, not an incident."""
+        return bool(self.pattern) and recurring.issuperset(self.pattern or ())
 
 
 def _windows(s: Session) -> Iterator[ArchiveWindow]:
@@ -240,7 +249,7 @@ def _windows(s: Session) -> Iterator[ArchiveWindow]:
     session, if the line did)."""
     cuts = split_points(len(s.events), MAX_EVENTS)
     for i, (a, b) in enumerate(cuts):
-        yield ArchiveWindow(s.events[a:b], s.ended and i == len(cuts) - 1)
+        yield ArchiveWindow(s.events[a:b], s.ended and i == len(cuts) - 1, s.pattern)
 
 
 @dataclass(frozen=True)
@@ -248,6 +257,8 @@ class DayScan:
     count: DayCount
     watched: list[ArchiveWindow]
     """Windows alerted on or confirmed anomalous, less those acknowledged normal."""
+    alerted: list[AlertedWindow] = field(default_factory=list)
+    """The alerted windows with a pattern, for `recurring_from`."""
 
 
 def scan_day(day: DayFile, feedback: Sequence[Feedback]) -> DayScan:
@@ -256,6 +267,7 @@ def scan_day(day: DayFile, feedback: Sequence[Feedback]) -> DayScan:
     ids: set[str] = set()
     windows = normal = labelled = unlabelled_normal = 0
     kept: list[ArchiveWindow] = []
+    alerted: list[AlertedWindow] = []
     for s in read_sessions(day.path, strict=False):
         ids.add(s.session_id)
         verdict = verdict_of(s.session_id, (s.start_ts, s.end_ts), feedback) if feedback else None
@@ -266,10 +278,24 @@ def scan_day(day: DayFile, feedback: Sequence[Feedback]) -> DayScan:
             unlabelled_normal += not s.alerted
             if is_watched(s.alerted, verdict):
                 kept.append(w)
+            t = s.end_ts if s.end_ts is not None else s.start_ts
+            if s.alerted and s.pattern and t is not None:
+                alerted.append(AlertedWindow(t, s.pattern, verdict == "anomalous"))
     count = DayCount(
         day.day, day.path, len(ids), windows, normal if labelled else unlabelled_normal
     )
-    return DayScan(count, kept)
+    return DayScan(count, kept, alerted)
+
+
+def recurring_in(scans: Sequence[DayScan], s: WindowFilterSettings) -> frozenset[str]:
+    """The events the days' alerts recur on (trainer/window_filter.py), or none when the
+    rule is off."""
+    if not s.adopt_recurring:
+        return frozenset()
+    if s.adopt_events:
+        return frozenset(s.adopt_events)
+    per_day = {(x.count.day - _EPOCH).days: x.count.windows for x in scans}
+    return recurring_from((a for x in scans for a in x.alerted), per_day, s)
 
 
 def scan_days(
@@ -295,14 +321,18 @@ class HeldOut:
     """Windows of the training and held-out days the candidate must still flag."""
 
 
-def read_held_out(path: Path, watched: Sequence[ArchiveWindow] = ()) -> HeldOut:
-    """The held-out day's windows (long sessions cut as the trainer and stream cut them)."""
+def read_held_out(
+    path: Path, watched: Sequence[ArchiveWindow] = (), recurring: frozenset[str] = frozenset()
+) -> HeldOut:
+    """The held-out day's windows (long sessions cut as the trainer and stream cut them).
+    A window that alerted on `recurring` events only counts as not alerted: the new normal
+    a candidate should learn."""
     held = HeldOut([], [], [], [], list(watched))
     for s in read_sessions(path, strict=False):
         for w in _windows(s):
             held.sequences.append(w.events)
             held.labels.append(s.label)
-            held.alerted.append(s.alerted)
+            held.alerted.append(s.alerted and not w.recurs(recurring))
             held.ended.append(w.ended)
     if not held.sequences:
         raise DataError(f"the held-out day {path} holds no windows")
@@ -384,9 +414,12 @@ def train_argv(s: RetrainSettings, plan: DayPlan, out: Path, init_from: Path | N
     for name, v in train_flags(s, out.with_name("run"), init_from).items():
         # A secret never goes on a command line: the ranks read LOGAD_BUNDLE_KEY when it
         # is set, else the candidate is signed when it joins the registry.
-        if v is not None and not isinstance(v, Secret):
-            text = str(v).lower() if isinstance(v, bool) else str(v)
-            argv += ["--" + name.replace("_", "-"), text]
+        if v is None or isinstance(v, Secret) or v == ():
+            continue
+        text = str(v).lower() if isinstance(v, bool) else str(v)
+        if isinstance(v, tuple):
+            text = ",".join(map(str, v))
+        argv += ["--" + name.replace("_", "-"), text]
     if s.candidate.train_config is not None:
         argv += ["--config", str(s.candidate.train_config)]
     if init_from is not None:
@@ -482,7 +515,15 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
         if isinstance(plan, Skip):
             return _skip(s, now, plan, scans, minimums)
         used = {*plan.train_days, plan.holdout}
-        watched = [w for x in scans if x.count.day in used for w in x.watched]
+        used_scans = [x for x in scans if x.count.day in used]
+        # Decided over the held-out day too: a release seen on two days is adopted a night
+        # sooner. Its windows are no longer watched, and count as normal on the held-out day.
+        recurring = recurring_in(used_scans, s.window_filter)
+        if recurring:
+            s = replace(
+                s, window_filter=replace(s.window_filter, adopt_events=tuple(sorted(recurring)))
+            )
+        watched = [w for x in used_scans for w in x.watched if not w.recurs(recurring)]
         current_dir = registry / read_pointer(registry).version if is_registry(registry) else None
         key = s.signing.bundle_key
         if current_dir is not None and key is not None:
@@ -494,6 +535,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             holdout=plan.holdout.isoformat(),
             left_out=[d.isoformat() for d in plan.left_out],
             watched_windows=len(watched),
+            recurring_events=sorted(recurring),
             warm_start=str(init_from),
         )
         tmp = registry / f"{TMP_PREFIX}{now.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
@@ -503,7 +545,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             _train_candidate(s, plan, candidate_dir, init_from)
             excluded = _excluded(candidate_dir)
             training = _training(candidate_dir, s, init_from)
-            held = read_held_out(plan.holdout_file, watched)
+            held = read_held_out(plan.holdout_file, watched, recurring)
             # The candidate is this run's own, made under its lock: signed on promotion.
             cand = evaluate_bundle(candidate_dir, held, s)
             cur = evaluate_bundle(current_dir, held, s, key) if current_dir is not None else None
@@ -531,6 +573,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             "current": asdict(cur) if cur is not None else None,
             "train_days": [d.isoformat() for d in plan.train_days],
             "excluded": excluded,
+            "recurring_events": sorted(recurring),
             "holdout_day": plan.holdout.isoformat(),
             "left_out_days": [d.isoformat() for d in plan.left_out],
             "days": [_day_record(x.count, minimums) for x in scans if x.count.day in used],

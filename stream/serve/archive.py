@@ -1,10 +1,11 @@
 """`DailyArchive`: the stream's record of every scored window, as daily session files.
 
-Each scored window becomes one `Session` line (its events, times, label, score and whether
-it alerted) in `DIR/preprocessed_logs_YYYY-MM-DD.jsonl`, the day being the UTC date of the
-window's last event. Lines are appended with one `os.write` of whole lines on an O_APPEND
-descriptor, so a crash can only tear the tail of the file: `read_sessions` skips a partial
-last line with a warning, and reopening a day for append first cuts such a tail off (so the
+Each scored window becomes one `Session` line (its events, times, label, score, the
+threshold it was judged at, whether it alerted and, if it did, its alert pattern) in
+`DIR/preprocessed_logs_YYYY-MM-DD.jsonl`, the day being the UTC date of the window's last
+event. Lines are appended with one `os.write` of whole lines on an O_APPEND descriptor, so a
+crash can only tear the tail of the file: `read_sessions` skips a partial last line with a
+warning, and reopening a day for append first cuts such a tail off (so the
 next line never glues onto it). Files are fsynced when they are rotated out and at close.
 
 A day is complete once the stream's watermark has passed its end plus a grace: then a
@@ -73,6 +74,8 @@ def session_line(window: Window, score: Score) -> bytes:
             score=score.score,
             alerted=score.anomalous,
             ended=window.ended,
+            pattern=score.pattern if score.anomalous else None,
+            threshold=score.threshold,
         ).encode()
         + b"\n"
     )

@@ -137,8 +137,10 @@ def test_retrain_records_what_it_left_out_and_never_trains_on_it(tmp_path: Path)
         "feedback_anomalous": 2,  # marked and in_span
         "alerted": 7,  # lone_alert and the burst's six
         "alert_dense": 5,
+        "near_miss": 0,
         "score_quantile": 1,
         "kept_by_feedback": 1,
+        "kept_as_recurring": 0,
         "windows": windows,
     }
     assert record["action"] == "promoted" and record["train_days"] == [DAY1.isoformat()]

@@ -50,7 +50,11 @@ def test_nothing_is_dropped_with_every_rule_off() -> None:
     records = [_w(f"s{i}", i, alerted=i % 2 == 0, score=float(i)) for i in range(10)]
     result = filter_windows(WindowColumns.of(records), NO_FILTER)
     assert result.keep.all()
-    assert result.counts() == dict.fromkeys(REASONS, 0) | {"kept_by_feedback": 0, "windows": 10}
+    assert result.counts() == dict.fromkeys(REASONS, 0) | {
+        "kept_by_feedback": 0,
+        "kept_as_recurring": 0,
+        "windows": 10,
+    }
 
 
 def test_alerted_windows_are_dropped() -> None:
@@ -303,8 +307,10 @@ def test_the_trainer_leaves_filtered_windows_out_of_both_slices(tmp_path: Path) 
         "feedback_anomalous": 1,
         "alerted": 19,
         "alert_dense": 0,
+        "near_miss": 0,
         "score_quantile": 0,
         "kept_by_feedback": 1,
+        "kept_as_recurring": 0,
         "windows": 200,
     }
     # Plain session files (no score, no alerts) train whole under the same filter.
@@ -321,3 +327,23 @@ def test_the_trainer_leaves_filtered_windows_out_of_both_slices(tmp_path: Path) 
     )
     assert len(whole.train_idx) + len(whole.val_idx) == 50
     assert whole.excluded is not None and whole.excluded["windows"] == 50
+
+
+def test_near_misses_go_from_both_slices_unless_the_rule_is_off() -> None:
+    t0 = T0
+    records = [
+        WindowRecord("far", t0, t0, 2.0, False, threshold=7.0),
+        WindowRecord("near", t0, t0, 6.5, False, threshold=7.0),  # >= 0.9 x 7.0
+        WindowRecord("over", t0, t0, 9.0, True, ("x",), 7.0),
+        WindowRecord("no-threshold", t0, t0, 6.9, False),
+    ]
+    s = WindowFilterSettings(exclude_alert_dense=False)
+    held = np.ones(len(records), dtype=bool)  # all validation: the rule spares none
+    reasons = filter_windows(WindowColumns.of(records), s, held_out=held).reasons.tolist()
+    assert reasons == [Reason.KEPT, Reason.NEAR_MISS, Reason.ALERTED, Reason.KEPT]
+    off = replace(s, exclude_near_miss=0.0)
+    assert filter_windows(WindowColumns.of(records), off).reasons.tolist()[1] == Reason.KEPT
+    looser = replace(s, exclude_near_miss=0.95)
+    assert filter_windows(WindowColumns.of(records), looser).reasons.tolist()[1] == Reason.KEPT
+    with pytest.raises(ValueError, match="exclude_near_miss"):
+        WindowFilterSettings(exclude_near_miss=1.5)
