@@ -92,6 +92,14 @@ class TrainingData:
     """The window filter's counts (`FilterResult.counts`), None when no rule was on."""
     recurring: tuple[str, ...] = ()
     """Events the window filter treated as recurring (alerted windows of only those kept)."""
+    vouched: npt.NDArray[np.bool_] | None = None
+    """Per stored window, whether the bundle may record it as known (None: every one)."""
+
+    def known_idx(self) -> npt.NDArray[np.int64]:
+        """The training windows the bundle records as known mixes, pairs and counts."""
+        if self.vouched is None:
+            return self.train_idx
+        return self.train_idx[self.vouched[self.train_idx]]
 
 
 def select_files(sel: DataSelection, complete_only: bool = False) -> list[DayFile]:
@@ -193,9 +201,11 @@ def load_training_data(
     keep = np.ones_like(is_val)
     excluded: dict[str, int] | None = None
     recurring: tuple[str, ...] = ()
+    vouched: npt.NDArray[np.bool_] | None = None
     if window_filter is not None and _filters(window_filter):
         result = filter_files(day_files, files, window_filter, is_val)
         keep, excluded, recurring = result.keep, result.counts(), result.recurring
+        vouched = result.vouched
         log.info(
             "training_windows_filtered",
             **excluded,
@@ -219,6 +229,7 @@ def load_training_data(
         n_sessions=sum(ft.n_sessions for ft in files),
         excluded=excluded,
         recurring=recurring,
+        vouched=vouched,
     )
     if len(data.train_idx) == 0:
         raise DataError(f"every window fell in the validation slice: {sel.describe()}")
@@ -244,6 +255,7 @@ def _filters(s: WindowFilterSettings) -> bool:
         or s.exclude_alert_dense
         or s.exclude_score_quantile > 0
         or s.exclude_near_miss > 0
+        or s.known_max_score_ratio > 0
         or s.feedback is not None
     )
 

@@ -90,11 +90,6 @@ def validation_windows(data: TrainingData) -> list[npt.NDArray[np.int64]]:
     return _windows(data, data.val_idx)
 
 
-def training_windows(data: TrainingData) -> list[npt.NDArray[np.int64]]:
-    """The windows trained on, as event token ids."""
-    return _windows(data, data.train_idx)
-
-
 def _windows(data: TrainingData, idx: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
     st = data.store
     return [
@@ -117,7 +112,7 @@ def calibrate_on_validation(
     the training windows' event mixes, pairs and count ceilings (each needing
     `ceiling_support` windows), so any bundle can use a strategy that looks them up."""
     strategy = strategy or DEFAULT_STRATEGY
-    trained_on, held_out = training_windows(data), validation_windows(data)
+    trained_on, held_out = _windows(data, data.known_idx()), validation_windows(data)
     known = KnownMixes(
         frozenset(known_mix_keys(trained_on)),
         frozenset(known_pair_keys(trained_on)),

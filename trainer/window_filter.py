@@ -34,6 +34,12 @@ normal looks like that; an incident (a burst) or a rare fault does not. An event
 pattern of a window an operator marked anomalous is never adopted. Such windows are counted
 in `kept_as_recurring`.
 
+A window that trains is not necessarily one the bundle records as *known* (its event mix,
+pairs and counts, which the scoring strategy exempts: trainer/known_mixes.py): with
+`known_max_score_ratio`, one whose archived score is that close to its threshold trains but
+vouches for nothing (`FilterResult.vouched`). One leaked anomaly made of known steps would
+otherwise exempt every later one like it for good.
+
 A rule uses only what the records hold: a window without a score, a time or an `alerted`
 field is never dropped by the rule that needs it, so session files that are not an archive
 train as before.
@@ -94,6 +100,11 @@ class WindowFilterSettings:
     """A feedback file (schemas/feedback.py: one JSON verdict per line): windows of
     sessions or time spans marked anomalous are left out; sessions acknowledged normal are
     kept whatever the other rules say."""
+    known_max_score_ratio: float = 0.5
+    """A training window whose archived score is at least this fraction of the threshold
+    it was judged at still trains, but its event mix, pairs and counts are not recorded as
+    known (the exemptions of the scoring strategy): an anomaly that leaked into training
+    would otherwise exempt every later one like it (0: every training window is recorded)."""
     adopt_recurring: bool = True
     """Treat an alerted window as not alerted when every event of its alert pattern
     recurs steadily (adopt_min_share, adopt_min_hours, adopt_min_days): the new normal of
@@ -116,6 +127,10 @@ class WindowFilterSettings:
             )
         if not 0 <= self.exclude_near_miss <= 1:
             raise ValueError(f"exclude_near_miss must be in [0, 1], got {self.exclude_near_miss}")
+        if not 0 <= self.known_max_score_ratio <= 1:
+            raise ValueError(
+                f"known_max_score_ratio must be in [0, 1], got {self.known_max_score_ratio}"
+            )
         if not self.dense_bucket_minutes > 0:
             raise ValueError(f"dense_bucket_minutes must be > 0, got {self.dense_bucket_minutes}")
         if self.dense_guard_minutes < 0:
@@ -137,6 +152,7 @@ NO_FILTER = WindowFilterSettings(
     exclude_score_quantile=0.0,
     exclude_alert_dense=False,
     exclude_near_miss=0.0,
+    known_max_score_ratio=0.0,
     adopt_recurring=False,
 )
 """Every window trains."""
@@ -264,6 +280,8 @@ class FilterResult:
     """Alerted windows kept because their patterns hold only recurring events."""
     recurring: tuple[str, ...] = ()
     """The events treated as recurring, sorted."""
+    vouched: npt.NDArray[np.bool_] | None = None
+    """Per window, whether it may be recorded as known (None: every one)."""
 
     @property
     def keep(self) -> npt.NDArray[np.bool_]:
@@ -276,6 +294,7 @@ class FilterResult:
         out = {name: int(n[i + 1]) for i, name in enumerate(REASONS)}
         out["kept_by_feedback"] = self.kept_by_feedback
         out["kept_as_recurring"] = self.kept_as_recurring
+        out["not_vouched"] = 0 if self.vouched is None else int((self.keep & ~self.vouched).sum())
         out["windows"] = len(self.reasons)
         return out
 
@@ -335,7 +354,16 @@ def filter_windows(
         dense_spans,
         int((adopted & (reasons == Reason.KEPT)).sum()),
         tuple(sorted(recurring)),
+        _vouched(w, s.known_max_score_ratio),
     )
+
+
+def _vouched(w: WindowColumns, ratio: float) -> npt.NDArray[np.bool_] | None:
+    """Windows scored under `ratio` times their threshold, or without both (None: off)."""
+    if ratio <= 0:
+        return None
+    score = np.nan_to_num(w.score, nan=-np.inf)
+    return np.asarray(score < ratio * np.nan_to_num(w.threshold, nan=np.inf), dtype=np.bool_)
 
 
 def _adopted(w: WindowColumns, recurring: frozenset[str]) -> npt.NDArray[np.bool_]:

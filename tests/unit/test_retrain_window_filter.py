@@ -141,6 +141,7 @@ def test_retrain_records_what_it_left_out_and_never_trains_on_it(tmp_path: Path)
         "score_quantile": 1,
         "kept_by_feedback": 1,
         "kept_as_recurring": 0,
+        "not_vouched": 0,
         "windows": windows,
     }
     assert record["action"] == "promoted" and record["train_days"] == [DAY1.isoformat()]

@@ -53,6 +53,7 @@ def test_nothing_is_dropped_with_every_rule_off() -> None:
     assert result.counts() == dict.fromkeys(REASONS, 0) | {
         "kept_by_feedback": 0,
         "kept_as_recurring": 0,
+        "not_vouched": 0,
         "windows": 10,
     }
 
@@ -311,6 +312,7 @@ def test_the_trainer_leaves_filtered_windows_out_of_both_slices(tmp_path: Path) 
         "score_quantile": 0,
         "kept_by_feedback": 1,
         "kept_as_recurring": 0,
+        "not_vouched": 0,
         "windows": 200,
     }
     # Plain session files (no score, no alerts) train whole under the same filter.
@@ -347,3 +349,34 @@ def test_near_misses_go_from_both_slices_unless_the_rule_is_off() -> None:
     assert filter_windows(WindowColumns.of(records), looser).reasons.tolist()[1] == Reason.KEPT
     with pytest.raises(ValueError, match="exclude_near_miss"):
         WindowFilterSettings(exclude_near_miss=1.5)
+
+
+def test_windows_scored_near_their_threshold_train_but_vouch_for_nothing() -> None:
+    records = [
+        WindowRecord("low", T0, T0, 1.0, False, threshold=7.0),
+        WindowRecord("high", T0, T0, 4.0, False, threshold=7.0),  # >= 0.5 x 7.0
+        WindowRecord("plain", T0, T0),  # no archived score: vouches as before
+    ]
+    s = WindowFilterSettings(exclude_alert_dense=False)
+    result = filter_windows(WindowColumns.of(records), s)
+    assert result.keep.all()
+    assert result.vouched is not None and result.vouched.tolist() == [True, False, True]
+    assert result.counts()["not_vouched"] == 1
+    off = filter_windows(WindowColumns.of(records), replace(s, known_max_score_ratio=0.0))
+    assert off.vouched is None and off.counts()["not_vouched"] == 0
+
+
+def test_the_trainer_records_as_known_only_the_windows_that_vouch(tmp_path: Path) -> None:
+    sessions = [
+        Session(f"s{i}", ("a", "b"), T0 + i * MIN, T0 + i * MIN, score=float(i % 8), threshold=8.0)
+        for i in range(100)
+    ]
+    path = _day(tmp_path / "preprocessed_logs_2026-12-01.jsonl", sessions)
+    data = load_training_data(
+        DataSelection((path,)), TokenCache(tmp_path / "cache"), 0.2, 100,
+        window_filter=WindowFilterSettings(),
+    )  # fmt: skip
+    known = set(data.known_idx().tolist())
+    assert known and known < set(data.train_idx.tolist())
+    assert all(i % 8 < 4 for i in known)  # scores 4..7 are >= 0.5 x 8
+    assert all(i in known for i in data.train_idx.tolist() if i % 8 < 4)
