@@ -307,7 +307,7 @@ def plot(rows: Sequence[Mapping[str, Any]], types: Sequence[str], path: Path, ti
     import matplotlib.pyplot as plt
 
     groups = [*types, "all"]
-    fig, ax = plt.subplots(figsize=(10, 4.8))
+    fig, ax = plt.subplots(figsize=(10, 5.6))
     width = 0.8 / len(rows)
     for k, r in enumerate(rows):
         rates = [
@@ -326,10 +326,11 @@ def plot(rows: Sequence[Mapping[str, Any]], types: Sequence[str], path: Path, ti
         np.arange(len(groups)),
         [f"{t}\n({counts[t]})" for t in types] + [f"all\n({rows[0]['incidents']})"],
     )
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.08)
     ax.set_ylabel("incidents detected")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    # Below the axes: above the bars it would hide them.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -355,7 +356,7 @@ def hdfs_section(a: argparse.Namespace) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     bundle = work / "model"
     out(f"  logad train on {shown_path(a.hdfs_data / 'train.jsonl')} (quality_hdfs's recipe) ...")
-    train_s = train_bundle(a.hdfs_data, bundle, recipe, end_marker=True)
+    train_s = train_bundle(a.hdfs_data / "train.jsonl", bundle, recipe, end_marker=True)
     settings = EvaluateSettings(
         token_cache_dir=work / "token-cache",
         scoring=ScorerSettings(device=a.device),
