@@ -15,8 +15,9 @@ level, logger and ids.
 2. Sessions: one per trace, its lines in time order. Training: the fault-free traces, as
    daily files with their templates.json, through the real `logad train` with
    bench/quality_hdfs.py's recipe (tiny preset, its lr and p99.9 threshold on the trainer's
-   held-out validation slice, end marker) but for the epochs and batch size, scaled to a
-   few dozen traces (--epochs, --tokens-per-batch). No fault-phase trace is trained on.
+   held-out validation slice, end marker, batch budget) but for the epochs: a few dozen
+   traces fill one batch, so it takes more of them (--epochs). No fault-phase trace is
+   trained on.
 3. Incidents: each injection of the fault list, from `inject_time` for `--fault-window-s`
    (120 s) on the injected pod's service (schemas/incidents.py).
 4. Methods, each judging every fault-phase trace as a whole, in the same run:
