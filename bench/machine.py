@@ -256,6 +256,20 @@ def _window_filter(p: Mapping[str, Any]) -> str:
     return f"candidate recall by training-window filter, mean over seeds {seeds}: {rows}"
 
 
+def _quality_trainticket(p: Mapping[str, Any]) -> str:
+    parts = [
+        f"{m['method']} {m['detected']}/{m['incidents']} at {m['false_alerts_per_1000']}"
+        for m in p["methods"]
+    ]
+    hdfs = p.get("hdfs")
+    tail = f"; HDFS dev F1 {hdfs['f1']}" if isinstance(hdfs, Mapping) else ""
+    return (
+        "TrainTicket incidents detected at false alarms per 1,000 normal traces: "
+        + "; ".join(parts)
+        + tail
+    )
+
+
 def _thresholds_hdfs(p: Mapping[str, Any]) -> str:
     def mean(method: str) -> float:
         return next(
@@ -277,6 +291,7 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "soak_loop": _soak_loop,
     "quality_hdfs": _quality_hdfs,
     "quality_sweep": _quality_sweep,
+    "quality_trainticket": _quality_trainticket,
     "replay_hdfs": _replay_hdfs,
     "score_throughput": _score_throughput,
     "stream_e2e": _stream_e2e,

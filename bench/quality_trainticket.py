@@ -1,0 +1,653 @@
+"""Detection on real microservice logs (`make bench-trainticket`): TrainTicket from the Nezha
+study, scored per incident, logad against three simple rules, on CPU.
+
+The data directory (default data/nezha_trainticket) holds one or more days, each as
+`rca_<day>/` (the fault phase: `log/*.csv.gz` and `<day>-fault_list.json`) and
+`fault_free_<day>/` (`log/*.csv.gz`). bench/nezha.py turns each CSV row into a record:
+trace id, time, service (the pod's deployment), level, and the message after the time,
+level, logger and ids.
+
+1. Templates: logad's miner (trainer/mining, the Drain variant `logad parse` runs) mines
+   every fault-free line, as `<service> <message>` so that templates are per service. The
+   fault-phase lines are never mined here: they go through the bundle's templates the way
+   `logad evaluate` and serve map raw events (trainer/mining/matcher.py), so a line unlike
+   every training template gets a new id, [UNK] to the model.
+2. Sessions: one per trace, its lines in time order. Training: the fault-free traces, as
+   daily files with their templates.json, through the real `logad train` with
+   bench/quality_hdfs.py's recipe (tiny preset, its lr and p99.9 threshold on the trainer's
+   held-out validation slice, end marker, batch budget) but for the epochs: a few dozen
+   traces fill one batch, so it takes more of them (--epochs). No fault-phase trace is
+   trained on.
+3. Incidents: each injection of the fault list, from `inject_time` for `--fault-window-s`
+   (120 s) on the injected pod's service (schemas/incidents.py).
+4. Methods, each judging every fault-phase trace as a whole, in the same run:
+   - logad: the bundle's default strategy at its own calibrated threshold (a trace's score is
+     its highest window's), as `logad evaluate --incidents` scores it (the bench runs that
+     command's code too and checks that it counts the same);
+   - unseen event: the trace holds a template id no fault-free trace holds;
+   - unseen pair: the trace holds two consecutive template ids that follow each other in no
+     fault-free trace, or an unseen event;
+   - any ERROR: the trace holds a line logged at ERROR.
+   No fault-phase label chooses anything.
+5. Figures per method (trainer/incidents.py): incidents detected (overall and per
+   `inject_type`); time to first alert, a trace's alert time being its last line; false
+   alarms per 1,000 normal traces, a normal trace being one not in any incident (in time and
+   on its service): the headline, as issue 23 defines it; and `logad evaluate --incidents`'s
+   stricter rate, per 1,000 traces outside every incident's time (an alert inside one on
+   another service counts as neither).
+6. Unless --skip-hdfs: quality_hdfs's recipe on data/hdfs, `logad train` then the dev F1 of
+   the bundle's default strategy at its own threshold (population ratio, as quality_hdfs).
+
+Writes bench/results/quality_trainticket.json and .png (detection per type per method); the
+work files (daily files, events, bundle, `logad evaluate` plots) stay under --out. The last
+line printed is `RESULT incidents_detected=X/Y false_alerts_per_1000=Z hdfs_f1=W`, for logad.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import itertools
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+from bench.machine import report_header, results_dir, shown_path, write_result  # noqa: E402
+from bench.nezha import Day, LogRow, find_days, read_rows  # noqa: E402
+from schemas.errors import DataError  # noqa: E402
+from schemas.events import LogEvent  # noqa: E402
+from schemas.incidents import Incident, read_incidents  # noqa: E402
+from schemas.runtime.console import out  # noqa: E402
+from schemas.sessions import Session  # noqa: E402
+from schemas.templates import TemplateSet  # noqa: E402
+from trainer.incident_sessions import TimedSession  # noqa: E402
+from trainer.incidents import (  # noqa: E402
+    IncidentReport,
+    ScoredSession,
+    incident_report,
+    on_service,
+)
+
+DATA = ROOT / "data" / "nezha_trainticket"
+WORK = ROOT / "bench" / "out" / "trainticket"
+RESULTS_JSON = ROOT / "bench" / "results" / "quality_trainticket.json"
+LOGAD = "logad (default strategy, own threshold)"
+METHODS = (LOGAD, "unseen event", "unseen event pair", "any ERROR line")
+
+
+def miner_text(r: LogRow) -> str:
+    """What the miner sees of a line: its service first, so that templates are per service."""
+    return f"{r.service} {r.message}"
+
+
+# --- the data -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Data:
+    days: list[Day]
+    train_rows: list[LogRow]
+    test_rows: list[LogRow]
+    incidents: list[Incident]
+    repeated_rows: int
+    glued_rows: int
+
+
+def load(data: Path, fault_window_ms: int) -> Data:
+    days = find_days(data)
+    if not days:
+        raise DataError(f"{data}: no rca_<day>/ or fault_free_<day>/ folders")
+    train_files = [p for d in days for p in d.fault_free_logs]
+    test_files = [p for d in days for p in d.rca_logs]
+    if not train_files or not test_files:
+        raise DataError(f"{data}: needs fault-free logs and fault-phase logs")
+    incidents: list[Incident] = []
+    for d in days:
+        if d.rca_logs and d.fault_list is None:
+            raise DataError(f"{data}/rca_{d.name}: no fault list")
+        if d.fault_list is not None:
+            incidents += [
+                dataclasses.replace(i, id=f"{d.name} {i.id}")
+                for i in read_incidents(d.fault_list, fault_window_ms)
+            ]
+    train, dropped_a = read_rows(train_files)
+    test, dropped_b = read_rows(test_files)
+    return Data(
+        days,
+        train,
+        test,
+        sorted(incidents, key=lambda i: i.start_ms),
+        dropped_a + dropped_b,
+        sum(r.trailing_garbage for r in (*train, *test)),
+    )
+
+
+def mine_training(rows: Sequence[LogRow]) -> tuple[TemplateSet, list[str]]:
+    """logad's miner over the fault-free lines in time order: the set and each line's id."""
+    from trainer.mining import DEFAULT_PARAMS, TemplateMiner
+
+    miner = TemplateMiner(DEFAULT_PARAMS)
+    ids = [miner.mine(miner_text(r))[0] for r in rows]
+    return miner.to_set(), ids
+
+
+def training_sessions(rows: Sequence[LogRow], ids: Sequence[str]) -> list[Session]:
+    by_trace: dict[str, list[tuple[int, int]]] = {}
+    for i, r in enumerate(rows):
+        by_trace.setdefault(r.trace_id, []).append((r.ts_ms, i))
+    out_: list[Session] = []
+    for tid, items in by_trace.items():
+        items.sort()
+        out_.append(
+            Session(
+                tid,
+                tuple(ids[i] for _, i in items),
+                start_ts=items[0][0],
+                end_ts=items[-1][0],
+                label=0,
+            )
+        )
+    return out_
+
+
+def write_events(path: Path, rows: Iterable[LogRow]) -> None:
+    """Raw LogEvents (a message, no event id) in time order: `logad evaluate`'s input."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb", compresslevel=3) as fh:
+        for r in rows:
+            e = LogEvent(r.ts_ms, r.service, r.trace_id, None, r.level, miner_text(r))
+            fh.write(e.encode() + b"\n")
+
+
+def write_incidents(path: Path, incidents: Sequence[Incident]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(i.to_dict()) + b"\n" for i in incidents))
+
+
+# --- the rules ------------------------------------------------------------------------------
+
+
+def pairs(events: Sequence[str]) -> set[tuple[str, str]]:
+    return set(itertools.pairwise(events))
+
+
+def unseen_event_flags(train: Sequence[Sequence[str]], test: Sequence[Sequence[str]]) -> list[bool]:
+    known = {e for s in train for e in s}
+    return [any(e not in known for e in s) for s in test]
+
+
+def unseen_pair_flags(train: Sequence[Sequence[str]], test: Sequence[Sequence[str]]) -> list[bool]:
+    known_pairs = set().union(*(pairs(s) for s in train)) if train else set()
+    known = {e for s in train for e in s}
+    return [any(e not in known for e in s) or not pairs(s) <= known_pairs for s in test]
+
+
+def flagged(
+    timed: Sequence[TimedSession], flags: Sequence[bool], scores: Sequence[float] | None = None
+) -> list[ScoredSession]:
+    """Sessions judged by `flags` (a rule), alert time at the trace's last line."""
+    return [
+        ScoredSession(
+            t.session_id,
+            t.start_ms,
+            t.end_ms,
+            float(f) if scores is None else float(scores[i]),
+            t.end_ms if f else None,
+            t.services,
+        )
+        for i, (t, f) in enumerate(zip(timed, flags, strict=True))
+    ]
+
+
+# --- the figures ----------------------------------------------------------------------------
+
+
+def in_incident_on_service(
+    sessions: Sequence[ScoredSession], incidents: Sequence[Incident]
+) -> np.ndarray:
+    """Per trace: whether it overlaps some incident in time and touches its service."""
+    inside = np.zeros(len(sessions), np.bool_)
+    for i, s in enumerate(sessions):
+        inside[i] = any(
+            s.start_ms <= inc.end_ms
+            and s.end_ms >= inc.start_ms
+            and on_service(s.services, inc.service)
+            for inc in incidents
+        )
+    return inside
+
+
+def method_row(
+    name: str, sessions: Sequence[ScoredSession], incidents: Sequence[Incident]
+) -> dict[str, Any]:
+    rep: IncidentReport = incident_report(sessions, incidents)
+    d = rep.to_dict()
+    alerted = np.array([s.alerted for s in sessions], np.bool_)
+    anomalous = in_incident_on_service(sessions, incidents)
+    normal = ~anomalous
+    fa = int((alerted & normal).sum())
+    return {
+        "method": name,
+        "incidents": len(incidents),
+        "detected": rep.detected,
+        "detection_rate": round(rep.detected / len(incidents), 4) if incidents else None,
+        "by_type": {
+            t: {"incidents": v["incidents"], "detected": v["detected"]}
+            | {"median_time_to_first_alert_s": v["time_to_first_alert_s"]["median"]}
+            for t, v in d["by_type"].items()
+        },
+        "time_to_first_alert_s": d["time_to_first_alert_s"],
+        "false_alerts_per_1000": round(1000 * fa / int(normal.sum()), 2) if normal.any() else None,
+        "false_alerts": fa,
+        "normal_traces": int(normal.sum()),
+        "traces_in_incidents_on_service": int(anomalous.sum()),
+        "traces_caught": round(float(alerted[anomalous].mean()), 4) if anomalous.any() else None,
+        "alerted_traces": int(alerted.sum()),
+        "outside_incident_time": {
+            "false_alerts": rep.false_alerts,
+            "per_1000_traces": None
+            if rep.false_alerts_per_1000 is None
+            else round(rep.false_alerts_per_1000, 2),
+            # No per-hour rate: the fault phase is minute files with gaps of minutes to
+            # hours between them, which incident_report would count as observed time.
+            "traces": rep.normal_sessions,
+            "alerts_in_incident_time_off_service": rep.alerts_off_service,
+        },
+        "per_incident": [
+            {
+                "id": o.incident.id,
+                "type": o.incident.type,
+                "service": o.incident.service,
+                "detected": o.detected,
+                "time_to_first_alert_s": None if o.delay_ms is None else o.delay_ms / 1000,
+                "traces": o.sessions,
+                "alerted": o.alerted,
+            }
+            for o in rep.outcomes
+        ],
+    }
+
+
+def fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} s"
+
+
+def table(rows: Sequence[Mapping[str, Any]], types: Sequence[str]) -> str:
+    head = f"{'method':<42} {'detected':>9} " + " ".join(f"{t[:14]:>14}" for t in types)
+    head += f" {'FA/1000':>8} {'FA/1000 (out of time)':>22} {'median TTFA':>12}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        per = " ".join(
+            f"{r['by_type'][t]['detected']}/{r['by_type'][t]['incidents']:<}".rjust(14)
+            if t in r["by_type"]
+            else f"{'-':>14}"
+            for t in types
+        )
+        strict = r["outside_incident_time"]["per_1000_traces"]
+        lines.append(
+            f"{r['method']:<42} {r['detected']}/{r['incidents']:<6} {per} "
+            f"{r['false_alerts_per_1000']:>8} {'-' if strict is None else strict:>22} "
+            f"{fmt_s(r['time_to_first_alert_s']['median']):>12}"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: Sequence[Mapping[str, Any]], types: Sequence[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [*types, "all"]
+    fig, ax = plt.subplots(figsize=(10, 5.6))
+    width = 0.8 / len(rows)
+    for k, r in enumerate(rows):
+        rates = [
+            r["by_type"][t]["detected"] / r["by_type"][t]["incidents"] if t in r["by_type"] else 0
+            for t in types
+        ] + [r["detected"] / r["incidents"]]
+        xs = np.arange(len(groups)) + (k - (len(rows) - 1) / 2) * width
+        label = f"{r['method']}: {r['false_alerts_per_1000']} FA / 1,000 normal traces"
+        bars = ax.bar(xs, rates, width, label=label)
+        for b, rate in zip(bars, rates, strict=True):
+            ax.text(
+                b.get_x() + b.get_width() / 2, rate + 0.01, f"{rate:.0%}", ha="center", fontsize=7
+            )
+    counts = {t: rows[0]["by_type"][t]["incidents"] for t in types}
+    ax.set_xticks(
+        np.arange(len(groups)),
+        [f"{t}\n({counts[t]})" for t in types] + [f"all\n({rows[0]['incidents']})"],
+    )
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("incidents detected")
+    ax.set_title(title, fontsize=10)
+    # Below the axes: above the bars it would hide them.
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- HDFS -----------------------------------------------------------------------------------
+
+
+def hdfs_section(a: argparse.Namespace) -> dict[str, Any]:
+    """quality_hdfs's recipe: `logad train` on data/hdfs, then the dev F1 of the bundle's
+    default strategy at its own threshold (`logad evaluate`'s API)."""
+    from bench.quality_hdfs import POPULATION, train_bundle
+    from bench.quality_hdfs import parser as quality_parser
+    from trainer.evaluate_run import evaluate_bundle
+    from trainer.evaluate_settings import EvaluateSettings, PopulationSettings
+    from trainer.scorer_settings import ScorerSettings
+
+    work = a.out / "hdfs"
+    recipe = quality_parser().parse_args(
+        ["--data", str(a.hdfs_data), "--out", str(work), "--threads", str(a.threads),
+         "--device", a.device, "--seed", str(a.seed)]
+    )  # fmt: skip
+    work.mkdir(parents=True, exist_ok=True)
+    bundle = work / "model"
+    out(f"  logad train on {shown_path(a.hdfs_data / 'train.jsonl')} (quality_hdfs's recipe) ...")
+    train_s = train_bundle(a.hdfs_data / "train.jsonl", bundle, recipe, end_marker=True)
+    settings = EvaluateSettings(
+        token_cache_dir=work / "token-cache",
+        scoring=ScorerSettings(device=a.device),
+        population=PopulationSettings(POPULATION.normals, POPULATION.abnormals),
+    )
+    t0 = time.perf_counter()
+    report, _ = evaluate_bundle(
+        settings,
+        bundle,
+        [a.hdfs_data / "dev_normal.jsonl"],
+        [a.hdfs_data / "dev_abnormal.jsonl"],
+        None,
+        work / "report",
+    )
+    d = report.detection
+    return {
+        "f1": round(d.f1, 4),
+        "precision": round(d.precision, 4),
+        "recall": round(d.recall, 4),
+        "fpr": round(d.fpr, 5),
+        "auroc": round(d.auroc, 4),
+        "strategy": report.name,
+        "threshold": d.threshold,
+        "threshold_source": report.threshold_source,
+        "training_seconds": round(train_s, 1),
+        "scoring_seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="a directory of rca_<day>/ and fault_free_<day>/ folders (default: %(default)s)",
+    )
+    p.add_argument("--out", type=Path, default=WORK, help="work directory (default: %(default)s)")
+    p.add_argument(
+        "--results", type=Path, default=RESULTS_JSON, help="results JSON (default: %(default)s); "
+        "the plot is written beside it, as .png",
+    )  # fmt: skip
+    p.add_argument(
+        "--skip-hdfs",
+        action="store_true",
+        help="do not train and score HDFS (prints hdfs_f1=skipped)",
+    )
+    p.add_argument(
+        "--hdfs-data",
+        type=Path,
+        default=ROOT / "data" / "hdfs",
+        help="HDFS data for the F1 check (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fault-window-s",
+        type=float,
+        default=120.0,
+        help="an incident lasts this long from its injection (default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=100,
+        help="training epochs on the fault-free traces (default: %(default)s: a few dozen "
+        "traces fill one batch, so far more epochs than HDFS's 60 to take some steps)",
+    )
+    p.add_argument(
+        "--tokens-per-batch",
+        type=int,
+        default=4096,
+        help="training batch budget (default: %(default)s, quality_hdfs's)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="where the models train and score (default: %(default)s)",
+    )
+    return p
+
+
+def score_logad(
+    a: argparse.Namespace, bundle: Path, events: Path, incidents_file: Path
+) -> tuple[list[TimedSession], list[ScoredSession], dict[str, Any]]:
+    """The bundle on every fault-phase trace, as `logad evaluate --incidents` scores them; that
+    command's code is run too, and must count the same."""
+    from schemas.bundle import read_bundle_templates
+    from trainer.evaluate import run_windows
+    from trainer.evaluate_run import evaluate_incidents, load_scorer
+    from trainer.evaluate_settings import EvaluateSettings
+    from trainer.incident_sessions import judged_sessions, read_timed_sessions
+    from trainer.mining.matcher import TemplateMatcher
+    from trainer.scorer_settings import ScorerSettings
+
+    settings = EvaluateSettings(
+        token_cache_dir=a.out / "token-cache",
+        fault_window_s=a.fault_window_s,
+        scoring=ScorerSettings(device=a.device),
+    )
+    scorer, cal, source = load_scorer(settings, bundle, None)
+    templates = read_bundle_templates(bundle)
+    matcher = TemplateMatcher(templates) if templates is not None else None
+    timed = read_timed_sessions([events], matcher)
+
+    def window_scores(batch: list[Any]) -> list[float]:
+        return [r.score for r in scorer.score_events(batch)]
+
+    t0 = time.perf_counter()
+    run = run_windows(window_scores, [t.events for t in timed], desc="trainticket")
+    scoring_s = time.perf_counter() - t0
+    sessions = judged_sessions(timed, run.session_scores(float), scorer.threshold)
+    product, _, _ = evaluate_incidents(
+        settings,
+        incidents_file,
+        bundle=bundle,
+        session_files=[events],
+        scores_files=[],
+        calibrate_on=None,
+        report_dir=a.out / "evaluate-report",
+    )
+    mine = incident_report(sessions, read_incidents(incidents_file, round(a.fault_window_s * 1000)))
+    if (mine.detected, mine.false_alerts, mine.alerts) != (
+        product.detected,
+        product.false_alerts,
+        product.alerts,
+    ):
+        raise SystemExit(
+            "the bench and `logad evaluate --incidents` disagree: "
+            f"{(mine.detected, mine.false_alerts, mine.alerts)} vs "
+            f"{(product.detected, product.false_alerts, product.alerts)}"
+        )
+    info = {
+        "threshold": scorer.threshold,
+        "threshold_source": source,
+        "calibration_windows": cal.n_windows,
+        "strategy": scorer.strategy.to_dict(),
+        "new_templates_in_fault_phase": None if matcher is None else matcher.new_templates,
+        "scoring_seconds": round(scoring_s, 1),
+        "windows": len(run.results),
+        "same_as_logad_evaluate_incidents": True,
+    }
+    return timed, sessions, info
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    import torch
+
+    from bench.quality_hdfs import parser as quality_parser
+    from bench.quality_hdfs import train_bundle
+    from bench.raw_hdfs import write_days
+    from schemas.bundle import verify_bundle
+    from schemas.runtime.logs import configure_logging
+    from schemas.templates import write_templates
+
+    configure_logging("warning", None)
+    torch.set_num_threads(a.threads)
+    t_start = time.perf_counter()
+    a.out.mkdir(parents=True, exist_ok=True)
+    window_ms = round(a.fault_window_s * 1000)
+
+    out(f"[1/5] reading {shown_path(a.data)} ...")
+    data = load(a.data, window_ms)
+    out(
+        f"  {len(data.days)} day(s): {len(data.train_rows):,} fault-free lines, "
+        f"{len(data.test_rows):,} fault-phase lines ({data.repeated_rows:,} repeated rows "
+        f"dropped), {len(data.incidents)} injections"
+    )
+
+    out("[2/5] mining templates on the fault-free lines; daily files and events ...")
+    templates, ids = mine_training(data.train_rows)
+    train_sessions = training_sessions(data.train_rows, ids)
+    days_dir = a.out / "days"
+    write_days(days_dir, train_sessions)
+    write_templates(days_dir / "templates.json", templates)
+    events = a.out / "rca_events.jsonl.gz"
+    write_events(events, data.test_rows)
+    incidents_file = a.out / "incidents.jsonl"
+    write_incidents(incidents_file, data.incidents)
+    out(f"  {len(templates.templates)} templates from {len(train_sessions)} fault-free traces")
+
+    out("[3/5] logad train on the fault-free traces ...")
+    recipe = quality_parser().parse_args(
+        ["--out", str(a.out), "--threads", str(a.threads), "--device", a.device,
+         "--seed", str(a.seed), "--epochs", str(a.epochs),
+         "--tokens-per-batch", str(a.tokens_per_batch)]
+    )  # fmt: skip
+    bundle = a.out / "model"
+    train_s = train_bundle(days_dir, bundle, recipe, end_marker=True)
+    metrics = verify_bundle(bundle).metrics
+    out(f"  trained in {train_s:.0f} s ({metrics.get('steps')} steps)")
+
+    out("[4/5] scoring the fault-phase traces: logad and the three rules ...")
+    timed, logad_sessions, logad_info = score_logad(a, bundle, events, incidents_file)
+    train_seqs = [s.events for s in train_sessions]
+    test_seqs = [t.events for t in timed]
+    errors = {r.trace_id for r in data.test_rows if r.level == "ERROR"}
+    rules: dict[str, Callable[[], list[bool]]] = {
+        "unseen event": lambda: unseen_event_flags(train_seqs, test_seqs),
+        "unseen event pair": lambda: unseen_pair_flags(train_seqs, test_seqs),
+        "any ERROR line": lambda: [t.session_id in errors for t in timed],
+    }
+    judged = {LOGAD: logad_sessions} | {k: flagged(timed, f()) for k, f in rules.items()}
+    rows = [method_row(name, judged[name], data.incidents) for name in METHODS]
+    types = sorted({i.type or "(no type)" for i in data.incidents})
+    out(table(rows, types))
+
+    hdfs: dict[str, Any] | None = None
+    if a.skip_hdfs:
+        out("[5/5] HDFS: skipped (--skip-hdfs)")
+    else:
+        out("[5/5] HDFS dev F1 with quality_hdfs's recipe ...")
+        hdfs = hdfs_section(a)
+        out(f"  HDFS dev F1 {hdfs['f1']} (precision {hdfs['precision']}, recall {hdfs['recall']})")
+
+    head = rows[0]
+    results = results_dir() / RESULTS_JSON.name if a.results == RESULTS_JSON else a.results
+    png = results.with_suffix(".png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    plot(
+        rows,
+        types,
+        png,
+        f"TrainTicket (Nezha), {', '.join(d.name for d in data.days)}: incidents detected per "
+        f"type\n(incident = {a.fault_window_s:g} s from injection on the injected service; "
+        f"logad trained on {len(train_sessions)} fault-free traces)",
+    )
+    payload = report_header("quality_trainticket") | {
+        "config": {
+            "data": shown_path(a.data),
+            "days": [d.name for d in data.days],
+            "fault_window_s": a.fault_window_s,
+            "incident": "from inject_time for fault_window_s, on the injected pod's service",
+            "normal_trace": "a fault-phase trace in no incident (in time and on its service)",
+            "alert_time": "a trace's last line",
+            "preset": recipe.preset,
+            "epochs": a.epochs,
+            "lr": recipe.lr,
+            "tokens_per_batch": a.tokens_per_batch,
+            "warmup_steps": recipe.warmup_steps,
+            "val_fraction": recipe.val_fraction,
+            "threshold_quantile": recipe.threshold_quantile,
+            "seed": a.seed,
+            "threads": a.threads,
+            "device": a.device,
+        },
+        "data": {
+            "fault_free_lines": len(data.train_rows),
+            "fault_phase_lines": len(data.test_rows),
+            "repeated_rows_dropped": data.repeated_rows,
+            "rows_with_glued_bytes": data.glued_rows,
+            "fault_free_traces": len(train_sessions),
+            "fault_phase_traces": len(timed),
+            "incidents": len(data.incidents),
+            "incidents_by_type": {t: head["by_type"][t]["incidents"] for t in types},
+            "templates_mined": len(templates.templates),
+        },
+        "training": {
+            "seconds": round(train_s, 1),
+            "steps": metrics.get("steps"),
+            "train_windows": metrics.get("train_windows"),
+            "val_windows": metrics.get("val_windows"),
+            "val_loss": metrics.get("val_loss"),
+        },
+        "logad": logad_info,
+        "methods": rows,
+        "hdfs": hdfs if hdfs is not None else "skipped",
+        "plot": shown_path(png),
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+    path = write_result(
+        "quality_trainticket", payload, path=None if a.results == RESULTS_JSON else a.results
+    )
+    out(f"wrote {shown_path(path)} and {shown_path(png)}")
+    hdfs_f1 = "skipped" if hdfs is None else f"{hdfs['f1']:.4f}"
+    out(
+        f"RESULT incidents_detected={head['detected']}/{head['incidents']} "
+        f"false_alerts_per_1000={head['false_alerts_per_1000']} hdfs_f1={hdfs_f1}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
