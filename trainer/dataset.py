@@ -96,7 +96,7 @@ class TrainingData:
     """Per stored window, whether the bundle may record it as known (None: every one)."""
 
     def known_idx(self) -> npt.NDArray[np.int64]:
-        """The training windows the bundle records as known mixes, pairs and counts."""
+        """The training windows the bundle records as known mixes and pairs."""
         if self.vouched is None:
             return self.train_idx
         return self.train_idx[self.vouched[self.train_idx]]

@@ -112,11 +112,14 @@ def calibrate_on_validation(
     the training windows' event mixes, pairs and count ceilings (each needing
     `ceiling_support` windows), so any bundle can use a strategy that looks them up."""
     strategy = strategy or DEFAULT_STRATEGY
-    trained_on, held_out = _windows(data, data.known_idx()), validation_windows(data)
+    held_out = validation_windows(data)
+    # Ceilings need `ceiling_support` windows already; mixes and pairs need one, so only
+    # the windows that vouch for them (TrainingData.known_idx) are recorded.
+    vouching = _windows(data, data.known_idx())
     known = KnownMixes(
-        frozenset(known_mix_keys(trained_on)),
-        frozenset(known_pair_keys(trained_on)),
-        count_ceilings(trained_on, held_out, ceiling_support),
+        frozenset(known_mix_keys(vouching)),
+        frozenset(known_pair_keys(vouching)),
+        count_ceilings(_windows(data, data.train_idx), held_out, ceiling_support),
     )
     results = score_token_windows(
         model,

@@ -34,8 +34,8 @@ normal looks like that; an incident (a burst) or a rare fault does not. An event
 pattern of a window an operator marked anomalous is never adopted. Such windows are counted
 in `kept_as_recurring`.
 
-A window that trains is not necessarily one the bundle records as *known* (its event mix,
-pairs and counts, which the scoring strategy exempts: trainer/known_mixes.py): with
+A window that trains is not necessarily one the bundle records as *known* (its event mix
+and pairs, which the scoring strategy exempts: trainer/known_mixes.py): with
 `known_max_score_ratio`, one whose archived score is that close to its threshold trains but
 vouches for nothing (`FilterResult.vouched`). One leaked anomaly made of known steps would
 otherwise exempt every later one like it for good.
@@ -84,6 +84,9 @@ class WindowFilterSettings:
     """Leave out windows whose archived score is at least this fraction of the threshold
     they were judged at (archive lines with "threshold"), from both slices: anomalies the
     stream only just missed (0: off)."""
+    near_miss_max_share: float = 0.01
+    """At most this share of the scored windows goes as near misses, the closest to their
+    threshold first: under a poor serving model most windows score near it."""
     exclude_alert_dense: bool = True
     """Leave out windows that overlap an alert-dense period: a time bucket whose share of
     alerted windows is dense_factor times its day's, with dense_min_alerts alerts or more,
@@ -102,9 +105,12 @@ class WindowFilterSettings:
     kept whatever the other rules say."""
     known_max_score_ratio: float = 0.5
     """A training window whose archived score is at least this fraction of the threshold
-    it was judged at still trains, but its event mix, pairs and counts are not recorded as
-    known (the exemptions of the scoring strategy): an anomaly that leaked into training
+    it was judged at still trains, but its event mix and pairs are not recorded as known
+    (the exemption of the scoring strategy): an anomaly that leaked into training
     would otherwise exempt every later one like it (0: every training window is recorded)."""
+    unvouched_max_share: float = 0.05
+    """At most this share of the scored windows is kept from vouching under
+    known_max_score_ratio, the closest to their threshold first."""
     adopt_recurring: bool = True
     """Treat an alerted window as not alerted when every event of its alert pattern
     recurs steadily (adopt_min_share, adopt_min_hours, adopt_min_days): the new normal of
@@ -127,6 +133,9 @@ class WindowFilterSettings:
             )
         if not 0 <= self.exclude_near_miss <= 1:
             raise ValueError(f"exclude_near_miss must be in [0, 1], got {self.exclude_near_miss}")
+        for name in ("near_miss_max_share", "unvouched_max_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 <= self.known_max_score_ratio <= 1:
             raise ValueError(
                 f"known_max_score_ratio must be in [0, 1], got {self.known_max_score_ratio}"
@@ -329,10 +338,8 @@ def filter_windows(
         dense_spans = alert_dense_spans(w, s)
         rules.append((Reason.ALERT_DENSE, _overlaps(w, dense_spans)))
     if s.exclude_near_miss > 0:
-        near = np.nan_to_num(w.score, nan=-np.inf) >= s.exclude_near_miss * np.nan_to_num(
-            w.threshold, nan=np.inf
-        )
-        rules.append((Reason.NEAR_MISS, near & ~adopted))
+        near = _closest(w, s.exclude_near_miss, s.near_miss_max_share, ~adopted)
+        rules.append((Reason.NEAR_MISS, near))
     if s.exclude_score_quantile > 0:
         scored = ~np.isnan(w.score)
         if scored.any():
@@ -354,16 +361,28 @@ def filter_windows(
         dense_spans,
         int((adopted & (reasons == Reason.KEPT)).sum()),
         tuple(sorted(recurring)),
-        _vouched(w, s.known_max_score_ratio),
+        None
+        if s.known_max_score_ratio <= 0
+        else ~_closest(w, s.known_max_score_ratio, s.unvouched_max_share, reasons == Reason.KEPT),
     )
 
 
-def _vouched(w: WindowColumns, ratio: float) -> npt.NDArray[np.bool_] | None:
-    """Windows scored under `ratio` times their threshold, or without both (None: off)."""
-    if ratio <= 0:
-        return None
-    score = np.nan_to_num(w.score, nan=-np.inf)
-    return np.asarray(score < ratio * np.nan_to_num(w.threshold, nan=np.inf), dtype=np.bool_)
+def _closest(
+    w: WindowColumns, ratio: float, max_share: float, among: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """The windows of `among` whose archived score is at least `ratio` times their
+    threshold; at most `max_share` of the scored windows, the highest score/threshold first
+    (ties broken by position)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(w.threshold > 0, w.score / w.threshold, np.nan)
+    r = np.nan_to_num(r, nan=-np.inf)
+    hit = among & (r >= ratio)
+    cap = int(max_share * int(np.isfinite(r).sum()))
+    if int(hit.sum()) > cap:
+        order = np.flatnonzero(hit)[np.argsort(-r[hit], kind="stable")]
+        hit = np.zeros_like(hit)
+        hit[order[:cap]] = True
+    return hit
 
 
 def _adopted(w: WindowColumns, recurring: frozenset[str]) -> npt.NDArray[np.bool_]:

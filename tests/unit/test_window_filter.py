@@ -339,7 +339,7 @@ def test_near_misses_go_from_both_slices_unless_the_rule_is_off() -> None:
         WindowRecord("over", t0, t0, 9.0, True, ("x",), 7.0),
         WindowRecord("no-threshold", t0, t0, 6.9, False),
     ]
-    s = WindowFilterSettings(exclude_alert_dense=False)
+    s = WindowFilterSettings(exclude_alert_dense=False, near_miss_max_share=1.0)
     held = np.ones(len(records), dtype=bool)  # all validation: the rule spares none
     reasons = filter_windows(WindowColumns.of(records), s, held_out=held).reasons.tolist()
     assert reasons == [Reason.KEPT, Reason.NEAR_MISS, Reason.ALERTED, Reason.KEPT]
@@ -357,7 +357,7 @@ def test_windows_scored_near_their_threshold_train_but_vouch_for_nothing() -> No
         WindowRecord("high", T0, T0, 4.0, False, threshold=7.0),  # >= 0.5 x 7.0
         WindowRecord("plain", T0, T0),  # no archived score: vouches as before
     ]
-    s = WindowFilterSettings(exclude_alert_dense=False)
+    s = WindowFilterSettings(exclude_alert_dense=False, unvouched_max_share=1.0)
     result = filter_windows(WindowColumns.of(records), s)
     assert result.keep.all()
     assert result.vouched is not None and result.vouched.tolist() == [True, False, True]
@@ -374,9 +374,22 @@ def test_the_trainer_records_as_known_only_the_windows_that_vouch(tmp_path: Path
     path = _day(tmp_path / "preprocessed_logs_2026-12-01.jsonl", sessions)
     data = load_training_data(
         DataSelection((path,)), TokenCache(tmp_path / "cache"), 0.2, 100,
-        window_filter=WindowFilterSettings(),
+        window_filter=WindowFilterSettings(unvouched_max_share=1.0, near_miss_max_share=0.0),
     )  # fmt: skip
     known = set(data.known_idx().tolist())
     assert known and known < set(data.train_idx.tolist())
     assert all(i % 8 < 4 for i in known)  # scores 4..7 are >= 0.5 x 8
     assert all(i in known for i in data.train_idx.tolist() if i % 8 < 4)
+
+
+def test_a_poor_serving_model_cannot_make_most_windows_near_misses() -> None:
+    # Every window within 0.9 of its threshold: only the closest 1% go, then 5% do not vouch.
+    records = [
+        WindowRecord(f"s{i}", T0, T0, 6.3 + i * 0.006, False, threshold=7.0) for i in range(100)
+    ]
+    result = filter_windows(WindowColumns.of(records), WindowFilterSettings())
+    assert result.reasons.tolist() == [0] * 99 + [Reason.NEAR_MISS]
+    assert result.vouched is not None
+    # 99 is left out, so of those kept the next closest five vouch for nothing.
+    assert np.flatnonzero(~result.vouched).tolist() == [94, 95, 96, 97, 98]
+    assert result.counts()["not_vouched"] == 5
