@@ -12,10 +12,10 @@ of these reasons that applies (the order of `REASONS`):
    windows is at least `dense_factor` times its UTC day's, with at least `dense_min_alerts`
    alerts, widened by `dense_guard_minutes` either side (an incident also bends the windows
    around the ones that alerted);
-4. `near_miss`: its archived score is at least `exclude_near_miss` times the threshold it
-   was judged at (the archive's `threshold`): an anomaly the stream only just missed, the
-   likeliest to leak. Validation windows go too: one leaked anomaly in a small validation
-   slice becomes the candidate's threshold;
+4. `near_miss`: it did not alert, but its archived score is at least `exclude_near_miss`
+   times the threshold it was judged at (the archive's `threshold`): an anomaly the stream
+   only just missed, the likeliest to leak. Validation windows go too: one leaked anomaly
+   in a small validation slice becomes the candidate's threshold;
 5. `score_quantile`: its archived score is above the `exclude_score_quantile` quantile of
    every archived score in the selection. Those scores are the serving model's (whichever
    was current when the window was scored), not the model being trained.
@@ -81,9 +81,9 @@ class WindowFilterSettings:
     drawn from scores with their top cut off, so it comes out lower: more recall when
     anomalies nobody flagged would otherwise set it, more false alerts when they would not."""
     exclude_near_miss: float = 0.9
-    """Leave out windows whose archived score is at least this fraction of the threshold
-    they were judged at (archive lines with "threshold"), from both slices: anomalies the
-    stream only just missed (0: off)."""
+    """Leave out windows that did not alert but whose archived score is at least this
+    fraction of the threshold they were judged at (archive lines with "threshold"), from
+    both slices: anomalies the stream only just missed (0: off)."""
     near_miss_max_share: float = 0.01
     """At most this share of the scored windows goes as near misses, the closest to their
     threshold first: under a poor serving model most windows score near it."""
@@ -338,7 +338,7 @@ def filter_windows(
         dense_spans = alert_dense_spans(w, s)
         rules.append((Reason.ALERT_DENSE, _overlaps(w, dense_spans)))
     if s.exclude_near_miss > 0:
-        near = _closest(w, s.exclude_near_miss, s.near_miss_max_share, ~adopted)
+        near = _closest(w, s.exclude_near_miss, s.near_miss_max_share, w.alerted != 1)
         rules.append((Reason.NEAR_MISS, near))
     if s.exclude_score_quantile > 0:
         scored = ~np.isnan(w.score)
@@ -363,7 +363,9 @@ def filter_windows(
         tuple(sorted(recurring)),
         None
         if s.known_max_score_ratio <= 0
-        else ~_closest(w, s.known_max_score_ratio, s.unvouched_max_share, reasons == Reason.KEPT),
+        else ~_closest(
+            w, s.known_max_score_ratio, s.unvouched_max_share, (reasons == Reason.KEPT) & ~adopted
+        ),
     )
 
 
