@@ -393,3 +393,20 @@ def test_a_poor_serving_model_cannot_make_most_windows_near_misses() -> None:
     # 99 is left out, so of those kept the next closest five vouch for nothing.
     assert np.flatnonzero(~result.vouched).tolist() == [94, 95, 96, 97, 98]
     assert result.counts()["not_vouched"] == 5
+
+
+def test_alerted_windows_take_no_room_from_the_near_misses() -> None:
+    records = [WindowRecord(f"a{i}", T0, T0, 14.0, True, ("x",), 7.0) for i in range(5)]
+    records += [
+        WindowRecord(f"n{i}", T0, T0, 6.5 + 0.1 * i, False, threshold=7.0) for i in range(3)
+    ]
+    records += [WindowRecord(f"q{i}", T0, T0, 1.0, False, threshold=7.0) for i in range(192)]
+    s = WindowFilterSettings(exclude_alert_dense=False, near_miss_max_share=0.01)  # 2 of 200
+    result = filter_windows(WindowColumns.of(records), s)
+    near = [
+        r.session_id
+        for r, why in zip(records, result.reasons, strict=True)
+        if why == Reason.NEAR_MISS
+    ]
+    assert near == ["n1", "n2"]  # the two closest to the threshold; n0 stays
+    assert result.counts()["alerted"] == 5
