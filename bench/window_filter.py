@@ -68,6 +68,7 @@ VARIANTS: dict[str, WindowFilterSettings] = {
     "alerted": _ALERTED,
     "alerted+dense": _DENSE,
     "alerted+dense+near0.9": replace(_DENSE, exclude_near_miss=0.9),
+    "default": WindowFilterSettings(),
     "alerted+q0.95": replace(_ALERTED, exclude_score_quantile=0.95),
     "alerted+q0.9": replace(_ALERTED, exclude_score_quantile=0.9),
     "alerted+q0.9+dense": replace(_DENSE, exclude_score_quantile=0.9),
@@ -77,9 +78,11 @@ VARIANTS: dict[str, WindowFilterSettings] = {
     "oracle": NO_FILTER,
 }
 """The filters compared (qQ: the score quantile Q on training windows; qQv: on validation
-windows too; near0.9: near misses at 0.9 of the threshold); the dense rule has its default
-knobs. `oracle` trains on the archive without its labelled anomalies: what a perfect filter
-would keep, the recall to hope for."""
+windows too; near0.9: near misses at 0.9 of the threshold; `default`: every setting at its
+default, so also the cap on near misses, the windows that vouch for no known mix or pair,
+and recurring alerts adopted); the dense rule has its default knobs. `oracle` trains on the
+archive without its labelled anomalies: what a perfect filter would keep, the recall to hope
+for."""
 ORACLE = "oracle"
 DEFAULT_VARIANTS = [v for v in VARIANTS if v != "alerted+q0.95"]
 

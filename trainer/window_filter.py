@@ -122,6 +122,10 @@ class WindowFilterSettings:
     """...spread over at least this many distinct UTC hours of that day..."""
     adopt_min_days: int = 2
     """...on at least this many days of the selection."""
+    adopt_along_share: float = 0.9
+    """An event that alerts beside recurring events at least this share of the time (in a
+    day's adopt_min_share of windows or more) is adopted with them: a release's changed
+    step that is surprising only next to its new events."""
     adopt_events: tuple[str, ...] = ()
     """Events to treat as recurring, decided by the caller (`logad retrain` decides over
     the training days and the held-out day); empty: decided from the selected files."""
@@ -152,6 +156,8 @@ class WindowFilterSettings:
             raise ValueError(f"adopt_min_share must be in (0, 1], got {self.adopt_min_share}")
         if not 1 <= self.adopt_min_hours <= 24:
             raise ValueError(f"adopt_min_hours must be in 1..24, got {self.adopt_min_hours}")
+        if not 0 < self.adopt_along_share <= 1:
+            raise ValueError(f"adopt_along_share must be in (0, 1], got {self.adopt_along_share}")
         if self.adopt_min_days < 1:
             raise ValueError(f"adopt_min_days must be >= 1, got {self.adopt_min_days}")
 
@@ -434,10 +440,12 @@ def recurring_from(
     distinct hours of it. No event of a blocked window's pattern qualifies."""
     hours: dict[tuple[str, int], list[int]] = {}
     never: set[str] = set()
+    patterns: list[tuple[str, ...]] = []
     for a in alerted:
         if a.blocked:
             never.update(a.pattern)
             continue
+        patterns.append(a.pattern)
         day, hour = divmod(a.end_ts // 3_600_000, 24)
         for e in a.pattern:
             hours.setdefault((e, day), []).append(hour)
@@ -446,7 +454,33 @@ def recurring_from(
         share = len(hs) / max(1, windows_per_day.get(day, 0))
         if share >= s.adopt_min_share and len(set(hs)) >= s.adopt_min_hours:
             good_days[e] = good_days.get(e, 0) + 1
-    return frozenset(e for e, k in good_days.items() if k >= s.adopt_min_days and e not in never)
+    core = {e for e, k in good_days.items() if k >= s.adopt_min_days and e not in never}
+    return frozenset(core | _alongside(core, patterns, windows_per_day, s) - never)
+
+
+def _alongside(
+    core: set[str],
+    patterns: Sequence[tuple[str, ...]],
+    windows_per_day: dict[int, int],
+    s: WindowFilterSettings,
+) -> set[str]:
+    """Events that alert beside `core` events at least `adopt_along_share` of the time, in
+    a day's share of windows or more: a release's changed step, surprising only next to its
+    new events, belongs to the release."""
+    if not core or not windows_per_day:
+        return set()
+    alone: dict[str, int] = {}
+    beside: dict[str, int] = {}
+    for p in patterns:
+        with_core = not core.isdisjoint(p)
+        for e in p:
+            if e not in core:
+                alone[e] = alone.get(e, 0) + (not with_core)
+                beside[e] = beside.get(e, 0) + with_core
+    enough = s.adopt_min_share * sum(windows_per_day.values()) / len(windows_per_day)
+    return {
+        e for e, b in beside.items() if b >= enough and b >= s.adopt_along_share * (b + alone[e])
+    }
 
 
 _NONE, _ANOMALOUS, _NORMAL = 0, 1, 2

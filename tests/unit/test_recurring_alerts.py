@@ -4,6 +4,7 @@ decides over its days, stops watching them and counts them as normal on the held
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -184,3 +185,22 @@ def test_train_argv_passes_the_recurring_events_as_one_list(tmp_path: Path) -> N
     assert argv[i + 1] == ",".join(RELEASE)
     bare = RetrainSettings(archive_dir=tmp_path, registry=tmp_path)
     assert "--adopt-events" not in train_argv(bare, plan, tmp_path / "out", None)
+
+
+def test_an_event_that_alerts_only_beside_the_release_is_adopted_with_it() -> None:
+    records: list[WindowRecord] = []
+    for day in range(2):
+        for r in _day(day):
+            i = int(r.session_id.split("-")[1])
+            if r.pattern == RELEASE and i % 80 == 0:  # too few to recur on their own
+                r = replace(r, pattern=(*RELEASE, "manager.cache.put"))
+            records.append(r)
+    lone = WindowRecord("lone", D0 + 5 * HOUR, D0 + 5 * HOUR, 9.0, True, ("manager.cache.put",))
+    w = WindowColumns.of([*records, lone])
+    s = WindowFilterSettings()
+    assert recurring_events(w, s) == frozenset({*RELEASE, "manager.cache.put"})
+    # Beside the release 26 of 27 times: not enough at 0.99.
+    assert recurring_events(w, replace(s, adopt_along_share=0.99)) == frozenset(RELEASE)
+    # The rare fault alerts beside the release once: too few windows to ride along.
+    odd = replace(records[0], pattern=(*RELEASE, "rare.fault"))
+    assert "rare.fault" not in recurring_events(WindowColumns.of([odd, *records[1:]]), s)
