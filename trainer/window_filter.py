@@ -344,7 +344,8 @@ def filter_windows(
         dense_spans = alert_dense_spans(w, s)
         rules.append((Reason.ALERT_DENSE, _overlaps(w, dense_spans)))
     if s.exclude_near_miss > 0:
-        near = _closest(w, s.exclude_near_miss, s.near_miss_max_share, w.alerted != 1)
+        # Adopted windows count as not alerted here, but they scored over the threshold.
+        near = _closest(w, s.exclude_near_miss, s.near_miss_max_share, (w.alerted != 1) & ~adopted)
         rules.append((Reason.NEAR_MISS, near))
     if s.exclude_score_quantile > 0:
         scored = ~np.isnan(w.score)

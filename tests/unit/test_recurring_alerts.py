@@ -204,3 +204,12 @@ def test_an_event_that_alerts_only_beside_the_release_is_adopted_with_it() -> No
     # The rare fault alerts beside the release once: too few windows to ride along.
     odd = replace(records[0], pattern=(*RELEASE, "rare.fault"))
     assert "rare.fault" not in recurring_events(WindowColumns.of([odd, *records[1:]]), s)
+
+
+def test_adopted_windows_are_not_near_misses() -> None:
+    records = [replace(r, threshold=5.0) for d in range(2) for r in _day(d)]
+    result = filter_windows(WindowColumns.of(records), WindowFilterSettings())
+    release = [i for i, r in enumerate(records) if r.pattern == RELEASE]
+    assert result.counts()["near_miss"] == 0
+    assert sum(result.reasons[i] == Reason.KEPT for i in release) == result.kept_as_recurring
+    assert result.kept_as_recurring >= 90
