@@ -62,6 +62,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from bench.hdfs_args import add_device_args  # noqa: E402
 from bench.machine import report_header, results_dir, shown_path, write_result  # noqa: E402
 from bench.nezha import Day, LogRow, find_days, read_rows  # noqa: E402
 from schemas.errors import DataError  # noqa: E402
@@ -436,15 +437,7 @@ def parser() -> argparse.ArgumentParser:
         help="training batch budget (default: %(default)s, quality_hdfs's)",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
-    p.add_argument(
-        "--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)"
-    )
-    p.add_argument(
-        "--device",
-        default="cpu",
-        choices=["cpu", "cuda", "auto"],
-        help="where the models train and score (default: %(default)s)",
-    )
+    add_device_args(p, "where the models train and score")
     return p
 
 
