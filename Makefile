@@ -99,7 +99,7 @@ bench-trainticket: $(STAMP)
 bench-stream-raw: $(STAMP)
 	$(PY) -m bench.stream_raw
 
-# Soak of the closed loop (CPU, about 10 min): simulated days with incidents and a drift, logad retrain each night: bench/results/soak_loop.json and .png.
+# Soak of the closed loop (CPU, about 15 min): simulated days with incidents and a drift, logad retrain each night: bench/results/soak_loop.json and .png.
 .PHONY: bench-soak
 bench-soak: $(STAMP)
 	$(PY) -m bench.soak_loop
