@@ -394,14 +394,18 @@ def _closest(
     return hit
 
 
+def recurs(pattern: tuple[str, ...] | None, recurring: frozenset[str]) -> bool:
+    """Whether an alert pattern holds recurring events only (and at least one)."""
+    return bool(pattern) and recurring.issuperset(pattern or ())
+
+
 def _adopted(w: WindowColumns, recurring: frozenset[str]) -> npt.NDArray[np.bool_]:
-    """Alerted windows whose alert pattern is non-empty and holds only recurring events."""
+    """Alerted windows whose alert pattern `recurs`."""
     out = np.zeros(len(w), dtype=np.bool_)
     if not recurring or not w.patterns:
         return out
     for i in np.flatnonzero(w.alerted == 1).tolist():
-        p = w.patterns[i]
-        out[i] = bool(p) and recurring.issuperset(p)  # type: ignore[arg-type]
+        out[i] = recurs(w.patterns[i], recurring)
     return out
 
 

@@ -64,7 +64,7 @@ from stream.jobs.retrain_gate import (
     verdict_of,
 )
 from stream.jobs.train import check_processes, launch_workers, launches_workers, train_here
-from trainer.window_filter import AlertedWindow, WindowFilterSettings, recurring_from
+from trainer.window_filter import AlertedWindow, WindowFilterSettings, recurring_from, recurs
 
 if TYPE_CHECKING:
     from trainer.scoring.score import WindowResult
@@ -241,7 +241,7 @@ class ArchiveWindow:
 
     def recurs(self, recurring: frozenset[str]) -> bool:
         """Whether it alerted on recurring events only: a new normal, not an incident."""
-        return bool(self.pattern) and recurring.issuperset(self.pattern or ())
+        return recurs(self.pattern, recurring)
 
 
 def _windows(s: Session) -> Iterator[ArchiveWindow]:
