@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.machine import results_dir, shown_path, summary_of, write_result  # noqa: E402
-from schemas.daily_files import DONE_SUFFIX, daily_file_name, write_sessions  # noqa: E402
+from schemas.daily_files import write_complete_day  # noqa: E402
 from schemas.registry import is_registry, read_pointer  # noqa: E402
 from schemas.registry_history import decision_action, read_decisions  # noqa: E402
 from schemas.runtime.console import out  # noqa: E402
@@ -153,15 +153,6 @@ def must(argv: Sequence[str]) -> None:
 
 
 # ---- traffic
-
-
-def write_day(directory: Path, day: date, sessions: Iterable[Session]) -> Path:
-    """A complete daily file, as `logad simulate` writes one."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / daily_file_name(day)
-    write_sessions(path, sessions)
-    path.with_name(path.name + DONE_SUFFIX).touch()
-    return path
 
 
 def unlabelled(s: Session) -> Session:
@@ -313,8 +304,10 @@ def seed(a: argparse.Namespace, work: Path, traffic: TrafficSettings) -> dict[st
     days = [first + timedelta(days=i) for i in range(a.seed_days)]
     for day in days:
         sessions = day_sessions(traffic, day, a.sessions_per_day)
-        write_day(work / "seed-normal", day, (s.to_session() for s in sessions if not s.label))
-        write_day(work / "served", day, (_archived(s, a) for s in sessions))
+        write_complete_day(
+            work / "seed-normal", day, (s.to_session() for s in sessions if not s.label)
+        )
+        write_complete_day(work / "served", day, (_archived(s, a) for s in sessions))
     t0 = time.perf_counter()
     model = work / "initial-model"
     argv = ["train", "--data", str(work / "seed-normal"), "--out", str(model)]
@@ -359,7 +352,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     for i in range(1, a.days + 1):
         day = day1 + timedelta(days=i - 1)
         sessions = day_sessions(traffic, day, a.sessions_per_day, drift)
-        write_day(work / "served", day, (_archived(s, a) for s in sessions))
+        write_complete_day(work / "served", day, (_archived(s, a) for s in sessions))
         serving = read_pointer(registry).version if is_registry(registry) else None
         t0 = time.perf_counter()
         scores = serve_day(

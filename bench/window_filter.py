@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from bench.machine import report_header, write_result
-from schemas.daily_files import DONE_SUFFIX, daily_file_name, read_sessions, write_sessions
+from schemas.daily_files import read_sessions, write_complete_day
 from schemas.runtime.console import out as say
 from schemas.runtime.logs import configure_logging
 from schemas.sessions import Session
@@ -100,14 +100,6 @@ def day_traffic(day: date, a: argparse.Namespace, rate: float, burst: bool) -> l
         gap = a.burst_minutes * 60_000 / a.burst_sessions
         sessions += generate_sessions(rng, a.burst_sessions, start, gap, a.burst_rate, BURST_KINDS)
     return sorted(sessions, key=lambda s: s.events[0].ts)
-
-
-def write_day(directory: Path, day: date, sessions: Sequence[Session]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / daily_file_name(day)
-    write_sessions(path, sessions)
-    path.with_name(path.name + DONE_SUFFIX).touch()
-    return path
 
 
 def windows_of(sessions: Sequence[Session]) -> list[Session]:
@@ -256,7 +248,7 @@ def run_seed(a: argparse.Namespace, seed: int, tmp: Path) -> dict[str, Any]:
     seed_days, live_days, held_day = days[: a.seed_days], days[a.seed_days : -1], days[-1]
     cache = tmp / "cache"
     for d in seed_days:
-        write_day(tmp / "seed", d, [s.to_session() for s in day_traffic(d, a, 0.0, False)])
+        write_complete_day(tmp / "seed", d, [s.to_session() for s in day_traffic(d, a, 0.0, False)])
     t = time.perf_counter()
     m0 = tmp / "m0"
     run_training(
@@ -272,8 +264,8 @@ def run_seed(a: argparse.Namespace, seed: int, tmp: Path) -> dict[str, Any]:
         sims = day_traffic(d, a, a.anomaly_rate, True)
         kind_of |= {s.session_id: s.anomaly for s in sims if s.anomaly is not None}
         day = archive_day(scorer, windows_of([s.to_session() for s in sims]))
-        write_day(archive, d, day)
-        write_day(tmp / "clean", d, [s for s in day if s.label != 1])
+        write_complete_day(archive, d, day)
+        write_complete_day(tmp / "clean", d, [s for s in day if s.label != 1])
         live["windows"] += len(day)
         live["anomalous"] += sum(s.label == 1 for s in day)
         live["alerted"] += sum(bool(s.alerted) for s in day)

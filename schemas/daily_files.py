@@ -142,3 +142,13 @@ def write_sessions(path: Path, sessions: Iterable[Session]) -> int:
             n += 1
     tmp.replace(path)
     return n
+
+
+def write_complete_day(directory: Path, day: date, sessions: Iterable[Session]) -> Path:
+    """Write `day`'s daily file in `directory` (created if missing) and mark it complete
+    (`.done`), as `logad simulate` does; returns its path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / daily_file_name(day)
+    write_sessions(path, sessions)
+    path.with_name(path.name + DONE_SUFFIX).touch()
+    return path

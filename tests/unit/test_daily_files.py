@@ -10,8 +10,10 @@ from schemas import DataError, Session
 from schemas.daily_files import (
     daily_file_name,
     find_daily_files,
+    is_complete,
     iter_sessions,
     read_sessions,
+    write_complete_day,
     write_sessions,
 )
 
@@ -61,3 +63,11 @@ def test_shared_hdfs_file_reads() -> None:
     sessions = list(read_sessions(path))
     assert len(sessions) == 5583
     assert all(s.events for s in sessions)
+
+
+def test_a_complete_day_is_written_marked_and_found(tmp_path: Path) -> None:
+    day = date(2026, 3, 2)
+    path = write_complete_day(tmp_path / "new", day, [Session("s1", ("a", "b"))])
+    assert path.name == daily_file_name(day) and is_complete(path)
+    assert [s.session_id for s in read_sessions(path)] == ["s1"]
+    assert [f.path for f in find_daily_files([tmp_path / "new"], complete_only=True)] == [path]
