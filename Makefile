@@ -9,10 +9,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install kafka-jars chromium lint docs docs-check test test-unit test-fast test-fault demo bench-quality bench-replay bench-parse clean
 
+# No pip cache: torch from PyPI is the CUDA build (~4 GB of wheels, ~6 GB installed), and a
+# cached second copy of the wheels can fill a small disk.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); \
+	if [ "$$free_kb" -lt 10000000 ]; then \
+		echo "warning: installing needs about 10 GB free and $$((free_kb / 1000000)) GB are free here"; \
+	fi
+	$(PY) -m pip install -q --no-cache-dir --upgrade pip
+	$(PY) -m pip install -q --no-cache-dir -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
