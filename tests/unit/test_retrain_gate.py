@@ -116,6 +116,28 @@ def test_noise_on_a_rare_false_alert_does_not_refuse() -> None:
     assert decide(_figs(2), _figs(1), GateRules(confidence=0.5, margin=0.001)).promote
 
 
+def test_unlabelled_a_candidate_that_trades_alerts_one_for_one_passes() -> None:
+    """Unlabelled, the current model's rate is about 0 by construction (normal means it did
+    not alert): a candidate that quiets the stream's alerts may flag as many new windows."""
+    cur = _figs(0, 1444)
+    over = _figs(3, 1444, quieted=8)
+    [rate] = [c for c in decide(over, cur, GateRules()).criteria if c.name == "false_alert_rate"]
+    assert rate.limit is not None and rate.value is not None and rate.value > rate.limit
+    assert rate.passed and "it flags 3 more of them and quiets 8 more" in rate.note
+    assert decide(_figs(3, 1444, quieted=3), cur, GateRules()).promote
+    assert not decide(_figs(3, 1444, quieted=2), cur, GateRules()).promote
+    # What the current model quiets too is no trade.
+    assert not decide(_figs(3, 1444, quieted=8), _figs(0, 1444, quieted=6), GateRules()).promote
+    # With labels the false alerts are known, and no trade is allowed.
+    labelled = replace(over, labelled=True)
+    assert not decide(labelled, replace(cur, labelled=True), GateRules()).promote
+
+
+def test_figures_count_the_stream_alerts_a_model_quiets() -> None:
+    f = figures("v", 1.0, [0.5, 2.0, 0.5, 0.2], [None] * 4, [True, True, False, None])
+    assert (f.quieted, f.false_alerts, f.normal_windows) == (1, 0, 2)
+
+
 def test_every_criterion_is_evaluated_and_every_failure_named() -> None:
     cand = replace(_figs(40, watched=20, kept=10, val_loss=2.0), labelled=True, f1=0.5)
     cur = replace(_figs(1, watched=20, kept=20, val_loss=1.0), labelled=True, f1=0.8)
