@@ -27,10 +27,10 @@ class Session:
     """False for a window the stream cut while its session went on (`Window.ended`): the
     trainer gives it no session-end marker. In a line only when False."""
     pattern: tuple[str, ...] | None = None
-    threshold: float | None = None
-    """Set by the stream's archive: the threshold the window was judged at."""
     """Set by the stream's archive on a window that alerted: its alert pattern, the
     surprising event ids over the threshold (`schemas.scores.alert_pattern`)."""
+    threshold: float | None = None
+    """Set by the stream's archive: the threshold the window was judged at."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"session_id": self.session_id, "events": list(self.events)}

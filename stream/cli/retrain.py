@@ -46,6 +46,8 @@ def _model_line(label: str, f: dict[str, Any]) -> str:
     parts = [f"false alerts {f['false_alerts']} of {f['normal_windows']}"]
     if f["watched"]:
         parts.append(f"alerted kept {f['kept']} of {f['watched']}")
+    if f["quieted"]:
+        parts.append(f"quiets {f['quieted']} of the stream's alerts")
     if f["val_loss"] is not None:
         parts.append(f"val loss {f['val_loss']:.4f}")
     if f["f1"] is not None:
