@@ -18,6 +18,11 @@ scores instead would spend the whole false-alarm budget (1 - q of all windows) o
 windows with a novel mix: where nearly every normal window holds a known mix (HDFS), the
 high quantile would rest on a handful of windows and move with the seed.
 
+A threshold never rests on the score ceiling: a window scores at most the unseen-event NLL,
+so a threshold there (the quantile of a calibration slice where some window holds an event
+training never had) would let nothing alert. It is set just below instead, and the
+calibration's `fallback` says so and how many calibration windows reach the ceiling.
+
 A `ThresholdRule` chooses the threshold from a false-alert budget instead (per 1,000 windows,
 or per hour at the traffic's windows per hour): method 'quantile' takes the empirical
 quantile that budget implies, 'pot' fits the upper tail (trainer/tail_threshold.py) and
@@ -122,6 +127,19 @@ class ThresholdRule:
         return AlertBudget(self.budget, self.unit, q, wph)
 
 
+def under_ceiling(threshold: float, unk_nll: float) -> float | None:
+    """A threshold just below the score ceiling when `threshold` is on it, else None.
+
+    A window's score is its largest event NLL, capped at `unk_nll` (float32, as the scorer
+    computes it), and an unseen event scores exactly that. With few or unusual calibration
+    windows the quantile can land on the ceiling; since a window alerts on score >
+    threshold, nothing could alert then, not even a never-seen event."""
+    ceiling = float(np.float32(unk_nll))
+    if not math.isclose(threshold, ceiling, rel_tol=1e-6):
+        return None
+    return float(np.nextafter(ceiling, -math.inf))
+
+
 def _warn_if_max(n: int, q: float, method: str) -> None:
     if (n - 1) * q < 1.0:
         log.warning(
@@ -156,6 +174,17 @@ def calibrate(
         _warn_if_max(int(s.size), q, rule.method)
     if fit.fallback:
         log.warning("calibration_fallback", method=rule.method, reason=fit.fallback)
+    threshold, fallback = fit.threshold, fit.fallback
+    lowered = under_ceiling(threshold, strategy.unk_nll)
+    if lowered is not None:
+        at = int((s > lowered).sum())
+        why = (
+            f"the threshold fell on the unseen-event score {threshold:.4g}, which no window "
+            f"exceeds; it is set just below, so a window with an unseen event alerts "
+            f"({at} of {s.size} calibration windows reach it)"
+        )
+        log.warning("calibration_threshold_at_ceiling", reached=at, n_windows=int(s.size))
+        threshold, fallback = lowered, why if fallback is None else f"{fallback}; {why}"
     iv = bootstrap_interval(
         s,
         q,
@@ -167,7 +196,7 @@ def calibrate(
     )
     return Calibration(
         quantiles=quantiles(s),
-        threshold=fit.threshold,
+        threshold=threshold,
         threshold_quantile=threshold_quantile if budget is None else 1.0 - q,
         n_windows=int(s.size),
         strategy=strategy.to_dict(),
@@ -186,5 +215,5 @@ def calibrate(
             if fit.gpd is None
             else TailModel(fit.gpd.t, fit.gpd.shape, fit.gpd.scale, int(s.size), fit.peaks)
         ),
-        fallback=fit.fallback,
+        fallback=fallback,
     )

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from schemas.bundle import Calibration
 from schemas.errors import DataError
-from trainer.calibration import calibrate, quantiles, threshold_from_quantile
+from trainer.calibration import calibrate, quantiles, threshold_from_quantile, under_ceiling
 from trainer.scoring import ScoringStrategy
 
 
@@ -90,6 +90,25 @@ def test_calibrate_warns_when_the_threshold_is_just_the_max() -> None:
     with capture_logs() as logs:
         calibrate(np.arange(1001, dtype=np.float64), 0.999, strategy=ScoringStrategy())
     assert not [e for e in logs if e["event"] == "calibration_threshold_is_max"]
+
+
+def test_a_threshold_on_the_unseen_event_score_is_set_just_below_it() -> None:
+    """48 windows, one holding an event training never had: p99.9 is the max, the ceiling,
+    and nothing could score above it. Just below it, a window with an unseen event alerts."""
+    strategy = ScoringStrategy()
+    ceiling = float(np.float32(strategy.unk_nll))  # what the scorer gives an unseen event
+    scores = np.concatenate([np.linspace(1.0, 6.0, 47), [ceiling]])
+    with capture_logs() as logs:
+        cal = calibrate(scores, 0.999, strategy=strategy)
+    assert 6.0 < cal.threshold < ceiling
+    assert cal.threshold == under_ceiling(ceiling, strategy.unk_nll)
+    assert cal.fallback is not None and "1 of 48 calibration windows reach it" in cal.fallback
+    [warning] = [e for e in logs if e["event"] == "calibration_threshold_at_ceiling"]
+    assert warning["reached"] == 1
+    assert Calibration.from_json(cal.to_json()).threshold == cal.threshold
+    # Under the ceiling nothing changes.
+    assert under_ceiling(6.0, strategy.unk_nll) is None
+    assert calibrate(scores[:-1], 0.999, strategy=strategy).fallback is None
 
 
 def test_calibrate_rejects_no_scores() -> None:
