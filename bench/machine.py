@@ -263,8 +263,13 @@ def _quality_trainticket(p: Mapping[str, Any]) -> str:
     ]
     hdfs = p.get("hdfs")
     tail = f"; HDFS dev F1 {hdfs['f1']}" if isinstance(hdfs, Mapping) else ""
+    config = p.get("config", {})
+    train_on = config.get("train_on")
+    # Results from before --train-on counted every trace in no incident on its service.
+    normal = "held-out normal traces" if train_on == "outside-incidents" else "normal traces"
+    trained = f" (trained {train_on})" if train_on else ""
     return (
-        "TrainTicket incidents detected at false alarms per 1,000 normal traces: "
+        f"TrainTicket incidents detected at false alarms per 1,000 {normal}{trained}: "
         + "; ".join(parts)
         + tail
     )

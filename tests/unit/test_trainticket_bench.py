@@ -1,13 +1,29 @@
-"""bench/quality_trainticket.py's pure parts: the three rules, what counts as a normal trace,
-and the per-method figures."""
+"""bench/quality_trainticket.py's pure parts: the three rules, which fault-phase traces are
+trained on and which are held-out normal ones, what counts as a normal trace, and the
+per-method figures."""
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from bench.nezha import LogRow
 from bench.quality_trainticket import (
+    FAULT_FREE,
+    HELD_OUT,
+    NEAR,
+    OUTSIDE_INCIDENTS,
+    TRAIN,
+    block_role,
+    false_alarms,
     flagged,
     in_incident_on_service,
     method_row,
+    outside_incidents,
+    role_masks,
+    trace_roles,
+    trace_spans,
+    training_rows,
     training_sessions,
     unseen_event_flags,
     unseen_pair_flags,
@@ -15,21 +31,21 @@ from bench.quality_trainticket import (
 from schemas.incidents import Incident
 from trainer.incident_sessions import TimedSession
 
-TRAIN = [("A", "B", "C"), ("A", "C")]
+SEEN = [("A", "B", "C"), ("A", "C")]
 
 
 def test_unseen_event_flags_only_new_ids() -> None:
     test = [("A", "B"), ("C", "A"), ("A", "X"), ()]
-    assert unseen_event_flags(TRAIN, test) == [False, False, True, False]
+    assert unseen_event_flags(SEEN, test) == [False, False, True, False]
 
 
 def test_unseen_pair_flags_new_orders_and_new_ids() -> None:
     # (B, C) and (A, C) were seen; (C, A) was not; a lone unseen event is flagged too.
     test = [("A", "B", "C"), ("A", "C"), ("C", "A"), ("X",), ("B",)]
-    assert unseen_pair_flags(TRAIN, test) == [False, False, True, True, False]
+    assert unseen_pair_flags(SEEN, test) == [False, False, True, True, False]
     # Every trace the event rule flags, the pair rule flags.
-    ev = unseen_event_flags(TRAIN, test)
-    assert all(p for e, p in zip(ev, unseen_pair_flags(TRAIN, test), strict=True) if e)
+    ev = unseen_event_flags(SEEN, test)
+    assert all(p for e, p in zip(ev, unseen_pair_flags(SEEN, test), strict=True) if e)
 
 
 def _row(trace: str, ts: int, service: str = "ts-a-service") -> LogRow:
@@ -86,3 +102,116 @@ def test_normal_traces_and_figures() -> None:
     assert (strict["false_alerts"], strict["traces"]) == (1, 2)
     assert strict["alerts_in_incident_time_off_service"] == 1
     assert row["per_incident"][0]["time_to_first_alert_s"] == 0.2
+
+
+# --- which fault-phase traces are trained on ------------------------------------------------
+
+
+def test_trace_spans_first_to_last_line() -> None:
+    rows = [_row("t1", 50), _row("t2", 10), _row("t1", 20), _row("t1", 40)]
+    assert trace_spans(rows) == {"t1": (20, 50), "t2": (10, 10)}
+
+
+def test_outside_incidents_guard_on_any_service() -> None:
+    inc = [Incident("i", 10_000, 20_000, "ts-a-service")]
+    # The guard widens the span on both sides; touching its edge is inside.
+    assert outside_incidents((0, 4_999), inc, 5_000)
+    assert not outside_incidents((0, 5_000), inc, 5_000)
+    assert not outside_incidents((25_000, 26_000), inc, 5_000)
+    assert outside_incidents((25_001, 26_000), inc, 5_000)
+    assert not outside_incidents((12_000, 13_000), inc, 0)  # inside, whatever the service
+    assert outside_incidents((25_001, 26_000), [], 5_000)
+
+
+def test_block_role_alternates_and_rejects_empty_blocks() -> None:
+    assert [block_role(t, 600) for t in (0, 599, 600, 1_199, 1_200, 1_800)] == [
+        TRAIN,
+        TRAIN,
+        HELD_OUT,
+        HELD_OUT,
+        TRAIN,
+        HELD_OUT,
+    ]
+    with pytest.raises(ValueError):
+        block_role(0, 0)
+
+
+def test_trace_roles_near_incidents_then_blocks() -> None:
+    inc = [Incident("i", 10_000, 12_000, "ts-a-service")]
+    spans = {
+        "early": (1_000, 1_500),  # block 0: train
+        "guarded": (8_500, 9_000),  # within the 2 s guard before the incident
+        "inside": (11_000, 11_500),
+        "late-odd": (15_000, 15_100),  # block 1 of 10 s: held out
+        "late-even": (21_000, 21_100),  # block 2: train
+    }
+    roles = trace_roles(spans, inc, 2_000, 10_000)
+    assert roles == {
+        "early": TRAIN,
+        "guarded": NEAR,
+        "inside": NEAR,
+        "late-odd": HELD_OUT,
+        "late-even": TRAIN,
+    }
+    # A larger guard only ever moves traces to NEAR.
+    wider = trace_roles(spans, inc, 4_000, 10_000)
+    assert all(wider[t] == NEAR for t, r in roles.items() if r == NEAR)
+    assert wider["late-odd"] == NEAR
+
+
+def test_training_rows_per_mode() -> None:
+    free = [_row("f1", 5), _row("f1", 50)]
+    phase = [_row("a", 10), _row("b", 20), _row("c", 30), _row("a", 40)]
+    roles = {"a": TRAIN, "b": HELD_OUT, "c": NEAR}
+    assert training_rows(free, phase, roles, FAULT_FREE) == free
+    got = training_rows(free, phase, roles, OUTSIDE_INCIDENTS)
+    assert [(r.trace_id, r.ts_ms) for r in got] == [("f1", 5), ("a", 10), ("a", 40), ("f1", 50)]
+    with pytest.raises(ValueError):
+        training_rows(free, phase, roles, "everything")
+
+
+def test_role_masks_train_only_when_trained_on() -> None:
+    timed = [_timed("a", 0, 1), _timed("b", 0, 1), _timed("c", 0, 1), _timed("unknown", 0, 1)]
+    roles = {"a": TRAIN, "b": HELD_OUT, "c": NEAR}
+    trained, held_out = role_masks(timed, roles, OUTSIDE_INCIDENTS)
+    assert trained.tolist() == [True, False, False, False]
+    assert held_out.tolist() == [False, True, False, False]
+    trained, held_out = role_masks(timed, roles, FAULT_FREE)
+    assert not trained.any() and held_out.tolist() == [False, True, False, False]
+
+
+def test_false_alarms_counts_only_the_given_traces() -> None:
+    alerted = np.array([True, True, False, True])
+    assert false_alarms(alerted, np.array([True, False, True, False])) == {
+        "traces": 2,
+        "false_alerts": 1,
+        "per_1000": 500.0,
+    }
+    assert false_alarms(alerted, np.zeros(4, np.bool_))["per_1000"] is None
+
+
+def test_method_row_held_out_headline_never_counts_trained_traces() -> None:
+    timed = [
+        _timed("in-a", 1_100, 1_200, "ts-a-service"),
+        _timed("trained", 3_000, 3_100, "ts-a-service"),  # alerted, but trained on
+        _timed("held", 7_000, 7_100, "ts-b-service"),  # alerted, held out
+        _timed("held-2", 8_000, 8_100, "ts-b-service"),
+        _timed("near", 2_100, 2_200, "ts-c-service"),  # alerted, in neither set
+    ]
+    sessions = flagged(timed, [True, True, True, False, True])
+    trained = np.array([False, True, False, False, False])
+    held_out = np.array([False, False, True, True, False])
+    row = method_row("rule", sessions, INCIDENTS, held_out, trained, held_out)
+    assert (row["normal_traces"], row["false_alerts"]) == (2, 1)
+    assert row["false_alerts_per_1000"] == 500.0
+    assert row["held_out_normal"]["per_1000"] == 500.0
+    # Detection is over every trace; the trained one is outside every incident anyway.
+    assert row["detected"] == 1
+    # The broad normal set and the strict rate leave the trained trace out too.
+    assert row["not_in_incident_on_service_untrained"]["traces"] == 3
+    assert row["outside_incident_time"]["traces"] == 3
+    # Without the mask the trained trace would count: the figures differ.
+    loose = method_row("rule", sessions, INCIDENTS)
+    assert loose["not_in_incident_on_service_untrained"]["traces"] == 4
+    with pytest.raises(ValueError):
+        method_row("rule", sessions, INCIDENTS, held_out | trained, trained)
