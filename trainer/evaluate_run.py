@@ -82,6 +82,9 @@ def load_scorer(
     source = threshold_source(cal)
     if s.recalibrates:
         assert calibrate_on  # the CLI checked
+        if scorer.time_buckets:
+            # The slice would be scored without its gaps, unlike the model was trained.
+            raise ConfigError(f"{bundle}: re-calibrating a time-aware bundle is not supported")
         try:
             strategy = dataclasses.replace(scorer.strategy, **s.strategy_overrides())
         except (TypeError, ValueError) as e:

@@ -164,6 +164,7 @@ def write_recalibrated_bundle(src: Path, dst: Path, calibration: Calibration) ->
             preset=manifest.preset,
             parent_version=manifest.version,
             metrics={**manifest.metrics, "recalibrated_from": manifest.version},
+            time_buckets=manifest.time_buckets,
         )
         assert (tmp / MANIFEST).is_file()
         publish_dir(tmp, dst)

@@ -21,8 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-MAX_TIME_BUCKETS = 64
-"""More buckets than this would only split gaps longer than ~2^62 ms."""
+from schemas.bundle import MAX_TIME_BUCKETS as MAX_TIME_BUCKETS
 
 _POWERS = np.array([1 << k for k in range(63)], dtype=np.int64)
 
