@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from schemas.daily_files import daily_file_name, read_sessions
+from schemas.daily_files import daily_file_name, read_sessions, write_sessions
 from schemas.events import LogEvent
 from schemas.scores import Score
 from schemas.sessions import Session
-from schemas.windows import Window
+from schemas.windows import MAX_EVENTS, Window
 from stream.cli import main
+from stream.jobs.replay import DaySource, ReplaySettings, replay_scores
 from stream.serve.archive import session_line
 from stream.serve.score_cache import ScoreCache
 from stream.serve.sessionizer import Sessionizer, SessionizerSettings
@@ -101,3 +102,28 @@ def test_the_score_cache_keys_on_gap_buckets_for_a_time_aware_scorer() -> None:
     blind, cache = FakeScorer("v1", threshold=1_000.0, rule=lambda w: 0.0), ScoreCache(100)
     cache.score(blind, [_win(0, fast), _win(2, slow)], 0)
     assert blind.calls == [1]
+
+
+def test_replayed_daily_lines_get_their_own_gaps_back(tmp_path: Path) -> None:
+    n = MAX_EVENTS + 5
+    long_gaps = tuple(range(n))  # event i came i ms after the one before
+    day = tmp_path / daily_file_name(date(2026, 1, 1))
+    sessions = [
+        Session("timed", ("A", "B", "C"), 1_000, 1_050, gaps_ms=(0, 20, 30)),
+        Session("untimed", ("A", "B"), 2_000, 2_010),
+        Session("long", tuple(f"E{i % 9}" for i in range(n)), 3_000, 9_000, gaps_ms=long_gaps),
+    ]
+    write_sessions(day, sessions)
+    src = DaySource([day], 30_000)
+    seen: list[Window] = []
+
+    def restore(w: Window) -> Window:
+        seen.append(src.restore(w))
+        return seen[-1]
+
+    replay_scores(src.items(), FakeScorer(), ReplaySettings(batch_windows=2), restore)
+    got = {(w.session_id, w.index): w.gaps_ms for w in seen}
+    assert got[("timed", 0)] == (0, 20, 30)
+    assert got[("untimed", 0)] is None  # the synthetic times are not the line's gaps
+    assert got[("long", 0)] == (0, *range(1, MAX_EVENTS))
+    assert got[("long", 1)] == (0, *range(MAX_EVENTS + 1, n))
