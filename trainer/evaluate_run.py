@@ -127,6 +127,9 @@ def evaluate_bundle(
     report_dir: Path | None,
 ) -> tuple[EvalReport, list[Path]]:
     scorer, cal, source = load_scorer(s, bundle, calibrate_on)
+    if scorer.time_buckets:
+        # Session files' gaps_ms are not read here yet: every gap scores as unknown.
+        log.warning("evaluate_ignores_time_gaps", time_buckets=scorer.time_buckets)
 
     # One matcher for both sets: a new template gets one id wherever it comes.
     templates = read_bundle_templates(bundle)
