@@ -14,6 +14,7 @@ from schemas.sessions import Session
 from schemas.windows import MAX_EVENTS, Window
 from stream.cli import main
 from stream.jobs.replay import DaySource, ReplaySettings, replay_scores
+from stream.jobs.retrain import read_held_out
 from stream.serve.archive import session_line
 from stream.serve.score_cache import ScoreCache
 from stream.serve.sessionizer import Sessionizer, SessionizerSettings
@@ -127,3 +128,13 @@ def test_replayed_daily_lines_get_their_own_gaps_back(tmp_path: Path) -> None:
     assert got[("untimed", 0)] is None  # the synthetic times are not the line's gaps
     assert got[("long", 0)] == (0, *range(1, MAX_EVENTS))
     assert got[("long", 1)] == (0, *range(MAX_EVENTS + 1, n))
+
+
+def test_the_retrain_gate_reads_each_held_out_windows_gaps(tmp_path: Path) -> None:
+    n = MAX_EVENTS + 3
+    day = tmp_path / daily_file_name(date(2026, 1, 2))
+    long = Session("long", ("A",) * n, 0, 9, label=0, gaps_ms=(0, *[5] * (n - 1)))
+    write_sessions(day, [long, Session("plain", ("A", "B"), 0, 1, label=0)])
+    held = read_held_out(day)
+    assert held.gaps == [(0, *[5] * (MAX_EVENTS - 1)), (0, 5, 5), None]
+    assert [len(s) for s in held.sequences] == [MAX_EVENTS, 3, 2]
