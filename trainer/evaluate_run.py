@@ -35,6 +35,7 @@ from trainer.scoring.rules import missing_lookup
 from trainer.scoring.scorer import WindowScorer
 from trainer.scoring.strategy import ScoringStrategy
 from trainer.settings import default_token_cache_dir
+from trainer.time_gaps import gaps_of
 
 log = structlog.get_logger(__name__)
 
@@ -127,9 +128,6 @@ def evaluate_bundle(
     report_dir: Path | None,
 ) -> tuple[EvalReport, list[Path]]:
     scorer, cal, source = load_scorer(s, bundle, calibrate_on)
-    if scorer.time_buckets:
-        # Session files' gaps_ms are not read here yet: every gap scores as unknown.
-        log.warning("evaluate_ignores_time_gaps", time_buckets=scorer.time_buckets)
 
     # One matcher for both sets: a new template gets one id wherever it comes.
     templates = read_bundle_templates(bundle)
@@ -138,7 +136,9 @@ def evaluate_bundle(
     abnormal = read_event_lists(abnormal_files, matcher)
 
     def window_scores(batch: Sequence[Sequence[str]]) -> list[float]:
-        return [r.score for r in scorer.score_events(batch)]
+        # Sessions read with their gaps carry them (`TimedEvents`); a time-blind bundle
+        # does not look.
+        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
 
     with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
         scored = score_sets(window_scores, normal, abnormal, chunk=s.chunk_windows)
@@ -224,7 +224,8 @@ def evaluate_incidents(
         timed = read_timed_sessions(session_files, matcher)
 
         def window_scores(batch: list[EventSeq]) -> list[float]:
-            return [r.score for r in scorer.score_events(batch)]
+            gaps = [gaps_of(w) for w in batch]
+            return [r.score for r in scorer.score_events(batch, None, gaps)]
 
         with tuned_gc():
             run = run_windows(window_scores, [t.events for t in timed], chunk=s.chunk_windows)

@@ -16,7 +16,7 @@ is then min(level, N - 1).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -79,3 +79,32 @@ def window_buckets(
     out = np.zeros(n_events, dtype=np.int64)
     out[:n_gaps] = levels_to_buckets(gap_levels(gaps_ms, n_gaps), n_buckets)
     return out
+
+
+class TimedEvents(tuple[str, ...]):
+    """A session's or window's event ids that also carry their gaps (`gaps_ms`, the first
+    0; None: unknown). Everywhere else a plain tuple of event ids: `logad evaluate` passes
+    sessions through code that only sees events, and its scorer reads the gaps back
+    (`gaps_of`)."""
+
+    gaps_ms: tuple[int, ...] | None
+
+    def __new__(cls, events: Iterable[str], gaps_ms: tuple[int, ...] | None) -> TimedEvents:
+        self = super().__new__(cls, events)
+        if gaps_ms is not None and len(gaps_ms) != len(self):
+            raise ValueError(f"{len(gaps_ms)} gaps for {len(self)} events")
+        self.gaps_ms = gaps_ms
+        return self
+
+    def __getnewargs__(self) -> tuple[tuple[str, ...], tuple[int, ...] | None]:  # type: ignore[override]
+        return (tuple(self), self.gaps_ms)
+
+    def window(self, a: int, b: int) -> TimedEvents:
+        """Events [a, b) as a window: its first event starts without a gap."""
+        gaps = None if self.gaps_ms is None or b <= a else (0, *self.gaps_ms[a + 1 : b])
+        return TimedEvents(self[a:b], gaps)
+
+
+def gaps_of(events: Sequence[str]) -> tuple[int, ...] | None:
+    """The gaps a `TimedEvents` carries; None for any other sequence."""
+    return events.gaps_ms if isinstance(events, TimedEvents) else None

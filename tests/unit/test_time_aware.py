@@ -17,21 +17,24 @@ import torch
 from schemas.bundle import MANIFEST, BundleManifest
 from schemas.daily_files import daily_file_name, write_sessions
 from schemas.errors import BundleError
+from schemas.events import LogEvent
 from schemas.sessions import Session
 from schemas.vocab import CLS_ID, PAD_ID, SEP_ID
 from schemas.windows import MAX_EVENTS, Window
+from stream.cli import main
 from tests.train_data import tiny_settings
 from tests.unit.untrained_bundle import untrained_bundle
 from trainer.collate import make_batch
 from trainer.dataset import DataSelection, WindowStore, load_training_data, pad_windows
 from trainer.end_marker import END_EVENT
+from trainer.evaluate import read_event_lists, split_sessions
 from trainer.loop import MaskedLM
 from trainer.masking import MaskSpec
 from trainer.model import bert_config, build_model, get_preset
 from trainer.prefix_cuts import CutSpec
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 from trainer.settings import TrainSettings
-from trainer.time_gaps import gap_bucket
+from trainer.time_gaps import TimedEvents, gap_bucket, gaps_of
 from trainer.token_cache import TokenCache, encode_sessions
 from trainer.train import TrainRequest, run_training
 
@@ -157,6 +160,11 @@ def _window(events: tuple[str, ...], gap: int) -> Window:
     return Window.build("x", 0, events, 0, gap * len(events), -1, 0, 1, gaps_ms=gaps)
 
 
+def _session(sid: str, events: tuple[str, ...], gap: int) -> Session:
+    gaps = (0, *[gap] * (len(events) - 1))
+    return Session(sid, events, 0, gap * len(events), label=0, gaps_ms=gaps)
+
+
 def _train(tmp: Path, name: str, day: Path, steps: int, **overrides: object) -> Path:
     s = tiny_settings(
         tmp,
@@ -210,6 +218,17 @@ def test_a_time_aware_model_scores_a_slow_session_above_the_same_fast_one(
     untimed = Window.build("y", 0, PATTERNS[0], 0, 0, -1, 0, 1)
     assert untimed.gaps_ms is None and len(scorer.score_windows([untimed], 0)) == 1
 
+    # `logad evaluate` reads the session files' gaps: the slow copies are told apart.
+    fast_file, slow_file = tmp_path / "fast.jsonl", tmp_path / "slow.jsonl"
+    write_sessions(fast_file, [_session(f"f{i}", e, 10) for i, e in enumerate(PATTERNS)])
+    write_sessions(slow_file, [_session(f"s{i}", e, 60_000) for i, e in enumerate(PATTERNS)])
+    report = tmp_path / "report"
+    argv = ["evaluate", "--model", str(timed), "--normal", str(fast_file)]
+    argv += ["--abnormal", str(slow_file), "--report", str(report), "--device", "cpu"]
+    assert main(["--log-level", "warning", *argv]) == 0
+    r = orjson.loads((report / "report.json").read_bytes())
+    assert (r["recall"], r["auroc"]) == (1.0, 1.0)
+
     blind = WindowScorer.from_bundle(_train(tmp_path, "blind", day, 10), device="cpu")
     assert blind.time_buckets == 0
     fast, slow = blind.score_windows([_window(PATTERNS[0], 10), _window(PATTERNS[0], 60_000)], 0)
@@ -250,3 +269,28 @@ def test_the_pruned_head_and_scoring_see_the_token_types() -> None:
         score_token_windows(
             model, [[5, 6]], ScoringStrategy(), torch.device("cpu"), token_types=[[0, 8]]
         )
+
+
+def test_evaluate_reads_sessions_with_their_gaps(tmp_path: Path) -> None:
+    day = tmp_path / "s.jsonl"
+    n = MAX_EVENTS + 2
+    write_sessions(
+        day,
+        [Session("t", ("A",) * n, gaps_ms=(0, *range(1, n))), Session("u", ("A", "B"))],
+    )
+    timed, untimed = read_event_lists([day])
+    assert isinstance(timed, TimedEvents) and gaps_of(untimed) is None
+    w0, w1, w2 = split_sessions([timed, untimed]).windows
+    assert gaps_of(w0) == (0, *range(1, MAX_EVENTS)) and len(w0) == MAX_EVENTS
+    assert gaps_of(w1) == (0, MAX_EVENTS + 1) and w1 == ("A", "A")
+    assert gaps_of(w2) is None
+    events = tmp_path / "e.jsonl"
+    lines = [(1_000, "s", "B"), (990, "s", "A"), (1_300, "s", "C")]
+    events.write_bytes(
+        b"".join(LogEvent(ts=t, service="x", session_id=sid, event_id=e).encode() + b"\n"
+                 for t, sid, e in lines)
+    )  # fmt: skip
+    [seq] = read_event_lists([events])
+    assert seq == ("A", "B", "C") and gaps_of(seq) == (0, 10, 300)
+    with pytest.raises(ValueError, match="gaps for"):
+        TimedEvents(("A",), (0, 1))
