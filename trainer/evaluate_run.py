@@ -30,7 +30,7 @@ from trainer.incident_sessions import judged_sessions, read_scored_files, read_t
 from trainer.incidents import IncidentReport, incident_report
 from trainer.metrics import Population
 from trainer.mining.matcher import TemplateMatcher
-from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
+from trainer.recalibrate import bundle_val_fraction, recalibrate, timed_validation_slice
 from trainer.scoring.rules import missing_lookup
 from trainer.scoring.scorer import WindowScorer
 from trainer.scoring.strategy import ScoringStrategy
@@ -83,9 +83,6 @@ def load_scorer(
     source = threshold_source(cal)
     if s.recalibrates:
         assert calibrate_on  # the CLI checked
-        if scorer.time_buckets:
-            # The slice would be scored without its gaps, unlike the model was trained.
-            raise ConfigError(f"{bundle}: re-calibrating a time-aware bundle is not supported")
         try:
             strategy = dataclasses.replace(scorer.strategy, **s.strategy_overrides())
         except (TypeError, ValueError) as e:
@@ -93,12 +90,13 @@ def load_scorer(
         q = s.threshold_quantile if s.threshold_quantile is not None else cal.threshold_quantile
         vf = s.val_fraction if s.val_fraction is not None else bundle_val_fraction(manifest)
         expected = manifest.metrics.get("val_windows")
-        val = validation_slice(
+        val, types = timed_validation_slice(
             calibrate_on,
             scorer.vocab,
             vf,
             s.token_cache_dir or default_token_cache_dir(),
             expected if isinstance(expected, int) else None,
+            time_buckets=scorer.time_buckets,
         )
         if why := missing_lookup(strategy, scorer.known):
             raise ConfigError(f"{bundle}: {why}")
@@ -110,6 +108,7 @@ def load_scorer(
             scorer.device,
             budget,
             scorer.known,
+            types,
         )
         scorer.strategy, scorer.threshold = strategy, cal.threshold
         source = (

@@ -228,6 +228,14 @@ def test_a_time_aware_model_scores_a_slow_session_above_the_same_fast_one(
     assert main(["--log-level", "warning", *argv]) == 0
     r = orjson.loads((report / "report.json").read_bytes())
     assert (r["recall"], r["auroc"]) == (1.0, 1.0)
+    # Re-calibrated for another strategy: the validation slice is scored with its gaps
+    # (without them every gap is unknown, and the threshold lands far above the slow ones).
+    argv += ["--groups", "3", "--calibrate-on", str(day), "--val-fraction", "0.2"]
+    argv += ["--token-cache-dir", str(tmp_path / "token-cache")]
+    assert main(["--log-level", "warning", *argv]) == 0
+    r = orjson.loads((report / "report.json").read_bytes())
+    assert "re-calibrated" in r["threshold_source"] and r["strategy"]["groups"] == 3
+    assert r["recall"] == 1.0 and r["threshold"] < 3 * scorer.threshold
 
     blind = WindowScorer.from_bundle(_train(tmp_path, "blind", day, 10), device="cpu")
     assert blind.time_buckets == 0
