@@ -16,7 +16,7 @@ import torch
 
 from schemas.bundle import MANIFEST, BundleManifest
 from schemas.daily_files import daily_file_name, write_sessions
-from schemas.errors import BundleError
+from schemas.errors import BundleError, ConfigError
 from schemas.events import LogEvent
 from schemas.sessions import Session
 from schemas.vocab import CLS_ID, PAD_ID, SEP_ID
@@ -30,7 +30,13 @@ from trainer.end_marker import END_EVENT
 from trainer.evaluate import read_event_lists, split_sessions
 from trainer.loop import MaskedLM
 from trainer.masking import MaskSpec
-from trainer.model import bert_config, build_model, get_preset
+from trainer.model import (
+    bert_config,
+    build_model,
+    get_preset,
+    grow_time_buckets,
+    time_buckets_of,
+)
 from trainer.prefix_cuts import CutSpec
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
 from trainer.settings import TrainSettings
@@ -302,3 +308,28 @@ def test_evaluate_reads_sessions_with_their_gaps(tmp_path: Path) -> None:
     assert seq == ("A", "B", "C") and gaps_of(seq) == (0, 10, 300)
     with pytest.raises(ValueError, match="gaps for"):
         TimedEvents(("A",), (0, 1))
+
+
+def test_a_time_blind_model_grown_to_time_buckets_scores_as_before() -> None:
+    # A nightly retrain that turns time on warm-starts from a time-blind bundle.
+    torch.manual_seed(2)
+    model = build_model(bert_config(get_preset("tiny"), 12))
+    model.train(False)
+    windows = [[5, 6, 7, 8, 9]]
+    before = score_token_windows(model, windows, ScoringStrategy(), torch.device("cpu"))
+    grown = grow_time_buckets(model, 8)
+    assert time_buckets_of(grown) == 8
+    after = score_token_windows(
+        grown, windows, ScoringStrategy(), torch.device("cpu"), token_types=[[0, 3, 7, 1, 2]]
+    )
+    np.testing.assert_allclose(after[0].nll, before[0].nll, rtol=1e-5)
+    with pytest.raises(ConfigError, match="already has 8"):
+        grow_time_buckets(grown, 4)
+
+
+def test_resuming_or_warm_starting_with_other_time_buckets_is_refused(tmp_path: Path) -> None:
+    day = _fast_day(tmp_path / "days", 30)
+    first = _train(tmp_path, "first", day, 1, time_buckets=8)
+    s = tiny_settings(tmp_path, epochs=1, val_fraction=0.2, time_buckets=4)
+    with pytest.raises(ConfigError, match="time_buckets is 4 but the model"):
+        run_training(s, TrainRequest(DataSelection((day,)), tmp_path / "second", first))
