@@ -114,3 +114,27 @@ def id_list(value: Any, name: str) -> tuple[str, ...]:
             v = str(v)  # numeric template ids are common; the vocab keys are strings
         out.append(ident(v, f"{name}[{i}]"))
     return tuple(out)
+
+
+def opt_gaps(value: Any, name: str, n_events: int) -> tuple[int, ...] | None:
+    """Per-event gaps in ms (time since the session's previous event): one per event,
+    non-negative integers, the first 0 (no event before it in the record)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise DecodeError(f"must be a list, got {type(value).__name__}", name)
+    return check_gaps(
+        tuple(integer(v, f"{name}[{i}]", 0) for i, v in enumerate(value)), name, n_events
+    )
+
+
+def check_gaps(gaps: tuple[int, ...], name: str, n_events: int) -> tuple[int, ...]:
+    if len(gaps) != n_events:
+        raise DecodeError(f"{len(gaps)} gaps for {n_events} events", name)
+    if gaps and gaps[0] != 0:
+        raise DecodeError(f"the first gap must be 0, got {gaps[0]}", name)
+    # min() rather than a per-item check: the sessionizer builds one per window (decoding
+    # has checked each item's type already).
+    if gaps and min(gaps) < 0:
+        raise DecodeError("gaps must be non-negative (milliseconds)", name)
+    return gaps

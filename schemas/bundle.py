@@ -196,9 +196,19 @@ class BundleManifest:
     preset: str | None = None
     parent_version: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    time_buckets: int = 0
+    """The model sees each event's time gap as one of this many token types (trainer/
+    time_gaps.py), so every scorer must feed the windows' gaps; 0: a time-blind model (and
+    every bundle from before time-aware scoring). In the file only when not 0."""
+
+    def __post_init__(self) -> None:
+        _check_time_buckets(self.time_buckets)
 
     def to_json(self) -> bytes:
-        return orjson.dumps(self.__dict__, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        d = dict(self.__dict__)
+        if not self.time_buckets:
+            del d["time_buckets"]  # a time-blind bundle's manifest reads as before
+        return orjson.dumps(d, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
     @classmethod
     def from_json(cls, data: bytes) -> BundleManifest:
@@ -213,9 +223,19 @@ class BundleManifest:
                 preset=obj.get("preset"),
                 parent_version=obj.get("parent_version"),
                 metrics=dict(obj.get("metrics", {})),
+                time_buckets=obj.get("time_buckets", 0),
             )
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as e:
             raise BundleError(f"bad manifest.json: {e}") from None
+
+
+MAX_TIME_BUCKETS = 64
+"""More token types than this would only split gaps longer than ~2^62 ms."""
+
+
+def _check_time_buckets(n: object) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or not (n == 0 or 2 <= n <= MAX_TIME_BUCKETS):
+        raise ValueError(f"time_buckets must be 0 or in [2, {MAX_TIME_BUCKETS}], got {n!r}")
 
 
 def write_manifest(
@@ -226,6 +246,7 @@ def write_manifest(
     preset: str | None = None,
     parent_version: str | None = None,
     metrics: dict[str, Any] | None = None,
+    time_buckets: int = 0,
 ) -> BundleManifest:
     """Hash the bundle's files and write manifest.json. Call after the other four (and
     templates.json, if the bundle has one) exist."""
@@ -245,6 +266,7 @@ def write_manifest(
         preset=preset,
         parent_version=parent_version,
         metrics=metrics or {},
+        time_buckets=time_buckets,
     )
     (bundle_dir / MANIFEST).write_bytes(manifest.to_json())
     return manifest

@@ -31,6 +31,14 @@ class Session:
     surprising event ids over the threshold (`schemas.scores.alert_pattern`)."""
     threshold: float | None = None
     """Set by the stream's archive: the threshold the window was judged at."""
+    gaps_ms: tuple[int, ...] | None = None
+    """Per event, the milliseconds since the session's previous event (the first 0), when
+    the source knew the events' times; a time-aware model (`time_buckets`) sees them. In a
+    line only when known."""
+
+    def __post_init__(self) -> None:
+        if self.gaps_ms is not None:
+            f.check_gaps(self.gaps_ms, "gaps_ms", len(self.events))
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"session_id": self.session_id, "events": list(self.events)}
@@ -44,6 +52,8 @@ class Session:
             d["pattern"] = list(self.pattern)
         if self.threshold is not None:
             d["threshold"] = self.threshold
+        if self.gaps_ms is not None:
+            d["gaps_ms"] = list(self.gaps_ms)
         return d
 
     def encode(self) -> bytes:
@@ -58,9 +68,10 @@ class Session:
         alerted = obj.get("alerted")
         pattern = obj.get("pattern")
         threshold = obj.get("threshold")
+        events = f.id_list(f.req(obj, "events"), "events")
         return cls(
             session_id=f.ident(f.req(obj, "session_id"), "session_id"),
-            events=f.id_list(f.req(obj, "events"), "events"),
+            events=events,
             start_ts=f.opt_ts(obj.get("start_ts"), "start_ts"),
             end_ts=f.opt_ts(obj.get("end_ts"), "end_ts"),
             label=label,
@@ -69,6 +80,7 @@ class Session:
             ended=f.boolean(obj.get("ended", True), "ended"),
             pattern=None if pattern is None else f.id_list(pattern, "pattern"),
             threshold=None if threshold is None else f.number(threshold, "threshold"),
+            gaps_ms=f.opt_gaps(obj.get("gaps_ms"), "gaps_ms", len(events)),
         )
 
     @classmethod

@@ -42,10 +42,16 @@ class Window:
     """False when the window was cut while its session may go on (size or duration limit,
     the open-session bound or a shutdown): the scorer then appends no session-end
     marker (trainer/end_marker.py)."""
+    gaps_ms: tuple[int, ...] | None = None
+    """Per event, the milliseconds since the session's previous event (the first 0: a
+    window's first event is scored as if nothing came before), when the source knew the
+    events' times; a time-aware bundle (`time_buckets`) scores them. None: unknown."""
 
     def __post_init__(self) -> None:
         if len(self.events) > MAX_EVENTS:
             raise DecodeError(f"{len(self.events)} events, over {MAX_EVENTS}", "events")
+        if self.gaps_ms is not None:
+            f.check_gaps(self.gaps_ms, "gaps_ms", len(self.events))
 
     @classmethod
     def build(
@@ -61,6 +67,7 @@ class Window:
         late: bool = False,
         label: int | None = None,
         ended: bool = True,
+        gaps_ms: tuple[int, ...] | None = None,
     ) -> Window:
         return cls(
             make_window_id(session_id, partition, first_offset, last_offset),
@@ -75,6 +82,7 @@ class Window:
             late,
             label,
             ended,
+            gaps_ms,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,6 +102,8 @@ class Window:
             d["label"] = self.label
         if not self.ended:
             d["ended"] = False
+        if self.gaps_ms is not None:
+            d["gaps_ms"] = list(self.gaps_ms)
         return d
 
     def encode(self) -> bytes:
@@ -104,11 +114,12 @@ class Window:
         label = obj.get("label")
         if label is not None and (isinstance(label, bool) or label not in (0, 1)):
             raise DecodeError(f"must be 0 or 1, got {label!r}", "label")
+        events = f.id_list(f.req(obj, "events"), "events")
         return cls(
             window_id=f.ident(f.req(obj, "window_id"), "window_id"),
             session_id=f.ident(f.req(obj, "session_id"), "session_id"),
             index=f.integer(f.req(obj, "index"), "index", 0),
-            events=f.id_list(f.req(obj, "events"), "events"),
+            events=events,
             first_ts=f.timestamp_ms(f.req(obj, "first_ts"), "first_ts"),
             last_ts=f.timestamp_ms(f.req(obj, "last_ts"), "last_ts"),
             partition=f.integer(f.req(obj, "partition"), "partition", -1),
@@ -117,6 +128,7 @@ class Window:
             late=f.boolean(obj.get("late", False), "late"),
             label=label,
             ended=f.boolean(obj.get("ended", True), "ended"),
+            gaps_ms=f.opt_gaps(obj.get("gaps_ms"), "gaps_ms", len(events)),
         )
 
     @classmethod

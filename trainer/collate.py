@@ -13,13 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from schemas.vocab import PAD_ID
+from schemas.vocab import PAD_ID, SPECIALS
 from trainer.batching import IntArray
-from trainer.dataset import WindowStore, pad_windows
+from trainer.dataset import WindowStore, pad_types, pad_windows
 from trainer.masking import IGNORE, MaskSpec, mask_tokens
 from trainer.prefix_cuts import CutSpec, cut_prefixes
 
 VALIDATION_EPOCH = -1
+FIRST_EVENT_ID = len(SPECIALS)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class Batch:
     row_masked: int
     """The most predicted positions in one row: the model's last layer computes that many
     per row (trainer.model.flat_selection)."""
+    token_type_ids: torch.Tensor | None = None
+    """(rows, padded length) int64 gap buckets of a time-aware run (trainer/time_gaps.py);
+    None: time-blind."""
 
     @property
     def n_padded(self) -> int:
@@ -49,6 +53,7 @@ class Batch:
             self.n_masked,
             self.n_tokens,
             self.row_masked,
+            None if self.token_type_ids is None else self.token_type_ids.pin_memory(),
         )
 
 
@@ -65,10 +70,16 @@ def make_batch(
     spec: MaskSpec,
     generator: torch.Generator,
     cuts: CutSpec | None = None,
+    time_buckets: int = 0,
 ) -> Batch:
     ids = torch.from_numpy(pad_windows(store, windows, bucket_width))
     if cuts is not None:
         ids = cut_prefixes(ids, cuts, generator)
+    types: torch.Tensor | None = None
+    if time_buckets:
+        types = torch.from_numpy(pad_types(store, windows, bucket_width, time_buckets))
+        # A prefix cut's [SEP] and padding have no gap; a masked event keeps its own.
+        types = torch.where(ids >= FIRST_EVENT_ID, types, torch.zeros_like(types))
     masked, labels = mask_tokens(ids, vocab_size, spec, generator)
     predicted = labels != IGNORE
     flat_labels = labels.view(-1)
@@ -80,6 +91,7 @@ def make_batch(
         n_masked=int(flat_idx.numel()),
         n_tokens=int((ids != PAD_ID).sum()),
         row_masked=int(predicted.sum(dim=1).max()) if predicted.numel() else 0,
+        token_type_ids=types,
     )
 
 
@@ -104,6 +116,7 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
         spec: MaskSpec,
         cuts: CutSpec | None = None,
         start: int = 0,
+        time_buckets: int = 0,
     ) -> None:
         self.store = store
         self.window_ids = window_ids
@@ -115,6 +128,7 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
         self.vocab_size = vocab_size
         self.spec = spec
         self.cuts = cuts
+        self.time_buckets = time_buckets
 
     def __len__(self) -> int:
         return len(self.plan)
@@ -129,6 +143,7 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
             self.spec,
             g,
             self.cuts,
+            self.time_buckets,
         )
 
 

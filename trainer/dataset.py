@@ -24,6 +24,7 @@ from schemas.feedback import read_feedback
 from schemas.vocab import CLS_ID, PAD_ID, SEP_ID, SPECIALS, UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS, split_points
 from trainer.batching import padded_length
+from trainer.time_gaps import levels_to_buckets
 from trainer.token_cache import FileTokens, TokenCache
 from trainer.window_filter import (
     FilterResult,
@@ -63,6 +64,8 @@ class WindowStore:
     tokens: npt.NDArray[np.integer]
     starts: IntArray
     lengths: IntArray
+    levels: npt.NDArray[np.uint8] | None = None
+    """Per token (as `tokens`), its gap level (trainer/time_gaps.py); None: time-blind."""
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -155,6 +158,8 @@ def map_files(files: Sequence[FileTokens], vocab: Vocab) -> WindowStore:
     """Concatenate every file's windows, mapping local codes to vocab ids."""
     total = sum(len(ft.codes) for ft in files)
     tokens = np.empty(total, dtype=token_dtype(len(vocab)))
+    timed = bool(files) and all(ft.levels is not None for ft in files)
+    levels = np.zeros(total, dtype=np.uint8) if timed else None
     starts: list[IntArray] = []
     lengths: list[IntArray] = []
     pos = 0
@@ -162,6 +167,8 @@ def map_files(files: Sequence[FileTokens], vocab: Vocab) -> WindowStore:
         lut = np.array([vocab.id_of(e) for e in ft.events] or [UNK_ID], dtype=tokens.dtype)
         n = len(ft.codes)
         tokens[pos : pos + n] = lut[np.asarray(ft.codes)]
+        if levels is not None and ft.levels is not None:
+            levels[pos : pos + n] = ft.levels
         starts.append(np.asarray(ft.offsets[:-1], dtype=np.int64) + pos)
         lengths.append(np.asarray(ft.lengths, dtype=np.int64))
         pos += n
@@ -169,6 +176,7 @@ def map_files(files: Sequence[FileTokens], vocab: Vocab) -> WindowStore:
         tokens,
         np.concatenate(starts) if starts else np.empty(0, np.int64),
         np.concatenate(lengths) if lengths else np.empty(0, np.int64),
+        levels,
     )
 
 
@@ -306,3 +314,31 @@ def pad_windows(store: WindowStore, idx: IntArray, bucket_width: int) -> npt.NDA
         out[:, 1 : width - 1] = np.where(valid, store.tokens[src], PAD_ID)
     out[np.arange(len(idx)), lens + 1] = SEP_ID
     return out
+
+
+def pad_types(
+    store: WindowStore, idx: IntArray, bucket_width: int, time_buckets: int
+) -> npt.NDArray[np.int64]:
+    """Pure: the token types (gap buckets, trainer/time_gaps.py) of `pad_windows`' rows:
+    0 at [CLS], [SEP] and padding."""
+    if store.levels is None:
+        raise DataError("the training data holds no time gaps (a time-blind token cache)")
+    lens = store.lengths[idx]
+    starts = store.starts[idx]
+    width = padded_length(int(lens.max()) + SPECIAL_TOKENS, bucket_width)
+    cols = np.arange(width - SPECIAL_TOKENS)
+    valid = cols[None, :] < lens[:, None]
+    src = starts[:, None] + np.minimum(cols[None, :], np.maximum(lens[:, None] - 1, 0))
+    out = np.zeros((len(idx), width), dtype=np.int64)
+    if len(store.levels):
+        buckets = levels_to_buckets(store.levels[src], time_buckets)
+        out[:, 1 : width - 1] = np.where(valid, buckets, 0)
+    return out
+
+
+def window_types(store: WindowStore, i: int, time_buckets: int) -> npt.NDArray[np.int64]:
+    """Window i's token types (no [CLS]/[SEP]), as the scorer takes them."""
+    if store.levels is None:
+        raise DataError("the training data holds no time gaps (a time-blind token cache)")
+    s = int(store.starts[i])
+    return levels_to_buckets(store.levels[s : s + int(store.lengths[i])], time_buckets)

@@ -33,6 +33,7 @@ from schemas.windows import MAX_EVENTS, split_points
 from trainer.event_files import is_events_file, read_event_sessions
 from trainer.metrics import Detection, Population, detection
 from trainer.mining.matcher import TemplateMatcher
+from trainer.time_gaps import TimedEvents
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +67,10 @@ def split_sessions(
     for i, events in enumerate(sessions):
         cuts = split_points(len(events), max_events) or [(0, 0)]
         for a, b in cuts:
-            windows.append(tuple(events[a:b]))
+            # A session with gaps gives windows with theirs (a time-aware scorer reads them).
+            windows.append(
+                events.window(a, b) if isinstance(events, TimedEvents) else tuple(events[a:b])
+            )
             owner.append(i)
     return SessionWindows(windows, np.asarray(owner, dtype=np.int64), len(sessions))
 
@@ -85,7 +89,8 @@ def read_event_lists(
     paths: Iterable[Path], matcher: TemplateMatcher | None = None
 ) -> list[EventSeq]:
     """The event sequences of every session in the given session files, or events files
-    (trainer/event_files.py: raw events mapped with `matcher`); labels ignored."""
+    (trainer/event_files.py: raw events mapped with `matcher`); labels ignored. A session
+    whose gaps are known is a `TimedEvents`."""
     seqs: list[EventSeq] = []
     for p in paths:
         if not p.is_file():
@@ -93,7 +98,10 @@ def read_event_lists(
         if is_events_file(p):
             seqs.extend(read_event_sessions(p, matcher))
         else:
-            seqs.extend(s.events for s in read_sessions(p))
+            seqs.extend(
+                s.events if s.gaps_ms is None else TimedEvents(s.events, s.gaps_ms)
+                for s in read_sessions(p)
+            )
     return seqs
 
 

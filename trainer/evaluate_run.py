@@ -30,11 +30,12 @@ from trainer.incident_sessions import judged_sessions, read_scored_files, read_t
 from trainer.incidents import IncidentReport, incident_report
 from trainer.metrics import Population
 from trainer.mining.matcher import TemplateMatcher
-from trainer.recalibrate import bundle_val_fraction, recalibrate, validation_slice
+from trainer.recalibrate import bundle_val_fraction, recalibrate, timed_validation_slice
 from trainer.scoring.rules import missing_lookup
 from trainer.scoring.scorer import WindowScorer
 from trainer.scoring.strategy import ScoringStrategy
 from trainer.settings import default_token_cache_dir
+from trainer.time_gaps import gaps_of
 
 log = structlog.get_logger(__name__)
 
@@ -89,12 +90,13 @@ def load_scorer(
         q = s.threshold_quantile if s.threshold_quantile is not None else cal.threshold_quantile
         vf = s.val_fraction if s.val_fraction is not None else bundle_val_fraction(manifest)
         expected = manifest.metrics.get("val_windows")
-        val = validation_slice(
+        val, types = timed_validation_slice(
             calibrate_on,
             scorer.vocab,
             vf,
             s.token_cache_dir or default_token_cache_dir(),
             expected if isinstance(expected, int) else None,
+            time_buckets=scorer.time_buckets,
         )
         if why := missing_lookup(strategy, scorer.known):
             raise ConfigError(f"{bundle}: {why}")
@@ -106,6 +108,7 @@ def load_scorer(
             scorer.device,
             budget,
             scorer.known,
+            types,
         )
         scorer.strategy, scorer.threshold = strategy, cal.threshold
         source = (
@@ -132,7 +135,9 @@ def evaluate_bundle(
     abnormal = read_event_lists(abnormal_files, matcher)
 
     def window_scores(batch: Sequence[Sequence[str]]) -> list[float]:
-        return [r.score for r in scorer.score_events(batch)]
+        # Sessions read with their gaps carry them (`TimedEvents`); a time-blind bundle
+        # does not look.
+        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
 
     with tuned_gc():  # the model is loaded: see trainer/gc_tuning.py
         scored = score_sets(window_scores, normal, abnormal, chunk=s.chunk_windows)
@@ -218,7 +223,8 @@ def evaluate_incidents(
         timed = read_timed_sessions(session_files, matcher)
 
         def window_scores(batch: list[EventSeq]) -> list[float]:
-            return [r.score for r in scorer.score_events(batch)]
+            gaps = [gaps_of(w) for w in batch]
+            return [r.score for r in scorer.score_events(batch, None, gaps)]
 
         with tuned_gc():
             run = run_windows(window_scores, [t.events for t in timed], chunk=s.chunk_windows)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -17,6 +18,7 @@ import orjson
 from schemas.errors import DataError, DecodeError
 from schemas.events import LogEvent
 from trainer.mining.matcher import TemplateMatcher, event_id_for
+from trainer.time_gaps import TimedEvents
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -44,8 +46,9 @@ def is_events_file(path: Path) -> bool:
 
 
 def read_event_sessions(path: Path, matcher: TemplateMatcher | None) -> list[tuple[str, ...]]:
-    """The file's sessions as event-id sequences, in order of first appearance. A bad line,
-    or a raw event without templates to map it, is a DataError naming the line."""
+    """The file's sessions as event-id sequences (`TimedEvents`, with the gaps between
+    their events' times), in order of first appearance. A bad line, or a raw event without
+    templates to map it, is a DataError naming the line."""
     sessions: dict[str, list[tuple[int, int, str]]] = {}
     for lineno, raw in enumerate(_lines(path), 1):
         if not raw.strip():
@@ -56,4 +59,11 @@ def read_event_sessions(path: Path, matcher: TemplateMatcher | None) -> list[tup
         except DecodeError as e:
             raise DataError(f"{path}:{lineno}: {e}") from None
         sessions.setdefault(event.session_id, []).append((event.ts, lineno, eid))
-    return [tuple(eid for _ts, _n, eid in sorted(events)) for events in sessions.values()]
+    return [_timed(sorted(events)) for events in sessions.values()]
+
+
+def _timed(events: list[tuple[int, int, str]]) -> TimedEvents:
+    """The session's event ids in time order, with the gaps between their times."""
+    ts = [t for t, _n, _e in events]
+    gaps = (0, *(b - a for a, b in pairwise(ts))) if ts else ()
+    return TimedEvents((e for _t, _n, e in events), gaps)

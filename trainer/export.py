@@ -39,7 +39,7 @@ from schemas.runtime.secret import Secret
 from schemas.templates import TemplateSet, write_templates
 from schemas.vocab import Vocab
 from trainer.calibration import ThresholdRule, calibrate, calibration_scores
-from trainer.dataset import TrainingData
+from trainer.dataset import TrainingData, window_types
 from trainer.known_mixes import (
     CEILING_SUPPORT,
     KnownMixes,
@@ -47,7 +47,7 @@ from trainer.known_mixes import (
     known_mix_keys,
     known_pair_keys,
 )
-from trainer.model import load_model, save_model
+from trainer.model import load_model, save_model, time_buckets_of, unwrap
 from trainer.scoring.score import score_token_windows
 from trainer.scoring.strategy import DEFAULT_STRATEGY, ScoringStrategy
 
@@ -90,6 +90,13 @@ def validation_windows(data: TrainingData) -> list[npt.NDArray[np.int64]]:
     return _windows(data, data.val_idx)
 
 
+def validation_types(data: TrainingData, time_buckets: int) -> list[npt.NDArray[np.int64]] | None:
+    """The held-out windows' token types (gap buckets) for a time-aware model; else None."""
+    if not time_buckets:
+        return None
+    return [window_types(data.store, int(i), time_buckets) for i in data.val_idx]
+
+
 def _windows(data: TrainingData, idx: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
     st = data.store
     return [
@@ -121,6 +128,7 @@ def calibrate_on_validation(
         frozenset(known_pair_keys(vouching)),
         count_ceilings(_windows(data, data.train_idx), held_out, ceiling_support),
     )
+    types = validation_types(data, time_buckets_of(model))
     results = score_token_windows(
         model,
         cast(Sequence[Sequence[int]], held_out),
@@ -128,6 +136,7 @@ def calibrate_on_validation(
         device,
         max_batch_tokens=max_batch_tokens,
         known=known,
+        token_types=cast(Sequence[Sequence[int]] | None, types),
     )
     cal = calibrate(
         calibration_scores(results), threshold_quantile, strategy=strategy, known=known, rule=rule
@@ -186,6 +195,7 @@ def export_bundle(
             preset=preset,
             parent_version=parent_version,
             metrics=metrics,
+            time_buckets=time_buckets_of(unwrap(model)),
         )
         assert (tmp / MANIFEST).is_file()
         if bundle_key is not None:

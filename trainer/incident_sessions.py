@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from schemas.sessions import Session
 from trainer.event_files import is_events_file
 from trainer.incidents import ScoredSession
 from trainer.mining.matcher import TemplateMatcher, event_id_for
+from trainer.time_gaps import TimedEvents
 
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -80,7 +82,11 @@ def _event_sessions(path: Path, matcher: TemplateMatcher | None) -> list[TimedSe
         out.append(
             TimedSession(
                 sid,
-                tuple(x[2] for x in events),
+                # With the gaps between the events' times, for a time-aware bundle.
+                TimedEvents(
+                    (x[2] for x in events),
+                    (0, *(b[0] - a[0] for a, b in pairwise(events))),
+                ),
                 events[0][0],
                 events[-1][0],
                 frozenset(x[3] for x in events),
@@ -101,9 +107,13 @@ def read_timed_sessions(
             out.extend(_event_sessions(p, matcher))
         else:
             out.extend(
-                TimedSession(s.session_id, s.events, *_span(s, p), None) for s in read_sessions(p)
+                TimedSession(s.session_id, _events(s), *_span(s, p), None) for s in read_sessions(p)
             )
     return out
+
+
+def _events(s: Session) -> tuple[str, ...]:
+    return s.events if s.gaps_ms is None else TimedEvents(s.events, s.gaps_ms)
 
 
 def judged_sessions(

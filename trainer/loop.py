@@ -54,13 +54,16 @@ class MaskedLM(torch.nn.Module):
         attention_mask: torch.Tensor,
         flat_idx: torch.Tensor,
         row_masked: int,
+        token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if not self.whole_encoder:
             shape = (input_ids.shape[0], input_ids.shape[1])
             rows, keep = flat_selection(flat_idx, shape, row_masked)
-            return gathered_logits(self.module, input_ids, attention_mask, rows, keep)
+            return gathered_logits(
+                self.module, input_ids, attention_mask, rows, keep, token_type_ids
+            )
         hidden = self.module.bert(
-            input_ids=input_ids, attention_mask=attention_mask
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
         selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, flat_idx)
         logits: torch.Tensor = self.module.cls(selected)
@@ -98,12 +101,16 @@ class EvalMetrics:
     masked_tokens: int
 
 
-def batch_to(b: Batch, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def batch_to(
+    b: Batch, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     nb = device.type == "cuda"
+    types = b.token_type_ids
     return (
         b.input_ids.to(device, non_blocking=nb),
         b.flat_idx.to(device, non_blocking=nb),
         b.targets.to(device, non_blocking=nb),
+        None if types is None else types.to(device, non_blocking=nb),
     )
 
 
@@ -116,11 +123,11 @@ def train_step(
     grad_clip: float,
 ) -> StepMetrics:
     net.train()
-    ids, flat_idx, targets = batch_to(batch, d.device)
+    ids, flat_idx, targets, types = batch_to(batch, d.device)
     counts = torch.tensor([batch.n_masked, batch.n_tokens], dtype=torch.float64, device=d.device)
     d.all_reduce(counts)
     with autocast_for(d.device):
-        logits = net(ids, ids != 0, flat_idx, batch.row_masked)
+        logits = net(ids, ids != 0, flat_idx, batch.row_masked, types)
     loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
     loss = loss_sum * d.world_size / counts[0].float()
     loss.backward()  # type: ignore[no-untyped-call]
@@ -158,9 +165,9 @@ def evaluate(net: torch.nn.Module, batches: Iterable[Batch], d: Dist) -> EvalMet
     sums = torch.zeros(3, dtype=torch.float64, device=d.device)
     with torch.inference_mode():
         for b in batches:
-            ids, flat_idx, targets = batch_to(b, d.device)
+            ids, flat_idx, targets, types = batch_to(b, d.device)
             with autocast_for(d.device):
-                logits = head(ids, ids != 0, flat_idx, b.row_masked)
+                logits = head(ids, ids != 0, flat_idx, b.row_masked, types)
             ce = F.cross_entropy(logits.float(), targets, reduction="sum")
             hits = (logits.argmax(dim=-1) == targets).sum()
             sums += torch.stack(
@@ -221,6 +228,7 @@ def epoch_batches(
         spec=mask_spec(s),
         cuts=cut_spec(data, s),
         start=start,
+        time_buckets=s.time_buckets,
     )
     return plan, batches
 
@@ -264,6 +272,7 @@ def validation_batches(data: TrainingData, s: TrainSettings, d: Dist) -> EpochBa
         bucket_width=s.bucket_width,
         vocab_size=len(data.vocab),
         spec=mask_spec(s),
+        time_buckets=s.time_buckets,
     )
 
 

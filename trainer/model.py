@@ -63,8 +63,10 @@ def get_preset(name: str) -> ModelPreset:
         raise ConfigError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})") from None
 
 
-def bert_config(preset: ModelPreset, vocab_size: int) -> BertConfig:
-    """A BertConfig sized to the actual vocab (never bigger than the preset's cap)."""
+def bert_config(preset: ModelPreset, vocab_size: int, time_buckets: int = 0) -> BertConfig:
+    """A BertConfig sized to the actual vocab (never bigger than the preset's cap). With
+    `time_buckets` N > 0, BERT's token-type embedding carries each token's time-gap bucket
+    (trainer/time_gaps.py): N types instead of the one a time-blind model has."""
     return BertConfig(
         vocab_size=vocab_size,
         hidden_size=preset.hidden,
@@ -74,17 +76,59 @@ def bert_config(preset: ModelPreset, vocab_size: int) -> BertConfig:
         max_position_embeddings=preset.max_positions,
         hidden_dropout_prob=preset.dropout,
         attention_probs_dropout_prob=preset.dropout,
-        type_vocab_size=1,
+        type_vocab_size=time_buckets or 1,
         pad_token_id=PAD_ID,
     )
+
+
+def time_buckets_of(model: BertForMaskedLM) -> int:
+    """The model's time buckets (`bert_config`): 0 for a time-blind model."""
+    n = int(model.config.type_vocab_size)
+    return n if n > 1 else 0
+
+
+def grow_time_buckets(model: BertForMaskedLM, time_buckets: int) -> BertForMaskedLM:
+    """Give a time-blind model `time_buckets` token types, each starting as its one type:
+    it then scores as before until training teaches it the gaps."""
+    old = model.bert.embeddings.token_type_embeddings
+    if old.num_embeddings != 1:
+        raise ConfigError(f"the model already has {old.num_embeddings} token types")
+    new = torch.nn.Embedding(time_buckets, old.embedding_dim, device=old.weight.device)
+    with torch.no_grad():
+        new.weight.copy_(old.weight.expand(time_buckets, -1))
+    model.bert.embeddings.token_type_embeddings = new
+    model.config.type_vocab_size = time_buckets
+    return model
 
 
 def build_model(config: BertConfig, device: torch.device | str = "cpu") -> BertForMaskedLM:
     # SDPA everywhere: on GPU it dispatches to flash/efficient kernels, on CPU it is exact.
     config._attn_implementation = "sdpa"
     model = BertForMaskedLM(config)
+    if int(config.type_vocab_size) > 1:
+        ramp_time_buckets(model)
     torch.nn.Module.to(model, device)  # the base method: in place, and typed
     return model
+
+
+RAMP_STEP = 1.0
+"""How far apart neighbouring time buckets start, in units of a freshly initialised
+embedding row's norm (initializer_range * sqrt(hidden))."""
+
+
+def ramp_time_buckets(model: BertForMaskedLM, step: float = RAMP_STEP) -> None:
+    """Start the time-bucket embeddings on a line: bucket b at b steps along one random
+    direction, 0 (no gap known) at the origin. Training moves only the buckets its data
+    holds; the others keep their place on the line, so a gap far longer than any seen
+    lands far from every trained bucket and disturbs the model's predictions in
+    proportion, instead of looking like a random bucket of the same size as a seen one."""
+    emb = model.bert.embeddings.token_type_embeddings
+    n, hidden = emb.weight.shape
+    direction = torch.randn(hidden)
+    direction /= direction.norm()
+    unit = float(model.config.initializer_range) * hidden**0.5
+    with torch.no_grad():
+        emb.weight.copy_(torch.arange(n, dtype=torch.float32)[:, None] * (step * unit) * direction)
 
 
 def masked_logits(
@@ -92,8 +136,10 @@ def masked_logits(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     positions: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits at the selected positions only: `positions` is a bool mask shaped like input_ids.
+    `token_type_ids`: a time-aware model's gap buckets (None: all 0).
 
     Returns (n_selected, vocab), in row-major order of `positions`. Nothing reads the last
     layer's output anywhere else, so that layer computes its queries, attention output and
@@ -103,7 +149,8 @@ def masked_logits(
     are HF's modules, run by `_layer` as `BertLayer` runs them.
     """
     rows, valid = selected_rows(positions)
-    return gathered_logits(model, input_ids, attention_mask, rows, valid.view(-1).nonzero()[:, 0])
+    keep = valid.view(-1).nonzero()[:, 0]
+    return gathered_logits(model, input_ids, attention_mask, rows, keep, token_type_ids)
 
 
 def gathered_logits(
@@ -112,12 +159,13 @@ def gathered_logits(
     attention_mask: torch.Tensor,
     rows: torch.Tensor,
     keep: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`masked_logits` with the selection given as `rows` (batch, m), the positions each
     row's last layer computes, and `keep`, the flat indices into (batch * m) whose logits
     are returned, in that order (`selected_rows`, `flat_selection`)."""
     bert = model.bert
-    hidden = bert.embeddings(input_ids=input_ids)
+    hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
     keys = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq): True = attend
     *body, last = bert.encoder.layer
     for layer in body:

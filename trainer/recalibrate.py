@@ -39,7 +39,7 @@ from schemas.vocab import Vocab
 from trainer.calibration import calibrate, calibration_scores
 from trainer.dataset import DataSelection, load_training_data
 from trainer.end_marker import uses_end_marker
-from trainer.export import validation_windows
+from trainer.export import validation_types, validation_windows
 from trainer.known_mixes import KnownMixes
 from trainer.scoring.score import score_token_windows
 from trainer.scoring.strategy import ScoringStrategy
@@ -71,9 +71,26 @@ def validation_slice(
     trained on. `expected_windows` (the manifest's `val_windows`) guards against re-deriving
     the slice from other data or with another fraction.
     """
+    windows, _ = timed_validation_slice(
+        data, vocab, val_fraction, cache_dir, expected_windows, time_buckets=0
+    )
+    return windows
+
+
+def timed_validation_slice(
+    data: Sequence[Path],
+    vocab: Vocab,
+    val_fraction: float,
+    cache_dir: Path,
+    expected_windows: int | None = None,
+    *,
+    time_buckets: int,
+) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.int64]] | None]:
+    """`validation_slice`, and for a time-aware bundle (`time_buckets` > 0) each window's
+    token types (gap buckets) as the trainer computed them; None for a time-blind one."""
     td = load_training_data(
         DataSelection(tuple(data)),
-        TokenCache(cache_dir, end_marker=uses_end_marker(vocab)),
+        TokenCache(cache_dir, end_marker=uses_end_marker(vocab), time_gaps=time_buckets > 0),
         val_fraction,
         len(vocab),
         fixed_vocab=vocab,
@@ -86,7 +103,7 @@ def validation_slice(
         )
     if not windows:
         raise DataError("the validation slice is empty: raise --val-fraction")
-    return windows
+    return windows, validation_types(td, time_buckets)
 
 
 def strategy_scores(
@@ -96,9 +113,12 @@ def strategy_scores(
     device: torch.device,
     max_batch_tokens: int = 16_384,
     known: KnownMixes | None = None,
+    token_types: Sequence[npt.ArrayLike] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """What `strategy` is calibrated on for these windows (`calibration_scores`)."""
+    """What `strategy` is calibrated on for these windows (`calibration_scores`);
+    `token_types`: a time-aware model's gap buckets per window."""
     token_windows = [np.asarray(w, dtype=np.int64) for w in windows]
+    types = None if token_types is None else [np.asarray(t, np.int64) for t in token_types]
     results = score_token_windows(
         model,
         cast(Sequence[Sequence[int]], token_windows),  # int64 arrays serve as sequences
@@ -106,6 +126,7 @@ def strategy_scores(
         device,
         max_batch_tokens=max_batch_tokens,
         known=known,
+        token_types=cast(Sequence[Sequence[int]] | None, types),
     )
     return calibration_scores(results)
 
@@ -118,10 +139,14 @@ def recalibrate(
     device: torch.device,
     max_batch_tokens: int = 16_384,
     known: KnownMixes | None = None,
+    token_types: Sequence[npt.ArrayLike] | None = None,
 ) -> Calibration:
     """A fresh Calibration for `strategy`, from the validation slice's scores; it keeps
-    `known` (what the bundle's training windows held)."""
-    scores = strategy_scores(model, val_windows, strategy, device, max_batch_tokens, known)
+    `known` (what the bundle's training windows held). `token_types`: a time-aware
+    model's gap buckets per window (`timed_validation_slice`)."""
+    scores = strategy_scores(
+        model, val_windows, strategy, device, max_batch_tokens, known, token_types
+    )
     cal = calibrate(scores, threshold_quantile, strategy=strategy, known=known)
     log.info(
         "recalibrated",
@@ -164,6 +189,7 @@ def write_recalibrated_bundle(src: Path, dst: Path, calibration: Calibration) ->
             preset=manifest.preset,
             parent_version=manifest.version,
             metrics={**manifest.metrics, "recalibrated_from": manifest.version},
+            time_buckets=manifest.time_buckets,
         )
         assert (tmp / MANIFEST).is_file()
         publish_dir(tmp, dst)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from schemas.bundle import MAX_TIME_BUCKETS
 from schemas.runtime.secret import Secret
 from schemas.signing import check_bundle_key
 from schemas.vocab import DEFAULT_MAX_SIZE, SPECIALS
@@ -32,6 +33,12 @@ class TrainSettings:
 
     preset: Literal["base", "small", "tiny"] = "base"
     """Model shape: 'base' (production, BERT-base) or 'small'/'tiny' (CPU, demo, tests)."""
+    time_buckets: int = 0
+    """Time-aware scoring: the model sees the time between a session's consecutive events
+    as one of this many log2 buckets (BERT's token type; docs/scoring.md), so a session
+    can score high on latency alone. Needs days with per-event gaps (`gaps_ms`); the
+    bundle records it and every scorer feeds the windows' gaps. 0: off, a time-blind
+    model; else 2 to 64 (16 tells gaps apart up to ~16 s)."""
     epochs: int = 3
     """Passes over the training windows (min_steps and max_steps may end a run after more
     or fewer)."""
@@ -209,6 +216,10 @@ class TrainSettings:
             raise ValueError(f"vocab_size must exceed {len(SPECIALS)}")
         if self.tokens_per_batch < MAX_TOKENS:
             raise ValueError(f"tokens_per_batch must be >= {MAX_TOKENS} (one full window)")
+        if self.time_buckets and not 2 <= self.time_buckets <= MAX_TIME_BUCKETS:
+            raise ValueError(
+                f"time_buckets must be 0 or in [2, {MAX_TIME_BUCKETS}], got {self.time_buckets}"
+            )
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
 

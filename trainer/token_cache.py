@@ -6,13 +6,17 @@ training vocab is applied at load time through a small lookup table (one vectori
 so a cache entry stays valid whatever vocab a run builds or extends, and a nightly run only
 tokenizes new or changed days. Sessions longer than MAX_EVENTS are cut with `split_points`,
 as the stream cuts them. With `end_marker`, each window is marked by the rule of
-trainer/end_marker.py (a separate cache entry, suffixed "-end").
+trainer/end_marker.py (a separate cache entry, suffixed "-end"). With `time_gaps` (a
+time-aware run), each event's gap level (trainer/time_gaps.py) is stored beside its code
+(another entry, suffixed "-t"): 0 for a window's first event, the marker, and a session
+without `gaps_ms`.
 
-    <cache_dir>/v1-<blake2b of content>-w510[-end]/
+    <cache_dir>/v1-<blake2b of content>-w510[-end][-t]/
         events.json        {"events": [...], "n_sessions": N, "n_windows": W, "source": ...}
         codes.npy          uint16 (uint32 past 65535 distinct events), all windows back to back
         offsets.npy        int64, W + 1 window boundaries into codes
         session_hash.npy   uint64 per window: hash of its session_id (the validation split)
+        levels.npy         uint8 per event, beside codes (only with time_gaps)
     <cache_dir>/stat-memo.json   path -> [size, mtime_ns, content hash], to skip re-hashing
 
 Entries are written to a temporary directory and renamed into place.
@@ -37,6 +41,7 @@ from schemas.errors import DataError
 from schemas.sessions import Session
 from schemas.windows import MAX_EVENTS, split_points
 from trainer.end_marker import END_EVENT, marks
+from trainer.time_gaps import gap_levels
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +59,8 @@ class FileTokens:
     offsets: npt.NDArray[np.int64]
     session_hash: npt.NDArray[np.uint64]
     n_sessions: int
+    levels: npt.NDArray[np.uint8] | None = None
+    """Per event (as `codes`), its gap level; None: not a time-aware entry."""
 
     @property
     def n_windows(self) -> int:
@@ -69,13 +76,20 @@ def session_hash(session_id: str) -> int:
 
 
 def encode_sessions(
-    sessions: Iterable[Session], key: str = "", *, end_marker: bool = False
+    sessions: Iterable[Session],
+    key: str = "",
+    *,
+    end_marker: bool = False,
+    time_gaps: bool = False,
 ) -> FileTokens:
     """Pure: split sessions into windows and code their events by first appearance; with
     `end_marker`, append the marker to the windows the rule marks, in sessions that ended
-    (a window the stream cut mid-session, archived with `ended` false, gets none)."""
+    (a window the stream cut mid-session, archived with `ended` false, gets none); with
+    `time_gaps`, keep each event's gap level (a window's first event has none, as the
+    stream's windows have none)."""
     table: dict[str, int] = {}
     codes: list[int] = []
+    levels: list[npt.NDArray[np.uint8]] = []
     offsets = [0]
     hashes: list[int] = []
     n_sessions = 0
@@ -84,8 +98,13 @@ def encode_sessions(
         h = session_hash(s.session_id)
         for a, b in split_points(len(s.events), MAX_EVENTS):
             codes.extend(table.setdefault(e, len(table)) for e in s.events[a:b])
+            if time_gaps:
+                gaps = None if s.gaps_ms is None else s.gaps_ms[a:b]
+                levels.append(gap_levels(gaps, b - a))
             if end_marker and marks(b - a, s.ended):
                 codes.append(table.setdefault(END_EVENT, len(table)))
+                if time_gaps:
+                    levels.append(np.zeros(1, dtype=np.uint8))
             offsets.append(len(codes))
             hashes.append(h)
     dtype = np.uint16 if len(table) <= 1 << 16 else np.uint32
@@ -96,6 +115,7 @@ def encode_sessions(
         offsets=np.asarray(offsets, dtype=np.int64),
         session_hash=np.asarray(hashes, dtype=np.uint64),
         n_sessions=n_sessions,
+        levels=(np.concatenate(levels) if levels else np.zeros(0, np.uint8)) if time_gaps else None,
     )
 
 
@@ -109,11 +129,15 @@ def content_hash(path: Path) -> str:
 
 class TokenCache:
     """Loads daily files through the cache, tokenizing only those not cached yet; with
-    `end_marker`, windows are marked (trainer/end_marker.py)."""
+    `end_marker`, windows are marked (trainer/end_marker.py); with `time_gaps`, events
+    carry their gap levels (trainer/time_gaps.py)."""
 
-    def __init__(self, cache_dir: Path, *, end_marker: bool = False) -> None:
+    def __init__(
+        self, cache_dir: Path, *, end_marker: bool = False, time_gaps: bool = False
+    ) -> None:
         self.dir = cache_dir
         self.end_marker = end_marker
+        self.time_gaps = time_gaps
         self.hits = 0
         self.misses = 0
         self._memo: dict[str, list[int | str]] = {}
@@ -143,7 +167,7 @@ class TokenCache:
         return digest
 
     def entry_dir(self, key: str) -> Path:
-        suffix = "-end" if self.end_marker else ""
+        suffix = ("-end" if self.end_marker else "") + ("-t" if self.time_gaps else "")
         return self.dir / f"v{CACHE_FORMAT}-{key}-w{MAX_EVENTS}{suffix}"
 
     def load(self, path: Path) -> FileTokens:
@@ -159,7 +183,12 @@ class TokenCache:
                 shutil.rmtree(entry, ignore_errors=True)
         self.misses += 1
         log.info("tokenizing_daily_file", path=str(path), key=key)
-        ft = encode_sessions(read_sessions(path, strict=True), key, end_marker=self.end_marker)
+        ft = encode_sessions(
+            read_sessions(path, strict=True),
+            key,
+            end_marker=self.end_marker,
+            time_gaps=self.time_gaps,
+        )
         _write_entry(entry, ft, path)
         return _read_entry(entry, key)
 
@@ -179,6 +208,8 @@ def _write_entry(entry: Path, ft: FileTokens, source: Path) -> None:
     np.save(tmp / "codes.npy", ft.codes)
     np.save(tmp / "offsets.npy", ft.offsets)
     np.save(tmp / "session_hash.npy", ft.session_hash)
+    if ft.levels is not None:
+        np.save(tmp / "levels.npy", ft.levels)
     meta = {
         "format": CACHE_FORMAT,
         "events": list(ft.events),
@@ -197,6 +228,7 @@ def _write_entry(entry: Path, ft: FileTokens, source: Path) -> None:
 def _read_entry(entry: Path, key: str) -> FileTokens:
     meta = orjson.loads((entry / "events.json").read_bytes())
     offsets = np.load(entry / "offsets.npy", mmap_mode="r")
+    timed = entry.name.endswith("-t")
     ft = FileTokens(
         key=key,
         events=tuple(meta["events"]),
@@ -204,7 +236,10 @@ def _read_entry(entry: Path, key: str) -> FileTokens:
         offsets=offsets,
         session_hash=np.load(entry / "session_hash.npy", mmap_mode="r"),
         n_sessions=int(meta["n_sessions"]),
+        levels=np.load(entry / "levels.npy", mmap_mode="r") if timed else None,
     )
+    if ft.levels is not None and len(ft.levels) != len(ft.codes):
+        raise ValueError("levels do not match the codes")
     if ft.n_windows != int(meta["n_windows"]) or len(ft.session_hash) != ft.n_windows:
         raise ValueError("window counts disagree")
     if ft.n_windows and int(offsets[-1]) != len(ft.codes):

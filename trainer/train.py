@@ -50,7 +50,15 @@ from trainer.loop import (
     steps_per_epoch,
 )
 from trainer.loss_plot import plot_losses
-from trainer.model import bert_config, build_model, get_preset, load_model, unwrap
+from trainer.model import (
+    bert_config,
+    build_model,
+    get_preset,
+    grow_time_buckets,
+    load_model,
+    time_buckets_of,
+    unwrap,
+)
 from trainer.optim import build_optimizer, build_scheduler
 from trainer.progress import MetricsLog, Progress, read_metrics
 from trainer.scoring.strategy import DEFAULT_STRATEGY
@@ -166,11 +174,20 @@ def _run(
         model = load_model(resume_from, d.device)
     elif warm is not None:
         model = grow_vocab(warm.model, len(data.vocab))
+        if s.time_buckets and not time_buckets_of(model):
+            # Turning time on in a nightly retrain: every bucket starts as the one type.
+            model = grow_time_buckets(model, s.time_buckets)
         torch.nn.Module.to(model, d.device)
         if warm.preset and warm.preset != s.preset and d.master:
             log.warning("preset_from_bundle", bundle_preset=warm.preset, ignored=s.preset)
     else:
-        model = build_model(bert_config(get_preset(s.preset), len(data.vocab)), d.device)
+        config = bert_config(get_preset(s.preset), len(data.vocab), s.time_buckets)
+        model = build_model(config, d.device)
+    if time_buckets_of(model) != s.time_buckets:
+        raise ConfigError(
+            f"time_buckets is {s.time_buckets} but the model to continue from has "
+            f"{time_buckets_of(model)} (set --time-buckets to match)"
+        )
     model.train()
     # Dropout draws from here on: each rank its own stream.
     torch.manual_seed(s.seed * 1_000_003 + d.rank + 1)
@@ -271,7 +288,7 @@ def _load_data_on_all_ranks(
     def load() -> TrainingData:
         return load_training_data(
             sel,
-            TokenCache(s.cache_dir, end_marker=s.end_marker),
+            TokenCache(s.cache_dir, end_marker=s.end_marker, time_gaps=s.time_buckets > 0),
             s.val_fraction,
             s.vocab_size,
             base_vocab,

@@ -129,6 +129,15 @@ class _Session:
     """The time of its first dated event in input order: the session's day."""
     start_ts: int | None
     end_ts: int | None
+    gaps: list[int] | None = None
+    """Per event, ms since the latest time before it in the session (0 when the line's
+    time is earlier: lines out of order); None once an event had no time."""
+    last_ts: int | None = None
+    """The latest event time so far, what the next gap is measured from."""
+
+    @property
+    def gaps_ms(self) -> tuple[int, ...] | None:
+        return None if self.gaps is None else tuple(self.gaps)
 
 
 class SessionKey:
@@ -319,9 +328,14 @@ def _parse_line(
 def _add_event(sessions: dict[str, _Session], sid: str, tid: str, ts: int | None) -> None:
     cur = sessions.get(sid)
     if cur is None:
-        sessions[sid] = _Session([tid], ts, ts, ts)
+        sessions[sid] = _Session([tid], ts, ts, ts, None if ts is None else [0], ts)
         return
     cur.events.append(tid)
+    if ts is None:
+        cur.gaps = None
+    elif cur.gaps is not None and cur.last_ts is not None:
+        cur.gaps.append(max(0, ts - cur.last_ts))
+        cur.last_ts = max(cur.last_ts, ts)
     if ts is not None:
         if cur.first_ts is None:
             cur.first_ts = ts
@@ -342,7 +356,13 @@ def _write_days(
             summary.undated_sessions += 1
             continue
         by_day.setdefault(day, []).append(
-            Session(sid, tuple(cur.events), start_ts=cur.start_ts, end_ts=cur.end_ts)
+            Session(
+                sid,
+                tuple(cur.events),
+                start_ts=cur.start_ts,
+                end_ts=cur.end_ts,
+                gaps_ms=cur.gaps_ms,
+            )
         )
     for day in sorted(by_day):
         path = out_dir / daily_file_name(day)

@@ -5,7 +5,8 @@ Sources (each yields `(event, partition, offset, label)` in a deterministic orde
 - daily files: each Session line becomes its events, in order, at one synthetic event time
   per line spaced more than the gap apart, so every line closes as its own window (a line
   over 510 events is split as the stream splits it). Offsets are the running event index,
-  partition -1. The windows then get the line's real start/end times back.
+  partition -1. The windows then get the line's real start/end times back, and its
+  per-event gaps (`gaps_ms`, for a time-aware bundle) when the line has them.
 - an events file of LogEvent JSON lines (optionally .gz) in time order; partition 0,
   offset = line index. A label may ride in `attrs.label`, as simulated traffic has it.
   Raw events (a message, no event_id) are mapped to template ids as serve maps them, with
@@ -100,6 +101,7 @@ class DaySource:
     gap_ms: int
     _bases: list[int] = dataclasses.field(default_factory=list)
     _times: list[tuple[int, int] | None] = dataclasses.field(default_factory=list)
+    _gaps: list[tuple[int, ...] | None] = dataclasses.field(default_factory=list)
 
     def total(self) -> int:
         return sum(p.stat().st_size for p in self.files)
@@ -114,6 +116,7 @@ class DaySource:
                 self._bases.append(offset)
                 times = (s.start_ts, s.end_ts) if s.start_ts is not None and s.end_ts else None
                 self._times.append(times)
+                self._gaps.append(s.gaps_ms)
                 for e in s.events:
                     yield LogEvent(ts, _SERVICE, s.session_id, e), -1, offset, s.label
                     offset += 1
@@ -122,10 +125,18 @@ class DaySource:
 
     def restore(self, w: Window) -> Window:
         k = bisect.bisect_right(self._bases, w.first_offset) - 1
-        times = self._times[k] if k >= 0 else None
-        if times is None:
+        if k < 0:
             return w
-        return dataclasses.replace(w, first_ts=times[0], last_ts=times[1])
+        # The synthetic times gave every gap 0: the line's own, or none known.
+        line_gaps = self._gaps[k]
+        gaps = None
+        if line_gaps is not None:
+            a = w.first_offset - self._bases[k]
+            gaps = (0, *line_gaps[a + 1 : a + len(w.events)])
+        times = self._times[k]
+        if times is None:
+            return dataclasses.replace(w, gaps_ms=gaps)
+        return dataclasses.replace(w, first_ts=times[0], last_ts=times[1], gaps_ms=gaps)
 
 
 def day_files(days_dir: Path, from_date: date | None, to_date: date | None) -> list[Path]:

@@ -238,6 +238,8 @@ class ArchiveWindow:
     ended: bool
     pattern: tuple[str, ...] | None = None
     """The alert pattern the archive recorded (alerted windows only)."""
+    gaps_ms: tuple[int, ...] | None = None
+    """The window's gaps (the line's, its first 0), for a time-aware candidate."""
 
     def recurs(self, recurring: frozenset[str]) -> bool:
         """Whether it alerted on recurring events only: a new normal, not an incident."""
@@ -249,7 +251,8 @@ def _windows(s: Session) -> Iterator[ArchiveWindow]:
     session, if the line did)."""
     cuts = split_points(len(s.events), MAX_EVENTS)
     for i, (a, b) in enumerate(cuts):
-        yield ArchiveWindow(s.events[a:b], s.ended and i == len(cuts) - 1, s.pattern)
+        gaps = None if s.gaps_ms is None else (0, *s.gaps_ms[a + 1 : b])
+        yield ArchiveWindow(s.events[a:b], s.ended and i == len(cuts) - 1, s.pattern, gaps)
 
 
 @dataclass(frozen=True)
@@ -319,6 +322,8 @@ class HeldOut:
     ended: list[bool] = field(default_factory=list)
     watched: list[ArchiveWindow] = field(default_factory=list)
     """Windows of the training and held-out days the candidate must still flag."""
+    gaps: list[tuple[int, ...] | None] = field(default_factory=list)
+    """Per window, its gaps (None: the line had none); a time-aware candidate sees them."""
 
 
 def read_held_out(
@@ -327,13 +332,14 @@ def read_held_out(
     """The held-out day's windows (long sessions cut as the trainer and stream cut them).
     A window that alerted on `recurring` events only counts as not alerted: the new normal
     a candidate should learn."""
-    held = HeldOut([], [], [], [], list(watched))
+    held = HeldOut([], [], [], [], list(watched), [])
     for s in read_sessions(path, strict=False):
         for w in _windows(s):
             held.sequences.append(w.events)
             held.labels.append(s.label)
             held.alerted.append(s.alerted and not w.recurs(recurring))
             held.ended.append(w.ended)
+            held.gaps.append(w.gaps_ms)
     if not held.sequences:
         raise DataError(f"the held-out day {path} holds no windows")
     return held
@@ -359,8 +365,13 @@ def evaluate_bundle(
         bundle, s.device, max_batch_tokens=budget, bundle_key=key, explain_known_mixes=True
     )
     ended = held.ended or [True] * len(held.sequences)
-    results = scorer.score_events(held.sequences, ended)
-    watched = scorer.score_events([w.events for w in held.watched], [w.ended for w in held.watched])
+    gaps = held.gaps or None
+    results = scorer.score_events(held.sequences, ended, gaps)
+    watched = scorer.score_events(
+        [w.events for w in held.watched],
+        [w.ended for w in held.watched],
+        [w.gaps_ms for w in held.watched],
+    )
     return figures(
         scorer.model_version,
         scorer.threshold,

@@ -76,6 +76,7 @@ def session_line(window: Window, score: Score) -> bytes:
             ended=window.ended,
             pattern=score.pattern if score.anomalous else None,
             threshold=score.threshold,
+            gaps_ms=window.gaps_ms,
         ).encode()
         + b"\n"
     )

@@ -44,11 +44,17 @@ class ProcessScorer:
     scoring thread); `close` may come from another thread and waits for a call in flight."""
 
     def __init__(
-        self, process: subprocess.Popen[bytes], conn: Connection, model_version: str
+        self,
+        process: subprocess.Popen[bytes],
+        conn: Connection,
+        model_version: str,
+        time_buckets: int = 0,
     ) -> None:
         self._process = process
         self._conn = conn
         self._version = model_version
+        self.time_buckets = time_buckets
+        """The bundle's (its manifest's): the score cache keys on gap buckets when > 0."""
         self._lock = threading.Lock()
         self._closed = False
 
@@ -101,7 +107,7 @@ def start_process_scorer(
     that fails to load or verify raises BundleError here, as the in-process loader does."""
     # Checked here first: a tampered bundle is refused at once, without paying for a child
     # interpreter that imports torch only to refuse it (the child verifies again on load).
-    verify_bundle(bundle_dir)
+    manifest = verify_bundle(bundle_dir)
     ours, theirs = socket.socketpair()
     level, json = logging_settings()
     cmd = [
@@ -133,7 +139,7 @@ def start_process_scorer(
         process.wait()
         raise BundleError(reply[2]) if reply[1] == "BundleError" else ModelProcessError(reply[2])
     log.info("model_process_started", model_version=reply[1], pid=process.pid)
-    return ProcessScorer(process, conn, reply[1])
+    return ProcessScorer(process, conn, reply[1], manifest.time_buckets)
 
 
 def main(argv: list[str]) -> None:

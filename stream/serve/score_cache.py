@@ -9,9 +9,12 @@ scoring time always come from the window being scored, never from the cache.
 
 The key is (model_version, events, ended): the raw event ids, not their token ids, so two
 windows that differ only in which unknown event they hold do not share an entry (the
-explanation names the window's own event); `ended` decides the session-end marker.
-Bounded (LRU); cleared when the model changes. Used from one thread (the worker's scoring
-thread); not thread-safe.
+explanation names the window's own event); `ended` decides the session-end marker. A
+time-aware model (its scorer's `time_buckets` > 0) also sees each event's gap bucket, so
+its key holds the window's buckets (trainer/time_gaps.py) too: the same events at another
+pace are another entry, while gaps that fall in the same buckets share one. Bounded
+(LRU); cleared when the model changes. Used from one thread (the worker's scoring thread);
+not thread-safe.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Protocol
 
 from schemas.scores import Score, SurprisingEvent
 from schemas.windows import Window
+from trainer.time_gaps import window_buckets
 
 
 class _Scorer(Protocol):
@@ -55,8 +59,14 @@ class ModelOutput:
         )
 
 
-Key = tuple[str, tuple[tuple[str, ...], bool]]
-"""(model version, (events, ended))."""
+Key = tuple[str, tuple[tuple[str, ...], bool, tuple[int, ...] | None]]
+"""(model version, (events, ended, gap buckets: None for a time-blind model))."""
+
+
+def _buckets(w: Window, time_buckets: int) -> tuple[int, ...] | None:
+    if not time_buckets:
+        return None
+    return tuple(window_buckets(w.gaps_ms, len(w.events), time_buckets).tolist())
 
 
 class ScoreCache:
@@ -85,7 +95,9 @@ class ScoreCache:
             self._lru.clear()  # the old model's outputs can never be asked for again
             self._version = version
         lru = self._lru
-        keys: list[Key] = [(version, (w.events, w.ended)) for w in windows]
+        # A scorer that does not say (a test's fake) is time-blind.
+        n = int(getattr(scorer, "time_buckets", 0))
+        keys: list[Key] = [(version, (w.events, w.ended, _buckets(w, n))) for w in windows]
         found: list[ModelOutput | None] = []
         todo: dict[Key, int] = {}  # key -> index in `unseen`
         unseen: list[Window] = []

@@ -8,12 +8,13 @@ invalidation) and compacted when stale entries pile up.
 from __future__ import annotations
 
 import heapq
-from operator import itemgetter
+from operator import itemgetter, sub
 
 from schemas.windows import Window
 
 NEVER = 1 << 62
 _EVENT_ID = itemgetter(2)
+_TS = itemgetter(0)
 _COMPACT_SLACK = 1024  # a heap may hold this many stale entries beyond 2x its live ones
 
 
@@ -75,8 +76,14 @@ class OpenSession:
         buf = self.buf
         if self.in_order:
             events = tuple(buf)
+            ts = self.buf_ts
         else:  # (ts, offset, event id) order, as sorting the triples would give
-            events = tuple(map(_EVENT_ID, sorted(zip(self.buf_ts, self.buf_off, buf, strict=True))))
+            triples = sorted(zip(self.buf_ts, self.buf_off, buf, strict=True))
+            events = tuple(map(_EVENT_ID, triples))
+            ts = list(map(_TS, triples))
+        # Each event's time since the one before it (in that order): a time-aware model's
+        # input. The window's first has none here, even when the session had events before.
+        gaps = (0, *map(sub, ts[1:], ts[:-1]))
         w = Window.build(
             self.session_id,
             self.index,
@@ -89,6 +96,7 @@ class OpenSession:
             self.late,
             self.label,
             ended,
+            gaps,
         )
         # Emptied in place, not replaced: fewer allocations, fewer GC runs.
         buf.clear()

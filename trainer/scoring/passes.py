@@ -5,8 +5,11 @@ some of a window's events and reads the model's prediction at each masked positi
 passes of many windows are flattened (`Passes`), sorted by length and packed into batches
 of at most `max_batch_tokens` padded tokens (one pass per batch when a pass alone exceeds
 it); the LM head runs only at the masked positions (trainer.model.masked_logits), and
-log-softmax is taken in float32. What comes back (`Predictions`) is per event, flat over all
-windows, in input order: no rule is applied here (trainer/scoring/rules.py does that).
+log-softmax is taken in float32. A time-aware model's windows come with their token types
+(gap buckets, trainer/time_gaps.py), which ride beside the ids; [CLS], [SEP] and padding
+get type 0, and a masked event keeps its own. What comes back (`Predictions`) is per
+event, flat over all windows, in input order: no rule is applied here
+(trainer/scoring/rules.py does that).
 """
 
 from __future__ import annotations
@@ -43,6 +46,25 @@ def event_windows(
     return windows
 
 
+def type_windows(
+    model: BertForMaskedLM,
+    token_types: Sequence[Sequence[int]],
+    windows: Sequence[npt.NDArray[np.int64]],
+) -> list[npt.NDArray[np.int64]]:
+    """The windows' token types as int64 arrays; ValueError when one does not match its
+    window's length or is not one of the model's types."""
+    n_types = int(model.config.type_vocab_size)
+    if len(token_types) != len(windows):
+        raise ValueError(f"{len(token_types)} token-type rows for {len(windows)} windows")
+    out = [np.asarray(t, dtype=np.int64).reshape(-1) for t in token_types]
+    for i, (t, w) in enumerate(zip(out, windows, strict=True)):
+        if t.size != w.size:
+            raise ValueError(f"window {i} has {w.size} events but {t.size} token types")
+        if t.size and (t.min() < 0 or t.max() >= n_types):
+            raise ValueError(f"window {i} holds a token type outside [0, {n_types})")
+    return out
+
+
 def mask_groups(n_events: int, groups: int) -> list[list[int]]:
     """Positions masked in each pass: position i in group i % groups; empty groups dropped.
 
@@ -68,6 +90,8 @@ class Passes:
     lengths: npt.NDArray[np.int64]
     win: npt.NDArray[np.int64]
     group: npt.NDArray[np.int64]
+    types: npt.NDArray[np.int64] | None = None
+    """Per event (as `ids`), its token type; None: the model's default (all 0)."""
 
     @property
     def window_of(self) -> npt.NDArray[np.int64]:
@@ -79,10 +103,11 @@ def full_passes(
     windows: Sequence[npt.NDArray[np.int64]],
     groups: int,
     run: npt.NDArray[np.bool_] | None = None,
+    types: Sequence[npt.NDArray[np.int64]] | None = None,
 ) -> Passes:
     """`mask_groups` for every window: min(groups, events) passes each, together masking
     every event once. `run[w]` False: window w gets no pass (its events stay in `ids`,
-    never predicted)."""
+    never predicted). `types[w]`: window w's token types, one per event."""
     lengths = np.array([w.size for w in windows], dtype=np.int64)
     starts = np.zeros(len(windows), dtype=np.int64)
     if len(windows) > 1:
@@ -98,7 +123,10 @@ def full_passes(
     group = np.arange(win.size, dtype=np.int64) - np.repeat(
         np.cumsum(n_passes) - n_passes, n_passes
     )
-    return Passes(ids, event_group, starts, lengths, win, group)
+    flat_types = None
+    if types is not None:
+        flat_types = np.concatenate(types) if len(types) else np.zeros(0, dtype=np.int64)
+    return Passes(ids, event_group, starts, lengths, win, group, flat_types)
 
 
 @dataclass(frozen=True)
@@ -174,12 +202,16 @@ def _predict(
         input_ids, attention, masked, event_idx, true_ids = _batch_arrays(passes, rows, seq_len)
         if event_idx.size == 0:
             continue
+        types_t = None
+        if passes.types is not None:
+            types = _batch_types(passes, passes.types, rows, seq_len)
+            types_t = torch.from_numpy(types).to(device, non_blocking=True)
         ids_t = torch.from_numpy(input_ids).to(device, non_blocking=True)
         att_t = torch.from_numpy(attention).to(device, non_blocking=True)
         pos_t = torch.from_numpy(masked).to(device, non_blocking=True)
         true_t = torch.from_numpy(true_ids).to(device, non_blocking=True)
         with autocast_for(device):
-            logits = masked_logits(model, ids_t, att_t, pos_t)
+            logits = masked_logits(model, ids_t, att_t, pos_t, types_t)
         lp = torch.log_softmax(logits.float(), dim=-1)
         lp_true = lp.gather(1, true_t.unsqueeze(1)).squeeze(1)
         if top_k > 0:
@@ -234,3 +266,15 @@ def _batch_arrays(
     true_ids = input_ids[masked]
     input_ids[masked] = MASK_ID
     return input_ids, attention, masked, event_idx, true_ids
+
+
+def _batch_types(
+    passes: Passes, types: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], seq_len: int
+) -> npt.NDArray[np.int64]:
+    """The token types of `_batch_arrays`' rows: each event's own, 0 elsewhere."""
+    win = passes.win[rows]
+    n = passes.lengths[win]
+    event = np.arange(seq_len, dtype=np.int64)[None, :] - 1
+    is_event = (event >= 0) & (event < n[:, None])
+    src = np.clip(passes.starts[win][:, None] + event, 0, max(types.size - 1, 0))
+    return np.where(is_event, types[src] if types.size else 0, 0).astype(np.int64)

@@ -24,7 +24,13 @@ import torch
 from transformers import BertForMaskedLM
 
 from trainer.known_mixes import KnownMixes
-from trainer.scoring.passes import FIRST_EVENT_ID, event_windows, full_passes, predict
+from trainer.scoring.passes import (
+    FIRST_EVENT_ID,
+    event_windows,
+    full_passes,
+    predict,
+    type_windows,
+)
 from trainer.scoring.rules import (
     event_nll,
     events_past_ceiling,
@@ -78,8 +84,14 @@ def score_token_windows(
     max_batch_tokens: int = 32768,
     known: KnownMixes | None = None,
     explain_known_mixes: bool = True,
+    token_types: Sequence[Sequence[int]] | None = None,
 ) -> list[WindowResult]:
     """Score windows of event token ids (no [CLS]/[SEP]); results in input order.
+
+    `token_types`: for a time-aware model, each window's gap buckets, one per token
+    (trainer/time_gaps.py); None: all 0, as a time-blind model sees every window. The
+    known-mix rules look at the event ids only: a window whose mix they exempt scores 0
+    whatever its gaps.
 
     `known`: what the training windows held. Each result then says whether its window is a
     known mix (in known order) and which of its events are past their count ceiling; a
@@ -93,11 +105,12 @@ def score_token_windows(
     if why := missing_lookup(strategy, known):
         raise ValueError(why)
     windows = event_windows(model, token_windows)
+    types = None if token_types is None else type_windows(model, token_types, windows)
     # Each window's mix is matched once, here.
     matches = [known.match(w) if known is not None else (False, False) for w in windows]
     exempted = np.array([exempt(strategy, *m) for m in matches], dtype=bool)
     run = ~exempted if not explain_known_mixes else np.ones(len(windows), dtype=bool)
-    passes = full_passes(windows, strategy.groups, run)
+    passes = full_passes(windows, strategy.groups, run, types)
     vocab_size = int(model.config.vocab_size)
     pred = predict(
         model,

@@ -3,7 +3,9 @@
 It scores with the strategy the bundle was calibrated with (calibration.json), against the
 bundle's threshold. When the bundle's vocab holds the session-end marker, it appends the
 marker to the windows trainer/end_marker.py's rule marks, as the trainer did; an
-explanation at position n_events is that marker ("the session ended here"). It serializes
+explanation at position n_events is that marker ("the session ended here"). A time-aware
+bundle (its manifest's `time_buckets`) gets each window's gaps as token types
+(trainer/time_gaps.py); a time-blind one never looks at them. It serializes
 callers with a lock: the stream calls it from one worker thread.
 """
 
@@ -12,7 +14,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
+import numpy as np
+import numpy.typing as npt
 import structlog
 import torch
 from transformers import BertForMaskedLM
@@ -25,10 +30,11 @@ from schemas.vocab import Vocab
 from schemas.windows import Window
 from trainer.end_marker import END_EVENT, encode_window, uses_end_marker
 from trainer.known_mixes import KnownMixes
-from trainer.model import device_for, load_model
+from trainer.model import device_for, load_model, time_buckets_of
 from trainer.scoring.rules import missing_lookup
 from trainer.scoring.score import WindowResult, score_token_windows
 from trainer.scoring.strategy import ScoringStrategy
+from trainer.time_gaps import window_buckets
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +54,13 @@ class WindowScorer:
         max_batch_tokens: int = 32768,
         known: KnownMixes | None = None,
         explain_known_mixes: bool = False,
+        time_buckets: int = 0,
     ) -> None:
+        if time_buckets_of(model) != time_buckets:
+            raise BundleError(
+                f"{model_version}: the manifest says {time_buckets} time buckets, the model "
+                f"has {model.config.type_vocab_size} token types"
+            )
         if int(model.config.vocab_size) != len(vocab):
             raise BundleError(
                 f"model vocab size {model.config.vocab_size} != vocab.json size {len(vocab)}"
@@ -70,6 +82,8 @@ class WindowScorer:
         self.explain_known_mixes = explain_known_mixes
         """Run the model on windows the known-mix rule scores 0, for their surprising
         events; off, they get no forward pass and no explanation."""
+        self.time_buckets = time_buckets
+        """The bundle's time buckets: 0, a time-blind model (gaps are not looked at)."""
         self._lock = threading.Lock()
 
     @classmethod
@@ -108,6 +122,7 @@ class WindowScorer:
             threshold=calibration.threshold,
             groups=strategy.groups,
             end_marker=END_EVENT in vocab,
+            time_buckets=manifest.time_buckets,
         )
         return cls(
             model,
@@ -121,19 +136,31 @@ class WindowScorer:
                 calibration.known_mixes, calibration.known_pairs, calibration.count_ceilings
             ),
             explain_known_mixes=explain_known_mixes,
+            time_buckets=manifest.time_buckets,
         )
 
     def score_events(
-        self, sequences: Sequence[Sequence[str]], ended: Sequence[bool] | None = None
+        self,
+        sequences: Sequence[Sequence[str]],
+        ended: Sequence[bool] | None = None,
+        gaps: Sequence[Sequence[int] | None] | None = None,
     ) -> list[WindowResult]:
         """Score windows given as event-id sequences (each at most 510 events), marked as
         the bundle was trained (see the module doc). `ended[i]` False: window i was cut
-        while its session may go on, so it gets no end marker (default: all ended)."""
+        while its session may go on, so it gets no end marker (default: all ended).
+        `gaps[i]`: window i's `gaps_ms` (None: unknown), seen by a time-aware bundle only."""
         flags = [True] * len(sequences) if ended is None else ended
         token_windows = [
             encode_window(self.vocab, seq, self.end_marker, e)
             for seq, e in zip(sequences, flags, strict=True)
         ]
+        types: list[npt.NDArray[np.int64]] | None = None
+        if self.time_buckets:
+            per_window = [None] * len(sequences) if gaps is None else gaps
+            types = [
+                window_buckets(g, len(ids), self.time_buckets)
+                for g, ids in zip(per_window, token_windows, strict=True)
+            ]
         with self._lock:
             return score_token_windows(
                 self.model,
@@ -143,6 +170,7 @@ class WindowScorer:
                 max_batch_tokens=self.max_batch_tokens,
                 known=self.known,
                 explain_known_mixes=self.explain_known_mixes,
+                token_types=cast(Sequence[Sequence[int]] | None, types),
             )
 
     def use_threads(self, n: int) -> None:
@@ -153,7 +181,9 @@ class WindowScorer:
 
     def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
         """One Score per window, in order; `now_ms` is the wall clock stamped as scored_at."""
-        results = self.score_events([w.events for w in windows], [w.ended for w in windows])
+        results = self.score_events(
+            [w.events for w in windows], [w.ended for w in windows], [w.gaps_ms for w in windows]
+        )
         return [self._to_score(w, r, now_ms) for w, r in zip(windows, results, strict=True)]
 
     def _to_score(self, window: Window, result: WindowResult, now_ms: int) -> Score:
