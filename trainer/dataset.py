@@ -300,14 +300,23 @@ def window_columns(path: Path, n_windows: int) -> WindowColumns:
     return WindowColumns.of(records).repeat(np.asarray(repeats, dtype=np.int64))
 
 
-def pad_windows(store: WindowStore, idx: IntArray, bucket_width: int) -> npt.NDArray[np.int64]:
-    """Pure: rows [CLS] events [SEP] [PAD]..., padded to the bucket of the longest window."""
+def _layout(
+    store: WindowStore, idx: IntArray, bucket_width: int
+) -> tuple[IntArray, int, npt.NDArray[np.bool_], IntArray]:
+    """The padded rows' shape: each window's length, the row width, which event columns
+    hold an event, and where in the store each column reads from (clamped inside it)."""
     lens = store.lengths[idx]
     starts = store.starts[idx]
     width = padded_length(int(lens.max()) + SPECIAL_TOKENS, bucket_width)
     cols = np.arange(width - SPECIAL_TOKENS)
     valid = cols[None, :] < lens[:, None]
     src = starts[:, None] + np.minimum(cols[None, :], np.maximum(lens[:, None] - 1, 0))
+    return lens, width, valid, src
+
+
+def pad_windows(store: WindowStore, idx: IntArray, bucket_width: int) -> npt.NDArray[np.int64]:
+    """Pure: rows [CLS] events [SEP] [PAD]..., padded to the bucket of the longest window."""
+    lens, width, valid, src = _layout(store, idx, bucket_width)
     out = np.full((len(idx), width), PAD_ID, dtype=np.int64)
     out[:, 0] = CLS_ID
     if len(store.tokens):
@@ -323,12 +332,7 @@ def pad_types(
     0 at [CLS], [SEP] and padding."""
     if store.levels is None:
         raise DataError("the training data holds no time gaps (a time-blind token cache)")
-    lens = store.lengths[idx]
-    starts = store.starts[idx]
-    width = padded_length(int(lens.max()) + SPECIAL_TOKENS, bucket_width)
-    cols = np.arange(width - SPECIAL_TOKENS)
-    valid = cols[None, :] < lens[:, None]
-    src = starts[:, None] + np.minimum(cols[None, :], np.maximum(lens[:, None] - 1, 0))
+    _, width, valid, src = _layout(store, idx, bucket_width)
     out = np.zeros((len(idx), width), dtype=np.int64)
     if len(store.levels):
         buckets = levels_to_buckets(store.levels[src], time_buckets)

@@ -21,7 +21,7 @@ import pytest
 _PROCESSOR = platform.uname().processor
 # torch's first import looks a library up with `ldconfig -p` (ctypes.util.find_library): load
 # it before the guard too, so a test that is the first to import torch is not refused.
-importlib.import_module("torch")
+torch = importlib.import_module("torch")
 
 
 def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
@@ -35,3 +35,13 @@ def no_child_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(os, "fork", _refuse)
     monkeypatch.setattr(os, "posix_spawn", _refuse)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a module's tests: other suites share the machine's cores, and
+    small models run no slower on one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

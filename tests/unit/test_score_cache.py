@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import orjson
 import pytest
@@ -25,14 +25,6 @@ from trainer.model import PRESETS, bert_config, build_model
 from trainer.scoring import ScoringStrategy, WindowScorer
 
 EVENTS = [f"E{i}" for i in range(20)]
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def scorer(version: str, seed: int, strategy: ScoringStrategy) -> WindowScorer:

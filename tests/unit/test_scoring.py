@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,15 +35,6 @@ from trainer.scoring.rules import most_surprising, window_score
 
 CPU = torch.device("cpu")
 VOCAB_SIZE = 40
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    # Other suites share the machine's cores; one thread is also what the timings assume.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ events arriving slowly higher, and a time-blind one does not look at the gaps.""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -43,15 +42,6 @@ from trainer.settings import TrainSettings
 from trainer.time_gaps import TimedEvents, gap_bucket, gaps_of
 from trainer.token_cache import TokenCache, encode_sessions
 from trainer.train import TrainRequest, run_training
-
-
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # ---- the token cache and the batches
 
