@@ -93,8 +93,11 @@ ANCHORS = {
 }
 
 
-def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: bool) -> float:
-    """`logad train`, through the product's own command line."""
+def train_bundle(
+    data: Path, out_dir: Path, a: argparse.Namespace, end_marker: bool, time_buckets: int = 0
+) -> float:
+    """`logad train`, through the product's own command line. `time_buckets` > 0: a
+    time-aware model (the days must carry `gaps_ms`); 0 leaves the knob at its default."""
     from stream.cli import main as logad
 
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -141,6 +144,7 @@ def train_bundle(data: Path, out_dir: Path, a: argparse.Namespace, end_marker: b
             str(a.prefix_cut_fraction if end_marker else 0.0),
             "--prune-last-layer",
             str(a.prune_last_layer).lower(),
+            *(["--time-buckets", str(time_buckets)] if time_buckets else []),
         ]
     )
     if rc != 0:

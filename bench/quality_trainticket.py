@@ -85,6 +85,7 @@ import orjson  # noqa: E402
 from bench.hdfs_args import add_device_args  # noqa: E402
 from bench.machine import report_header, results_dir, shown_path, write_result  # noqa: E402
 from bench.nezha import Day, LogRow, find_days, read_rows  # noqa: E402
+from bench.raw_hdfs import gaps_from_times  # noqa: E402
 from schemas.errors import DataError  # noqa: E402
 from schemas.events import LogEvent  # noqa: E402
 from schemas.incidents import Incident, read_incidents  # noqa: E402
@@ -237,7 +238,11 @@ def mine_training(rows: Sequence[LogRow]) -> tuple[TemplateSet, list[str]]:
     return miner.to_set(), ids
 
 
-def training_sessions(rows: Sequence[LogRow], ids: Sequence[str]) -> list[Session]:
+def training_sessions(
+    rows: Sequence[LogRow], ids: Sequence[str], with_gaps: bool = False
+) -> list[Session]:
+    """One Session per trace, its lines in time order; `with_gaps`: carrying the gaps
+    between its lines' times (a time-aware model trains on them)."""
     by_trace: dict[str, list[tuple[int, int]]] = {}
     for i, r in enumerate(rows):
         by_trace.setdefault(r.trace_id, []).append((r.ts_ms, i))
@@ -251,6 +256,7 @@ def training_sessions(rows: Sequence[LogRow], ids: Sequence[str]) -> list[Sessio
                 start_ts=items[0][0],
                 end_ts=items[-1][0],
                 label=0,
+                gaps_ms=gaps_from_times([t for t, _ in items]) if with_gaps else None,
             )
         )
     return out_
@@ -585,6 +591,14 @@ def parser() -> argparse.ArgumentParser:
         help="training batch budget (default: %(default)s, quality_hdfs's)",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument(
+        "--time-buckets",
+        type=int,
+        default=0,
+        help="logad trains time-aware on the gaps between a trace's lines (`logad train "
+        "--time-buckets`) and scores the fault-phase traces with theirs; 0: time-blind, as "
+        "before. Not 0 needs --results elsewhere than the committed JSON (default: %(default)s)",
+    )
     add_device_args(p, "where the models train and score")
     return p
 
@@ -611,6 +625,7 @@ def score_logad(
     from trainer.incident_sessions import judged_sessions, read_timed_sessions
     from trainer.mining.matcher import TemplateMatcher
     from trainer.scorer_settings import ScorerSettings
+    from trainer.time_gaps import gaps_of
 
     settings = EvaluateSettings(
         token_cache_dir=a.out / "token-cache",
@@ -623,7 +638,9 @@ def score_logad(
     timed = read_timed_sessions([events], matcher)
 
     def window_scores(batch: list[Any]) -> list[float]:
-        return [r.score for r in scorer.score_events(batch)]
+        # The events file's sessions carry their gaps (`TimedEvents`), windows too; a
+        # time-blind bundle does not look, a time-aware one scores them as evaluate does.
+        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
 
     t0 = time.perf_counter()
     run = run_windows(window_scores, [t.events for t in timed], desc="trainticket")
@@ -664,6 +681,9 @@ def score_logad(
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
+    if a.time_buckets and a.results.resolve() == RESULTS_JSON:
+        # The committed figures are the time-blind model's: a time-aware run goes elsewhere.
+        raise SystemExit("--time-buckets needs --results elsewhere than the committed JSON")
     import torch
 
     from bench.quality_hdfs import parser as quality_parser
@@ -704,7 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out(f"[2/5] mining templates on the lines of the {trained_from}; daily files and events ...")
     templates, ids = mine_training(train_rows)
-    train_sessions = training_sessions(train_rows, ids)
+    train_sessions = training_sessions(train_rows, ids, with_gaps=a.time_buckets > 0)
     days_dir = a.out / "days"
     write_days(days_dir, train_sessions)
     write_templates(days_dir / "templates.json", templates)
@@ -721,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
          "--tokens-per-batch", str(a.tokens_per_batch)]
     )  # fmt: skip
     bundle = a.out / "model"
-    train_s = train_bundle(days_dir, bundle, recipe, end_marker=True)
+    train_s = train_bundle(days_dir, bundle, recipe, end_marker=True, time_buckets=a.time_buckets)
     metrics = verify_bundle(bundle).metrics
     out(f"  trained in {train_s:.0f} s ({metrics.get('steps')} steps)")
 
@@ -804,6 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "val_fraction": recipe.val_fraction,
             "threshold_quantile": recipe.threshold_quantile,
             "seed": a.seed,
+            "time_buckets": a.time_buckets,
             "threads": a.threads,
             "device": a.device,
         },

@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import itertools
 import shutil
 import sys
 import time
@@ -76,6 +77,7 @@ from schemas.vocab import Vocab  # noqa: E402
 from trainer.mining import DEFAULT_PARAMS, TemplateMiner  # noqa: E402
 from trainer.mining.accuracy import grouping_accuracy  # noqa: E402
 
+RESULTS_JSON = ROOT / "bench" / "results" / "raw_hdfs.json"
 GIVEN_EVENT_IDS = 33
 """E1..E33 (data/hdfs/templates.csv)."""
 SPLIT_SALT = b"logad-bench-raw-hdfs:"
@@ -206,13 +208,24 @@ def impure_groups(
     }
 
 
+def gaps_from_times(times: Sequence[int]) -> tuple[int, ...]:
+    """A session's `gaps_ms` from its events' times (ms, in order): the first 0, then each
+    event's time since the one before."""
+    gaps = (0, *(b - a for a, b in itertools.pairwise(times))) if times else ()
+    if any(g < 0 for g in gaps):
+        raise ValueError("event times must be in order to give gaps")
+    return gaps
+
+
 def sessions_of(
     blocks: Sequence[str],
     sessions: Mapping[str, Sequence[int]],
     lines: Sequence[Line],
     ids: Sequence[str],
     labels: Mapping[str, int],
+    with_gaps: bool = False,
 ) -> list[Session]:
+    """One Session per block; `with_gaps`: carrying its events' gaps (a time-aware model)."""
     out_: list[Session] = []
     for b in blocks:
         idx = sessions[b]
@@ -223,6 +236,7 @@ def sessions_of(
                 start_ts=lines[idx[0]].ts,
                 end_ts=max(lines[i].ts for i in idx),
                 label=labels[b],
+                gaps_ms=gaps_from_times([lines[i].ts for i in idx]) if with_gaps else None,
             )
         )
     return out_
@@ -267,6 +281,7 @@ def train_variant(
     test_sessions: Sequence[Session],
     work: Path,
     recipe: argparse.Namespace,
+    time_buckets: int = 0,
 ) -> Trained:
     """`logad train` on the normal training sessions; the test half's session files."""
     from bench.quality_hdfs import train_bundle
@@ -281,7 +296,9 @@ def train_variant(
 
     out(f"  [{name}] logad train on {len(normal_train)} normal sessions ({len(days)} days) ...")
     bundle = root / "model"
-    train_s = train_bundle(root / "days", bundle, recipe, end_marker=True)
+    train_s = train_bundle(
+        root / "days", bundle, recipe, end_marker=True, time_buckets=time_buckets
+    )
     out(f"  [{name}] trained in {train_s:.0f} s")
     m = verify_bundle(bundle).metrics
     vocab = Vocab.load(bundle / VOCAB)
@@ -389,13 +406,16 @@ def session_flags(
     the sessions the two ways judge differently."""
     from trainer.evaluate import run_windows
     from trainer.scoring.scorer import WindowScorer
+    from trainer.time_gaps import TimedEvents, gaps_of
 
     scorer = WindowScorer.from_bundle(bundle, device)
 
     def score(batch: list[tuple[str, ...]]) -> list[float]:
-        return [r.score for r in scorer.score_events(batch)]
+        # Windows of sessions with gaps carry theirs, as `logad evaluate` reads them.
+        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
 
-    run = run_windows(score, [s.events for s in sessions], desc="flags")
+    seqs = [s.events if s.gaps_ms is None else TimedEvents(s.events, s.gaps_ms) for s in sessions]
+    run = run_windows(score, seqs, desc="flags")
     return [bool(x > threshold) for x in run.session_scores(float)]
 
 
@@ -421,12 +441,24 @@ def parser() -> argparse.ArgumentParser:
         help="the trainer's validation slice (default: quality_hdfs's)",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
+    p.add_argument(
+        "--time-buckets",
+        type=int,
+        default=0,
+        help="both ways train time-aware on the gaps between a block's events (`logad train "
+        "--time-buckets`; the stream's times are whole seconds) and score the test half with "
+        "theirs; 0: time-blind, as before. Not 0 needs --results elsewhere than the committed "
+        "JSON (default: %(default)s)",
+    )
     add_device_args(p, "where the models train and score")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = parser().parse_args(argv)
+    if a.time_buckets and (a.results is None or a.results.resolve() == RESULTS_JSON):
+        # The committed figures are the time-blind models': a time-aware run goes elsewhere.
+        raise SystemExit("--time-buckets needs --results elsewhere than the committed JSON")
     from bench.quality_hdfs import POPULATION
     from bench.quality_hdfs import parser as quality_parser
     from schemas.runtime.logs import configure_logging
@@ -495,10 +527,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     built: dict[str, tuple[list[Session], list[Session]]] = {}
     trained: dict[str, Trained] = {}
     for name in VARIANTS:
-        tr = sessions_of(train_blocks, sessions, lines, ids_of[name], labels)
-        te = sessions_of(test_blocks, sessions, lines, ids_of[name], labels)
+        timed = a.time_buckets > 0
+        tr = sessions_of(train_blocks, sessions, lines, ids_of[name], labels, with_gaps=timed)
+        te = sessions_of(test_blocks, sessions, lines, ids_of[name], labels, with_gaps=timed)
         built[name] = (tr, te)
-        trained[name] = train_variant(name, tr, te, a.out, recipe)
+        trained[name] = train_variant(name, tr, te, a.out, recipe, a.time_buckets)
 
     out("[4/4] logad evaluate on the test half, both ways ...")
     fallback = fallback_quantile([calibration_of(trained[n].bundle) for n in VARIANTS])
@@ -543,6 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "events_file": shown_path(events_path),
         "events": len(lines),
         "blocks": len(sessions),
+        "time_buckets": a.time_buckets,
         "split": split,
         "recipe": {
             k: (shown_path(v) if isinstance(v, Path) else v)

@@ -14,12 +14,15 @@ from bench.raw_hdfs import (
     UNMATCHED,
     Line,
     fallback_quantile,
+    gaps_from_times,
     group_sessions,
     impure_groups,
     is_test_block,
     label_blocks,
+    main,
     mined_ids,
     read_events,
+    sessions_of,
     split_blocks,
     write_days,
 )
@@ -152,3 +155,32 @@ def test_the_fallback_threshold_is_below_an_unknown_events_score() -> None:
     assert fallback_quantile([at_unk, p99_at_unk]) == 0.9
     with pytest.raises(DataError, match="even p90"):
         fallback_quantile([({"p90": unk, "p99": unk, "p99.9": unk}, 0.999, unk)])
+
+
+def test_gaps_are_each_events_time_since_the_one_before() -> None:
+    assert gaps_from_times([5_000, 5_000, 7_000, 10_500]) == (0, 0, 2_000, 3_500)
+    assert gaps_from_times([42]) == (0,)
+    assert gaps_from_times([]) == ()
+    with pytest.raises(ValueError, match="in order"):
+        gaps_from_times([2_000, 1_000])
+
+
+def test_sessions_carry_gaps_in_their_event_order_only_when_asked(tmp_path: Path) -> None:
+    lines = [_line(3_000, "b1", "E2"), _line(1_000, "b1", "E1"), _line(1_000, "b1", "E3")]
+    grouped = group_sessions(lines)
+    ids = [x.event_id for x in lines]
+    [timed] = sessions_of(["b1"], grouped, lines, ids, {"b1": 1}, with_gaps=True)
+    assert timed.events == ("E1", "E3", "E2")
+    assert timed.gaps_ms == (0, 0, 2_000)
+    [blind] = sessions_of(["b1"], grouped, lines, ids, {"b1": 1})
+    assert blind.gaps_ms is None and blind.events == timed.events
+    # The daily files keep them, for `logad train --time-buckets`.
+    [path] = write_days(tmp_path / "days", [timed])
+    assert [s.gaps_ms for s in read_sessions(path)] == [(0, 0, 2_000)]
+
+
+def test_a_time_aware_run_may_not_overwrite_the_committed_results() -> None:
+    with pytest.raises(SystemExit, match="--results"):
+        main(["--time-buckets", "16"])
+    with pytest.raises(SystemExit, match="--results"):
+        main(["--time-buckets", "16", "--results", "bench/results/raw_hdfs.json"])

@@ -18,6 +18,7 @@ from bench.quality_trainticket import (
     false_alarms,
     flagged,
     in_incident_on_service,
+    main,
     method_row,
     outside_incidents,
     role_masks,
@@ -59,6 +60,21 @@ def test_training_sessions_are_traces_in_time_order() -> None:
     assert by_id["t1"].events == ("T2", "T3")
     assert (by_id["t1"].start_ts, by_id["t1"].end_ts) == (20, 30)
     assert by_id["t2"].events == ("T1",) and by_id["t2"].label == 0
+    assert by_id["t1"].gaps_ms is None
+
+
+def test_training_sessions_with_gaps_carry_their_lines_gaps() -> None:
+    rows = [_row("t1", 30), _row("t2", 10), _row("t1", 20), _row("t1", 20)]
+    by_id = {s.session_id: s for s in training_sessions(rows, ["T3", "T1", "T2", "T4"], True)}
+    # Ties keep file order; the first line has no gap.
+    assert by_id["t1"].events == ("T2", "T4", "T3")
+    assert by_id["t1"].gaps_ms == (0, 0, 10)
+    assert by_id["t2"].gaps_ms == (0,)
+
+
+def test_a_time_aware_run_may_not_overwrite_the_committed_results() -> None:
+    with pytest.raises(SystemExit, match="--results"):
+        main(["--time-buckets", "16"])
 
 
 def _timed(sid: str, start: int, end: int, *services: str) -> TimedSession:
