@@ -324,17 +324,24 @@ class HeldOut:
     """Windows of the training and held-out days the candidate must still flag."""
     gaps: list[tuple[int, ...] | None] = field(default_factory=list)
     """Per window, its gaps (None: the line had none); a time-aware candidate sees them."""
+    confirmed: list[bool] = field(default_factory=list)
+    """Per window, whether an operator confirmed its session anomalous."""
 
 
 def read_held_out(
-    path: Path, watched: Sequence[ArchiveWindow] = (), recurring: frozenset[str] = frozenset()
+    path: Path,
+    watched: Sequence[ArchiveWindow] = (),
+    recurring: frozenset[str] = frozenset(),
+    feedback: Sequence[Feedback] = (),
 ) -> HeldOut:
     """The held-out day's windows (long sessions cut as the trainer and stream cut them).
     A window that alerted on `recurring` events only counts as not alerted: the new normal
-    a candidate should learn."""
-    held = HeldOut([], [], [], [], list(watched), [])
+    a candidate should learn. Windows of sessions operators confirmed anomalous are marked."""
+    held = HeldOut([], [], [], [], list(watched), [], [])
     for s in read_sessions(path, strict=False):
+        verdict = verdict_of(s.session_id, (s.start_ts, s.end_ts), feedback) if feedback else None
         for w in _windows(s):
+            held.confirmed.append(verdict == "anomalous")
             held.sequences.append(w.events)
             held.labels.append(s.label)
             held.alerted.append(s.alerted and not w.recurs(recurring))
@@ -380,6 +387,7 @@ def evaluate_bundle(
         held.alerted,
         nll=[_nll(r) for r in results],
         watched_scores=[r.score for r in watched],
+        confirmed=held.confirmed,
     )
 
 
@@ -556,7 +564,7 @@ def run_retrain(s: RetrainSettings, now: datetime) -> Outcome:
             _train_candidate(s, plan, candidate_dir, init_from)
             excluded = _excluded(candidate_dir)
             training = _training(candidate_dir, s, init_from)
-            held = read_held_out(plan.holdout_file, watched, recurring)
+            held = read_held_out(plan.holdout_file, watched, recurring, feedback)
             # The candidate is this run's own, made under its lock: signed on promotion.
             cand = evaluate_bundle(candidate_dir, held, s)
             cur = evaluate_bundle(current_dir, held, s, key) if current_dir is not None else None

@@ -17,8 +17,8 @@ model on four criteria, every one evaluated (none stops the others):
   are those the current model did not alert on, so its own rate reads about 0 by
   construction and its false alerts are invisible. An unlabelled candidate over the limit
   therefore still passes when it alerts on no more held-out windows than the current one:
-  the windows it newly flags are no more than the stream's alerts it quiets (how many it
-  may quiet is `alerted_kept`'s to bound).
+  the windows it newly flags are no more than the stream's alerts it quiets, less those
+  operators confirmed anomalous (how many it may quiet is `alerted_kept`'s to bound).
 - `alerted_kept`: of the *watched* windows (those the current model alerted on during the
   training days and the held-out day, plus sessions operators confirmed anomalous, less
   those they acknowledged as normal), the share the model scores over its own threshold;
@@ -172,7 +172,8 @@ class Figures:
     kept: int = 0
     """Of the watched windows, those over this model's threshold."""
     quieted: int = 0
-    """Held-out windows the stream alerted on that this model does not flag."""
+    """Held-out windows the stream alerted on that this model does not flag, less those
+    an operator confirmed anomalous."""
 
 
 def figures(
@@ -184,16 +185,26 @@ def figures(
     *,
     nll: Sequence[tuple[float, int]] | None = None,
     watched_scores: Sequence[float] = (),
+    confirmed: Sequence[bool] = (),
 ) -> Figures:
     """A model's figures from its window scores (flag when score > threshold); `nll` per
-    window: the sum of its events' NLLs and their count."""
+    window: the sum of its events' NLLs and their count. `confirmed` per window (none:
+    all False): an operator confirmed it anomalous, so unlabelled it is not normal, and a
+    model that quiets it earns no trade (`false_alert_criterion`)."""
     if not len(scores) == len(labels) == len(alerted):
         raise ValueError("scores, labels and alerted differ in length")
     if nll is not None and len(nll) != len(scores):
         raise ValueError("nll and scores differ in length")
+    if confirmed and len(confirmed) != len(scores):
+        raise ValueError("confirmed and scores differ in length")
+    sure = confirmed or [False] * len(scores)
     flagged = [s > threshold for s in scores]
     labelled = any(lb is not None for lb in labels)
-    normal = [lb == 0 for lb in labels] if labelled else [not a for a in alerted]
+    normal = (
+        [lb == 0 for lb in labels]
+        if labelled
+        else [not a and not c for a, c in zip(alerted, sure, strict=True)]
+    )
     n_normal = sum(normal)
     fa = sum(f and n for f, n in zip(flagged, normal, strict=True))
     far = fa / n_normal if n_normal else 0.0
@@ -213,7 +224,9 @@ def figures(
         val_loss=loss,
         watched=len(watched_scores),
         kept=sum(s > threshold for s in watched_scores),
-        quieted=sum(a is True and not f for a, f in zip(alerted, flagged, strict=True)),
+        quieted=sum(
+            a is True and not f and not c for a, f, c in zip(alerted, flagged, sure, strict=True)
+        ),
     )
     pos = [lb == 1 for lb in labels]
     n_pos = sum(pos)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.daily_files import DayFile, daily_file_name, write_sessions
+from schemas.daily_files import DayFile, daily_file_name, read_sessions, write_sessions
 from schemas.feedback import Feedback
 from schemas.scores import Expected, Score, SurprisingEvent
 from schemas.sessions import Session
@@ -170,6 +170,14 @@ def test_retrain_decides_over_its_days_and_counts_the_new_normal_as_normal(
     held = read_held_out(scans[1].count.path, still, recurring)
     assert sum(bool(a) for a in held.alerted) == 33
     assert sum(a is False for a in held.alerted) == 967
+    assert not any(held.confirmed)
+    sessions = [x.session_id for x in read_sessions(scans[1].count.path)]
+    marked = [
+        Feedback("anomalous", session_id=sessions[0]),
+        Feedback("normal", session_id=sessions[1]),
+    ]
+    held = read_held_out(scans[1].count.path, still, recurring, marked)
+    assert held.confirmed[:2] == [True, False] and sum(held.confirmed) == 1
 
 
 def test_train_argv_passes_the_recurring_events_as_one_list(tmp_path: Path) -> None:

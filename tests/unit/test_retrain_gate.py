@@ -138,6 +138,17 @@ def test_figures_count_the_stream_alerts_a_model_quiets() -> None:
     assert (f.quieted, f.false_alerts, f.normal_windows) == (1, 0, 2)
 
 
+def test_a_window_operators_confirmed_is_neither_normal_nor_a_trade() -> None:
+    scores, labels = [0.5, 2.0, 2.0, 0.2], [None] * 4
+    alerted = [True, True, False, None]
+    plain = figures("v", 1.0, scores, labels, alerted)
+    assert (plain.quieted, plain.false_alerts, plain.normal_windows) == (1, 1, 2)
+    sure = figures("v", 1.0, scores, labels, alerted, confirmed=[True, False, True, False])
+    assert (sure.quieted, sure.false_alerts, sure.normal_windows) == (0, 0, 1)
+    with pytest.raises(ValueError, match="confirmed"):
+        figures("v", 1.0, scores, labels, alerted, confirmed=[True])
+
+
 def test_every_criterion_is_evaluated_and_every_failure_named() -> None:
     cand = replace(_figs(40, watched=20, kept=10, val_loss=2.0), labelled=True, f1=0.5)
     cur = replace(_figs(1, watched=20, kept=20, val_loss=1.0), labelled=True, f1=0.8)
