@@ -85,7 +85,6 @@ import orjson  # noqa: E402
 from bench.hdfs_args import add_device_args  # noqa: E402
 from bench.machine import report_header, results_dir, shown_path, write_result  # noqa: E402
 from bench.nezha import Day, LogRow, find_days, read_rows  # noqa: E402
-from bench.raw_hdfs import gaps_from_times  # noqa: E402
 from schemas.errors import DataError  # noqa: E402
 from schemas.events import LogEvent  # noqa: E402
 from schemas.incidents import Incident, read_incidents  # noqa: E402
@@ -99,6 +98,7 @@ from trainer.incidents import (  # noqa: E402
     incident_report,
     on_service,
 )
+from trainer.time_gaps import gaps_from_times  # noqa: E402
 
 DATA = ROOT / "data" / "nezha_trainticket"
 WORK = ROOT / "bench" / "out" / "trainticket"

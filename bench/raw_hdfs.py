@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import itertools
 import shutil
 import sys
 import time
@@ -76,6 +75,7 @@ from schemas.sessions import Session  # noqa: E402
 from schemas.vocab import Vocab  # noqa: E402
 from trainer.mining import DEFAULT_PARAMS, TemplateMiner  # noqa: E402
 from trainer.mining.accuracy import grouping_accuracy  # noqa: E402
+from trainer.time_gaps import gaps_from_times  # noqa: E402
 
 RESULTS_JSON = ROOT / "bench" / "results" / "raw_hdfs.json"
 GIVEN_EVENT_IDS = 33
@@ -206,15 +206,6 @@ def impure_groups(
         for t, row in by_true.items()
         if len(row) > 1 or any(len(trues_of[p]) > 1 for p in row)
     }
-
-
-def gaps_from_times(times: Sequence[int]) -> tuple[int, ...]:
-    """A session's `gaps_ms` from its events' times (ms, in order): the first 0, then each
-    event's time since the one before."""
-    gaps = (0, *(b - a for a, b in itertools.pairwise(times))) if times else ()
-    if any(g < 0 for g in gaps):
-        raise ValueError("event times must be in order to give gaps")
-    return gaps
 
 
 def sessions_of(

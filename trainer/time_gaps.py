@@ -17,6 +17,7 @@ is then min(level, N - 1).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from operator import sub
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,17 @@ import numpy.typing as npt
 from schemas.bundle import MAX_TIME_BUCKETS as MAX_TIME_BUCKETS
 
 _POWERS = np.array([1 << k for k in range(63)], dtype=np.int64)
+
+
+def gaps_from_times(times: Sequence[int]) -> tuple[int, ...]:
+    """A session's or window's `gaps_ms` from its events' times (ms, in order): the first
+    0, then each event's time since the one before."""
+    if not times:
+        return ()
+    gaps = (0, *map(sub, times[1:], times[:-1]))
+    if min(gaps) < 0:
+        raise ValueError("event times must be in order to give gaps")
+    return gaps
 
 
 def gap_level(gap_ms: int) -> int:

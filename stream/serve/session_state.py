@@ -8,9 +8,10 @@ invalidation) and compacted when stale entries pile up.
 from __future__ import annotations
 
 import heapq
-from operator import itemgetter, sub
+from operator import itemgetter
 
 from schemas.windows import Window
+from trainer.time_gaps import gaps_from_times
 
 NEVER = 1 << 62
 _EVENT_ID = itemgetter(2)
@@ -83,7 +84,7 @@ class OpenSession:
             ts = list(map(_TS, triples))
         # Each event's time since the one before it (in that order): a time-aware model's
         # input. The window's first has none here, even when the session had events before.
-        gaps = (0, *map(sub, ts[1:], ts[:-1]))
+        gaps = gaps_from_times(ts)
         w = Window.build(
             self.session_id,
             self.index,

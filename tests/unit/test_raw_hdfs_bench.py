@@ -14,7 +14,6 @@ from bench.raw_hdfs import (
     UNMATCHED,
     Line,
     fallback_quantile,
-    gaps_from_times,
     group_sessions,
     impure_groups,
     is_test_block,
@@ -29,6 +28,7 @@ from bench.raw_hdfs import (
 from schemas.daily_files import read_sessions
 from schemas.errors import DataError
 from schemas.sessions import Session
+from trainer.time_gaps import gaps_from_times
 
 DAY_MS = 1_226_188_800_000  # 2008-11-09T00:00:00Z
 
