@@ -33,6 +33,9 @@ MASK = Masker(DEFAULT_MASK_RULES)
         ("changed: Thu Aug 04 15:29:32 PDT 2005 ok", "changed: <*> ok"),
         ("chip FF:F2:9F:16:EB:27:00:0D:60:E9:14:D8 up", "chip <*> up"),
         ("count -17 and +3", "count <*> and <*>"),
+        ("[check][stationNames: [nanjing, shanghai]]", "[check][stationNames: <*>]"),
+        ("info=[T(no=1, to=a), T(no=2, to=b)] left", "info=<*> left"),
+        ("cut at 16 KB: soldTickets=[T(no=1, to=a), T(no=2, to=", "cut at <*>: soldTickets=<*>"),
     ],
 )
 def test_builtin_rules_mask_values(message: str, masked: str) -> None:
@@ -46,6 +49,7 @@ def test_builtin_rules_mask_values(message: str, masked: str) -> None:
         "don't stop, it's fine",  # apostrophes open no quote
         "deadbeef cafe face",  # hex-looking words without a digit stay words
         "key:123abc",  # no standalone value
+        "[getRoute][Get Route By Id][Success]",  # bracket groups without a comma stay
     ],
 )
 def test_builtin_rules_leave_words(message: str) -> None:

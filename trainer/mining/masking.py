@@ -75,6 +75,11 @@ DEFAULT_MASK_RULES: tuple[MaskRule, ...] = (
     # an apostrophe (don't) never opens one.
     MaskRule("quoted", r"(?<![\w\\])(?:\"[^\"\n]{0,200}\"|'[^'\n]{0,200}')(?!\w)"),
     MaskRule("number", r"[-+]?\d+(?:\.\d+)?" + _E),
+    # A bracketed list of two or more items (`[nanjing, shanghai]`, a dump of objects): one
+    # value, since a tree keyed by token count would make each length its own template.
+    # Only an innermost list: `[getRoute][Route IDs: [a, b]]` keeps its method and message.
+    # One still open at the end of the message was cut by a line-length limit.
+    MaskRule("list", r"\[[^\[\]\n]*,[^\[\]\n]*(?:\]|$)"),
 )
 
 
