@@ -20,7 +20,10 @@ high quantile would rest on a handful of windows and move with the seed.
 
 A threshold never rests on the score ceiling: a window scores at most the unseen-event NLL,
 so a threshold there (the quantile of a calibration slice where some window holds an event
-training never had) would let nothing alert. It is set just below instead, and the
+training never had) would let nothing alert. When the quantile lands there, never-seen events
+alone spend the budget, and they alert whatever the threshold; the model's threshold is then
+chosen the same way from the windows below the ceiling (`threshold_below_ceiling`), so that
+the model still decides the rest (without it, only never-seen events would ever alert). The
 calibration's `fallback` says so and how many calibration windows reach the ceiling.
 
 A `ThresholdRule` chooses the threshold from a false-alert budget instead (per 1,000 windows,
@@ -32,6 +35,7 @@ threshold is recorded, and no label is involved: only normal scores.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,6 +144,16 @@ def under_ceiling(threshold: float, unk_nll: float) -> float | None:
     return float(np.nextafter(ceiling, -math.inf))
 
 
+def threshold_below_ceiling(
+    below: npt.NDArray[np.float64], threshold_quantile: float, q: float, rule: ThresholdRule
+) -> TailFit:
+    """The rule's threshold over the calibration windows below the score ceiling."""
+    if rule.method == "quantile" and rule.alert_budget() is None:
+        t = threshold_from_quantile(below, threshold_quantile)
+        return TailFit("quantile", t, q, None, None)
+    return threshold_for_budget(below, q, rule.method, rule.init_quantile)
+
+
 def _warn_if_max(n: int, q: float, method: str) -> None:
     if (n - 1) * q < 1.0:
         log.warning(
@@ -170,23 +184,42 @@ def calibrate(
         fit = TailFit("quantile", threshold_from_quantile(s, threshold_quantile), q, None, None)
     else:
         fit = threshold_for_budget(s, q, rule.method, rule.init_quantile)
+    lowered = under_ceiling(fit.threshold, strategy.unk_nll)
+    fitted_on = s
+    if lowered is not None:
+        at = int((s > lowered).sum())
+        below = s[s <= lowered]
+        first = fit
+        if below.size:
+            fit, fitted_on = threshold_below_ceiling(below, threshold_quantile, q, rule), below
+        why = (
+            f"the threshold fell on the unseen-event score {first.threshold:.4g}, which no "
+            f"window exceeds ({at} of {s.size} calibration windows reach it, and a window "
+            "with an unseen event always alerts); "
+            + (
+                f"it is the same {fit.method} of the {below.size} windows below it instead"
+                if below.size
+                else "every window is there, so it is set just below"
+            )
+        )
+        log.warning(
+            "calibration_threshold_at_ceiling",
+            reached=at,
+            n_windows=int(s.size),
+            threshold=min(fit.threshold, lowered),
+        )
+        fit = dataclasses.replace(
+            fit,
+            threshold=min(fit.threshold, lowered),
+            fallback=why if fit.fallback is None else f"{fit.fallback}; {why}",
+        )
     if fit.method == "quantile":
-        _warn_if_max(int(s.size), q, rule.method)
+        _warn_if_max(int(fitted_on.size), q, rule.method)
     if fit.fallback:
         log.warning("calibration_fallback", method=rule.method, reason=fit.fallback)
     threshold, fallback = fit.threshold, fit.fallback
-    lowered = under_ceiling(threshold, strategy.unk_nll)
-    if lowered is not None:
-        at = int((s > lowered).sum())
-        why = (
-            f"the threshold fell on the unseen-event score {threshold:.4g}, which no window "
-            f"exceeds; it is set just below, so a window with an unseen event alerts "
-            f"({at} of {s.size} calibration windows reach it)"
-        )
-        log.warning("calibration_threshold_at_ceiling", reached=at, n_windows=int(s.size))
-        threshold, fallback = lowered, why if fallback is None else f"{fallback}; {why}"
     iv = bootstrap_interval(
-        s,
+        fitted_on,
         q,
         rule.method,
         init_quantile=rule.init_quantile,

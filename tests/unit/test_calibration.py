@@ -92,23 +92,44 @@ def test_calibrate_warns_when_the_threshold_is_just_the_max() -> None:
     assert not [e for e in logs if e["event"] == "calibration_threshold_is_max"]
 
 
-def test_a_threshold_on_the_unseen_event_score_is_set_just_below_it() -> None:
+def test_a_threshold_on_the_unseen_event_score_comes_from_the_windows_below_it() -> None:
     """48 windows, one holding an event training never had: p99.9 is the max, the ceiling,
-    and nothing could score above it. Just below it, a window with an unseen event alerts."""
+    and nothing could score above it. The unseen event alerts anyway; the model's threshold
+    is p99.9 of the 47 windows below the ceiling."""
     strategy = ScoringStrategy()
     ceiling = float(np.float32(strategy.unk_nll))  # what the scorer gives an unseen event
     scores = np.concatenate([np.linspace(1.0, 6.0, 47), [ceiling]])
     with capture_logs() as logs:
         cal = calibrate(scores, 0.999, strategy=strategy)
-    assert 6.0 < cal.threshold < ceiling
-    assert cal.threshold == under_ceiling(ceiling, strategy.unk_nll)
+    assert cal.threshold == 6.0 == threshold_from_quantile(scores[:-1], 0.999)
     assert cal.fallback is not None and "1 of 48 calibration windows reach it" in cal.fallback
+    assert "the 47 windows below it" in cal.fallback
     [warning] = [e for e in logs if e["event"] == "calibration_threshold_at_ceiling"]
-    assert warning["reached"] == 1
+    assert warning["reached"] == 1 and warning["threshold"] == 6.0
     assert Calibration.from_json(cal.to_json()).threshold == cal.threshold
     # Under the ceiling nothing changes.
     assert under_ceiling(6.0, strategy.unk_nll) is None
     assert calibrate(scores[:-1], 0.999, strategy=strategy).fallback is None
+
+
+def test_a_lower_quantile_below_the_ceiling_is_that_quantile_of_the_rest() -> None:
+    strategy = ScoringStrategy()
+    ceiling = float(np.float32(strategy.unk_nll))
+    rest = np.arange(1.0, 101.0) / 10.0  # 0.1 .. 10.0
+    scores = np.concatenate([rest, [ceiling] * 5])  # 5 of 105: p97 lands on the ceiling
+    cal = calibrate(scores, 0.97, strategy=strategy)
+    assert cal.threshold == threshold_from_quantile(rest, 0.97)
+    # The bound: at most 3% of the windows below the ceiling score above it.
+    assert (rest > cal.threshold).mean() <= 0.03
+
+
+def test_every_window_on_the_ceiling_sets_the_threshold_just_below_it() -> None:
+    strategy = ScoringStrategy()
+    ceiling = float(np.float32(strategy.unk_nll))
+    cal = calibrate([ceiling] * 5, 0.999, strategy=strategy)
+    assert cal.threshold == under_ceiling(ceiling, strategy.unk_nll)
+    assert cal.threshold < ceiling
+    assert cal.fallback is not None and "set just below" in cal.fallback
 
 
 def test_calibrate_rejects_no_scores() -> None:
