@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -42,10 +42,12 @@ from trainer.calibration import ThresholdRule, calibrate, calibration_scores
 from trainer.dataset import TrainingData, window_types
 from trainer.known_mixes import (
     CEILING_SUPPORT,
+    ORDER_NOISE_SHARE,
     KnownMixes,
     count_ceilings,
     known_mix_keys,
     known_pair_keys,
+    reordered_share,
 )
 from trainer.model import load_model, save_model, time_buckets_of, unwrap
 from trainer.scoring.score import score_token_windows
@@ -114,11 +116,23 @@ def calibrate_on_validation(
     strategy: ScoringStrategy | None = None,
     ceiling_support: int = CEILING_SUPPORT,
     rule: ThresholdRule | None = None,
+    choose_known_pairs: bool = False,
 ) -> Calibration:
     """The threshold for `strategy` from the validation slice; the calibration also lists
     the training windows' event mixes, pairs and count ceilings (each needing
-    `ceiling_support` windows), so any bundle can use a strategy that looks them up."""
+    `ceiling_support` windows), so any bundle can use a strategy that looks them up.
+    `choose_known_pairs`: the strategy's `known_pairs` (with known mixes) is chosen from the
+    training windows: off where their source interleaves (trainer/known_mixes.py)."""
     strategy = strategy or DEFAULT_STRATEGY
+    if choose_known_pairs and strategy.known_mixes:
+        share = reordered_share(_windows(data, data.train_idx))
+        strategy = replace(strategy, known_pairs=share < ORDER_NOISE_SHARE)
+        log.info(
+            "known_pairs_chosen",
+            known_pairs=strategy.known_pairs,
+            reordered_share=round(share, 4),
+            order_noise_share=ORDER_NOISE_SHARE,
+        )
     held_out = validation_windows(data)
     # Ceilings need `ceiling_support` windows already; mixes and pairs need one, so only
     # the windows that vouch for them (TrainingData.known_idx) are recorded.

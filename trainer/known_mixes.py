@@ -13,6 +13,12 @@ counts only when every pair of consecutive events in the window (end marker incl
 occurred in training: HDFS's interleavings reuse pairs seen before, while a swapped step in
 a sequential flow (the simulator's out-of-order anomaly) makes a pair never seen.
 
+Whether a source interleaves is in its normal data, so the trainer can choose `known_pairs`
+without labels (`order_varies`): of the training windows whose mix recurs, the share whose
+mix comes in more than one order (as sets of pairs). HDFS's training windows: all of them;
+TrainTicket's traces: most; the simulator's sequential flows: a few percent. At half or
+more, order is taken for noise and a known mix is exempt in any order.
+
 Count ceilings (strategy `count_ceilings`) look at one event at a time: an occurrence of an
 event beyond what the training windows held of it scores like an unknown event. Some
 counts are fixed by the system (an HDFS block has three replicas, so it is deleted three
@@ -104,6 +110,32 @@ def known_pair_keys(
         seen.update(pairs_of(w))
     ranked = sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))
     return tuple(p for p, _ in ranked[:limit])
+
+
+ORDER_NOISE_SHARE = 0.5
+"""`order_varies` when at least this share of the windows of recurring mixes come in more
+than one order."""
+
+
+def reordered_share(windows: Iterable[Sequence[int] | npt.NDArray[np.integer]]) -> float:
+    """Of the windows whose mix (event counts) some other window shares, the share whose mix
+    comes in more than one order (distinct sets of consecutive pairs); 0 with none."""
+    orders: dict[MixKey, set[frozenset[Pair]]] = {}
+    counts: Counter[MixKey] = Counter()
+    for w in windows:
+        key = mix_key(w)
+        if key is None:
+            continue
+        orders.setdefault(key, set()).add(frozenset(pairs_of(w)))
+        counts[key] += 1
+    recurring = sum(n for n in counts.values() if n > 1)
+    reordered = sum(n for k, n in counts.items() if n > 1 and len(orders[k]) > 1)
+    return reordered / recurring if recurring else 0.0
+
+
+def order_varies(windows: Iterable[Sequence[int] | npt.NDArray[np.integer]]) -> bool:
+    """Whether the windows' source interleaves (see the module doc)."""
+    return reordered_share(windows) >= ORDER_NOISE_SHARE
 
 
 def _count_histograms(

@@ -131,11 +131,14 @@ class TrainSettings:
     score_known_mixes: bool = True
     """Calibrate the bundle for a strategy that scores a known event mix 0 (`known_mixes`:
     a window whose event counts equal a training window's; docs/scoring.md)."""
-    score_known_pairs: bool = True
-    """With score_known_mixes: a known mix scores 0 only when each pair of its consecutive
-    events also occurred in training (`known_pairs`), so a swapped step is still scored.
-    False: any order of a known mix scores 0 (blind to order-only anomalies). Ignored when
-    score_known_mixes is false."""
+    score_known_pairs: bool | None = None
+    """With score_known_mixes: true, a known mix scores 0 only when each pair of its
+    consecutive events also occurred in training (`known_pairs`), so a swapped step is still
+    scored; false, any order of a known mix scores 0 (blind to order-only anomalies). None
+    (the default): chosen from the training windows, false where the source interleaves
+    (at least half the windows of a recurring mix come in more than one order), true where
+    it does not (trainer/known_mixes.py, `order_varies`). Ignored when score_known_mixes is
+    false."""
     score_count_ceilings: bool = True
     """Calibrate the bundle for a strategy that scores an occurrence of an event beyond its
     count ceiling like an unknown event (`count_ceilings`: see score_ceiling_support; events

@@ -249,11 +249,12 @@ def _run(
             DEFAULT_STRATEGY,
             groups=s.score_groups,
             known_mixes=s.score_known_mixes,
-            known_pairs=s.score_known_mixes and s.score_known_pairs,
+            known_pairs=s.score_known_mixes and bool(s.score_known_pairs),
             count_ceilings=s.score_count_ceilings,
         ),
         s.score_ceiling_support,
         rule,
+        choose_known_pairs=s.score_known_pairs is None,
     )
     manifest = export_bundle(
         req.out,

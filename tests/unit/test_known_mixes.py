@@ -21,11 +21,14 @@ from tests.train_data import eval_tiny_model
 from trainer.calibration import calibrate, calibration_scores, threshold_from_quantile
 from trainer.export import export_bundle
 from trainer.known_mixes import (
+    ORDER_NOISE_SHARE,
     KnownMixes,
     known_mix_keys,
     known_pair_keys,
     mix_key,
+    order_varies,
     pairs_of,
+    reordered_share,
 )
 from trainer.recalibrate import strategy_scores, write_recalibrated_bundle
 from trainer.scoring import ScoringStrategy, WindowScorer, score_token_windows
@@ -70,6 +73,19 @@ def test_pairs_are_consecutive_tokens_most_frequent_first() -> None:
 def test_known_pairs_refines_known_mixes() -> None:
     with pytest.raises(ValueError, match="known_pairs"):
         ScoringStrategy(known_pairs=True)
+
+
+def test_reordered_share_counts_windows_of_recurring_mixes_seen_in_several_orders() -> None:
+    sequential = [[5, 6, 7]] * 8 + [[5, 7]] * 2 + [[9]]  # one order per mix; 9 never recurs
+    assert reordered_share(sequential) == 0.0 and not order_varies(sequential)
+    # Interleaved: the mix {5, 6, 7} in two orders; the lone [9] and an [UNK] window count not.
+    interleaved = [[5, 6, 7]] * 3 + [[6, 5, 7]] * 3 + [[5, 7]] * 2 + [[9], [UNK_ID, 5]]
+    assert reordered_share(interleaved) == 6 / 8
+    assert order_varies(interleaved)
+    assert reordered_share([]) == 0.0
+    # The cut is a share: exactly ORDER_NOISE_SHARE varies.
+    half = [[11, 12], [12, 11], [13, 14], [13, 14]]
+    assert reordered_share(half) == ORDER_NOISE_SHARE and order_varies(half)
 
 
 def test_known_mix_keys_most_frequent_first_and_capped() -> None:
