@@ -17,6 +17,9 @@ level, logger and ids.
    fault-phase label chooses a threshold or a method parameter.
    - `outside-incidents` (the default): the fault-free traces plus the training-block ones.
    - `fault-free`: the fault-free traces only (one minute, 71 traces on the shipped day).
+   - `off-service`: as outside-incidents, plus the training-block traces near an incident that
+     touch none of its service (the incident definition's own unit: a time span on a
+     service). Held-out normal traces stay out of every incident, any service.
    outside-incidents is the default because the fault-free minute holds a fraction of the
    templates normal traffic uses: with it every method's false alarms measure that gap more
    than the method. With more normal traffic the rules' false alarms on the same held-out
@@ -42,7 +45,12 @@ level, logger and ids.
    - unseen event: the trace holds a template id no training trace holds;
    - unseen pair: the trace holds two consecutive template ids that follow each other in no
      training trace, or an unseen event;
+   - unseen pair at ERROR/WARN (the level as a signal): an unseen event, or an unseen pair of
+     which one line was logged at ERROR or WARN;
    - any ERROR: the trace holds a line logged at ERROR.
+   logad's window rules (the known-mix exemption, count ceilings) are measured too: each
+   switched off (RULE_VARIANTS), re-calibrated on the training days as `logad evaluate
+   --calibrate-on` does, on TrainTicket and on HDFS (`logad_rules_off`, `hdfs.rules_off`).
 6. Figures per method (trainer/incidents.py), incidents matched on every fault-phase trace:
    incidents detected (overall and per `inject_type`); time to first alert, a trace's alert
    time being its last line; and the headline false alarms per 1,000 normal traces (issue
@@ -104,7 +112,14 @@ DATA = ROOT / "data" / "nezha_trainticket"
 WORK = ROOT / "bench" / "out" / "trainticket"
 RESULTS_JSON = ROOT / "bench" / "results" / "quality_trainticket.json"
 LOGAD = "logad (default strategy, own threshold)"
-METHODS = (LOGAD, "unseen event", "unseen event pair", "any ERROR line")
+ALARM_LEVELS = frozenset({"ERROR", "WARN"})
+METHODS = (
+    LOGAD,
+    "unseen event",
+    "unseen event pair",
+    "unseen pair at ERROR/WARN",
+    "any ERROR line",
+)
 
 
 def miner_text(r: LogRow) -> str:
@@ -114,8 +129,8 @@ def miner_text(r: LogRow) -> str:
 
 # --- what is trained on ---------------------------------------------------------------------
 
-FAULT_FREE, OUTSIDE_INCIDENTS = "fault-free", "outside-incidents"
-TRAIN_ON = (FAULT_FREE, OUTSIDE_INCIDENTS)
+FAULT_FREE, OUTSIDE_INCIDENTS, OFF_SERVICE = "fault-free", "outside-incidents", "off-service"
+TRAIN_ON = (FAULT_FREE, OUTSIDE_INCIDENTS, OFF_SERVICE)
 TRAIN, HELD_OUT, NEAR = "train", "held-out", "near an incident"
 """A fault-phase trace's role: in a training block, in a held-out block (both out of every
 incident, guard included), or within an incident's guarded span (never trained on, never a
@@ -147,18 +162,47 @@ def block_role(start_ms: int, block_ms: int) -> str:
     return TRAIN if (start_ms // block_ms) % 2 == 0 else HELD_OUT
 
 
+def off_service(
+    span: tuple[int, int], services: frozenset[str], incidents: Sequence[Incident], guard_ms: int
+) -> bool:
+    """Whether a trace touches no service of an incident whose guarded span it overlaps."""
+    lo, hi = span
+    return not any(
+        lo <= inc.end_ms + guard_ms and hi >= inc.start_ms - guard_ms
+        and on_service(services, inc.service)
+        for inc in incidents
+    )  # fmt: skip
+
+
 def trace_roles(
     spans: Mapping[str, tuple[int, int]],
     incidents: Sequence[Incident],
     guard_ms: int,
     block_ms: int,
+    services: Mapping[str, frozenset[str]] | None = None,
 ) -> dict[str, str]:
     """Each fault-phase trace's role (TRAIN, HELD_OUT or NEAR): out of every guarded incident,
-    the block of its first line decides; no label but the fault list's times is read."""
-    return {
-        tid: block_role(span[0], block_ms) if outside_incidents(span, incidents, guard_ms) else NEAR
-        for tid, span in spans.items()
-    }
+    the block of its first line decides; no label but the fault list's times is read. With
+    `services` (OFF_SERVICE), a training-block trace near an incident is TRAIN too when it
+    touches none of the services of the incidents near it; HELD_OUT stays out of every one."""
+    roles = {}
+    for tid, span in spans.items():
+        block = block_role(span[0], block_ms)
+        if outside_incidents(span, incidents, guard_ms):
+            roles[tid] = block
+        elif block == TRAIN and services is not None:
+            roles[tid] = TRAIN if off_service(span, services[tid], incidents, guard_ms) else NEAR
+        else:
+            roles[tid] = NEAR
+    return roles
+
+
+def trace_services(rows: Iterable[LogRow]) -> dict[str, frozenset[str]]:
+    """The services each trace's lines come from."""
+    out_: dict[str, set[str]] = {}
+    for r in rows:
+        out_.setdefault(r.trace_id, set()).add(r.service)
+    return {k: frozenset(v) for k, v in out_.items()}
 
 
 def training_rows(
@@ -171,7 +215,7 @@ def training_rows(
     lines, plus (OUTSIDE_INCIDENTS) the fault-phase lines of TRAIN traces."""
     if train_on == FAULT_FREE:
         return list(fault_free)
-    if train_on != OUTSIDE_INCIDENTS:
+    if train_on not in TRAIN_ON:
         raise ValueError(f"train_on must be one of {TRAIN_ON}, got {train_on!r}")
     extra = [r for r in fault_phase if roles.get(r.trace_id) == TRAIN]
     return sorted([*fault_free, *extra], key=lambda r: r.ts_ms)  # stable: ties keep order
@@ -182,7 +226,7 @@ def role_masks(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per scored trace: whether it was trained on, whether it is a held-out normal trace."""
     role = [roles.get(t.session_id, NEAR) for t in timed]
-    trained = np.array([train_on == OUTSIDE_INCIDENTS and r == TRAIN for r in role], np.bool_)
+    trained = np.array([train_on != FAULT_FREE and r == TRAIN for r in role], np.bool_)
     held_out = np.array([r == HELD_OUT for r in role], np.bool_)
     return trained, held_out
 
@@ -291,6 +335,35 @@ def unseen_pair_flags(train: Sequence[Sequence[str]], test: Sequence[Sequence[st
     known_pairs = set().union(*(pairs(s) for s in train)) if train else set()
     known = {e for s in train for e in s}
     return [any(e not in known for e in s) or not pairs(s) <= known_pairs for s in test]
+
+
+def unseen_alarm_pair_flags(
+    train: Sequence[Sequence[str]],
+    test: Sequence[Sequence[str]],
+    test_levels: Sequence[Sequence[str | None]],
+) -> list[bool]:
+    """The level as a signal: an unseen event, or an unseen pair of which one line was logged
+    at ERROR or WARN (a new order among INFO lines alone is not enough)."""
+    known_pairs = set().union(*(pairs(s) for s in train)) if train else set()
+    known = {e for s in train for e in s}
+    flags = []
+    for seq, levels in zip(test, test_levels, strict=True):
+        if len(seq) != len(levels):
+            raise ValueError(f"{len(seq)} events but {len(levels)} levels")
+        steps = zip(itertools.pairwise(seq), itertools.pairwise(levels), strict=True)
+        flags.append(
+            any(e not in known for e in seq)
+            or any(p not in known_pairs and ALARM_LEVELS & {*lv} for p, lv in steps)
+        )
+    return flags
+
+
+def trace_levels(rows: Iterable[LogRow]) -> dict[str, list[str | None]]:
+    """Each trace's lines' levels, in the order its events are scored (time, then file)."""
+    out_: dict[str, list[str | None]] = {}
+    for r in rows:
+        out_.setdefault(r.trace_id, []).append(r.level)
+    return out_
 
 
 def flagged(
@@ -508,6 +581,25 @@ def hdfs_section(a: argparse.Namespace) -> dict[str, Any]:
         work / "report",
     )
     d = report.detection
+    variants = {}
+    for name, overrides in RULE_VARIANTS.items():
+        out(f"  HDFS, {name} ...")
+        v, _ = evaluate_bundle(
+            dataclasses.replace(settings, **overrides),  # type: ignore[arg-type]
+            bundle,
+            [a.hdfs_data / "dev_normal.jsonl"],
+            [a.hdfs_data / "dev_abnormal.jsonl"],
+            [a.hdfs_data / "train.jsonl"],
+            work / f"report-{name.replace(' ', '-')}",
+        )
+        vd = v.detection
+        variants[name] = {
+            "f1": round(vd.f1, 4),
+            "precision": round(vd.precision, 4),
+            "recall": round(vd.recall, 4),
+            "auroc": round(vd.auroc, 4),
+            "threshold": vd.threshold,
+        }
     return {
         "f1": round(d.f1, 4),
         "precision": round(d.precision, 4),
@@ -519,6 +611,7 @@ def hdfs_section(a: argparse.Namespace) -> dict[str, Any]:
         "threshold_source": report.threshold_source,
         "training_seconds": round(train_s, 1),
         "scoring_seconds": round(time.perf_counter() - t0, 1),
+        "rules_off": variants,
     }
 
 
@@ -605,12 +698,52 @@ def parser() -> argparse.ArgumentParser:
 
 def normal_desc(a: argparse.Namespace) -> str:
     """What the headline's normal traces are, per --train-on."""
-    if a.train_on == OUTSIDE_INCIDENTS:
+    if a.train_on != FAULT_FREE:
         return (
             "held-out normal traces: fault-phase traces in odd blocks, out of every incident "
             "(guard included, any service), never trained on"
         )
     return "fault-phase traces in no incident (in time and on its service)"
+
+
+RULE_VARIANTS: dict[str, dict[str, bool]] = {
+    "known mixes in any order": {"known_pairs": False},
+    "no known-mix exemption": {"known_mixes": False, "known_pairs": False},
+    "no count ceilings": {"count_ceilings": False},
+    "neither window rule": {"known_mixes": False, "known_pairs": False, "count_ceilings": False},
+}
+"""logad's window rules switched off, each re-calibrated on the training days (issue 23: the
+rules must earn their place per dataset)."""
+
+
+def score_variant(
+    a: argparse.Namespace,
+    bundle: Path,
+    days_dir: Path,
+    timed: Sequence[TimedSession],
+    overrides: Mapping[str, bool],
+) -> tuple[list[ScoredSession], float]:
+    """Every trace judged by the bundle with its strategy overridden, at the threshold
+    `logad evaluate --calibrate-on` re-derives for it from the training days' validation slice."""
+    from trainer.evaluate import run_windows
+    from trainer.evaluate_run import load_scorer
+    from trainer.evaluate_settings import EvaluateSettings
+    from trainer.incident_sessions import judged_sessions
+    from trainer.scorer_settings import ScorerSettings
+    from trainer.time_gaps import gaps_of
+
+    settings = EvaluateSettings(
+        token_cache_dir=a.out / "token-cache",
+        scoring=ScorerSettings(device=a.device),
+        **overrides,  # type: ignore[arg-type]
+    )
+    scorer, _, _ = load_scorer(settings, bundle, [days_dir])
+
+    def window_scores(batch: list[Any]) -> list[float]:
+        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
+
+    run = run_windows(window_scores, [t.events for t in timed], desc="rules off")
+    return judged_sessions(timed, run.session_scores(float), scorer.threshold), scorer.threshold
 
 
 def score_logad(
@@ -708,7 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     guard_ms, block_ms = round(a.guard_s * 1000), round(a.block_s * 1000)
-    roles = trace_roles(trace_spans(data.test_rows), data.incidents, guard_ms, block_ms)
+    services = trace_services(data.test_rows) if a.train_on == OFF_SERVICE else None
+    roles = trace_roles(trace_spans(data.test_rows), data.incidents, guard_ms, block_ms, services)
     n_role = {r: sum(v == r for v in roles.values()) for r in (TRAIN, HELD_OUT, NEAR)}
     out(
         f"  fault-phase traces: {n_role[TRAIN]:,} in training blocks, {n_role[HELD_OUT]:,} in "
@@ -750,16 +884,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     train_seqs = [s.events for s in train_sessions]
     test_seqs = [t.events for t in timed]
     errors = {r.trace_id for r in data.test_rows if r.level == "ERROR"}
+    levels = trace_levels(data.test_rows)
+    test_levels = [levels[t.session_id] for t in timed]
     rules: dict[str, Callable[[], list[bool]]] = {
         "unseen event": lambda: unseen_event_flags(train_seqs, test_seqs),
         "unseen event pair": lambda: unseen_pair_flags(train_seqs, test_seqs),
+        "unseen pair at ERROR/WARN": lambda: unseen_alarm_pair_flags(
+            train_seqs, test_seqs, test_levels
+        ),
         "any ERROR line": lambda: [t.session_id in errors for t in timed],
     }
     judged = {LOGAD: logad_sessions} | {k: flagged(timed, f()) for k, f in rules.items()}
     trained, held_out = role_masks(timed, roles, a.train_on)
     # fault-free keeps its normal traces (in no incident on their service); outside-incidents
     # counts only held-out-block ones, never trained on.
-    normal = held_out if a.train_on == OUTSIDE_INCIDENTS else None
+    normal = held_out if a.train_on != FAULT_FREE else None
     rows = [
         method_row(name, judged[name], data.incidents, normal, trained, held_out)
         for name in METHODS
@@ -771,6 +910,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"held-out: per 1,000 of the {int(held_out.sum()):,} held-out-block traces; "
         f"{int(trained.sum()):,} trained fault-phase traces counted in neither"
     )
+    out("  logad's window rules, each switched off and re-calibrated on the training days ...")
+    rules_off = []
+    for name, overrides in RULE_VARIANTS.items():
+        judged_v, threshold_v = score_variant(a, bundle, days_dir, timed, overrides)
+        row = method_row(f"logad, {name}", judged_v, data.incidents, normal, trained, held_out)
+        rules_off.append(row | {"overrides": overrides, "threshold": threshold_v})
+    out(table([rows[0], *rules_off], types))
 
     hdfs: dict[str, Any] | None = None
     if a.skip_hdfs:
@@ -791,7 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"TrainTicket (Nezha), {', '.join(d.name for d in data.days)}: incidents detected per "
         f"type\n(incident = {a.fault_window_s:g} s from injection on the injected service; "
         f"logad trained on {len(train_sessions)} {trained_from})",
-        "held-out normal traces" if a.train_on == OUTSIDE_INCIDENTS else "normal traces",
+        "held-out normal traces" if a.train_on != FAULT_FREE else "normal traces",
     )
     payload = report_header("quality_trainticket") | {
         "config": {
@@ -807,12 +953,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "end + guard_s] on any service is a training trace when its first line falls in an "
             "even block_s clock block (epoch-aligned), a held-out normal trace in an odd one; "
             "the rest are near an incident. Only the fault list's times choose them."
-            + (
-                ""
-                if a.train_on == OUTSIDE_INCIDENTS
-                else " (not trained on: --train-on "
-                "fault-free; the held-out figure is reported for comparison)"
-            ),
+            + {
+                OUTSIDE_INCIDENTS: "",
+                OFF_SERVICE: " Off-service: a training-block trace near an incident is a "
+                "training trace too when it touches none of those incidents' services.",
+                FAULT_FREE: " (not trained on: --train-on fault-free; the held-out figure is "
+                "reported for comparison)",
+            }[a.train_on],
             "normal_trace": normal_desc(a),
             "false_alarm_denominator": rows[0]["normal_traces"],
             "alert_time": "a trace's last line",
@@ -855,6 +1002,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "logad": logad_info,
         "methods": rows,
+        "logad_rules_off": rules_off,
         "hdfs": hdfs if hdfs is not None else "skipped",
         "plot": shown_path(png),
         "seconds": round(time.perf_counter() - t_start, 1),

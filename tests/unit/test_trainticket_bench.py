@@ -12,6 +12,7 @@ from bench.quality_trainticket import (
     FAULT_FREE,
     HELD_OUT,
     NEAR,
+    OFF_SERVICE,
     OUTSIDE_INCIDENTS,
     TRAIN,
     block_role,
@@ -22,10 +23,13 @@ from bench.quality_trainticket import (
     method_row,
     outside_incidents,
     role_masks,
+    trace_levels,
     trace_roles,
+    trace_services,
     trace_spans,
     training_rows,
     training_sessions,
+    unseen_alarm_pair_flags,
     unseen_event_flags,
     unseen_pair_flags,
 )
@@ -49,8 +53,27 @@ def test_unseen_pair_flags_new_orders_and_new_ids() -> None:
     assert all(p for e, p in zip(ev, unseen_pair_flags(SEEN, test), strict=True) if e)
 
 
-def _row(trace: str, ts: int, service: str = "ts-a-service") -> LogRow:
-    return LogRow(trace, ts, service, service + "-1", "INFO", None, "m")
+def test_unseen_alarm_pair_flags_need_an_error_or_warn_line_in_the_new_pair() -> None:
+    test = [("C", "A"), ("C", "A"), ("C", "A"), ("A", "B"), ("X",)]
+    levels = [("INFO", "INFO"), ("ERROR", "INFO"), ("INFO", "WARN"), ("ERROR", "ERROR"), (None,)]
+    # A new order among INFO lines passes; with an ERROR or WARN line in it, it is flagged; a
+    # known pair at ERROR is not; an unseen event always is.
+    assert unseen_alarm_pair_flags(SEEN, test, levels) == [False, True, True, False, True]
+    with pytest.raises(ValueError):
+        unseen_alarm_pair_flags(SEEN, [("A", "B")], [("INFO",)])
+
+
+def _row(trace: str, ts: int, service: str = "ts-a-service", level: str | None = "INFO") -> LogRow:
+    return LogRow(trace, ts, service, service + "-1", level, None, "m")
+
+
+def test_trace_levels_and_services_per_trace_in_row_order() -> None:
+    rows = [_row("t1", 1, level="WARN"), _row("t2", 2, "ts-b-service"), _row("t1", 3)]
+    assert trace_levels(rows) == {"t1": ["WARN", "INFO"], "t2": ["INFO"]}
+    assert trace_services(rows) == {
+        "t1": frozenset({"ts-a-service"}),
+        "t2": frozenset({"ts-b-service"}),
+    }
 
 
 def test_training_sessions_are_traces_in_time_order() -> None:
@@ -175,6 +198,21 @@ def test_trace_roles_near_incidents_then_blocks() -> None:
     assert wider["late-odd"] == NEAR
 
 
+def test_trace_roles_off_service_trains_on_other_services_near_an_incident() -> None:
+    inc = [Incident("i", 10_000, 12_000, "ts-a-service")]
+    spans = {"on": (1_000, 11_000), "off": (1_000, 11_000), "odd-off": (10_500, 11_000)}
+    services = {
+        "on": frozenset({"ts-a-service", "ts-b-service"}),
+        "off": frozenset({"ts-b-service"}),
+        "odd-off": frozenset({"ts-b-service"}),
+    }
+    roles = trace_roles(spans, inc, 2_000, 10_000, services)
+    # In a training block, off the incident's service: trained on. A held-out block keeps
+    # only traces out of every incident, whatever their services.
+    assert roles == {"on": NEAR, "off": TRAIN, "odd-off": NEAR}
+    assert trace_roles(spans, inc, 2_000, 10_000)["off"] == NEAR
+
+
 def test_training_rows_per_mode() -> None:
     free = [_row("f1", 5), _row("f1", 50)]
     phase = [_row("a", 10), _row("b", 20), _row("c", 30), _row("a", 40)]
@@ -182,6 +220,7 @@ def test_training_rows_per_mode() -> None:
     assert training_rows(free, phase, roles, FAULT_FREE) == free
     got = training_rows(free, phase, roles, OUTSIDE_INCIDENTS)
     assert [(r.trace_id, r.ts_ms) for r in got] == [("f1", 5), ("a", 10), ("a", 40), ("f1", 50)]
+    assert training_rows(free, phase, roles, OFF_SERVICE) == got
     with pytest.raises(ValueError):
         training_rows(free, phase, roles, "everything")
 
