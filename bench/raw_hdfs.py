@@ -23,15 +23,11 @@ and Loghub's `event_id`):
    anomalous sessions at the bundle's calibrated threshold. No test label chooses anything.
    Precision and F1 are at the HDFS population ratio, as in quality_hdfs.
 
-   When a bundle's threshold is the score of an unknown event, no session with an unknown
-   event can score above it, and most HDFS anomalies hold one. On this half it is: its
-   validation slice (0.2, about 600 windows) holds two normal sessions with an event (E20)
-   that no training session holds, and a p99.9 of under 1,001 windows is the maximum
-   anyway (the trainer warns). Then the figures are reported at that threshold and again
-   at the highest lower quantile of the calibration (p99, else p90) that is below the
-   unknown event's score on both bundles' validation slices (`fallback_quantile`),
-   re-calibrated there as `logad evaluate --threshold-quantile Q --calibrate-on DAYS` does:
-   normal data only, no test label.
+   On this half the validation slice (0.2, about 600 windows) holds two normal sessions
+   with an event (E20) that no training session holds, so its p99.9, the maximum of under
+   1,001 windows anyway, is the score of an unknown event; the trainer then takes the p99.9
+   of the windows below that score (trainer/calibration.py), and a session with an unknown
+   event alerts regardless.
 
    The epochs are quality_hdfs's, so each session is seen as often as in its recipe. The
    training half holds about 2,800 normal sessions, half of train.jsonl's 5,583: a run has
@@ -259,7 +255,6 @@ class Trained:
 
     name: str
     bundle: Path
-    days: Path
     files: dict[str, Path]
     test_sessions: list[Session]
     vocab: Vocab
@@ -305,63 +300,30 @@ def train_variant(
         "training_seconds": round(train_s, 1),
         "bundle": shown_path(bundle),
     }
-    return Trained(name, bundle, root / "days", files, list(test_sessions), vocab, info)
+    return Trained(name, bundle, files, list(test_sessions), vocab, info)
 
 
-Calibrated = tuple[dict[str, float], float, float]
-"""A bundle's calibration quantiles, its threshold quantile, an unknown event's score."""
-
-
-def calibration_of(bundle: Path) -> Calibrated:
-    """The bundle's calibration quantiles, its threshold quantile, and the score of an
-    unknown event under its strategy."""
-    from schemas.bundle import CALIBRATION, Calibration
-
-    cal = Calibration.from_json((bundle / CALIBRATION).read_bytes())
-    return cal.quantiles, cal.threshold_quantile, float(cal.strategy["unk_nll"])
-
-
-def fallback_quantile(
-    calibrations: Sequence[tuple[dict[str, float], float, float]],
-) -> float | None:
-    """None when every bundle's threshold is below the score of an unknown event. Else the
-    highest of p99 and p90 that is below it on every bundle's validation slice (read from
-    the calibration's quantiles: normal data only): at the unknown event's score itself,
-    no session with an unknown event can be flagged, whatever else it holds."""
-    if all(qs[f"p{q * 100:g}"] < unk for qs, q, unk in calibrations):
-        return None
-    for q in (0.99, 0.9):
-        if all(qs[f"p{q * 100:g}"] < unk for qs, _, unk in calibrations):
-            return q
-    raise DataError("even p90 of the validation slice is an unknown event's score")
-
-
-def evaluate_variant(
-    t: Trained, recipe: argparse.Namespace, quantile: float | None
-) -> tuple[dict[str, Any], list[bool]]:
-    """`logad evaluate`'s API on the test half: at the bundle's threshold, or re-calibrated
-    at `quantile` on the bundle's validation slice (as `logad evaluate --threshold-quantile
-    Q --calibrate-on DAYS` does). The figures, and which test sessions it flags."""
+def evaluate_variant(t: Trained, recipe: argparse.Namespace) -> tuple[dict[str, Any], list[bool]]:
+    """`logad evaluate`'s API on the test half at the bundle's threshold: the figures, and
+    which test sessions it flags."""
     from bench.quality_hdfs import POPULATION
     from trainer.evaluate_run import evaluate_bundle
     from trainer.evaluate_settings import EvaluateSettings, PopulationSettings
     from trainer.scorer_settings import ScorerSettings
 
     settings = EvaluateSettings(
-        threshold_quantile=quantile,
         token_cache_dir=recipe.out / "token-cache",
         scoring=ScorerSettings(device=recipe.device),
         population=PopulationSettings(POPULATION.normals, POPULATION.abnormals),
     )
-    report_dir = t.bundle.parent / ("report" if quantile is None else f"report-q{quantile:g}")
     t0 = time.perf_counter()
     report, _ = evaluate_bundle(
         settings,
         t.bundle,
         [t.files["normal"]],
         [t.files["abnormal"]],
-        None if quantile is None else [t.days],
-        report_dir,
+        None,
+        t.bundle.parent / "report",
     )
     score_s = time.perf_counter() - t0
     d = report.detection
@@ -525,27 +487,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         trained[name] = train_variant(name, tr, te, a.out, recipe, a.time_buckets)
 
     out("[4/4] logad evaluate on the test half, both ways ...")
-    fallback = fallback_quantile([calibration_of(trained[n].bundle) for n in VARIANTS])
-    thresholds: list[float | None] = [None] if fallback is None else [None, fallback]
-    evaluations: list[dict[str, Any]] = []
+    rows: dict[str, Any] = {}
     flags: dict[str, list[bool]] = {}
-    for q in thresholds:
-        rows: dict[str, Any] = {}
-        for name in VARIANTS:
-            rows[name], flags[name] = evaluate_variant(trained[name], recipe, q)
-        diff = round(rows["mined"]["f1"] - rows["given"]["f1"], 4)
-        evaluations.append(
-            {
-                "threshold": "bundle's calibrated (p99.9)" if q is None else f"p{q * 100:g}",
-                **rows,
-                "f1_mined_minus_given": diff,
-                "target_met": abs(diff) <= TARGET_F1_DIFFERENCE,
-            }
-        )
-    # The last evaluation is the one whose threshold can flag a session with an unknown
-    # event; the test sessions the ways judge differently are counted there.
-    head = evaluations[-1]
-    diff = head["f1_mined_minus_given"]
+    for name in VARIANTS:
+        rows[name], flags[name] = evaluate_variant(trained[name], recipe)
+    diff = round(rows["mined"]["f1"] - rows["given"]["f1"], 4)
+    head = {
+        "threshold": "bundle's calibrated (p99.9)",
+        **rows,
+        "f1_mined_minus_given": diff,
+        "target_met": abs(diff) <= TARGET_F1_DIFFERENCE,
+    }
+    evaluations = [head]
     fm, fg = flags["mined"], flags["given"]
     vm, vg = trained["mined"].vocab, trained["given"].vocab
     (mtr, mte), (gtr, gte) = built["mined"], built["given"]
@@ -579,19 +532,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "half has about half of train.jsonl's normal sessions, so about half its steps "
             "and training time"
         ),
-        "fallback_threshold": None
-        if fallback is None
-        else {
-            "quantile": fallback,
-            "why": (
-                "the bundle's p99.9 threshold equals the score of an unknown event (on the "
-                "validation slice it is the maximum, or windows holding events the training "
-                "part never saw reach it), so no session with an unknown event can be "
-                "flagged; the highest lower quantile of the calibration that is below that "
-                "score on both bundles' validation slices (normal data only) is used, "
-                "re-calibrated as logad evaluate --threshold-quantile does"
-            ),
-        },
         "unmatched_rule": (
             f"a test line no mined template matches gets the id {UNMATCHED!r}, which no vocab "
             "holds: the model sees [UNK], as serve will for such a line"

@@ -13,7 +13,6 @@ import pytest
 from bench.raw_hdfs import (
     UNMATCHED,
     Line,
-    fallback_quantile,
     group_sessions,
     impure_groups,
     is_test_block,
@@ -143,18 +142,6 @@ def test_daily_files_hold_each_session_under_its_first_events_day(tmp_path: Path
     assert sorted(p.name for p in (tmp_path / "days").iterdir()) == [p.name for p in paths]
     assert [s.session_id for s in read_sessions(paths[0])] == ["a", "c"]
     assert list(read_sessions(paths[1])) == [sessions[1]]
-
-
-def test_the_fallback_threshold_is_below_an_unknown_events_score() -> None:
-    unk = 20.7
-    below = ({"p90": 1.0, "p99": 4.0, "p99.9": 9.0}, 0.999, unk)
-    at_unk = ({"p90": 1.0, "p99": 4.0, "p99.9": unk}, 0.999, unk)
-    p99_at_unk = ({"p90": 1.0, "p99": unk, "p99.9": unk}, 0.999, unk)
-    assert fallback_quantile([below, below]) is None
-    assert fallback_quantile([below, at_unk]) == 0.99
-    assert fallback_quantile([at_unk, p99_at_unk]) == 0.9
-    with pytest.raises(DataError, match="even p90"):
-        fallback_quantile([({"p90": unk, "p99": unk, "p99.9": unk}, 0.999, unk)])
 
 
 def test_gaps_are_each_events_time_since_the_one_before() -> None:
