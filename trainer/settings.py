@@ -134,7 +134,7 @@ class TrainSettings:
     score_known_pairs: bool | None = None
     """With score_known_mixes: true, a known mix scores 0 only when each pair of its
     consecutive events also occurred in training (`known_pairs`), so a swapped step is still
-    scored; false, any order of a known mix scores 0 (blind to order-only anomalies). None
+    scored; false, any order of a known mix scores 0 (blind to order-only anomalies). Unset
     (the default): chosen from the training windows, false where the source interleaves
     (at least half the windows of a recurring mix come in more than one order), true where
     it does not (trainer/known_mixes.py, `order_varies`). Ignored when score_known_mixes is
