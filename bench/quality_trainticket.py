@@ -123,9 +123,14 @@ METHODS = (
 )
 
 
-def miner_text(r: LogRow) -> str:
-    """What the miner sees of a line: its service first, so that templates are per service."""
-    return f"{r.service} {r.message}"
+SERVICE_KEY, MESSAGE_KEY = "service", "message"
+
+
+def miner_text(r: LogRow, key: str = SERVICE_KEY) -> str:
+    """What the miner sees of a line: with SERVICE_KEY its service first, so that templates
+    are per service (two services running the same code log the same text); with
+    MESSAGE_KEY the message alone, as `logad parse` and serve mine it."""
+    return f"{r.service} {r.message}" if key == SERVICE_KEY else r.message
 
 
 # --- what is trained on ---------------------------------------------------------------------
@@ -274,12 +279,12 @@ def load(data: Path, fault_window_ms: int) -> Data:
     )
 
 
-def mine_training(rows: Sequence[LogRow]) -> tuple[TemplateSet, list[str]]:
+def mine_training(rows: Sequence[LogRow], key: str = SERVICE_KEY) -> tuple[TemplateSet, list[str]]:
     """logad's miner over the fault-free lines in time order: the set and each line's id."""
     from trainer.mining import DEFAULT_PARAMS, TemplateMiner
 
     miner = TemplateMiner(DEFAULT_PARAMS)
-    ids = [miner.mine(miner_text(r))[0] for r in rows]
+    ids = [miner.mine(miner_text(r, key))[0] for r in rows]
     return miner.to_set(), ids
 
 
@@ -307,12 +312,12 @@ def training_sessions(
     return out_
 
 
-def write_events(path: Path, rows: Iterable[LogRow]) -> None:
+def write_events(path: Path, rows: Iterable[LogRow], key: str = SERVICE_KEY) -> None:
     """Raw LogEvents (a message, no event id) in time order: `logad evaluate`'s input."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(path, "wb", compresslevel=3) as fh:
         for r in rows:
-            e = LogEvent(r.ts_ms, r.service, r.trace_id, None, r.level, miner_text(r))
+            e = LogEvent(r.ts_ms, r.service, r.trace_id, None, r.level, miner_text(r, key))
             fh.write(e.encode() + b"\n")
 
 
@@ -684,6 +689,13 @@ def parser() -> argparse.ArgumentParser:
         default=4096,
         help="training batch budget (default: %(default)s, quality_hdfs's)",
     )
+    p.add_argument(
+        "--template-key",
+        choices=(SERVICE_KEY, MESSAGE_KEY),
+        default=SERVICE_KEY,
+        help="what templates are mined from: the service and the message, or the message "
+        "alone (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     p.add_argument(
         "--time-buckets",
@@ -859,13 +871,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     out(f"[2/5] mining templates on the lines of the {trained_from}; daily files and events ...")
-    templates, ids = mine_training(train_rows)
+    templates, ids = mine_training(train_rows, a.template_key)
     train_sessions = training_sessions(train_rows, ids, with_gaps=a.time_buckets > 0)
     days_dir = a.out / "days"
     write_days(days_dir, train_sessions)
     write_templates(days_dir / "templates.json", templates)
     events = a.out / "rca_events.jsonl.gz"
-    write_events(events, data.test_rows)
+    write_events(events, data.test_rows, a.template_key)
     incidents_file = a.out / "incidents.jsonl"
     write_incidents(incidents_file, data.incidents)
     out(f"  {len(templates.templates)} templates from {len(train_sessions)} {trained_from}")
@@ -949,6 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "incident": "from inject_time for fault_window_s, on the injected pod's service",
             "train_on": a.train_on,
             "trained_on": trained_from,
+            "template_key": a.template_key,
             "guard_s": a.guard_s,
             "block_s": a.block_s,
             "split": "a fault-phase trace whose span overlaps no incident's [start - guard_s, "

@@ -11,9 +11,11 @@ from bench.nezha import LogRow
 from bench.quality_trainticket import (
     FAULT_FREE,
     HELD_OUT,
+    MESSAGE_KEY,
     NEAR,
     OFF_SERVICE,
     OUTSIDE_INCIDENTS,
+    SERVICE_KEY,
     TRAIN,
     block_role,
     false_alarms,
@@ -21,6 +23,7 @@ from bench.quality_trainticket import (
     in_incident_on_service,
     main,
     method_row,
+    miner_text,
     outside_incidents,
     role_masks,
     trace_levels,
@@ -65,6 +68,14 @@ def test_unseen_alarm_pair_flags_need_an_error_or_warn_line_in_the_new_pair() ->
 
 def _row(trace: str, ts: int, service: str = "ts-a-service", level: str | None = "INFO") -> LogRow:
     return LogRow(trace, ts, service, service + "-1", level, None, "m")
+
+
+def test_miner_text_keys_templates_by_service_or_by_message_alone() -> None:
+    a, b = _row("t1", 1, "ts-travel-service"), _row("t2", 2, "ts-travel2-service")
+    # Two services running the same code log the same text: one template unless keyed.
+    assert miner_text(a, SERVICE_KEY) != miner_text(b, SERVICE_KEY)
+    assert miner_text(a, MESSAGE_KEY) == miner_text(b, MESSAGE_KEY) == "m"
+    assert miner_text(a) == "ts-travel-service m"
 
 
 def test_trace_levels_and_services_per_trace_in_row_order() -> None:
