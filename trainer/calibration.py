@@ -22,7 +22,7 @@ A threshold never rests on the score ceiling: a window scores at most the unseen
 so a threshold there (the quantile of a calibration slice where some window holds an event
 training never had) would let nothing alert. When the quantile lands there, never-seen events
 alone spend the budget, and they alert whatever the threshold; the model's threshold is then
-chosen the same way from the windows below the ceiling (`threshold_below_ceiling`), so that
+chosen the same way from the windows below the ceiling (`fit_threshold` on them), so that
 the model still decides the rest (without it, only never-seen events would ever alert). The
 calibration's `fallback` says so and how many calibration windows reach the ceiling.
 
@@ -144,14 +144,17 @@ def under_ceiling(threshold: float, unk_nll: float) -> float | None:
     return float(np.nextafter(ceiling, -math.inf))
 
 
-def threshold_below_ceiling(
-    below: npt.NDArray[np.float64], threshold_quantile: float, q: float, rule: ThresholdRule
+def fit_threshold(
+    scores: npt.NDArray[np.float64], threshold_quantile: float, rule: ThresholdRule
 ) -> TailFit:
-    """The rule's threshold over the calibration windows below the score ceiling."""
-    if rule.method == "quantile" and rule.alert_budget() is None:
-        t = threshold_from_quantile(below, threshold_quantile)
+    """The rule's threshold over `scores`: at `threshold_quantile` without a budget and
+    method 'quantile', else from the budget by the rule's method."""
+    budget = rule.alert_budget()
+    q = budget.per_window if budget is not None else 1.0 - threshold_quantile
+    if rule.method == "quantile" and budget is None:
+        t = threshold_from_quantile(scores, threshold_quantile)
         return TailFit("quantile", t, q, None, None)
-    return threshold_for_budget(below, q, rule.method, rule.init_quantile)
+    return threshold_for_budget(scores, q, rule.method, rule.init_quantile)
 
 
 def _warn_if_max(n: int, q: float, method: str) -> None:
@@ -180,10 +183,7 @@ def calibrate(
     rule = rule or ThresholdRule()
     budget = rule.alert_budget()
     q = budget.per_window if budget is not None else 1.0 - threshold_quantile
-    if rule.method == "quantile" and budget is None:
-        fit = TailFit("quantile", threshold_from_quantile(s, threshold_quantile), q, None, None)
-    else:
-        fit = threshold_for_budget(s, q, rule.method, rule.init_quantile)
+    fit = fit_threshold(s, threshold_quantile, rule)
     lowered = under_ceiling(fit.threshold, strategy.unk_nll)
     fitted_on = s
     if lowered is not None:
@@ -191,7 +191,7 @@ def calibrate(
         below = s[s <= lowered]
         first = fit
         if below.size:
-            fit, fitted_on = threshold_below_ceiling(below, threshold_quantile, q, rule), below
+            fit, fitted_on = fit_threshold(below, threshold_quantile, rule), below
         why = (
             f"the threshold fell on the unseen-event score {first.threshold:.4g}, which no "
             f"window exceeds ({at} of {s.size} calibration windows reach it, and a window "

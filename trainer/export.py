@@ -124,8 +124,9 @@ def calibrate_on_validation(
     `choose_known_pairs`: the strategy's `known_pairs` (with known mixes) is chosen from the
     training windows: off where their source interleaves (trainer/known_mixes.py)."""
     strategy = strategy or DEFAULT_STRATEGY
+    train_windows = _windows(data, data.train_idx)
     if choose_known_pairs and strategy.known_mixes:
-        share = reordered_share(_windows(data, data.train_idx))
+        share = reordered_share(train_windows)
         strategy = replace(strategy, known_pairs=share < ORDER_NOISE_SHARE)
         log.info(
             "known_pairs_chosen",
@@ -140,7 +141,7 @@ def calibrate_on_validation(
     known = KnownMixes(
         frozenset(known_mix_keys(vouching)),
         frozenset(known_pair_keys(vouching)),
-        count_ceilings(_windows(data, data.train_idx), held_out, ceiling_support),
+        count_ceilings(train_windows, held_out, ceiling_support),
     )
     types = validation_types(data, time_buckets_of(model))
     results = score_token_windows(
