@@ -50,6 +50,7 @@ def test_builtin_rules_mask_values(message: str, masked: str) -> None:
         "deadbeef cafe face",  # hex-looking words without a digit stay words
         "key:123abc",  # no standalone value
         "[getRoute][Get Route By Id][Success]",  # bracket groups without a comma stay
+        "x [a, b, c [ open",  # a list that another bracket opens into is no list
     ],
 )
 def test_builtin_rules_leave_words(message: str) -> None:

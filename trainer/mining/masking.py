@@ -78,8 +78,9 @@ DEFAULT_MASK_RULES: tuple[MaskRule, ...] = (
     # A bracketed list of two or more items (`[nanjing, shanghai]`, a dump of objects): one
     # value, since a tree keyed by token count would make each length its own template.
     # Only an innermost list: `[getRoute][Route IDs: [a, b]]` keeps its method and message.
-    # One still open at the end of the message was cut by a line-length limit.
-    MaskRule("list", r"\[[^\[\]\n]*,[^\[\]\n]*(?:\]|$)"),
+    # One still open at the end of the message was cut by a line-length limit. Possessive:
+    # backtracking over every comma of a long unclosed list would be quadratic.
+    MaskRule("list", r"\[[^\[\]\n,]*+,[^\[\]\n]*+(?:\]|$)"),
 )
 
 
