@@ -730,6 +730,24 @@ RULE_VARIANTS: dict[str, dict[str, bool]] = {
 rules must earn their place per dataset); the bundle's own choice is the headline row."""
 
 
+def judge_traces(
+    scorer: Any, timed: Sequence[TimedSession], desc: str
+) -> tuple[list[ScoredSession], Any]:
+    """Every trace scored by `scorer` as `logad evaluate` scores it, judged at its threshold;
+    and the run (its window results)."""
+    from trainer.evaluate import run_windows
+    from trainer.incident_sessions import judged_sessions
+    from trainer.time_gaps import gaps_of
+
+    def window_scores(batch: list[Any]) -> list[float]:
+        # The events file's sessions carry their gaps (`TimedEvents`), windows too; a
+        # time-blind bundle does not look, a time-aware one scores them as evaluate does.
+        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
+
+    run = run_windows(window_scores, [t.events for t in timed], desc=desc)
+    return judged_sessions(timed, run.session_scores(float), scorer.threshold), run
+
+
 def score_variant(
     a: argparse.Namespace,
     bundle: Path,
@@ -739,12 +757,9 @@ def score_variant(
 ) -> tuple[list[ScoredSession], float]:
     """Every trace judged by the bundle with its strategy overridden, at the threshold
     `logad evaluate --calibrate-on` re-derives for it from the training days' validation slice."""
-    from trainer.evaluate import run_windows
     from trainer.evaluate_run import load_scorer
     from trainer.evaluate_settings import EvaluateSettings
-    from trainer.incident_sessions import judged_sessions
     from trainer.scorer_settings import ScorerSettings
-    from trainer.time_gaps import gaps_of
 
     settings = EvaluateSettings(
         token_cache_dir=a.out / "token-cache",
@@ -752,12 +767,8 @@ def score_variant(
         **overrides,  # type: ignore[arg-type]
     )
     scorer, _, _ = load_scorer(settings, bundle, [days_dir])
-
-    def window_scores(batch: list[Any]) -> list[float]:
-        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
-
-    run = run_windows(window_scores, [t.events for t in timed], desc="rules off")
-    return judged_sessions(timed, run.session_scores(float), scorer.threshold), scorer.threshold
+    judged, _ = judge_traces(scorer, timed, "rules off")
+    return judged, scorer.threshold
 
 
 def score_logad(
@@ -766,13 +777,11 @@ def score_logad(
     """The bundle on every fault-phase trace, as `logad evaluate --incidents` scores them; that
     command's code is run too, and must count the same."""
     from schemas.bundle import read_bundle_templates
-    from trainer.evaluate import run_windows
     from trainer.evaluate_run import evaluate_incidents, load_scorer
     from trainer.evaluate_settings import EvaluateSettings
-    from trainer.incident_sessions import judged_sessions, read_timed_sessions
+    from trainer.incident_sessions import read_timed_sessions
     from trainer.mining.matcher import TemplateMatcher
     from trainer.scorer_settings import ScorerSettings
-    from trainer.time_gaps import gaps_of
 
     settings = EvaluateSettings(
         token_cache_dir=a.out / "token-cache",
@@ -784,15 +793,9 @@ def score_logad(
     matcher = TemplateMatcher(templates) if templates is not None else None
     timed = read_timed_sessions([events], matcher)
 
-    def window_scores(batch: list[Any]) -> list[float]:
-        # The events file's sessions carry their gaps (`TimedEvents`), windows too; a
-        # time-blind bundle does not look, a time-aware one scores them as evaluate does.
-        return [r.score for r in scorer.score_events(batch, None, [gaps_of(w) for w in batch])]
-
     t0 = time.perf_counter()
-    run = run_windows(window_scores, [t.events for t in timed], desc="trainticket")
+    sessions, run = judge_traces(scorer, timed, "trainticket")
     scoring_s = time.perf_counter() - t0
-    sessions = judged_sessions(timed, run.session_scores(float), scorer.threshold)
     product, _, _ = evaluate_incidents(
         settings,
         incidents_file,
