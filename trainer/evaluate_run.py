@@ -157,6 +157,7 @@ def evaluate_bundle(
                 scorer.strategy.known_mixes,
             ),
             ("count ceilings", scorer.strategy.count_ceilings),
+            ("known ends", scorer.strategy.known_ends),
         )
         if on
     ]

@@ -15,7 +15,7 @@ from schemas.runtime.settings import leaves, only
 from schemas.signing import BundleKeySettings
 from trainer.scorer_settings import ScorerSettings
 
-STRATEGY_FIELDS = ("groups", "known_mixes", "known_pairs", "count_ceilings")
+STRATEGY_FIELDS = ("groups", "known_mixes", "known_pairs", "count_ceilings", "known_ends")
 """The fields that override the bundle's scoring strategy (trainer.scoring.ScoringStrategy)."""
 
 
@@ -60,6 +60,9 @@ class EvaluateSettings:
     """Override: an occurrence of an event beyond its count ceiling (the most of it that
     enough training windows held) scores like an unknown event (the bundle's calibration
     lists the ceilings)."""
+    known_ends: bool | None = None
+    """Override: the session-end marker after an event no training window ended with
+    scores like an unknown event (the bundle's calibration lists the known pairs)."""
     threshold_quantile: float | None = None
     """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
     val_fraction: float | None = None

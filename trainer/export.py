@@ -40,11 +40,13 @@ from schemas.templates import TemplateSet, write_templates
 from schemas.vocab import Vocab
 from trainer.calibration import ThresholdRule, calibrate, calibration_scores
 from trainer.dataset import TrainingData, window_types
+from trainer.end_marker import END_EVENT
 from trainer.known_mixes import (
     CEILING_SUPPORT,
     ORDER_NOISE_SHARE,
     KnownMixes,
     count_ceilings,
+    ending_pairs,
     known_mix_keys,
     known_pair_keys,
     reordered_share,
@@ -138,10 +140,14 @@ def calibrate_on_validation(
     # Ceilings need `ceiling_support` windows already; mixes and pairs need one, so only
     # the windows that vouch for them (TrainingData.known_idx) are recorded.
     vouching = _windows(data, data.known_idx())
+    end_id = data.vocab.id_of(END_EVENT) if END_EVENT in data.vocab else None
+    # The validation slice's endings are normal too (trainer/known_mixes.py, known ends).
+    held_out_ends = ending_pairs(held_out, end_id) if end_id is not None else set()
     known = KnownMixes(
         frozenset(known_mix_keys(vouching)),
-        frozenset(known_pair_keys(vouching)),
+        frozenset(known_pair_keys(vouching)) | held_out_ends,
         count_ceilings(train_windows, held_out, ceiling_support),
+        end_id,
     )
     types = validation_types(data, time_buckets_of(model))
     results = score_token_windows(

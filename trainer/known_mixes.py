@@ -30,6 +30,17 @@ traffic, and one or two windows (an anomaly nobody flagged) do not make a count 
 An event fewer windows held has ceiling 0: any occurrence of it scores like an unknown
 event (HDFS's E20, "unexpected error trying to delete block", is in a handful of normal
 training windows and in many anomalous blocks).
+
+Known ends (strategy `known_ends`) look at where a session stops. A session that simply
+stops early (HDFS's `E22 E5` blocks) holds no out-of-place event, only an end marker where
+no training session ended. The model's NLL for that marker is a tail probability, and
+whether it clears the threshold changes from one training seed to the next. With the rule,
+an end marker after an event that never came right before one in training (the pair is not
+among the known pairs) scores like an unknown event, whatever the seed. As with count
+ceilings, the validation slice has its say: an ending a validation window shows is normal,
+so its pair is recorded too (`ending_pairs`). Otherwise one validation session ending where
+no training session did would score like an unknown event and lift the calibrated threshold
+for every other window.
 """
 
 from __future__ import annotations
@@ -215,6 +226,40 @@ def past_ceiling(
     return past
 
 
+def ending_pairs(
+    windows: Iterable[Sequence[int] | npt.NDArray[np.integer]], end_id: int
+) -> set[Pair]:
+    """The (last event, end marker) pairs of the windows that end with the marker."""
+    out: set[Pair] = set()
+    for w in windows:
+        ids = np.asarray(w, dtype=np.int64).reshape(-1)
+        if ids.size >= 2 and int(ids[-1]) == end_id:
+            out.add((int(ids[-2]), end_id))
+    return out
+
+
+def unseen_ends(
+    ids: npt.NDArray[np.int64],
+    window_of: npt.NDArray[np.int64],
+    ending: npt.NDArray[np.bool_],
+    end_id: int,
+) -> npt.NDArray[np.bool_]:
+    """Which events (flat over many windows, `window_of[i]` event i's window) are an end
+    marker right after a token no training window ended with (`ending`, indexed by token
+    id: `KnownMixes.ending`). A marker that opens its window has nothing before it to judge
+    and is not one."""
+    out = np.zeros(ids.size, dtype=bool)
+    if ids.size < 2:
+        return out
+    prev, cur = ids[:-1], ids[1:]
+    same_window = window_of[:-1] == window_of[1:]
+    ended_before = np.zeros(prev.size, dtype=bool)
+    inside = prev < ending.size
+    ended_before[inside] = ending[prev[inside]]
+    out[1:] = (cur == end_id) & same_window & ~ended_before
+    return out
+
+
 @dataclass(frozen=True)
 class KnownMixes:
     """What the training windows held, as the scoring path looks a window up in it."""
@@ -223,6 +268,8 @@ class KnownMixes:
     pairs: frozenset[Pair]
     ceilings: tuple[Ceiling, ...] | None = None
     """None: not recorded (a bundle from before count ceilings)."""
+    end_id: int | None = None
+    """The session-end marker's token id; None: the vocab has none (see `unseen_ends`)."""
 
     @classmethod
     def of(
@@ -230,12 +277,24 @@ class KnownMixes:
         mixes: Iterable[MixKey],
         pairs: Iterable[Pair] = (),
         ceilings: Iterable[Ceiling] | None = None,
+        end_id: int | None = None,
     ) -> KnownMixes | None:
         """None when there is nothing to look up."""
         m = frozenset(mixes)
         if not m and ceilings is None:
             return None
-        return cls(m, frozenset(pairs), None if ceilings is None else tuple(ceilings))
+        return cls(m, frozenset(pairs), None if ceilings is None else tuple(ceilings), end_id)
+
+    @cached_property
+    def ending(self) -> npt.NDArray[np.bool_]:
+        """Indexed by token id: whether some training window ended right after that token
+        (the pair token, end marker is known); empty without an end marker."""
+        if self.end_id is None:
+            return np.zeros(0, dtype=bool)
+        before = [a for a, b in self.pairs if b == self.end_id]
+        out = np.zeros(max(before, default=-1) + 1, dtype=bool)
+        out[before] = True
+        return out
 
     @cached_property
     def limits(self) -> npt.NDArray[np.int64]:

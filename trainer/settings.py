@@ -149,6 +149,11 @@ class TrainSettings:
     scores like an unknown event. Recorded in every bundle, used by `count_ceilings`. More
     than one, so that an anomaly nobody flagged in the training data does not make its
     count normal (docs/quality.md compares values)."""
+    score_known_ends: bool = True
+    """Calibrate the bundle for a strategy that scores the session-end marker like an
+    unknown event when no training window ended right after the event before it
+    (`known_ends`: a session that stops where none stopped before; docs/scoring.md).
+    Applies only with end_marker."""
     score_tokens_per_batch: int = 16_384
     """Token budget per scoring batch when calibrating on the validation slice."""
     end_marker: bool = True

@@ -251,6 +251,7 @@ def _run(
             known_mixes=s.score_known_mixes,
             known_pairs=s.score_known_mixes and bool(s.score_known_pairs),
             count_ceilings=s.score_count_ceilings,
+            known_ends=s.score_known_ends and s.end_marker,
         ),
         s.score_ceiling_support,
         rule,

@@ -52,8 +52,10 @@ def test_train_exports_bundle_then_warm_starts(
     cal = Calibration.from_json((out / "calibration.json").read_bytes())
     assert cal.n_windows == manifest.metrics["val_windows"]
     # HDFS interleaves (trainer/known_mixes.py, order_varies): by default, known mixes then
-    # count in any order; the rest is the default strategy.
-    assert ScoringStrategy.from_dict(cal.strategy) == replace(DEFAULT_STRATEGY, known_pairs=False)
+    # count in any order; the rest is the default strategy, with known ends (end marker).
+    assert ScoringStrategy.from_dict(cal.strategy) == replace(
+        DEFAULT_STRATEGY, known_pairs=False, known_ends=True
+    )
     assert manifest.metrics["val_fraction"] == 0.1 and manifest.metrics["end_marker"] is True
     assert END_EVENT in Vocab.load(out / "vocab.json")
     assert cal.quantiles["p50"] <= cal.threshold

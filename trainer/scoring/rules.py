@@ -1,9 +1,10 @@
 """The window rules: from the model's predictions to a window's score, in numpy.
 
 An event's surprise is the negative log-likelihood (NLL) of its true token where it was
-masked, capped at the strategy's `unk_nll`; an [UNK] event, and with `count_ceilings` an
-occurrence of an event beyond its count ceiling, gets `unk_nll` itself: the model cannot
-vouch for it. A window's score is its largest event NLL: one out-of-place event is what an
+masked, capped at the strategy's `unk_nll`; an [UNK] event, with `count_ceilings` an
+occurrence of an event beyond its count ceiling, and with `known_ends` an end marker right
+after an event no training window ended with, gets `unk_nll` itself: training cannot vouch
+for it. A window's score is its largest event NLL: one out-of-place event is what an
 anomaly looks like, however long the window. With `known_mixes`, a window whose event counts
 equal a training window's (with `known_pairs`, also made of known consecutive pairs) scores
 0 after the fact; its score as if its mix were novel is what thresholds are calibrated on
@@ -16,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.vocab import UNK_ID
-from trainer.known_mixes import KnownMixes, past_ceiling
+from trainer.known_mixes import KnownMixes, past_ceiling, unseen_ends
 from trainer.scoring.strategy import ScoringStrategy
 
 
@@ -29,6 +30,8 @@ def missing_lookup(strategy: ScoringStrategy, known: KnownMixes | None) -> str |
         return (
             "the strategy scores events past their count ceilings, but the calibration records none"
         )
+    if strategy.known_ends and known is None:
+        return "the strategy scores unseen session ends, but the calibration lists no known pairs"
     return None
 
 
@@ -48,16 +51,30 @@ def events_past_ceiling(
     return past_ceiling(ids, window_of, known.limits)
 
 
+def ends_unseen(
+    ids: npt.NDArray[np.int64], window_of: npt.NDArray[np.int64], known: KnownMixes | None
+) -> npt.NDArray[np.bool_]:
+    """Which events (flat over windows) are an end marker right after an event no training
+    window ended with; none when `known` has no end marker."""
+    if known is None or known.end_id is None:
+        return np.zeros(ids.size, dtype=bool)
+    return unseen_ends(ids, window_of, known.ending, known.end_id)
+
+
 def event_nll(
     logp: npt.NDArray[np.float32],
     ids: npt.NDArray[np.int64],
     past: npt.NDArray[np.bool_],
     strategy: ScoringStrategy,
+    unseen_end: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Each event's NLL (float32, NaN where not predicted), capped at `unk_nll`; a predicted
-    [UNK] event, and with `count_ceilings` a predicted event in `past`, gets `unk_nll`."""
+    [UNK] event, with `count_ceilings` a predicted event in `past`, and with `known_ends` a
+    predicted event in `unseen_end`, gets `unk_nll`."""
     unk = np.float32(strategy.unk_nll)
     unseen = (ids == UNK_ID) | (past if strategy.count_ceilings else False)
+    if strategy.known_ends and unseen_end is not None:
+        unseen = unseen | unseen_end
     nll = np.minimum(-logp, unk)  # NaN stays NaN
     nll[unseen & ~np.isnan(nll)] = unk
     return nll

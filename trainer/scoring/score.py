@@ -32,6 +32,7 @@ from trainer.scoring.passes import (
     type_windows,
 )
 from trainer.scoring.rules import (
+    ends_unseen,
     event_nll,
     events_past_ceiling,
     exempt,
@@ -120,8 +121,10 @@ def score_token_windows(
         max_batch_tokens=max_batch_tokens,
     )
     past = events_past_ceiling(passes.ids, passes.window_of, known)
-    # The NLLs show events past a ceiling as the strategy scores them, for explanations.
-    nll = event_nll(pred.logp, passes.ids, past, strategy)
+    unseen_end = ends_unseen(passes.ids, passes.window_of, known)
+    # The NLLs show events past a ceiling (and unseen ends) as the strategy scores them,
+    # for explanations.
+    nll = event_nll(pred.logp, passes.ids, past, strategy, unseen_end)
     log.debug(
         "windows_scored",
         windows=len(windows),

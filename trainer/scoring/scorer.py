@@ -133,7 +133,10 @@ class WindowScorer:
             dev,
             max_batch_tokens=max_batch_tokens,
             known=KnownMixes.of(
-                calibration.known_mixes, calibration.known_pairs, calibration.count_ceilings
+                calibration.known_mixes,
+                calibration.known_pairs,
+                calibration.count_ceilings,
+                vocab.id_of(END_EVENT) if END_EVENT in vocab else None,
             ),
             explain_known_mixes=explain_known_mixes,
             time_buckets=manifest.time_buckets,

@@ -5,7 +5,7 @@
 the way its threshold was calibrated. There is one way to score (every event masked once
 over `groups` passes, the window's score the largest event NLL); what a strategy chooses is
 how many passes, and which of the rules in trainer/scoring/rules.py apply (known mixes,
-known pairs, count ceilings). Other scoring rules the benchmark compares live beside it
+known pairs, count ceilings, known ends). Other scoring rules the benchmark compares live beside it
 (bench/strategies.py).
 """
 
@@ -63,6 +63,13 @@ class ScoringStrategy:
     """An occurrence of an event beyond its count ceiling (the most of it that enough
     training windows held) scores like an [UNK] event. Events whose count has a long tail
     get no ceiling (trainer/known_mixes.py). Needs the ceilings in calibration.json."""
+    known_ends: bool = False
+    """The session-end marker after an event that no training window ended with (the pair
+    `event, <end>` never occurred in training) scores like an [UNK] event: a session that
+    stops where none stopped before, however likely the model finds the end there. Needs
+    the known pairs in calibration.json; a bundle without the end marker has nothing to
+    apply it to. Written to calibration.json only when on, so a bundle without it reads as
+    before."""
     n_surprising: int = 5
     """How many of a window's most surprising events to explain."""
     top_k_expected: int = 3
@@ -81,7 +88,7 @@ class ScoringStrategy:
 
     def to_dict(self) -> dict[str, Any]:
         """As calibration.json records it (see KNOWN_MIXES_KEY and IMPLIED_KEYS)."""
-        return {
+        d: dict[str, Any] = {
             "kind": IMPLIED_KEYS["kind"],
             "groups": self.groups,
             "aggregate": IMPLIED_KEYS["aggregate"],
@@ -92,6 +99,9 @@ class ScoringStrategy:
             "top_k_expected": self.top_k_expected,
             "unk_nll": self.unk_nll,
         }
+        if self.known_ends:
+            d["known_ends"] = True
+        return d
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> ScoringStrategy:
@@ -131,5 +141,7 @@ The max NLL, because one out-of-place event is what an anomaly in a long normal 
 looks like (a mean dilutes it); known mixes with known pairs, because interleavings of seen
 steps are not anomalies while a swapped step is; count ceilings, because some counts are
 fixed by the system (a block has three replicas). `logad train --score-known-pairs false`
-gives the order-blind variant. docs/scoring.md explains the rules and docs/quality.md
+gives the order-blind variant. `logad train` also turns on `known_ends` for a bundle with the
+end marker (`--score-known-ends`); the benchmark's comparison strategies do not express it, so
+it is not part of this record. docs/scoring.md explains the rules and docs/quality.md
 holds the figures that chose them, with the commands that reproduce them."""
