@@ -92,6 +92,12 @@ bench-parse: $(STAMP)
 bench-raw-hdfs: $(STAMP)
 	$(PY) -m bench.raw_hdfs
 
+# Time-blind vs time-aware bundles on HDFS, 5 seeds each (CPU, about 10 minutes):
+# bench/results/time_aware_hdfs.json and .png.
+.PHONY: bench-time-hdfs
+bench-time-hdfs: $(STAMP)
+	$(PY) -m bench.time_aware_hdfs
+
 # Real microservice logs (TrainTicket, Nezha; CPU, a few minutes): incidents detected and false alarms,
 # logad vs three rules; bench/results/quality_trainticket.json and .png. Without the HDFS F1 check:
 # .venv/bin/python -m bench.quality_trainticket --skip-hdfs

@@ -291,6 +291,18 @@ def _thresholds_hdfs(p: Mapping[str, Any]) -> str:
     )
 
 
+def _time_aware_hdfs(p: Mapping[str, Any]) -> str:
+    def f1(rules: str, way: str) -> str:
+        f = p["summary"][rules][way]["f1"]
+        return f"{f['mean']} ({f['min']}..{f['max']})"
+
+    return (
+        f"HDFS test half, {len(p['config']['seeds'])} seeds, F1 mean (min..max): as shipped, "
+        f"time-blind {f1('shipped', 'blind')}, time-aware {f1('shipped', 'time')}; without "
+        f"known ends {f1('no known ends', 'blind')} and {f1('no known ends', 'time')}"
+    )
+
+
 _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "parse_loghub": _parse_loghub,
     "soak_loop": _soak_loop,
@@ -302,6 +314,7 @@ _SUMMARIES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "stream_e2e": _stream_e2e,
     "stream_throughput": _stream_throughput,
     "thresholds_hdfs": _thresholds_hdfs,
+    "time_aware_hdfs": _time_aware_hdfs,
     "train_throughput": _train_throughput,
     "model_process": _model_process,
     "gpu_check": _gpu_check,

@@ -49,9 +49,9 @@ level, logger and ids.
      which one line was logged at ERROR or WARN;
    - any ERROR: the trace holds a line logged at ERROR.
    logad's window rules (the known-mix exemption in known steps or in any order, count
-   ceilings) are measured too, each way (RULE_VARIANTS), re-calibrated on the training days
-   as `logad evaluate --calibrate-on` does, on TrainTicket and on HDFS (`logad_rules_off`,
-   `hdfs.rules_off`).
+   ceilings, known ends) are measured too, each way (RULE_VARIANTS), re-calibrated on the
+   training days as `logad evaluate --calibrate-on` does, on TrainTicket and on HDFS
+   (`logad_rules_off`, `hdfs.rules_off`).
 6. Figures per method (trainer/incidents.py), incidents matched on every fault-phase trace:
    incidents detected (overall and per `inject_type`); time to first alert, a trace's alert
    time being its last line; and the headline false alarms per 1,000 normal traces (issue
@@ -725,6 +725,7 @@ RULE_VARIANTS: dict[str, dict[str, bool]] = {
     "no known-mix exemption": {"known_mixes": False, "known_pairs": False},
     "no count ceilings": {"count_ceilings": False},
     "neither window rule": {"known_mixes": False, "known_pairs": False, "count_ceilings": False},
+    "no known ends": {"known_ends": False},
 }
 """logad's window rules each way, each re-calibrated on the training days (issue 23: the
 rules must earn their place per dataset); the bundle's own choice is the headline row."""

@@ -45,6 +45,7 @@ bench/results/raw_hdfs.json; the work files (daily files, bundles) stay in bench
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import hashlib
 import shutil
@@ -303,9 +304,13 @@ def train_variant(
     return Trained(name, bundle, files, list(test_sessions), vocab, info)
 
 
-def evaluate_variant(t: Trained, recipe: argparse.Namespace) -> tuple[dict[str, Any], list[bool]]:
+def evaluate_variant(
+    t: Trained, recipe: argparse.Namespace, overrides: Mapping[str, bool] | None = None
+) -> tuple[dict[str, Any], list[bool]]:
     """`logad evaluate`'s API on the test half at the bundle's threshold: the figures, and
-    which test sessions it flags."""
+    which test sessions it flags. `overrides`: scoring strategy fields to change, the
+    threshold then re-calibrated on the training days (`logad evaluate --known-ends false
+    --calibrate-on DAYS`)."""
     from bench.quality_hdfs import POPULATION
     from trainer.evaluate_run import evaluate_bundle
     from trainer.evaluate_settings import EvaluateSettings, PopulationSettings
@@ -315,6 +320,7 @@ def evaluate_variant(t: Trained, recipe: argparse.Namespace) -> tuple[dict[str, 
         token_cache_dir=recipe.out / "token-cache",
         scoring=ScorerSettings(device=recipe.device),
         population=PopulationSettings(POPULATION.normals, POPULATION.abnormals),
+        **(overrides or {}),  # type: ignore[arg-type]
     )
     t0 = time.perf_counter()
     report, _ = evaluate_bundle(
@@ -322,12 +328,12 @@ def evaluate_variant(t: Trained, recipe: argparse.Namespace) -> tuple[dict[str, 
         t.bundle,
         [t.files["normal"]],
         [t.files["abnormal"]],
-        None,
-        t.bundle.parent / "report",
+        [t.bundle.parent / "days"] if overrides else None,
+        t.bundle.parent / ("report-" + "-".join(sorted(overrides)) if overrides else "report"),
     )
     score_s = time.perf_counter() - t0
     d = report.detection
-    flags = session_flags(t.bundle, t.test_sessions, recipe.device, d.threshold)
+    flags = session_flags(t.bundle, t.test_sessions, recipe.device, d.threshold, overrides)
     # The same scorer and threshold, so the same verdicts as the evaluation's.
     assert sum(flags) == d.false_positives + d.true_positives
     row = {
@@ -353,15 +359,21 @@ def evaluate_variant(t: Trained, recipe: argparse.Namespace) -> tuple[dict[str, 
 
 
 def session_flags(
-    bundle: Path, sessions: Sequence[Session], device: str, threshold: float
+    bundle: Path,
+    sessions: Sequence[Session],
+    device: str,
+    threshold: float,
+    overrides: Mapping[str, bool] | None = None,
 ) -> list[bool]:
     """Whether each session's score (its highest window's) is over `threshold`: to name
-    the sessions the two ways judge differently."""
+    the sessions the two ways judge differently. `overrides`: as `evaluate_variant`'s."""
     from trainer.evaluate import run_windows
     from trainer.scoring.scorer import WindowScorer
     from trainer.time_gaps import TimedEvents, gaps_of
 
     scorer = WindowScorer.from_bundle(bundle, device)
+    if overrides:
+        scorer.strategy = dataclasses.replace(scorer.strategy, **overrides)  # type: ignore[arg-type]
 
     def score(batch: list[tuple[str, ...]]) -> list[float]:
         # Windows of sessions with gaps carry theirs, as `logad evaluate` reads them.
