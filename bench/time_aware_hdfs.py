@@ -127,7 +127,7 @@ def plot(result: Mapping[str, Any], path: Path) -> None:
         ax.set_xlabel("training seed")
         ax.set_title(f"rules {rules}", fontsize=10)
     axes[0].set_ylabel("test-half F1, bundle's own threshold")
-    axes[-1].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="lower left", fontsize=8)
     fig.suptitle("HDFS (given ids): time-blind vs time-aware per seed; dashed: mean")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
