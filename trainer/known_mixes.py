@@ -246,8 +246,8 @@ def unseen_ends(
 ) -> npt.NDArray[np.bool_]:
     """Which events (flat over many windows, `window_of[i]` event i's window) are an end
     marker right after a token no training window ended with (`ending`, indexed by token
-    id: `KnownMixes.ending`). A marker that opens its window has nothing before it to judge
-    and is not one."""
+    id: `KnownMixes.ending`). A marker that opens its window has nothing before it to judge,
+    and one after an [UNK] event adds nothing to that event's own score: neither is one."""
     out = np.zeros(ids.size, dtype=bool)
     if ids.size < 2:
         return out
@@ -256,7 +256,7 @@ def unseen_ends(
     ended_before = np.zeros(prev.size, dtype=bool)
     inside = prev < ending.size
     ended_before[inside] = ending[prev[inside]]
-    out[1:] = (cur == end_id) & same_window & ~ended_before
+    out[1:] = (cur == end_id) & same_window & ~ended_before & (prev != UNK_ID)
     return out
 
 

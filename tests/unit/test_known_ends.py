@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from transformers import BertForMaskedLM
 
 from schemas.bundle import CALIBRATION, Calibration
-from schemas.vocab import Vocab
+from schemas.vocab import UNK_ID, Vocab
 from tests.train_data import eval_tiny_model
 from trainer.calibration import calibrate
 from trainer.end_marker import END_EVENT
@@ -37,13 +37,15 @@ def model() -> BertForMaskedLM:
 def naive(windows: list[list[int]], ending: set[int], end_id: int) -> list[bool]:
     out: list[bool] = []
     for w in windows:
-        out.extend(i > 0 and t == end_id and w[i - 1] not in ending for i, t in enumerate(w))
+        out.extend(
+            i > 0 and t == end_id and w[i - 1] not in ending | {UNK_ID} for i, t in enumerate(w)
+        )
     return out
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.lists(st.integers(4, 10), max_size=8), max_size=5),
+    st.lists(st.lists(st.sampled_from([UNK_ID, *range(4, 11)]), max_size=8), max_size=5),
     st.sets(st.integers(4, 10)),
 )
 def test_unseen_ends_marks_the_markers_after_an_event_no_window_ended_with(
