@@ -56,6 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from schemas.feedback import Feedback
+from trainer.end_marker import END_EVENT
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -395,8 +396,11 @@ def _closest(
 
 
 def recurs(pattern: tuple[str, ...] | None, recurring: frozenset[str]) -> bool:
-    """Whether an alert pattern holds recurring events only (and at least one)."""
-    return bool(pattern) and recurring.issuperset(pattern or ())
+    """Whether an alert pattern holds recurring events only, and at least one besides the
+    session-end marker: a session that alerts on its end alone stopped where none stops (a
+    truncated request), whatever else a release changed."""
+    events = pattern or ()
+    return any(e != END_EVENT for e in events) and recurring.issuperset(events)
 
 
 def _adopted(w: WindowColumns, recurring: frozenset[str]) -> npt.NDArray[np.bool_]:
@@ -459,7 +463,13 @@ def recurring_from(
         share = len(hs) / max(1, windows_per_day.get(day, 0))
         if share >= s.adopt_min_share and len(set(hs)) >= s.adopt_min_hours:
             good_days[e] = good_days.get(e, 0) + 1
-    core = {e for e, k in good_days.items() if k >= s.adopt_min_days and e not in never}
+    # The end marker recurs in every incident of cut-short sessions: it is adopted only
+    # beside a release's own events (`_alongside`), never on its own.
+    core = {
+        e
+        for e, k in good_days.items()
+        if k >= s.adopt_min_days and e not in never and e != END_EVENT
+    }
     return frozenset(core | _alongside(core, patterns, windows_per_day, s) - never)
 
 

@@ -25,6 +25,7 @@ from stream.jobs.retrain import (
 )
 from stream.jobs.retrain_gate import DayPlan
 from stream.serve.archive import session_line
+from trainer.end_marker import END_EVENT
 from trainer.window_filter import (
     Reason,
     WindowColumns,
@@ -32,6 +33,7 @@ from trainer.window_filter import (
     WindowRecord,
     filter_windows,
     recurring_events,
+    recurs,
 )
 
 DAY0 = date(2026, 3, 1)
@@ -94,6 +96,37 @@ def test_the_filter_keeps_windows_alerted_on_recurring_events_only() -> None:
     assert result.reasons[-1] == Reason.ALERTED  # a release window with a fault in it
     off = filter_windows(WindowColumns.of(records), WindowFilterSettings(adopt_recurring=False))
     assert off.counts()["kept_as_recurring"] == 0 and off.counts()["alerted"] >= 100
+
+
+def test_the_end_marker_is_adopted_only_beside_a_releases_events() -> None:
+    # Every day, 5% of the windows alert on their end alone (cut-short sessions, every hour)
+    # and the release's windows alert on its events and the end.
+    def day(d: int) -> list[WindowRecord]:
+        base = D0 + d * DAY_MS
+        out = []
+        for i in range(1_000):
+            t = base + i * (DAY_MS // 1_000)
+            pattern: tuple[str, ...] | None = None
+            if i % 20 == 0:
+                pattern = (*RELEASE, END_EVENT)
+            elif i % 20 == 1:
+                pattern = (END_EVENT,)
+            out.append(WindowRecord(f"d{d}-{i}", t, t + 10, 9.0 if pattern else 1.0,
+                                    pattern is not None, pattern))  # fmt: skip
+        return out
+
+    records = [r for d in range(2) for r in day(d)]
+    w = WindowColumns.of(records)
+    assert END_EVENT not in recurring_events(w, WindowFilterSettings(adopt_along_share=1.0))
+    result = filter_windows(w, WindowFilterSettings(adopt_along_share=0.5))
+    assert END_EVENT in result.recurring  # beside the release half the time: adopted with it
+    why = {r.session_id: int(x) for r, x in zip(records, result.reasons.tolist(), strict=True)}
+    cut_short = [r.session_id for r in records if r.pattern == (END_EVENT,)]
+    released = [r.session_id for r in records if r.pattern and len(r.pattern) == 3]
+    assert cut_short and all(why[sid] == Reason.ALERTED for sid in cut_short)
+    assert released and all(why[sid] == Reason.KEPT for sid in released)
+    assert not recurs((END_EVENT,), frozenset({END_EVENT})) and not recurs((), frozenset())
+    assert recurs((RELEASE[0], END_EVENT), frozenset({RELEASE[0], END_EVENT}))
 
 
 def test_an_operators_anomalous_verdict_blocks_its_events() -> None:
