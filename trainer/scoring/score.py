@@ -121,7 +121,7 @@ def score_token_windows(
         max_batch_tokens=max_batch_tokens,
     )
     past = events_past_ceiling(passes.ids, passes.window_of, known)
-    unseen_end = ends_unseen(passes.ids, passes.window_of, known)
+    unseen_end = ends_unseen(passes.ids, passes.window_of, known) if strategy.known_ends else None
     # The NLLs show events past a ceiling (and unseen ends) as the strategy scores them,
     # for explanations.
     nll = event_nll(pred.logp, passes.ids, past, strategy, unseen_end)
