@@ -245,7 +245,7 @@ def unseen_ends(
     end_id: int,
 ) -> npt.NDArray[np.bool_]:
     """Which events (flat over many windows, `window_of[i]` event i's window) are an end
-    marker right after a token no training window ended with (`ending`, indexed by token
+    marker right after a token no recorded window ended with (`ending`, indexed by token
     id: `KnownMixes.ending`). A marker that opens its window has nothing before it to judge,
     and one after an [UNK] event adds nothing to that event's own score: neither is one."""
     out = np.zeros(ids.size, dtype=bool)
@@ -287,8 +287,8 @@ class KnownMixes:
 
     @cached_property
     def ending(self) -> npt.NDArray[np.bool_]:
-        """Indexed by token id: whether some training window ended right after that token
-        (the pair token, end marker is known); empty without an end marker."""
+        """Indexed by token id: whether some training or validation window ended right after
+        that token (the pair token, end marker is known); empty without an end marker."""
         if self.end_id is None:
             return np.zeros(0, dtype=bool)
         before = [a for a, b in self.pairs if b == self.end_id]

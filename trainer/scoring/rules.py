@@ -3,8 +3,8 @@
 An event's surprise is the negative log-likelihood (NLL) of its true token where it was
 masked, capped at the strategy's `unk_nll`; an [UNK] event, with `count_ceilings` an
 occurrence of an event beyond its count ceiling, and with `known_ends` an end marker right
-after an event no training window ended with, gets `unk_nll` itself: training cannot vouch
-for it. A window's score is its largest event NLL: one out-of-place event is what an
+after an event no training or validation window ended with, gets `unk_nll` itself: training
+cannot vouch for it. A window's score is its largest event NLL: one out-of-place event is what an
 anomaly looks like, however long the window. With `known_mixes`, a window whose event counts
 equal a training window's (with `known_pairs`, also made of known consecutive pairs) scores
 0 after the fact; its score as if its mix were novel is what thresholds are calibrated on
@@ -54,7 +54,7 @@ def events_past_ceiling(
 def ends_unseen(
     ids: npt.NDArray[np.int64], window_of: npt.NDArray[np.int64], known: KnownMixes | None
 ) -> npt.NDArray[np.bool_]:
-    """Which events (flat over windows) are an end marker right after an event no training
+    """Which events (flat over windows) are an end marker right after an event no recorded
     window ended with; none when `known` has no end marker."""
     if known is None or known.end_id is None:
         return np.zeros(ids.size, dtype=bool)
