@@ -13,6 +13,7 @@ import structlog
 from schemas.bundle import CALIBRATION, Calibration, read_bundle_templates, verify_bundle
 from schemas.errors import ConfigError, DataError
 from schemas.incidents import read_incidents
+from trainer.calibration import ThresholdRule
 from trainer.eval_plots import write_incident_plots, write_plots
 from trainer.evaluate import (
     EvalReport,
@@ -35,6 +36,7 @@ from trainer.scoring.rules import missing_lookup
 from trainer.scoring.scorer import WindowScorer
 from trainer.scoring.strategy import ScoringStrategy
 from trainer.settings import default_token_cache_dir
+from trainer.tail_threshold import BudgetUnit, Method
 from trainer.time_gaps import gaps_of
 
 log = structlog.get_logger(__name__)
@@ -52,16 +54,17 @@ def quantile_label(q: float) -> str:
     return f"p{q * 100:g}"
 
 
-def threshold_source(cal: Calibration) -> str:
-    """How the bundle's threshold was chosen, in words."""
+def threshold_source(cal: Calibration, by: str = "bundle calibration") -> str:
+    """How the threshold of `cal` was chosen, in words."""
     n = f"{cal.n_windows} held-out normal windows"
+    method = "a GPD tail (POT)" if cal.threshold_method == "pot" else "the quantile"
     if cal.budget is not None:
         b = cal.budget
         unit = "1,000 windows" if b.unit == "per_1000_windows" else "hour"
-        method = "a GPD tail (POT)" if cal.threshold_method == "pot" else "the quantile"
-        text = f"bundle calibration: {b.alerts:g} false alerts per {unit} by {method} of {n}"
+        text = f"{by}: {b.alerts:g} false alerts per {unit} by {method} of {n}"
     else:
-        text = f"bundle calibration: {quantile_label(cal.threshold_quantile)} of {n}"
+        q = quantile_label(cal.threshold_quantile)
+        text = f"{by}: {q if cal.threshold_method == 'quantile' else f'{q} by {method}'} of {n}"
     if cal.interval is not None:
         iv = cal.interval
         text += f" ({iv.confidence:.0%} bootstrap interval {iv.lower:.4g}..{iv.upper:.4g})"
@@ -109,13 +112,27 @@ def load_scorer(
             budget,
             scorer.known,
             types,
+            recalibration_rule(s, cal),
         )
         scorer.strategy, scorer.threshold = strategy, cal.threshold
-        source = (
-            f"re-calibrated for this strategy: {quantile_label(q)} of {cal.n_windows} "
-            "held-out normal windows of the training data"
-        )
+        source = threshold_source(cal, "re-calibrated on the training data's validation slice")
     return scorer, cal, source
+
+
+def recalibration_rule(s: EvaluateSettings, cal: Calibration) -> ThresholdRule:
+    """Pure: the bundle's threshold rule (`cal`'s) with the settings' overrides. A budget or
+    a quantile given replaces the bundle's budget; the method is the override's, else the
+    bundle's."""
+    method: Method = s.threshold_method or ("pot" if cal.threshold_method == "pot" else "quantile")
+    if s.alert_budget is not None:
+        return ThresholdRule(method=method, budget=s.alert_budget)
+    if s.threshold_quantile is not None or cal.budget is None:
+        return ThresholdRule(method=method)
+    b = cal.budget
+    unit: BudgetUnit = "per_hour" if b.unit == "per_hour" else "per_1000_windows"
+    return ThresholdRule(
+        method=method, budget=b.alerts, unit=unit, windows_per_hour=b.windows_per_hour
+    )
 
 
 def evaluate_bundle(

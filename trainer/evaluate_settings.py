@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from schemas.runtime.settings import leaves, only
 from schemas.signing import BundleKeySettings
@@ -65,6 +65,12 @@ class EvaluateSettings:
     scores like an unknown event (the bundle's calibration lists the known pairs)."""
     threshold_quantile: float | None = None
     """Re-calibrate at this quantile of the validation scores (needs --calibrate-on)."""
+    threshold_method: Literal["quantile", "pot"] | None = None
+    """Re-calibrate with this method: 'quantile' or 'pot' (a generalised Pareto tail fitted to
+    the highest validation scores; needs --calibrate-on; default: the bundle's)."""
+    alert_budget: float | None = None
+    """Re-calibrate for at most this many false alerts per 1,000 normal windows, by
+    threshold_method (needs --calibrate-on; default: the bundle's budget or quantile)."""
     val_fraction: float | None = None
     """The validation fraction the bundle was trained with (default: the manifest's value,
     else the trainer's default); used only to re-derive the validation slice."""
@@ -85,6 +91,11 @@ class EvaluateSettings:
         q = self.threshold_quantile
         if q is not None and not 0.0 < q < 1.0:
             raise ValueError(f"threshold_quantile must be in (0, 1), got {q}")
+        b = self.alert_budget
+        if b is not None and not 0 < b < 1000:
+            raise ValueError(f"alert_budget must be in (0, 1000) per 1,000 windows, got {b}")
+        if b is not None and q is not None:
+            raise ValueError("give alert_budget or threshold_quantile, not both")
         if not self.fault_window_s > 0:
             raise ValueError(f"fault_window_s must be > 0, got {self.fault_window_s}")
         vf = self.val_fraction
@@ -96,7 +107,10 @@ class EvaluateSettings:
 
     @property
     def recalibrates(self) -> bool:
-        return bool(self.strategy_overrides()) or self.threshold_quantile is not None
+        return bool(self.strategy_overrides()) or any(
+            v is not None
+            for v in (self.threshold_quantile, self.threshold_method, self.alert_budget)
+        )
 
 
 def field_names() -> list[str]:

@@ -36,7 +36,7 @@ from schemas.bundle import (
 )
 from schemas.errors import BundleError, DataError
 from schemas.vocab import Vocab
-from trainer.calibration import calibrate, calibration_scores
+from trainer.calibration import ThresholdRule, calibrate, calibration_scores
 from trainer.dataset import DataSelection, load_training_data
 from trainer.end_marker import uses_end_marker
 from trainer.export import validation_types, validation_windows
@@ -140,14 +140,16 @@ def recalibrate(
     max_batch_tokens: int = 16_384,
     known: KnownMixes | None = None,
     token_types: Sequence[npt.ArrayLike] | None = None,
+    rule: ThresholdRule | None = None,
 ) -> Calibration:
     """A fresh Calibration for `strategy`, from the validation slice's scores; it keeps
     `known` (what the bundle's training windows held). `token_types`: a time-aware
-    model's gap buckets per window (`timed_validation_slice`)."""
+    model's gap buckets per window (`timed_validation_slice`). `rule`: a budget or method
+    (default: the quantile)."""
     scores = strategy_scores(
         model, val_windows, strategy, device, max_batch_tokens, known, token_types
     )
-    cal = calibrate(scores, threshold_quantile, strategy=strategy, known=known)
+    cal = calibrate(scores, threshold_quantile, strategy=strategy, known=known, rule=rule)
     log.info(
         "recalibrated",
         groups=strategy.groups,

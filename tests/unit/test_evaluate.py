@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -8,14 +9,17 @@ import numpy as np
 import orjson
 import pytest
 
+from schemas.bundle import Calibration
 from schemas.daily_files import write_sessions
 from schemas.errors import ConfigError, LogadError
 from schemas.sessions import Session
+from schemas.threshold import AlertBudget
 from schemas.vocab import UNK_ID, Vocab
 from schemas.windows import MAX_EVENTS
 from stream.cli import evaluate as cli_evaluate
 from stream.cli.command import execute
 from tests.unit.untrained_bundle import untrained_bundle
+from trainer.calibration import ThresholdRule
 from trainer.end_marker import END_EVENT, encode_window, marks, uses_end_marker, with_end
 from trainer.evaluate import (
     in_chunks,
@@ -23,7 +27,8 @@ from trainer.evaluate import (
     session_max,
     split_sessions,
 )
-from trainer.evaluate_run import passes_per_window
+from trainer.evaluate_run import passes_per_window, recalibration_rule
+from trainer.evaluate_settings import EvaluateSettings
 from trainer.scoring import ScoringStrategy
 
 
@@ -189,6 +194,57 @@ def test_recalibrates_for_an_overridden_strategy(bundle: Path, tmp_path: Path) -
     assert r["strategy"]["groups"] == 3
     assert "re-calibrated" in r["threshold_source"]
     assert r["threshold"] != pytest.approx(0.3)
+
+
+def test_recalibrates_for_a_false_alert_budget(bundle: Path, tmp_path: Path) -> None:
+    normal, abnormal = _files(tmp_path)
+    rng = np.random.default_rng(0)
+    seqs = [list(rng.choice(list("ABCD"), size=int(rng.integers(2, 12)))) for _ in range(400)]
+    train = _sessions(tmp_path / "train.jsonl", seqs, 0)
+    common = ["--device", "cpu", "--calibrate-on", str(train), "--val-fraction", "0.2"]
+    common += ["--token-cache-dir", str(tmp_path / "cache")]
+    thresholds = []
+    for budget in ("50", "5"):
+        report = tmp_path / f"r{budget}"
+        flags = ["--report", str(report), "--alert-budget", budget, "--threshold-method", "pot"]
+        assert _evaluate(bundle, normal, abnormal, *flags, *common) == 0
+        r = orjson.loads((report / "report.json").read_bytes())
+        assert (
+            f"{budget} false alerts per 1,000 windows by a GPD tail (POT)" in r["threshold_source"]
+        )
+        thresholds.append(r["threshold"])
+    # A smaller budget is a higher threshold.
+    assert thresholds[1] > thresholds[0]
+
+
+def test_a_budget_and_a_quantile_together_are_refused(bundle: Path, tmp_path: Path) -> None:
+    normal, abnormal = _files(tmp_path)
+    flags = ["--alert-budget", "1", "--threshold-quantile", "0.99"]
+    with pytest.raises(LogadError, match="not both"):
+        _evaluate(bundle, normal, abnormal, *flags, "--calibrate-on", str(normal))
+
+
+def test_recalibration_rule_keeps_the_bundles_budget_unless_overridden() -> None:
+    pot = Calibration(
+        quantiles={},
+        threshold=1.0,
+        threshold_quantile=0.999,
+        n_windows=10,
+        threshold_method="pot",
+        budget=AlertBudget(2.0, "per_hour", 0.001, 2000.0),
+    )
+    keep = recalibration_rule(EvaluateSettings(groups=3), pot)
+    assert (keep.method, keep.budget, keep.unit, keep.windows_per_hour) == (
+        "pot",
+        2.0,
+        "per_hour",
+        2000.0,
+    )
+    own = recalibration_rule(EvaluateSettings(alert_budget=1.0, threshold_method="quantile"), pot)
+    assert (own.method, own.budget, own.unit) == ("quantile", 1.0, "per_1000_windows")
+    assert recalibration_rule(EvaluateSettings(threshold_quantile=0.99), pot).budget is None
+    plain = dataclasses.replace(pot, threshold_method="quantile", budget=None)
+    assert recalibration_rule(EvaluateSettings(groups=3), plain) == ThresholdRule()
 
 
 def test_overrides_without_calibration_data_are_refused(bundle: Path, tmp_path: Path) -> None:
