@@ -127,6 +127,33 @@ def is_validation(hashes: npt.NDArray[np.uint64], val_fraction: float) -> npt.ND
     return u < val_fraction
 
 
+def cover_events(
+    files: Sequence[FileTokens], val_masks: Sequence[npt.NDArray[np.bool_]]
+) -> list[npt.NDArray[np.bool_]]:
+    """Pure: the validation masks with, for each event that only validation windows hold, the
+    first such window (in file order) moved to training. Every event of the normal data is
+    then trained on and in the vocab, rather than [UNK] wherever it recurs; the windows
+    moved would sit at the unseen-event ceiling, which calibration sets aside anyway."""
+    masks = [np.array(m, dtype=np.bool_, copy=True) for m in val_masks]
+    trained = set(train_counts(files, masks))
+    for ft, m in zip(files, masks, strict=True):
+        if not m.any() or trained.issuperset(ft.events):
+            continue
+        codes = np.asarray(ft.codes)
+        new = np.array([e not in trained for e in ft.events], dtype=np.bool_)
+        # Only windows holding an event training lacks can move: find them without a loop.
+        holds = np.zeros(ft.n_windows, dtype=np.bool_)
+        window_of = np.repeat(np.arange(ft.n_windows), ft.lengths)
+        holds[window_of[new[codes]]] = True
+        for w in np.flatnonzero(m & holds):
+            lo, hi = int(ft.offsets[w]), int(ft.offsets[w + 1])
+            events = {ft.events[c] for c in codes[lo:hi].tolist()}
+            if not trained.issuperset(events):
+                m[w] = False
+                trained |= events
+    return masks
+
+
 def train_counts(
     files: Sequence[FileTokens], val_masks: Sequence[npt.NDArray[np.bool_]]
 ) -> Counter[str]:
@@ -190,18 +217,25 @@ def load_training_data(
     *,
     complete_only: bool = False,
     window_filter: WindowFilterSettings | None = None,
+    val_covers_events: bool = False,
 ) -> TrainingData:
     """Read (through the cache) and assemble the training data.
 
     `fixed_vocab` (a resumed run's) is used as is; else the vocab is built from the training
     windows, extending `base_vocab` on a warm start. With `window_filter`, the windows it
     leaves out (trainer/window_filter.py) are in neither the training nor the validation
-    slice.
+    slice. With `val_covers_events`, an event only the validation slice holds has its first
+    window trained on (`cover_events`).
     """
     day_files = select_files(sel, complete_only)
     files = [cache.load(f.path) for f in day_files]
     cache.save_memo()
     val_masks = [is_validation(ft.session_hash, val_fraction) for ft in files]
+    if val_covers_events:
+        covered = cover_events(files, val_masks)
+        moved = sum(int((a & ~b).sum()) for a, b in zip(val_masks, covered, strict=True))
+        log.info("validation_windows_moved_to_training", windows=moved)
+        val_masks = covered
     n_windows = sum(ft.n_windows for ft in files)
     if n_windows == 0:
         raise DataError(f"no sessions in the selected daily files: {sel.describe()}")

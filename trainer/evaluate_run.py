@@ -31,7 +31,12 @@ from trainer.incident_sessions import judged_sessions, read_scored_files, read_t
 from trainer.incidents import IncidentReport, incident_report
 from trainer.metrics import Population
 from trainer.mining.matcher import TemplateMatcher
-from trainer.recalibrate import bundle_val_fraction, recalibrate, timed_validation_slice
+from trainer.recalibrate import (
+    bundle_covers_events,
+    bundle_val_fraction,
+    recalibrate,
+    timed_validation_slice,
+)
 from trainer.scoring.rules import missing_lookup
 from trainer.scoring.scorer import WindowScorer
 from trainer.scoring.strategy import ScoringStrategy
@@ -100,6 +105,7 @@ def load_scorer(
             s.token_cache_dir or default_token_cache_dir(),
             expected if isinstance(expected, int) else None,
             time_buckets=scorer.time_buckets,
+            covers_events=bundle_covers_events(manifest),
         )
         if why := missing_lookup(strategy, scorer.known):
             raise ConfigError(f"{bundle}: {why}")

@@ -57,12 +57,19 @@ def bundle_val_fraction(manifest: BundleManifest) -> float:
     return float(v) if isinstance(v, int | float) else DEFAULT_VAL_FRACTION
 
 
+def bundle_covers_events(manifest: BundleManifest) -> bool:
+    """Whether the bundle's split moved validation-only events into training (older bundles:
+    no)."""
+    return manifest.metrics.get("val_covers_events") is True
+
+
 def validation_slice(
     data: Sequence[Path],
     vocab: Vocab,
     val_fraction: float,
     cache_dir: Path,
     expected_windows: int | None = None,
+    covers_events: bool = False,
 ) -> list[npt.NDArray[np.int64]]:
     """The held-out windows of the training data, as the bundle's token ids.
 
@@ -72,7 +79,13 @@ def validation_slice(
     the slice from other data or with another fraction.
     """
     windows, _ = timed_validation_slice(
-        data, vocab, val_fraction, cache_dir, expected_windows, time_buckets=0
+        data,
+        vocab,
+        val_fraction,
+        cache_dir,
+        expected_windows,
+        time_buckets=0,
+        covers_events=covers_events,
     )
     return windows
 
@@ -85,15 +98,18 @@ def timed_validation_slice(
     expected_windows: int | None = None,
     *,
     time_buckets: int,
+    covers_events: bool = False,
 ) -> tuple[list[npt.NDArray[np.int64]], list[npt.NDArray[np.int64]] | None]:
     """`validation_slice`, and for a time-aware bundle (`time_buckets` > 0) each window's
-    token types (gap buckets) as the trainer computed them; None for a time-blind one."""
+    token types (gap buckets) as the trainer computed them; None for a time-blind one.
+    `covers_events`: the bundle's split (`bundle_covers_events`)."""
     td = load_training_data(
         DataSelection(tuple(data)),
         TokenCache(cache_dir, end_marker=uses_end_marker(vocab), time_gaps=time_buckets > 0),
         val_fraction,
         len(vocab),
         fixed_vocab=vocab,
+        val_covers_events=covers_events,
     )
     windows = validation_windows(td)
     if expected_windows is not None and len(windows) != expected_windows:

@@ -78,6 +78,9 @@ class TrainSettings:
     """Share of sessions (chosen by a hash of session_id) held out for validation and
     calibration; never trained on. The threshold is a high quantile of these windows'
     scores, so they must be many: p99.9 needs over 1,000 to be more than the maximum."""
+    val_covers_events: bool = False
+    """An event that only validation sessions hold has its first window trained on instead,
+    so every event of the training data is in the vocab (not [UNK] when it recurs)."""
     seed: int = 0
     """Seed for model init, shuffling, masking and dropout."""
     checkpoint_every_steps: int = 1000

@@ -297,6 +297,7 @@ def _load_data_on_all_ranks(
             fixed_vocab,
             complete_only=s.complete_only,
             window_filter=s.window_filter,
+            val_covers_events=s.val_covers_events,
         )
 
     if not d.enabled:
@@ -325,6 +326,7 @@ def _final_metrics(result: FitResult, data: TrainingData, s: TrainSettings) -> d
         "train_windows": len(data.train_idx),
         "val_windows": len(data.val_idx),
         "val_fraction": s.val_fraction,
+        "val_covers_events": s.val_covers_events,
         "end_marker": s.end_marker,
         "sessions": data.n_sessions,
         "vocab_size": len(data.vocab),

@@ -17,6 +17,7 @@ from schemas.windows import MAX_EVENTS, split_points
 from trainer.dataset import (
     DataSelection,
     build_vocab,
+    cover_events,
     is_validation,
     load_training_data,
     pad_windows,
@@ -159,3 +160,34 @@ def test_last_days_counts_back_from_the_newest_file(tmp_path: Path) -> None:
     )
     assert (data.data_from, data.data_to) == ("2026-01-03", "2026-01-04")
     assert data.n_sessions == 60
+
+
+def test_cover_events_trains_the_first_window_of_each_validation_only_event() -> None:
+    sessions = [
+        Session("a", ("A", "B")),
+        Session("b", ("A", "NEW")),  # validation: NEW only here and in c
+        Session("c", ("NEW", "A")),  # validation
+        Session("d", ("B", "A")),  # validation, every event trained
+    ]
+    ft = encode_sessions(sessions)
+    val = np.array([False, True, True, True])
+    (moved,) = cover_events([ft], [val])
+    assert moved.tolist() == [False, False, True, True]
+    assert val.tolist() == [False, True, True, True]  # the input is left as it was
+    # Nothing to move: the masks come back equal.
+    (same,) = cover_events([ft], [np.array([False, False, False, True])])
+    assert same.tolist() == [False, False, False, True]
+
+
+def test_a_split_that_covers_events_leaves_none_out_of_the_vocab(tmp_path: Path) -> None:
+    sessions = [Session(f"s{i}", ("COMMON", f"ONLY{i}")) for i in range(400)]
+    f = _day(tmp_path, "2026-01-01", sessions)
+    plain = load_training_data(DataSelection((f,)), TokenCache(tmp_path / "c"), 0.1, 10_000)
+    covered = load_training_data(
+        DataSelection((f,)), TokenCache(tmp_path / "c"), 0.1, 10_000, val_covers_events=True
+    )
+    every = {f"ONLY{i}" for i in range(400)}
+    assert not every.issubset(plain.vocab.tokens)
+    assert every.issubset(covered.vocab.tokens)
+    # Each validation window held an event of its own, so each moved to training.
+    assert len(covered.val_idx) == 0 < len(plain.val_idx)

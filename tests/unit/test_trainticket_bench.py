@@ -17,6 +17,7 @@ from bench.quality_trainticket import (
     OUTSIDE_INCIDENTS,
     SERVICE_KEY,
     TRAIN,
+    aftermath,
     block_role,
     false_alarms,
     flagged,
@@ -26,6 +27,7 @@ from bench.quality_trainticket import (
     miner_text,
     outside_incidents,
     role_masks,
+    since_injection_s,
     trace_levels,
     trace_roles,
     trace_services,
@@ -281,3 +283,24 @@ def test_method_row_held_out_headline_never_counts_trained_traces() -> None:
     assert loose["not_in_incident_on_service_untrained"]["traces"] == 4
     with pytest.raises(ValueError):
         method_row("rule", sessions, INCIDENTS, held_out | trained, trained)
+
+
+def test_since_injection_counts_only_earlier_injections_on_a_touched_service() -> None:
+    sessions = flagged(
+        [
+            _timed("after-b", 7_500, 7_600, "ts-b-service"),  # 2.5 s after i2
+            _timed("after-a-only", 7_500, 7_600, "ts-a-service"),  # i1 at 1 s
+            _timed("before", 500, 600, "ts-a-service"),
+            _timed("other", 7_500, 7_600, "ts-z-service"),
+        ],
+        [True, True, True, True],
+    )
+    assert [since_injection_s(s, INCIDENTS) for s in sessions] == [2.5, 6.5, None, None]
+    held = np.array([True, True, True, False])
+    alerted = np.array([True, False, True, True])
+    got = aftermath(alerted, held, sessions, INCIDENTS)
+    # "other" is not held out and "after-a-only" did not alert; "before" has no injection.
+    assert got["false_alerts_soon_after_injection_on_their_service"] == 1
+    assert got["seconds_since_injection"] == [2.5]
+    assert got["held_out_traces_soon_after_injection_on_their_service"] == 2
+    assert got["other_false_alerts"] == {"traces": 1, "false_alerts": 1, "per_1000": 1000.0}
