@@ -94,10 +94,16 @@ ANCHORS = {
 
 
 def train_bundle(
-    data: Path, out_dir: Path, a: argparse.Namespace, end_marker: bool, time_buckets: int = 0
+    data: Path,
+    out_dir: Path,
+    a: argparse.Namespace,
+    end_marker: bool,
+    time_buckets: int = 0,
+    extra: Sequence[str] = (),
 ) -> float:
     """`logad train`, through the product's own command line. `time_buckets` > 0: a
-    time-aware model (the days must carry `gaps_ms`); 0 leaves the knob at its default."""
+    time-aware model (the days must carry `gaps_ms`); 0 leaves the knob at its default.
+    `extra`: more `logad train` flags."""
     from stream.cli import main as logad
 
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -145,6 +151,7 @@ def train_bundle(
             "--prune-last-layer",
             str(a.prune_last_layer).lower(),
             *(["--time-buckets", str(time_buckets)] if time_buckets else []),
+            *extra,
         ]
     )
     if rc != 0:
