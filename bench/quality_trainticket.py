@@ -757,9 +757,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--val-covers-events",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=False,
         help="`logad train --val-covers-events`: an event only the validation slice holds has "
-        "its first window trained on (default: on, as `logad train`)",
+        "its first window trained on (default: off, as `logad train`)",
     )
     add_device_args(p, "where the models train and score")
     return p
