@@ -73,6 +73,8 @@ def threshold_source(cal: Calibration, by: str = "bundle calibration") -> str:
     if cal.interval is not None:
         iv = cal.interval
         text += f" ({iv.confidence:.0%} bootstrap interval {iv.lower:.4g}..{iv.upper:.4g})"
+    if cal.fallback:
+        text += f"; fallback: {cal.fallback}"
     return text
 
 

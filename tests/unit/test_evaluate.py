@@ -27,7 +27,7 @@ from trainer.evaluate import (
     session_max,
     split_sessions,
 )
-from trainer.evaluate_run import passes_per_window, recalibration_rule
+from trainer.evaluate_run import passes_per_window, recalibration_rule, threshold_source
 from trainer.evaluate_settings import EvaluateSettings
 from trainer.scoring import ScoringStrategy
 
@@ -262,3 +262,12 @@ def test_population_needs_both_sizes(bundle: Path, tmp_path: Path) -> None:
 def test_missing_session_file_is_one_clear_error(bundle: Path, tmp_path: Path) -> None:
     with pytest.raises(LogadError, match="no such session file"):
         _evaluate(bundle, tmp_path / "nope.jsonl", tmp_path / "nope.jsonl", "--device", "cpu")
+
+
+def test_threshold_source_says_when_the_method_fell_back() -> None:
+    cal = Calibration(quantiles={}, threshold=1.0, threshold_quantile=0.999, n_windows=47)
+    assert "fallback" not in threshold_source(cal)
+    fell = dataclasses.replace(cal, fallback="47 windows give 11 peaks, fewer than 20")
+    assert threshold_source(fell, "re-calibrated").endswith(
+        "; fallback: 47 windows give 11 peaks, fewer than 20"
+    )
