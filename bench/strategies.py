@@ -39,7 +39,7 @@ from transformers import BertForMaskedLM
 from schemas.vocab import UNK_ID
 from trainer.known_mixes import KnownMixes
 from trainer.scoring.passes import FIRST_EVENT_ID, event_windows, full_passes, predict
-from trainer.scoring.rules import event_nll, events_past_ceiling, exempt
+from trainer.scoring.rules import event_nll, events_past_ceiling, exempt, rule_codes
 from trainer.scoring.strategy import DEFAULT_UNK_NLL, ScoringStrategy
 
 Kind = Literal["full", "logbert"]
@@ -183,7 +183,8 @@ def score_run(
     )
     past = events_past_ceiling(passes.ids, passes.window_of, known)
     # Without count ceilings: each variant applies its own rules to the run's NLLs.
-    nll = event_nll(pred.logp, passes.ids, past, ScoringStrategy())
+    plain = ScoringStrategy()
+    nll = event_nll(pred.logp, rule_codes(passes.ids, past, plain), plain)
     in_top_g = (pred.top_ids[:, : run.top_g] == passes.ids[:, None]).any(axis=1)
     miss = ~np.isnan(nll) & ~in_top_g
     results = []

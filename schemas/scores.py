@@ -12,6 +12,14 @@ from schemas import _fields as f
 from schemas.errors import DecodeError
 from schemas.windows import Window
 
+RULE_REASONS: dict[str, str] = {
+    "unseen_event": "an event the model never trained on",
+    "past_count_ceiling": "more of this event than the training windows held",
+    "unseen_end": "no training session ended right after this event",
+}
+"""Why a rule, not the model, set an event's surprise (the strategy's `unk_nll`): the record's
+`reason`, and the words an alert shows for it."""
+
 
 @dataclass(frozen=True, slots=True)
 class Expected:
@@ -31,6 +39,9 @@ class SurprisingEvent:
     template: str | None = None
     """The template's text when the model's bundle does not know it (a log line unlike any
     it was trained with, mined into a new template): render it as "new log template: ..."."""
+    reason: str | None = None
+    """A key of `RULE_REASONS` when a rule set `nll` (training cannot vouch for the event, so
+    what the model expected there explains less); None: the model's NLL."""
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -41,6 +52,8 @@ class SurprisingEvent:
         }
         if self.template is not None:
             d["template"] = self.template
+        if self.reason is not None:
+            d["reason"] = self.reason
         return d
 
     @classmethod
@@ -67,7 +80,16 @@ class SurprisingEvent:
             nll=f.number(f.req(obj, "nll"), name + ".nll"),
             expected=tuple(expected),
             template=f.opt_text(obj.get("template"), name + ".template"),
+            reason=_reason(obj.get("reason"), name + ".reason"),
         )
+
+
+def _reason(value: Any, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in RULE_REASONS:
+        raise DecodeError(f"must be one of {', '.join(RULE_REASONS)}", name)
+    return value
 
 
 def alert_pattern(surprising: Sequence[SurprisingEvent], threshold: float) -> tuple[str, ...]:

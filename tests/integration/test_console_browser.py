@@ -31,6 +31,7 @@ from serve_support import (
 
 from schemas.feedback import read_feedback
 from schemas.runtime.settings import build_settings
+from schemas.scores import RULE_REASONS
 from stream.console.server import Console
 from stream.console.settings import ConsoleSettings
 from stream.devtools import broker
@@ -120,6 +121,19 @@ async def _check_page(page: Page, console: Console, anomalous: set[str], feedbac
     dom = await page.dom()
     top = max(alert.surprising, key=lambda s: s.nll)
     assert f"expected: {top.expected[0].event_id}" in dom
+
+    # An event a rule scored (an unknown event, say) is shown with the rule's words.
+    ruled = [a for a in console.store.alerts() if any(s.reason for s in a.surprising)]
+    assert ruled, "an alert with a rule-scored event (the traffic has unknown events)"
+    reason = next(s.reason for s in ruled[0].surprising if s.reason)
+    assert reason is not None
+    await page.goto(console.url + "#session=" + ruled[0].session_id)
+    shown = await page.wait_for(
+        'Array.from(document.querySelectorAll("#session-body .reason")).map(e => e.textContent)',
+        30,
+        f"the rule named in the session view of {ruled[0].session_id}",
+    )
+    assert f"scored by a rule: {RULE_REASONS[reason]}" in shown
 
     # Confirm anomalous: a verdict line in the feedback file.
     await page.evaluate("document.getElementById('session-anomalous').click()")

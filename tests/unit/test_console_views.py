@@ -12,7 +12,13 @@ from schemas.errors import DataError
 from stream.console.histogram import per_minute, score_histogram
 from stream.console.patterns import Acks, group_alerts, pattern_key, pattern_of
 from stream.console.store import Store
-from stream.console.views import alerts_view, distribution_view, session_view, window_timeline
+from stream.console.views import (
+    alert_row,
+    alerts_view,
+    distribution_view,
+    session_view,
+    window_timeline,
+)
 from tests.unit.console_records import T0, alert, score, surprising
 
 MINUTE = 60_000
@@ -138,7 +144,10 @@ def test_session_timeline_colours_surprising_events_and_the_end() -> None:
 def test_session_view_shows_new_templates_and_every_scored_window() -> None:
     store = Store(window_ms=10 * MINUTE, max_alerts=10, max_scores=10)
     a = alert("s1", 50, [(0, "T99", 20.7)], window_index=1)
-    a = dataclasses.replace(a, surprising=(surprising(0, "T99", 20.7, "Disk <*> is on fire"),))
+    ruled = dataclasses.replace(
+        surprising(0, "T99", 20.7, "Disk <*> is on fire"), reason="unseen_event"
+    )
+    a = dataclasses.replace(a, surprising=(ruled,))
     store.add_alert(a)
     store.add_score(score("s1", 10, 1.5, index=0))
     store.add_score(score("s1", 50, 20.7, index=1))
@@ -147,6 +156,8 @@ def test_session_view_shows_new_templates_and_every_scored_window() -> None:
     assert v["found"] and v["verdict"] == "normal"
     (w,) = v["windows"]
     assert w["events"][0]["new_template"] == "Disk <*> is on fire"
+    assert w["events"][0]["reason"] == "an event the model never trained on"
+    assert "reason" not in alert_row(alert("s9", 5, [(0, "T1", 9.0)]), {})["surprising"][0]
     assert [(p["window_index"], p["anomalous"]) for p in v["scores"]] == [(0, False), (1, True)]
     assert not session_view("nobody", [], [], {}, None)["found"]
     (g,) = alerts_view([a], {}, {}, {})["groups"]

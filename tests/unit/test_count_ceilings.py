@@ -100,6 +100,8 @@ def test_an_event_past_its_ceiling_scores_like_unk(model: BertForMaskedLM) -> No
     assert plain[1].score < unk
     np.testing.assert_allclose(capped[1].nll[[0, 1, 3]], plain[1].nll[[0, 1, 3]])
     assert capped[1].surprising[0].position in (2, 4)  # the explanation names the excess
+    assert capped[1].surprising[0].reason == "past_count_ceiling"
+    assert all(s.reason is None for s in plain[1].surprising)
     # Without ceilings to look up, nothing is reported.
     assert score_token_windows(model, windows, MAX, CPU)[1].past_ceiling == ()
 

@@ -83,6 +83,8 @@ def test_a_marker_where_no_session_ended_scores_like_unk(model: BertForMaskedLM)
     assert plain[1].score < unk
     assert ruled[1].score == pytest.approx(unk)
     assert ruled[1].surprising[0].position == 2  # the explanation names the end
+    assert ruled[1].surprising[0].reason == "unseen_end"  # and the rule that scored it
+    assert all(s.reason is None for s in plain[1].surprising)
     np.testing.assert_allclose(ruled[1].nll[:2], plain[1].nll[:2])
     assert ruled[2].score == plain[2].score  # no marker, nothing to judge
     with pytest.raises(ValueError, match="unseen session ends"):

@@ -154,12 +154,17 @@ def test_a_human_alert_shows_the_new_template() -> None:
     from schemas.scores import Alert
     from stream.devtools.demo import format_alert
 
-    new = SurprisingEvent(1, "T9", 12.0, (Expected("T2", 0.7),), template="Disk <*> is full")
+    new = SurprisingEvent(
+        1, "T9", 12.0, (Expected("T2", 0.7),), template="Disk <*> is full", reason="unseen_event"
+    )
     old = SurprisingEvent(0, "T1", 3.0, (Expected("T2", 0.7),))
     score = Score("w", "s", 0, "v1", 12.0, 5.0, True, 2, 0, 1, 2, (new, old))
     text = format_alert(Alert.from_score(score, ("T1", "T9")))
     assert "new log template: Disk <*> is full" in text
     assert text.count("new log template") == 1
+    # The rule that scored it is named, once: the model's own NLL names none.
+    assert "scored by a rule: an event the model never trained on" in text
+    assert text.count("scored by a rule") == 1
 
 
 async def test_the_watcher_offers_a_bundle_with_its_templates(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from schemas.scores import RULE_REASONS
 from schemas.vocab import UNK_ID
 from trainer.known_mixes import KnownMixes, past_ceiling, unseen_ends
 from trainer.scoring.strategy import ScoringStrategy
@@ -61,22 +62,37 @@ def ends_unseen(
     return unseen_ends(ids, window_of, known.ending, known.end_id)
 
 
-def event_nll(
-    logp: npt.NDArray[np.float32],
+REASONS: tuple[str | None, ...] = (None, *RULE_REASONS)
+"""`rule_codes`' values as the records' `reason`: 0 is the model's NLL."""
+UNSEEN_EVENT, PAST_CEILING, UNSEEN_END = (REASONS.index(r) for r in RULE_REASONS)
+
+
+def rule_codes(
     ids: npt.NDArray[np.int64],
     past: npt.NDArray[np.bool_],
     strategy: ScoringStrategy,
     unseen_end: npt.NDArray[np.bool_] | None = None,
+) -> npt.NDArray[np.int8]:
+    """Per event, which rule scores it like an unknown event (an index into `REASONS`; 0:
+    none): an [UNK] event, with `count_ceilings` an event in `past`, with `known_ends` an
+    event in `unseen_end`; the first that applies, in that order."""
+    codes = np.zeros(ids.size, dtype=np.int8)
+    if strategy.known_ends and unseen_end is not None:
+        codes[unseen_end] = UNSEEN_END
+    if strategy.count_ceilings:
+        codes[past] = PAST_CEILING
+    codes[ids == UNK_ID] = UNSEEN_EVENT
+    return codes
+
+
+def event_nll(
+    logp: npt.NDArray[np.float32], codes: npt.NDArray[np.int8], strategy: ScoringStrategy
 ) -> npt.NDArray[np.float32]:
     """Each event's NLL (float32, NaN where not predicted), capped at `unk_nll`; a predicted
-    [UNK] event, with `count_ceilings` a predicted event in `past`, and with `known_ends` a
-    predicted event in `unseen_end`, gets `unk_nll`."""
+    event a rule applies to (`rule_codes`) gets `unk_nll`."""
     unk = np.float32(strategy.unk_nll)
-    unseen = (ids == UNK_ID) | (past if strategy.count_ceilings else False)
-    if strategy.known_ends and unseen_end is not None:
-        unseen = unseen | unseen_end
     nll = np.minimum(-logp, unk)  # NaN stays NaN
-    nll[unseen & ~np.isnan(nll)] = unk
+    nll[(codes > 0) & ~np.isnan(nll)] = unk
     return nll
 
 

@@ -32,12 +32,14 @@ from trainer.scoring.passes import (
     type_windows,
 )
 from trainer.scoring.rules import (
+    REASONS,
     ends_unseen,
     event_nll,
     events_past_ceiling,
     exempt,
     missing_lookup,
     most_surprising,
+    rule_codes,
     window_score,
 )
 from trainer.scoring.strategy import ScoringStrategy
@@ -53,6 +55,8 @@ class SurprisingToken:
     nll: float
     expected: list[tuple[int, float]]
     """(token id, probability) of the model's top-k event tokens at this position."""
+    reason: str | None = None
+    """Which rule set `nll` (schemas.scores.RULE_REASONS); None: the model did."""
 
 
 @dataclass
@@ -123,8 +127,9 @@ def score_token_windows(
     past = events_past_ceiling(passes.ids, passes.window_of, known)
     unseen_end = ends_unseen(passes.ids, passes.window_of, known) if strategy.known_ends else None
     # The NLLs show events past a ceiling (and unseen ends) as the strategy scores them,
-    # for explanations.
-    nll = event_nll(pred.logp, passes.ids, past, strategy, unseen_end)
+    # for explanations, which also say which rule it was.
+    codes = rule_codes(passes.ids, past, strategy, unseen_end)
+    nll = event_nll(pred.logp, codes, strategy)
     log.debug(
         "windows_scored",
         windows=len(windows),
@@ -142,6 +147,7 @@ def score_token_windows(
                 position=int(p),
                 token_id=int(passes.ids[s + p]),
                 nll=float(win_nll[p]),
+                reason=REASONS[codes[s + p]],
                 expected=[
                     (int(t), float(q))
                     for t, q in zip(

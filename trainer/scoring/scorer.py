@@ -199,6 +199,7 @@ class WindowScorer:
                 ),
                 nll=s.nll,
                 expected=tuple(Expected(self.vocab.token(t), p) for t, p in s.expected),
+                reason=s.reason,
             )
             for s in result.surprising
         )

@@ -83,6 +83,7 @@ function eventsList(events) {
     el("li", {},
       el("code", {}, "#" + s.position + " "), eventLabel(s, 200, " new log template:"),
       el("span", { class: "hint" }, ` nll ${fmtNum(s.nll, 1)}`),
+      s.reason ? el("div", { class: "reason" }, "scored by a rule: " + s.reason) : null,
       s.expected.length ? el("div", { class: "expected" }, "expected: " + expectedText(s.expected)) : null)));
 }
 
@@ -216,6 +217,7 @@ function renderAlerts(view) {
 function timeline(w) {
   const boxes = w.events.map((e) => {
     const tip = [`#${e.position} ${e.event_id}`, e.name, e.surprising ? `nll ${fmtNum(e.nll, 2)}` : "not among the most surprising",
+      e.reason ? "scored by a rule: " + e.reason : null,
       e.surprising && e.expected.length ? "expected: " + expectedText(e.expected) : null].filter(Boolean).join("\n");
     return el("div", { class: "event" + (e.surprising ? " surprising" : ""), "data-position": e.position, "data-event": e.event_id,
       style: e.surprising ? `background:${heatColour(e.heat)}` : null, title: tip },
@@ -223,7 +225,7 @@ function timeline(w) {
   });
   if (w.end) {
     boxes.push(el("div", { class: "event surprising end", style: `background:${heatColour(w.end.heat)}`,
-      title: `the session ended here: nll ${fmtNum(w.end.nll, 2)}; expected: ${expectedText(w.end.expected)}` },
+      title: `the session ended here: nll ${fmtNum(w.end.nll, 2)}${w.end.reason ? "; scored by a rule: " + w.end.reason : ""}; expected: ${expectedText(w.end.expected)}` },
       el("span", { class: "pos" }, "end"), "<end>"));
   }
   return el("div", { class: "timeline" }, boxes);
