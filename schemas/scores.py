@@ -43,6 +43,14 @@ class SurprisingEvent:
     """A key of `RULE_REASONS` when a rule set `nll` (training cannot vouch for the event, so
     what the model expected there explains less); None: the model's NLL."""
 
+    @property
+    def reason_text(self) -> str | None:
+        """The rule's words for a reader (`RULE_REASONS`); None when the model set the NLL, or
+        when a new template already says the model never saw the event."""
+        if self.reason is None or (self.reason == "unseen_event" and self.template is not None):
+            return None
+        return RULE_REASONS[self.reason]
+
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "position": self.position,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from schemas.scores import RULE_REASONS, Alert, SurprisingEvent
+from schemas.scores import Alert, SurprisingEvent
 from stream.console.histogram import per_minute, score_histogram
 from stream.console.metrics_watch import MetricsWatch
 from stream.console.patterns import Group, Pattern, group_alerts
@@ -33,8 +33,8 @@ def event_view(s: SurprisingEvent, names: Mapping[str, str]) -> dict[str, Any]:
     }
     if s.template is not None:
         d["new_template"] = s.template
-    if s.reason is not None:
-        d["reason"] = RULE_REASONS[s.reason]
+    if s.reason_text is not None:
+        d["reason"] = s.reason_text
     return d
 
 

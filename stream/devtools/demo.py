@@ -39,7 +39,7 @@ from schemas.errors import LogadError
 from schemas.runtime.console import out
 from schemas.runtime.logs import configure_logging, logging_settings
 from schemas.runtime.settings import only
-from schemas.scores import RULE_REASONS, Alert, Score
+from schemas.scores import Alert, Score
 from schemas.templates import read_templates
 from stream.devtools import broker
 from stream.devtools.simulate.outputs import anomaly_kinds, produce, write_days
@@ -171,8 +171,8 @@ def format_alert(alert: Alert, templates: Mapping[str, str] | None = None) -> st
             lines.append(f"        expected: {expected}")
         else:
             lines.append(f"    #{s.position} {s.event_id}  nll={s.nll:.1f}  expected: {expected}")
-        if s.reason is not None:
-            lines.append(f"      scored by a rule: {RULE_REASONS[s.reason]}")
+        if s.reason_text is not None:
+            lines.append(f"      scored by a rule: {s.reason_text}")
         if s.template is not None:
             lines.append(f"      new log template: {s.template}")
     return "\n".join(lines)

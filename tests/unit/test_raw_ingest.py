@@ -162,8 +162,12 @@ def test_a_human_alert_shows_the_new_template() -> None:
     text = format_alert(Alert.from_score(score, ("T1", "T9")))
     assert "new log template: Disk <*> is full" in text
     assert text.count("new log template") == 1
-    # The rule that scored it is named, once: the model's own NLL names none.
-    assert "scored by a rule: an event the model never trained on" in text
+    # A new template already says the model never saw the event: no rule line for it.
+    assert "scored by a rule" not in text
+    ceiling = SurprisingEvent(2, "T1", 20.7, (), reason="past_count_ceiling")
+    score = Score("w", "s", 0, "v1", 20.7, 5.0, True, 3, 0, 1, 2, (new, old, ceiling))
+    text = format_alert(Alert.from_score(score, ("T1", "T9", "T1")))
+    assert "scored by a rule: more of this event than the training windows held" in text
     assert text.count("scored by a rule") == 1
 
 
