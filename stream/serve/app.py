@@ -36,7 +36,7 @@ from stream.serve.kafka_io import (
 from stream.serve.kafka_logs import watch_client
 from stream.serve.kafka_security import start_client
 from stream.serve.metrics import MetricsServer, ServeMetrics
-from stream.serve.model_process import start_process_scorer
+from stream.serve.model_process import start_process_pool
 from stream.serve.reload import LoadScorer, ModelWatcher, load_window_scorer
 from stream.serve.service import Service, model_threads
 from stream.serve.settings import ServeSettings
@@ -114,11 +114,13 @@ async def serve(
 
 def load_scorer(settings: ServeSettings) -> LoadScorer:
     """How serve loads a bundle: in a model process of its own, or in this one."""
-    threads = model_threads(settings.runtime.score_threads)
-    if settings.runtime.model_process:
+    r = settings.runtime
+    threads = model_threads(r.score_threads, r.model_processes)
+    if r.model_processes:
         return functools.partial(
-            start_process_scorer,
+            start_process_pool,
             device=settings.scoring.device,
+            processes=r.model_processes,
             threads=threads,
             explain_known_mixes=settings.scoring.explain_known_mixes,
         )

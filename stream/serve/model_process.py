@@ -1,4 +1,4 @@
-"""The model in a child process of its own, so that it never waits for the consume loop's GIL.
+"""The model in child processes of its own, so that it never waits for the consume loop's GIL.
 
 In one process, the model thread needs the GIL back after every torch op while the consume
 loop runs Python, so on a machine with few cores the two threads slow each other down
@@ -7,12 +7,16 @@ bundle (verified as always) and scores the windows it is sent over a socket pair
 is a fresh interpreter (`python -m stream.serve.model_process`). It ignores SIGINT and SIGTERM (a
 clean shutdown still has open windows to score; the parent stops it when done), and exits
 when its socket closes, so a parent killed with -9 leaves no child behind for longer than
-the batch it is scoring.
+the batch it is scoring. `ProcessPool` spreads batches over several such children
+(`model_processes` > 1).
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import os
+import queue
 import signal
 import socket
 import subprocess
@@ -100,14 +104,10 @@ class ProcessScorer:
             self._process.wait()
 
 
-def start_process_scorer(
-    bundle_dir: Path, device: str, threads: int, explain_known_mixes: bool = False
-) -> ProcessScorer:
-    """Start a child that loads `bundle_dir`; returns once it is ready to score. A bundle
-    that fails to load or verify raises BundleError here, as the in-process loader does."""
-    # Checked here first: a tampered bundle is refused at once, without paying for a child
-    # interpreter that imports torch only to refuse it (the child verifies again on load).
-    manifest = verify_bundle(bundle_dir)
+def _spawn(
+    bundle_dir: Path, device: str, threads: int, explain_known_mixes: bool
+) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start a child that loads `bundle_dir`, without waiting for it."""
     ours, theirs = socket.socketpair()
     level, json = logging_settings()
     cmd = [
@@ -125,7 +125,13 @@ def start_process_scorer(
     # __main__ (a script without a main guard would start serving again in the child).
     process = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
     theirs.close()  # the child's end: EOF on ours then means the child is gone
-    conn = Connection(ours.detach())
+    return process, Connection(ours.detach())
+
+
+def _ready(
+    process: subprocess.Popen[bytes], conn: Connection, bundle_dir: Path, time_buckets: int
+) -> ProcessScorer:
+    """Wait until a spawned child has loaded its bundle."""
     try:
         reply = conn.recv()
     except EOFError:
@@ -139,7 +145,90 @@ def start_process_scorer(
         process.wait()
         raise BundleError(reply[2]) if reply[1] == "BundleError" else ModelProcessError(reply[2])
     log.info("model_process_started", model_version=reply[1], pid=process.pid)
-    return ProcessScorer(process, conn, reply[1], manifest.time_buckets)
+    return ProcessScorer(process, conn, reply[1], time_buckets)
+
+
+def start_process_scorer(
+    bundle_dir: Path, device: str, threads: int, explain_known_mixes: bool = False
+) -> ProcessScorer:
+    """Start a child that loads `bundle_dir`; returns once it is ready to score. A bundle
+    that fails to load or verify raises BundleError here, as the in-process loader does."""
+    # Checked here first: a tampered bundle is refused at once, without paying for a child
+    # interpreter that imports torch only to refuse it (the child verifies again on load).
+    manifest = verify_bundle(bundle_dir)
+    process, conn = _spawn(bundle_dir, device, threads, explain_known_mixes)
+    return _ready(process, conn, bundle_dir, manifest.time_buckets)
+
+
+class ProcessPool:
+    """A `Scorer` over several model processes of the same bundle: concurrent calls (one per
+    process, from the worker's scoring threads) each take an idle child, so batches are
+    scored side by side. Each child is single-threaded by default, because one torch
+    thread per process keeps scoring even when the consume loop takes a core, where several
+    torch threads in one process wait for each other (docs/performance.md)."""
+
+    def __init__(self, children: Sequence[ProcessScorer]) -> None:
+        if not children or len({c.model_version for c in children}) != 1:
+            raise ValueError("a pool needs at least one child, all of one model version")
+        self._children = list(children)
+        self._idle: queue.SimpleQueue[ProcessScorer] = queue.SimpleQueue()
+        for child in children:
+            self._idle.put(child)
+        self.time_buckets = children[0].time_buckets
+        """The bundle's (its manifest's): the score cache keys on gap buckets when > 0."""
+
+    @property
+    def model_version(self) -> str:
+        return self._children[0].model_version
+
+    @property
+    def parallel(self) -> int:
+        """How many batches it can score at once: the worker keeps that many in flight."""
+        return len(self._children)
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.pid for c in self._children]
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        child = self._idle.get()
+        try:
+            return child.score_windows(windows, now_ms)
+        finally:
+            self._idle.put(child)
+
+    def close(self) -> None:
+        """Stop every child, each after its call in flight."""
+        for child in self._children:
+            child.close()
+
+
+def start_process_pool(
+    bundle_dir: Path,
+    device: str,
+    processes: int,
+    threads: int,
+    explain_known_mixes: bool = False,
+) -> ProcessPool:
+    """Start `processes` children of `threads` torch threads each, loading side by side;
+    returns once all are ready. Any failure stops the children already started."""
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    manifest = verify_bundle(bundle_dir)  # a bad bundle is refused before any child starts
+    spawned = [_spawn(bundle_dir, device, threads, explain_known_mixes) for _ in range(processes)]
+    ready: list[ProcessScorer] = []
+    try:
+        for process, conn in spawned:
+            ready.append(_ready(process, conn, bundle_dir, manifest.time_buckets))
+    except BaseException:
+        for child in ready:
+            child.close()
+        for process, conn in spawned[len(ready) :]:
+            conn.close()
+            process.kill()
+            process.wait()
+        raise
+    return ProcessPool(ready)
 
 
 def main(argv: list[str]) -> None:
@@ -159,6 +248,10 @@ def main(argv: list[str]) -> None:
     except Exception as e:
         conn.send(("error", type(e).__name__, str(e)))
         return
+    # The model's objects live as long as the child: out of the collector's sight, a full
+    # collection does not walk them (it took ~165 ms in the middle of a batch on `tiny`).
+    gc.collect()
+    gc.freeze()
     conn.send(("ready", scorer.model_version))
     while True:
         try:
@@ -175,3 +268,8 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    # No interpreter teardown: the child has nothing left to release, and torch's triton
+    # bindings print leak reports into serve's output there.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

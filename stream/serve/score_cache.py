@@ -13,12 +13,13 @@ explanation names the window's own event); `ended` decides the session-end marke
 time-aware model (its scorer's `time_buckets` > 0) also sees each event's gap bucket, so
 its key holds the window's buckets (trainer/time_gaps.py) too: the same events at another
 pace are another entry, while gaps that fall in the same buckets share one. Bounded
-(LRU); cleared when the model changes. Used from one thread (the worker's scoring thread);
-not thread-safe.
+(LRU); cleared when the model changes. Thread-safe: the worker's scoring threads (one per
+model process) share it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class ScoreCache:
         self.max_entries = max_entries
         self._lru: OrderedDict[Key, ModelOutput] = OrderedDict()
         self._version: str | None = None
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -89,39 +91,42 @@ class ScoreCache:
 
     def score(self, scorer: _Scorer, windows: Sequence[Window], now_ms: int) -> list[Score]:
         """`scorer.score_windows(windows, now_ms)`, calling the model only for windows whose
-        events it has not seen under this model version (each distinct one once)."""
+        events it has not seen under this model version (each distinct one once). Calls
+        from several threads may overlap: the model runs outside the cache's lock."""
         version = scorer.model_version
-        if version != self._version:
-            self._lru.clear()  # the old model's outputs can never be asked for again
-            self._version = version
-        lru = self._lru
         # A scorer that does not say (a test's fake) is time-blind.
         n = int(getattr(scorer, "time_buckets", 0))
         keys: list[Key] = [(version, (w.events, w.ended, _buckets(w, n))) for w in windows]
         found: list[ModelOutput | None] = []
         todo: dict[Key, int] = {}  # key -> index in `unseen`
         unseen: list[Window] = []
-        for w, key in zip(windows, keys, strict=True):
-            out = lru.get(key)
-            if out is not None:
-                lru.move_to_end(key)
-                self.hits += 1
-            elif key in todo:
-                self.hits += 1  # the same content twice in one batch: scored once
-            else:
-                todo[key] = len(unseen)
-                unseen.append(w)
-                self.misses += 1
-            found.append(out)
+        with self._lock:
+            if version != self._version:
+                self._lru.clear()  # the old model's outputs can never be asked for again
+                self._version = version
+            lru = self._lru
+            for w, key in zip(windows, keys, strict=True):
+                out = lru.get(key)
+                if out is not None:
+                    lru.move_to_end(key)
+                    self.hits += 1
+                elif key in todo:
+                    self.hits += 1  # the same content twice in one batch: scored once
+                else:
+                    todo[key] = len(unseen)
+                    unseen.append(w)
+                    self.misses += 1
+                found.append(out)
         scores: list[Score] = []
         if unseen:
             scores = scorer.score_windows(unseen, now_ms)
             if len(scores) != len(unseen):
                 raise RuntimeError(f"scorer returned {len(scores)} scores for {len(unseen)}")
-            for key, i in todo.items():
-                lru[key] = ModelOutput.of(scores[i])
-            while len(lru) > self.max_entries:
-                lru.popitem(last=False)
+            with self._lock:
+                for key, i in todo.items():
+                    self._lru[key] = ModelOutput.of(scores[i])
+                while len(self._lru) > self.max_entries:
+                    self._lru.popitem(last=False)
         result: list[Score] = []
         for w, key, out in zip(windows, keys, found, strict=True):
             if out is not None:

@@ -50,13 +50,14 @@ Records = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 Undecodable = list[tuple[ConsumerRecord[bytes, bytes], DecodeError]]
 
 
-def model_threads(configured: int) -> int:
-    """CPU threads for the model: as configured, or for 0 every core this process may use
-    but one, which the consume loop needs. Torch's own default (one per core) makes the
-    model's threads and the loop fight for the cores (bench/stream_e2e.py measures both)."""
+def model_threads(configured: int, processes: int = 0) -> int:
+    """CPU threads for the model (each of its `processes`, when it runs in child processes):
+    as configured, or for 0 every core this process may use but one, which the consume loop
+    needs, shared among the processes. Torch's own default (one per core) makes the model's
+    threads and the loop fight for the cores (bench/stream_e2e.py measures both)."""
     if configured > 0:
         return configured
-    return max(1, len(os.sched_getaffinity(0)) - 1)
+    return max(1, (len(os.sched_getaffinity(0)) - 1) // max(1, processes))
 
 
 def model_threads_idle(configured: int, busy: int) -> int:

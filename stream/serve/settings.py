@@ -294,14 +294,16 @@ class ModelRuntimeSettings:
 
     score_threads: int = 0
     """CPU threads for the model (0 = every core the process may use but one, left to the
-    consume loop; at least 1)."""
+    consume loop, shared among the model_processes; at least 1 each)."""
     score_threads_idle: int = 0
     """CPU threads for the model while the consume loop is idle (its last poll brought no
     records, as in the tail of a backlog; 0 = every core the process may use; never fewer
     than score_threads; the model in a thread only)."""
-    model_process: bool = False
-    """Run the model in a child process of its own (stream/serve/model_process.py), so that
-    it never waits for the consume loop's GIL, instead of a thread of serve's process."""
+    model_processes: int = 0
+    """Score in this many child processes (stream/serve/model_process.py), each with its own
+    copy of the model, batches spread over them, so the model never waits for the consume
+    loop's GIL (0 = in a thread of serve's process). On a CPU, one per core scores fastest
+    (docs/performance.md); each costs one model's memory and a start-up."""
     switch_interval_ms: float = 0.2
     """Python's GIL switch interval while serving (its default is 5): the model thread gets
     the GIL back after each torch op sooner while the consume loop runs."""
@@ -322,8 +324,8 @@ class ModelRuntimeSettings:
     recent normal ones (DSPOT's depth; 0: no drift term)."""
 
     def __post_init__(self) -> None:
-        if min(self.score_threads, self.score_threads_idle) < 0:
-            raise ValueError("score_threads and score_threads_idle must be >= 0")
+        if min(self.score_threads, self.score_threads_idle, self.model_processes) < 0:
+            raise ValueError("score_threads, score_threads_idle and model_processes must be >= 0")
         if not 0 < self.switch_interval_ms <= 1000:
             raise ValueError("switch_interval_ms must be in (0, 1000]")
         if self.score_cache_size < 0:

@@ -1,8 +1,9 @@
 """The scoring worker: batches windows, scores them off the event loop, publishes the results.
 
-The model runs in one dedicated thread (`run_in_executor`), so the asyncio loop keeps
-polling Kafka while a batch is scored; the next batch is queued there before the last one's
-results are published, so the model does not wait for the publishing. Each batch's Scores
+The model runs in dedicated threads (`run_in_executor`), so the asyncio loop keeps polling
+Kafka while a batch is scored: one thread, or one per model process when the scorer is a
+pool of them (its `parallel`), each batch scored by an idle process. One batch more than
+that is queued, so the model does not wait for the publishing. Each batch's Scores
 (and Alerts) are sent keyed by session id; when the broker has acknowledged all of them,
 `on_done` is called for each window so its offsets may be committed. A new model offered by
 hot reload replaces the old one between two batches, never within one. With a `ScoreCache`,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -57,14 +59,15 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-PIPELINE_DEPTH = 2
-"""Batches queued in the model thread at once: one scoring while the last is published."""
+def parallelism(scorer: Scorer) -> int:
+    """How many batches `scorer` can score at once (a pool of model processes says)."""
+    return max(1, int(getattr(scorer, "parallel", 1)))
 
 
 @dataclass(frozen=True)
 class _InFlight:
     batch: Batch
-    model_version: str
+    scorer: Scorer
     future: asyncio.Future[tuple[list[Score], float]]
 
 
@@ -119,7 +122,16 @@ class ScoringWorker:
         self._stopping = False
         self._offered: Scorer | None = None
         self._retired: list[Scorer] = []
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logad-score")
+        self._parallel = parallelism(scorer)
+        """Batches scored at once (one per model process; 1 for the model in a thread)."""
+        self._executor = ThreadPoolExecutor(
+            max_workers=self._parallel, thread_name_prefix="logad-score"
+        )
+        self._serial = threading.Lock()
+        """Held by a scoring thread for what must not overlap: the re-judging, the archive."""
+        self._uses: dict[int, int] = {}
+        """Batches in flight per scorer (by id): a replaced one closes once it has none."""
+        self._cache_reported = (0, 0)
         self.backlog = 0
         """Windows submitted and not yet acknowledged: batching, scoring or being sent."""
         metrics.set_model(scorer.model_version)
@@ -152,10 +164,11 @@ class ScoringWorker:
         return [self.scorer, *offered, *self._retired]
 
     def _retire(self, scorer: Scorer) -> None:
-        """Close `scorer` in the scoring thread, behind the batches already queued there.
-        Until then `scorers` lists it, in case shutdown cancels that queue."""
+        """Close `scorer` once no batch in flight uses it, in a scoring thread. Until then
+        `scorers` lists it, in case shutdown comes first."""
         self._retired.append(scorer)
-        self._executor.submit(self._close_retired, scorer)
+        if not self._uses.get(id(scorer)):
+            self._executor.submit(self._close_retired, scorer)
 
     def _close_retired(self, scorer: Scorer) -> None:
         close_scorer(scorer)
@@ -167,12 +180,12 @@ class ScoringWorker:
         self.flush()
 
     async def run(self) -> None:
-        # Batches handed to the model thread and not yet published, oldest first. Two in
-        # flight keep the model busy while the previous batch's results are published.
+        # Batches handed to the model threads and not yet published, oldest first. One more
+        # than the model scores at once keeps it busy while a batch's results are published.
         in_flight: deque[_InFlight] = deque()
         try:
             while True:
-                if len(in_flight) < PIPELINE_DEPTH and (batch := self._take_ready()) is not None:
+                if len(in_flight) <= self._parallel and (batch := self._take_ready()) is not None:
                     in_flight.append(self._start(batch))
                 elif in_flight:
                     await self._publish(in_flight.popleft())
@@ -226,16 +239,30 @@ class ScoringWorker:
         """Queue `batch` in the model thread, with the model current now (a hot reload takes
         effect here, between two batches)."""
         scorer = self._switch_model()
+        self._uses[id(scorer)] = self._uses.get(id(scorer), 0) + 1
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(
             self._executor, self._score_batch, scorer, batch.windows, wall_ms()
         )
-        return _InFlight(batch, scorer.model_version, future)
+        return _InFlight(batch, scorer, future)
+
+    def _finished(self, scorer: Scorer) -> None:
+        """A batch of `scorer` is back: close it if it was replaced and this was its last."""
+        left = self._uses[id(scorer)] - 1
+        if left:
+            self._uses[id(scorer)] = left
+            return
+        del self._uses[id(scorer)]
+        if any(r is scorer for r in self._retired):
+            self._executor.submit(self._close_retired, scorer)
 
     async def _publish(self, job: _InFlight) -> None:
         """Wait for a batch's results, then send them (or hand them to the outbox)."""
         batch = job.batch
-        scores, latency = await job.future
+        try:
+            scores, latency = await job.future
+        finally:
+            self._finished(job.scorer)
         if self._annotate is not None:
             scores = [self._annotate(s) for s in scores]
         n_alerts = sum(s.anomalous for s in scores)
@@ -261,7 +288,7 @@ class ScoringWorker:
             bucket=batch.bucket,
             latency_ms=round(latency * 1000, 2),
             alerts=n_alerts,
-            model_version=job.model_version,
+            model_version=job.scorer.model_version,
             backlog=self.backlog,
         )
 
@@ -278,18 +305,26 @@ class ScoringWorker:
         if self._cache is None:
             scores = scorer.score_windows(windows, now_ms)
         else:
-            hits, misses = self._cache.hits, self._cache.misses
             scores = self._cache.score(scorer, windows, now_ms)
-            self._metrics.cache_hits.inc(self._cache.hits - hits)
-            self._metrics.cache_misses.inc(self._cache.misses - misses)
         if len(scores) != len(windows):
             raise RuntimeError(f"scorer returned {len(scores)} scores for {len(windows)}")
-        if self._judge is not None:
-            scores = self._judge(scores)
-        latency = time.perf_counter() - t0
-        if self._on_scored is not None:
-            self._on_scored(list(zip(windows, scores, strict=True)))
+        with self._serial:
+            if self._cache is not None:
+                self._count_cache(self._cache)
+            if self._judge is not None:
+                scores = self._judge(scores)
+            latency = time.perf_counter() - t0
+            if self._on_scored is not None:
+                self._on_scored(list(zip(windows, scores, strict=True)))
         return scores, latency
+
+    def _count_cache(self, cache: ScoreCache) -> None:
+        """Bring the cache metrics up to the cache's own counts (under `_serial`)."""
+        hits, misses = cache.hits, cache.misses
+        reported_hits, reported_misses = self._cache_reported
+        self._metrics.cache_hits.inc(hits - reported_hits)
+        self._metrics.cache_misses.inc(misses - reported_misses)
+        self._cache_reported = (hits, misses)
 
     def _messages(self, window: Window, score: Score) -> tuple[Message, ...]:
         """The Score, and the Alert when anomalous, keyed by session id."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,12 @@ import torch
 from schemas.errors import BundleError
 from schemas.vocab import Vocab
 from schemas.windows import Window
-from stream.serve.model_process import ModelProcessError, ProcessScorer, start_process_scorer
+from stream.serve.model_process import (
+    ModelProcessError,
+    ProcessScorer,
+    start_process_pool,
+    start_process_scorer,
+)
 from stream.serve.reload import load_window_scorer
 from trainer.calibration import calibrate
 from trainer.export import export_bundle
@@ -133,3 +139,36 @@ def test_a_bundle_that_fails_to_verify_is_refused_at_start(bundle: Path, tmp_pat
     weights.write_bytes(bytes(data))
     with pytest.raises(BundleError, match="sha256"):
         start_process_scorer(bad, "cpu", 1)
+
+
+def test_a_pool_scores_from_several_threads_as_one_process_would(bundle: Path) -> None:
+    pool = start_process_pool(bundle, "cpu", processes=2, threads=1)
+    try:
+        assert pool.parallel == 2 and len(set(pool.pids)) == 2
+        batches = [windows(40)[i::4] for i in range(4)]
+        want = load_window_scorer("cpu", 1)(bundle)
+        with ThreadPoolExecutor(2) as ex:
+            got = list(ex.map(lambda b: pool.score_windows(b, 7), batches))
+        assert got == [want.score_windows(b, 7) for b in batches]
+        assert pool.model_version == want.model_version
+    finally:
+        pool.close()
+    assert all(wait_exit(child, 1.0) == 0 for child in pool._children)
+
+
+def test_a_pool_with_a_bad_bundle_starts_no_child(
+    bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_spawn(*_a: object) -> None:
+        raise AssertionError("a child was started for a bundle that does not verify")
+
+    monkeypatch.setattr("stream.serve.model_process._spawn", no_spawn)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in bundle.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(BundleError, match="sha256"):
+        start_process_pool(bad, "cpu", processes=2, threads=1)
+    with pytest.raises(ValueError, match="processes"):
+        start_process_pool(bundle, "cpu", processes=0, threads=1)

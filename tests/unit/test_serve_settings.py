@@ -96,8 +96,8 @@ def test_serve_flags_reach_the_settings(tmp_path: Path, monkeypatch: pytest.Monk
             "--gap-ms",
             "1234",
             "--exactly-once",
-            "--model-process",
-            "false",
+            "--model-processes",
+            "2",
             "--length-buckets",
             "16,64,512",
         ]
@@ -106,5 +106,5 @@ def test_serve_flags_reach_the_settings(tmp_path: Path, monkeypatch: pytest.Monk
     s = seen[0]
     assert s.model == tmp_path
     assert (s.kafka.bootstrap, s.sessionizer.gap_ms) == ("h:1", 1234)
-    assert s.publish.exactly_once and not s.runtime.model_process
+    assert s.publish.exactly_once and s.runtime.model_processes == 2
     assert s.batching.length_buckets == (16, 64, 512)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -242,3 +243,60 @@ async def test_the_model_gets_more_threads_while_the_consume_loop_is_idle() -> N
     await task
     assert [n for n, _ in scorer.thread_counts] == [1, 3]
     assert all(name.startswith("logad-score") for _, name in scorer.thread_counts)
+
+
+class PoolScorer(ClosingScorer):
+    """Like a pool of two model processes: the worker may score two batches at once. The
+    first two batches it gets each wait for the other (a barrier), so scoring them one
+    after the other fails; then session s0's batch takes longer, to finish last."""
+
+    parallel = 2
+
+    def __init__(self, version: str, events: list[str]) -> None:
+        super().__init__(version, events)
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.n_calls = 0
+        self.lock = threading.Lock()
+
+    def score_windows(self, windows: Sequence[Window], now_ms: int) -> list[Score]:
+        with self.lock:
+            self.n_calls += 1
+            call = self.n_calls
+        if call <= 2:
+            self.barrier.wait()
+            if windows[0].session_id == "s0":
+                time.sleep(0.2)
+        return super().score_windows(windows, now_ms)
+
+
+async def test_a_pool_scores_batches_side_by_side_and_publishes_them_in_order() -> None:
+    events: list[str] = []
+    pool, producer = PoolScorer("v1", events), FakeProducer()
+    worker, acks, done = make_worker(pool, producer, max_tokens=512)  # one window per batch
+    task = asyncio.create_task(worker.run())
+    worker.submit([win(i, ("A",) * 300) for i in range(4)], now_ms=0)
+    worker.stop()
+    await task
+    await acks.wait_until(lambda: worker.backlog == 0)
+    assert [v["session_id"] for _t, _k, v in producer.sent] == ["s0", "s1", "s2", "s3"]
+    assert [w.session_id for w in done] == ["s0", "s1", "s2", "s3"]
+
+
+async def test_a_replaced_pool_is_closed_after_every_batch_it_is_scoring() -> None:
+    events: list[str] = []
+    old, new = PoolScorer("v1", events), ClosingScorer("v2", events)
+    worker, acks, _done = make_worker(old, FakeProducer(), max_tokens=512)
+    task = asyncio.create_task(worker.run())
+    worker.submit([win(i, ("A",) * 300) for i in range(2)], now_ms=0)
+    for _ in range(1000):
+        if events.count("v1 scoring 1") == 2:
+            break
+        await asyncio.sleep(0.01)
+    worker.offer(new)
+    worker.submit([win(2, ("A",) * 300)], now_ms=0)
+    worker.stop()
+    await task
+    await acks.wait_until(lambda: worker.backlog == 0)
+    last_scored = max(i for i, e in enumerate(events) if e == "v1 scored 1")
+    assert events.count("v1 scored 1") == 2 and events.index("v1 closed") > last_scored
+    assert "v2 scored 1" in events and worker.scorers() == [new]
