@@ -14,8 +14,9 @@ and Python overhead only, no model):
   LogAppendTime of the last record). Nothing else runs meanwhile: the bench only polls
   serve's /metrics (every 20 ms until the first event is consumed, then every 250 ms) to
   see when it consumed its first and its last event.
-  Runs for serve with the score cache (default size) and without it (fewer events, since
-  it is slower), for the pass-through, and for a consume-only reader (`consume_only`: a
+  Runs for serve with the score cache (default size) and without it; without it again with
+  the model in --model-processes child processes (`model_processes`); for the
+  pass-through; and for a consume-only reader (`consume_only`: a
   group consumer with serve's fetch settings that polls, JSON-decodes every value and
   commits per poll, producing nothing; timed from its first to its last record): the
   ceiling of reading alone in one Python process, beside which serve's own per-event
@@ -23,10 +24,16 @@ and Python overhead only, no model):
 - live (--live-sessions > 0): the worker is started first, then the bench produces the
   events and times from the first produced event until the last result arrived, so the
   producer (in this process, on the same cores) is inside the measurement.
-- scorer_only: `WindowScorer.score_windows` in this process on the drain traffic's
-  windows (one per session, the first --scorer-windows of them), batched as serve batches
-  them, no cache: the model's share of the cost. At serve's model thread count
-  (`stream.serve.service.model_threads`), and again on every core (`scorer_only_all_cores`).
+- low repetition (--low-repetition 1): serve drains, cache on (in a thread, and in
+  processes), the same sessions with 1 to 4 of each one's events copied elsewhere, so
+  that few windows repeat (`low_repetition_traffic_repetition`) and the cache helps little.
+- scorer_only: `WindowScorer.score_windows` in this process on the cache-off traffic's
+  windows (one per session), batched as serve batches them, no cache: the model's share of
+  the cost. At serve's model thread count (`stream.serve.service.model_threads`) and through
+  a pool of --model-processes single-threaded model processes (`scorer_only_processes`),
+  each timed beside each cache-off drain (--repeats times, medians kept), and once on every
+  core (`scorer_only_all_cores`). The ratios of serve's
+  cache-off drains to these are in the result (`serve_no_cache*_vs_scorer_only*`).
 
 Each serve drain also reports its CPU seconds over the timed span (`cpu_s`, all threads;
 `loop_cpu_s`, the consume loop's thread alone): steadier than wall time when other jobs
@@ -46,10 +53,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -526,6 +535,64 @@ def scorer_only(
     }
 
 
+def scorer_only_processes(
+    bundle: Path, windows: list[Window], max_tokens: int, processes: int
+) -> dict[str, float]:
+    """`scorer_only` through a pool of single-threaded model processes (serve's
+    `model_processes`), one batch per process at a time: the same cores as serve's pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from stream.serve.batcher import Batcher
+    from stream.serve.model_process import start_process_pool
+
+    pool = start_process_pool(bundle, "cpu", processes, model_threads(0, processes))
+    try:
+        batcher = Batcher(max_tokens, 10**9)
+        batches = [b for w in windows for b in batcher.add(w, 0)] + batcher.flush()
+        with ThreadPoolExecutor(processes) as ex:
+            list(ex.map(lambda b: pool.score_windows(b.windows[:8], 0), batches[:processes]))
+            t0 = time.perf_counter()
+            list(ex.map(lambda b: pool.score_windows(b.windows, 0), batches))
+            seconds = time.perf_counter() - t0
+    finally:
+        pool.close()
+    events = sum(len(w.events) for w in windows)
+    return {
+        "processes": processes,
+        "seconds": round(seconds, 3),
+        "events_per_s": round(events / seconds, 1),
+    }
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median events/s (the lower middle one of an even count), with every
+    run's events/s beside it."""
+    ordered = sorted(runs, key=lambda r: r["events_per_s"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    return {**middle, "events_per_s_runs": [r["events_per_s"] for r in runs]}
+
+
+def ratios(results: dict[str, Any]) -> dict[str, float]:
+    """Serve's cache-off drains against the bare scorer on the same windows, measured side by
+    side in each repeat (the median of the repeats' ratios): with the model in a thread, and
+    in processes (against one thread, and against as many processes)."""
+    pairs = [
+        ("serve_no_cache_vs_scorer_only", "serve_no_cache", "scorer_only"),
+        ("serve_no_cache_processes_vs_scorer_only", "serve_no_cache_processes", "scorer_only"),
+        (
+            "serve_no_cache_processes_vs_scorer_only_processes",
+            "serve_no_cache_processes",
+            "scorer_only_processes",
+        ),
+    ]
+    repeats = results.get("no_cache_repeats", [])
+    return {
+        name: round(statistics.median(r[a] / r[b] for r in repeats), 3)
+        for name, a, b in pairs
+        if repeats and a in repeats[0] and b in repeats[0]
+    }
+
+
 def repetition(windows: Sequence[tuple[str, ...]]) -> float:
     """The share of windows whose events exactly repeat an earlier window's: the best hit
     rate an exact cache could have on this traffic (with no size limit)."""
@@ -542,6 +609,22 @@ def traffic(seed: int, min_events: int, interval_ms: float) -> list[Any]:
         if n >= min_events:
             return sims
     return sims
+
+
+def varied(sims: Sequence[Any], seed: int) -> list[Any]:
+    """The same sessions, each with 1 to 4 of its own events copied to random places: real
+    traffic repeats itself far less than the simulator's (the copies keep the order of
+    events, taking the time of the event before them)."""
+    rng = random.Random(seed)
+    out = []
+    for s in sims:
+        events = list(s.events)
+        for _ in range(rng.randint(1, 4)):
+            i = rng.randrange(len(events) + 1)
+            ts = events[max(i - 1, 0)].ts
+            events.insert(i, dataclasses.replace(events[rng.randrange(len(events))], ts=ts))
+        out.append(dataclasses.replace(s, events=tuple(events)))
+    return out
 
 
 def messages(sims: Sequence[Any]) -> list[tuple[bytes, bytes]]:
@@ -571,8 +654,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--nocache-events",
         type=int,
-        default=20_000,
-        help="backlog drain size with the score cache off, 0 = skip (default: 20000)",
+        default=600_000,
+        help="backlog drain size with the score cache off, 0 = skip; large, so that the "
+        "drain's fixed start and end (one idle timeout) weigh little (default: 600000)",
+    )
+    p.add_argument(
+        "--model-processes",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="also drain with serve's model in this many processes (model_processes), with "
+        "the cache off and on the low-repetition traffic, and time the bare scorer on as "
+        "many; 0 = skip (default: one per core)",
+    )
+    p.add_argument(
+        "--low-repetition",
+        type=int,
+        default=1,
+        help="1: also drain (cache on) traffic that repeats itself far less, the same "
+        "sessions each with a few of their events copied elsewhere (default: 1)",
     )
     p.add_argument(
         "--live-sessions",
@@ -583,8 +682,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--scorer-windows",
         type=int,
-        default=1500,
-        help="scorer_only windows, 0 = skip (default: 1500)",
+        default=10**9,
+        help="scorer_only windows (the first N of the cache-off traffic's), 0 = skip "
+        "(default: all)",
     )
     p.add_argument("--partitions", type=int, default=4, help="input partitions (default: 4)")
     p.add_argument(
@@ -605,6 +705,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=0,
         help="serve's torch threads, 0 = torch's default (default: 0)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="cache-off drains and bare-scorer timings, side by side, this many times (default: 3)",
     )
     p.add_argument("--seed", type=int, default=0, help="traffic seed (default: 0)")
     p.add_argument(
@@ -652,6 +758,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     nocache_sims = traffic(args.seed, args.nocache_events, args.interval_ms)
     nocache_sims = nocache_sims if args.nocache_events > 0 else []
     nocache_msgs = messages(nocache_sims)
+    lowrep_sims: list[Any] = []  # made when needed: the process stays small before that
+    lowrep_msgs: list[tuple[bytes, bytes]] = []
+    mp = {"model_processes": args.model_processes}
     live_sims = list(
         generate_sessions(
             random.Random(args.seed), args.live_sessions, DAY_MS, args.interval_ms, 0.05
@@ -659,6 +768,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     say(f"drain: {len(drain_sims)} sessions, {len(drain_msgs)} events; starting Kafka")
     seqs = [tuple(e.event_id for e in s.events)[:510] for s in drain_sims]
+    # The bare scorer's windows: one per session of the cache-off drains' traffic (of the
+    # drain's without them), the first --scorer-windows of them.
+    windows = [
+        Window.build(s.session_id, 0, tuple(e.event_id for e in s.events)[:510], 0, 0, 0, i, i)
+        for i, s in enumerate(nocache_sims or drain_sims)
+    ][: args.scorer_windows]
 
     config = {
         "model": str(bundle),
@@ -671,7 +786,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     info = broker.start(port=broker.free_port(), data_dir=work / "kafka", timeout_s=90)
     procs: list[subprocess.Popen[bytes]] = []
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, Any] = {}
     try:
         boot = info.bootstrap
         config["bootstrap"] = boot
@@ -706,12 +821,70 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {s.session_id for s in drain_sims}, args.partitions,
             )  # fmt: skip
             say(f"drain {key}: {drain[key]}")
-        if nocache_msgs:
-            drain["serve_no_cache"] = drain_serve(
-                boot, work, "dnc", {**config, "score_cache_size": 0}, nocache_msgs,
-                {s.session_id for s in nocache_sims}, args.partitions,
-            )  # fmt: skip
-            say(f"drain serve (cache off): {drain['serve_no_cache']}")
+        # Cache off: serve against the bare scorer, side by side in each repeat, since the
+        # machine's speed drifts between minutes.
+        runs: dict[str, list[dict[str, Any]]] = {}
+
+        def record(key: str, r: int, run: dict[str, Any]) -> None:
+            runs.setdefault(key, []).append(run)
+            say(f"{key} (repeat {r + 1}): {run}")
+
+        ids = {s.session_id for s in nocache_sims}
+        no_cache = {**config, "score_cache_size": 0}
+        threads = model_threads(args.score_threads)
+        for r in range(args.repeats if nocache_msgs else 0):
+            record(
+                "serve_no_cache",
+                r,
+                drain_serve(boot, work, f"dnc{r}", no_cache, nocache_msgs, ids, args.partitions),
+            )
+            record("scorer_only", r, scorer_only(bundle, windows, args.max_batch_tokens, threads))
+            if args.model_processes:
+                record(
+                    "serve_no_cache_processes",
+                    r,
+                    {
+                        **drain_serve(
+                            boot,
+                            work,
+                            f"dncp{r}",
+                            {**no_cache, **mp},
+                            nocache_msgs,
+                            ids,
+                            args.partitions,
+                        ),
+                        **mp,
+                    },
+                )
+                record(
+                    "scorer_only_processes",
+                    r,
+                    scorer_only_processes(
+                        bundle, windows, args.max_batch_tokens, args.model_processes
+                    ),
+                )
+        for key, rs in runs.items():
+            (drain if key.startswith("serve") else results)[key] = median_run(rs)
+        if runs:
+            results["no_cache_repeats"] = [
+                {key: rs[i]["events_per_s"] for key, rs in runs.items()}
+                for i in range(args.repeats)
+            ]
+        if args.low_repetition:
+            lowrep_sims = varied(drain_sims, args.seed)
+            lowrep_msgs = messages(lowrep_sims)
+            ids = {s.session_id for s in lowrep_sims}
+            drain["serve_low_repetition"] = drain_serve(
+                boot, work, "dlr", config, lowrep_msgs, ids, args.partitions
+            )
+            say(f"drain serve (low repetition): {drain['serve_low_repetition']}")
+            if args.model_processes:
+                drain["serve_low_repetition_processes"] = drain_serve(
+                    boot, work, "dlrp", {**config, **mp}, lowrep_msgs, ids, args.partitions
+                )
+                drain["serve_low_repetition_processes"].update(mp)
+                say(f"drain serve (low repetition, processes): "
+                    f"{drain['serve_low_repetition_processes']}")  # fmt: skip
         results["drain"] = drain
 
         if live_sims:
@@ -786,15 +959,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker.stop(data_dir=work / "kafka")
         shutil.rmtree(work / "kafka", ignore_errors=True)  # hundreds of MB of topic data
 
-    windows = [
-        Window.build(s.session_id, 0, seq, 0, 0, 0, i, i)
-        for i, (s, seq) in enumerate(zip(drain_sims, seqs, strict=True))
-    ][: args.scorer_windows]
-    # At serve's model thread count (what the no-cache drain is bound by), and on every core.
-    if windows:
-        threads = model_threads(args.score_threads)
-        results["scorer_only"] = scorer_only(bundle, windows, args.max_batch_tokens, threads)
-        say(f"scorer_only: {results['scorer_only']}")
+    if windows:  # on every core, beside serve's thread count (in the cache-off repeats)
         cores = len(os.sched_getaffinity(0))
         all_cores = scorer_only(bundle, windows, args.max_batch_tokens, cores)
         results["scorer_only_all_cores"] = all_cores
@@ -807,6 +972,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "drain_events": len(drain_msgs),
             "drain_sessions": len(drain_sims),
             "nocache_events": len(nocache_msgs),
+            "low_repetition_events": len(lowrep_msgs),
+            "model_processes": args.model_processes,
             "live_sessions": len(live_sims),
             "partitions": args.partitions,
             "interval_ms": args.interval_ms,
@@ -829,6 +996,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         # The share of the drain's windows whose events repeat an earlier one exactly.
         "traffic_repetition": repetition(seqs),
+        "low_repetition_traffic_repetition": repetition(
+            [tuple(e.event_id for e in s.events)[:510] for s in lowrep_sims]
+        ),
         "results": results,
         "serve_vs_passthrough_drain": round(
             d["serve"]["events_per_s"] / d["passthrough"]["events_per_s"], 3
@@ -836,11 +1006,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve_vs_consume_only_drain": round(
             d["serve"]["events_per_s"] / d["consume_only"]["events_per_s"], 3
         ),
-        "serve_no_cache_vs_scorer_only": round(
-            d["serve_no_cache"]["events_per_s"] / results["scorer_only"]["events_per_s"], 3
-        )
-        if "serve_no_cache" in d and "scorer_only" in results
-        else None,
+        **ratios(results),
         "target_events_per_s": 50_000,
     }
     out = write_result("stream_e2e", report)
