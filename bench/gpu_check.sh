@@ -34,14 +34,14 @@ fi
 
 if [ -n "${SMOKE:-}" ]; then
     DEV=cpu BIG=tiny EPOCHS=1 SEEDS="0" RUNS="tiny:2e-3" JOBS=1 DDP_EPOCHS=1
-    TT="--preset tiny --steps 2 --warmup 1 --baseline-steps 1"
+    TT="--preset tiny --steps 2 --warmup 1 --baseline-steps 1 --pack-tokens 512"
     ST="--preset tiny --windows 16 --repeats 1"
     MP="--preset tiny --windows 40"
     T_SWEEP=200 T_BENCH=120
 else
     DEV=cuda BIG=base EPOCHS=60 SEEDS="0 1 2" RUNS="tiny:2e-3 small:1e-3 base:2e-4" JOBS=9
     DDP_EPOCHS=10
-    TT="--preset base --steps 20 --warmup 5 --baseline-steps 5"
+    TT="--preset base --steps 20 --warmup 5 --baseline-steps 5 --pack-tokens 512"
     ST="--preset base --windows 400 --repeats 1 --groups 10"
     MP="--preset base --windows 2000"
     T_SWEEP=300 T_BENCH=90

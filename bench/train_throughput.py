@@ -28,6 +28,7 @@ index beside it (bench.machine.write_result).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 from collections.abc import Iterator
@@ -91,15 +92,24 @@ def forward_flops(n: int, masked: int, h: int, inter: int, layers: int, vocab: i
     return float(layers * per_layer + head)
 
 
+def window_lengths(b: Batch) -> list[int]:
+    """Each window's tokens: per row, or per segment of a packed row (whose attention stays
+    inside each window, so useful FLOPs count window by window)."""
+    if b.segments is None:
+        return [int(n) for n in (b.input_ids != PAD_ID).sum(dim=1).tolist()]
+    return [int(n) for row in b.segments for n in torch.bincount(row[row >= 0]).tolist() if n]
+
+
 def batch_flops(b: Batch, cfg: Any) -> tuple[float, float]:
     """(useful training FLOPs on the real tokens, FLOPs on the padded shape)."""
-    lens = (b.input_ids != PAD_ID).sum(dim=1).tolist()
+    lens = window_lengths(b)
+    rows = b.input_ids.shape[0]
     h, i, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
     per_seq_masked = b.n_masked / max(1, len(lens))
     useful = sum(forward_flops(n, 0, h, i, L, V) for n in lens)
     useful += forward_flops(0, b.n_masked, h, i, L, V)
     width = b.input_ids.shape[1]
-    padded = len(lens) * forward_flops(width, 0, h, i, L, V)
+    padded = rows * forward_flops(width, 0, h, i, L, V)
     padded += forward_flops(0, int(per_seq_masked * len(lens)), h, i, L, V)
     return 3 * useful, 3 * padded
 
@@ -228,6 +238,13 @@ def main() -> None:
     )
     ap.add_argument("--num-workers", type=int, default=None, help="(default: 4 GPU, 0 CPU)")
     ap.add_argument(
+        "--pack-tokens",
+        type=int,
+        default=0,
+        help="also train with each batch packed into rows of this many tokens (pack_tokens), "
+        "beside the unpacked run; 0 skips it (default: 0)",
+    )
+    ap.add_argument(
         "--data",
         nargs="*",
         type=Path,
@@ -294,6 +311,16 @@ def main() -> None:
             f"  bucketed: {bucketed['non_pad_tokens_per_s']:,.0f} non-pad tokens/s, "
             f"padding efficiency {bucketed['padding_efficiency']:.3f}, mfu {bucketed['mfu']}"
         )
+        packed = None
+        if args.pack_tokens:
+            packed_s = dataclasses.replace(s, pack_tokens=args.pack_tokens)
+            packed = run_bucketed(data, packed_s, d, steps, warmup)
+            say(
+                f"  bucketed, packed into {args.pack_tokens}-token rows: "
+                f"{packed['non_pad_tokens_per_s']:,.0f} non-pad tokens/s "
+                f"({packed['non_pad_tokens_per_s'] / bucketed['non_pad_tokens_per_s']:.2f}x), "
+                f"mfu {packed['mfu']}"
+            )
         whole = run_bucketed(data, s, d, steps, warmup, whole_encoder=True)
         say(
             f"  bucketed, whole last layer: {whole['non_pad_tokens_per_s']:,.0f} non-pad "
@@ -326,6 +353,11 @@ def main() -> None:
         "peak_flops": peak_flops(device),
         "bucketed_masked_head": bucketed,
         "bucketed_whole_last_layer": whole,
+        "pack_tokens": args.pack_tokens,
+        "bucketed_packed": packed,
+        "packed_vs_unpacked": (
+            packed["non_pad_tokens_per_s"] / bucketed["non_pad_tokens_per_s"] if packed else None
+        ),
         "speedup_vs_whole_last_layer": (
             bucketed["non_pad_tokens_per_s"] / whole["non_pad_tokens_per_s"]
         ),

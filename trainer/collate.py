@@ -17,6 +17,7 @@ from schemas.vocab import PAD_ID, SPECIALS
 from trainer.batching import IntArray
 from trainer.dataset import WindowStore, pad_types, pad_windows
 from trainer.masking import IGNORE, MaskSpec, mask_tokens
+from trainer.packing import pack_batch
 from trainer.prefix_cuts import CutSpec, cut_prefixes
 
 VALIDATION_EPOCH = -1
@@ -40,6 +41,10 @@ class Batch:
     token_type_ids: torch.Tensor | None = None
     """(rows, padded length) int64 gap buckets of a time-aware run (trainer/time_gaps.py);
     None: time-blind."""
+    segments: torch.Tensor | None = None
+    """(rows, padded length) int64: which window of its row each position belongs to, -1
+    for padding, when several windows share a row (trainer/packing.py); None: one window
+    per row."""
 
     @property
     def n_padded(self) -> int:
@@ -54,6 +59,7 @@ class Batch:
             self.n_tokens,
             self.row_masked,
             None if self.token_type_ids is None else self.token_type_ids.pin_memory(),
+            None if self.segments is None else self.segments.pin_memory(),
         )
 
 
@@ -117,7 +123,10 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
         cuts: CutSpec | None = None,
         start: int = 0,
         time_buckets: int = 0,
+        pack_tokens: int = 0,
     ) -> None:
+        """`pack_tokens` > 0: each batch's windows packed into rows of at most that many
+        tokens (trainer/packing.py)."""
         self.store = store
         self.window_ids = window_ids
         self.plan = list(plan)[start:]
@@ -129,13 +138,14 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
         self.spec = spec
         self.cuts = cuts
         self.time_buckets = time_buckets
+        self.pack_tokens = pack_tokens
 
     def __len__(self) -> int:
         return len(self.plan)
 
     def __getitem__(self, i: int) -> Batch:
         g = torch.Generator().manual_seed(batch_seed(self.seed, self.epoch, self.plan_ids[i]))
-        return make_batch(
+        batch = make_batch(
             self.store,
             self.window_ids[self.plan[i]],
             self.bucket_width,
@@ -145,6 +155,7 @@ class EpochBatches(torch.utils.data.Dataset[Batch]):
             self.cuts,
             self.time_buckets,
         )
+        return pack_batch(batch, self.pack_tokens) if self.pack_tokens else batch
 
 
 def iterate(dataset: EpochBatches, num_workers: int, pin_memory: bool) -> Iterator[Batch]:

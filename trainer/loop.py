@@ -55,13 +55,16 @@ class MaskedLM(torch.nn.Module):
         flat_idx: torch.Tensor,
         row_masked: int,
         token_type_ids: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if not self.whole_encoder:
             shape = (input_ids.shape[0], input_ids.shape[1])
             rows, keep = flat_selection(flat_idx, shape, row_masked)
             return gathered_logits(
-                self.module, input_ids, attention_mask, rows, keep, token_type_ids
+                self.module, input_ids, attention_mask, rows, keep, token_type_ids, segments
             )
+        if segments is not None:
+            raise ValueError("packed rows need the pruned last layer (prune_last_layer)")
         hidden = self.module.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
@@ -103,14 +106,15 @@ class EvalMetrics:
 
 def batch_to(
     b: Batch, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     nb = device.type == "cuda"
-    types = b.token_type_ids
+    types, segments = b.token_type_ids, b.segments
     return (
         b.input_ids.to(device, non_blocking=nb),
         b.flat_idx.to(device, non_blocking=nb),
         b.targets.to(device, non_blocking=nb),
         None if types is None else types.to(device, non_blocking=nb),
+        None if segments is None else segments.to(device, non_blocking=nb),
     )
 
 
@@ -123,11 +127,11 @@ def train_step(
     grad_clip: float,
 ) -> StepMetrics:
     net.train()
-    ids, flat_idx, targets, types = batch_to(batch, d.device)
+    ids, flat_idx, targets, types, segments = batch_to(batch, d.device)
     counts = torch.tensor([batch.n_masked, batch.n_tokens], dtype=torch.float64, device=d.device)
     d.all_reduce(counts)
     with autocast_for(d.device):
-        logits = net(ids, ids != 0, flat_idx, batch.row_masked, types)
+        logits = net(ids, ids != 0, flat_idx, batch.row_masked, types, segments)
     loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
     loss = loss_sum * d.world_size / counts[0].float()
     loss.backward()  # type: ignore[no-untyped-call]
@@ -165,9 +169,9 @@ def evaluate(net: torch.nn.Module, batches: Iterable[Batch], d: Dist) -> EvalMet
     sums = torch.zeros(3, dtype=torch.float64, device=d.device)
     with torch.inference_mode():
         for b in batches:
-            ids, flat_idx, targets, types = batch_to(b, d.device)
+            ids, flat_idx, targets, types, segments = batch_to(b, d.device)
             with autocast_for(d.device):
-                logits = head(ids, ids != 0, flat_idx, b.row_masked, types)
+                logits = head(ids, ids != 0, flat_idx, b.row_masked, types, segments)
             ce = F.cross_entropy(logits.float(), targets, reduction="sum")
             hits = (logits.argmax(dim=-1) == targets).sum()
             sums += torch.stack(
@@ -229,6 +233,7 @@ def epoch_batches(
         cuts=cut_spec(data, s),
         start=start,
         time_buckets=s.time_buckets,
+        pack_tokens=s.pack_tokens,
     )
     return plan, batches
 
@@ -273,6 +278,7 @@ def validation_batches(data: TrainingData, s: TrainSettings, d: Dist) -> EpochBa
         vocab_size=len(data.vocab),
         spec=mask_spec(s),
         time_buckets=s.time_buckets,
+        pack_tokens=s.pack_tokens,
     )
 
 

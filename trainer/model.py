@@ -23,6 +23,7 @@ from schemas.bundle import CONFIG, WEIGHTS
 from schemas.errors import BundleError, ConfigError
 from schemas.vocab import PAD_ID
 from schemas.windows import MAX_TOKENS
+from trainer.packing import segment_mask, segment_positions
 
 # transformers prints through a stderr handler of its own, plain text even under
 # --log-json: its records go to the root logger instead, which logad renders.
@@ -160,18 +161,31 @@ def gathered_logits(
     rows: torch.Tensor,
     keep: torch.Tensor,
     token_type_ids: torch.Tensor | None = None,
+    segments: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`masked_logits` with the selection given as `rows` (batch, m), the positions each
     row's last layer computes, and `keep`, the flat indices into (batch * m) whose logits
-    are returned, in that order (`selected_rows`, `flat_selection`)."""
+    are returned, in that order (`selected_rows`, `flat_selection`). `segments`: packed rows
+    (trainer/packing.py), each position's window within its row; attention then stays
+    inside each window and positions restart at each window's first token."""
     bert = model.bert
-    hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
-    keys = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq): True = attend
+    if segments is None:
+        hidden = bert.embeddings(input_ids=input_ids, token_type_ids=token_type_ids)
+        keys = attention_mask.bool()[:, None, None, :]  # (batch, 1, 1, seq): True = attend
+        last_keys = keys
+    else:
+        positions = segment_positions(segments)
+        hidden = bert.embeddings(
+            input_ids=input_ids, token_type_ids=token_type_ids, position_ids=positions
+        )
+        keys = segment_mask(segments)[:, None]  # (batch, 1, seq, seq)
+        seq = segments.shape[1]
+        last_keys = keys.gather(2, rows[:, None, :, None].expand(-1, 1, -1, seq))
     *body, last = bert.encoder.layer
     for layer in body:
         hidden = _layer(layer, hidden, hidden, keys)
     queries = hidden.gather(1, rows.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-    out = _layer(last, queries, hidden, keys)
+    out = _layer(last, queries, hidden, last_keys)
     logits: torch.Tensor = model.cls(out.reshape(-1, out.shape[-1]).index_select(0, keep))
     return logits
 

@@ -174,6 +174,10 @@ class TrainSettings:
     from every position): the same loss and gradients as the whole encoder, for less
     compute. False runs every position through it, as earlier versions did (with dropout,
     the random draws then match theirs)."""
+    pack_tokens: int = 0
+    """Pack each batch's windows into rows of up to this many tokens, attention kept inside
+    each window (trainer/packing.py): fewer, longer rows, the same loss and gradients
+    (0 = one window per row). Needs prune_last_layer."""
     templates: Path | None = None
     """The template set (templates.json of `logad parse`) the bundle carries, so that serve
     can map raw log lines to the event ids trained on (default: templates.json in a --data
@@ -227,6 +231,13 @@ class TrainSettings:
             raise ValueError(f"pot_init_quantile must be in [0.5, 1), got {self.pot_init_quantile}")
         if self.vocab_size <= len(SPECIALS):
             raise ValueError(f"vocab_size must exceed {len(SPECIALS)}")
+        if self.pack_tokens and not MAX_TOKENS <= self.pack_tokens <= self.tokens_per_batch:
+            raise ValueError(
+                f"pack_tokens must be 0 or in [{MAX_TOKENS}, tokens_per_batch], "
+                f"got {self.pack_tokens}"
+            )
+        if self.pack_tokens and not self.prune_last_layer:
+            raise ValueError("pack_tokens needs prune_last_layer")
         if self.tokens_per_batch < MAX_TOKENS:
             raise ValueError(f"tokens_per_batch must be >= {MAX_TOKENS} (one full window)")
         if self.time_buckets and not 2 <= self.time_buckets <= MAX_TIME_BUCKETS:
