@@ -92,10 +92,13 @@ def whole_encoder_logits(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     positions: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`masked_logits` as it was: HF's whole encoder at every position, then the head at the
     selected positions."""
-    hidden = model.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    hidden = model.bert(
+        input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+    ).last_hidden_state
     logits: torch.Tensor = model.cls(hidden[positions])
     return logits
 
