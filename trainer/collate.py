@@ -7,6 +7,7 @@ plan), so masks do not depend on worker processes, world size or where a resumed
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from schemas.vocab import PAD_ID, SPECIALS
 from trainer.batching import IntArray
 from trainer.dataset import WindowStore, pad_types, pad_windows
 from trainer.masking import IGNORE, MaskSpec, mask_tokens
-from trainer.packing import pack_batch
+from trainer.packing import NO_SEGMENT, pack_rows
 from trainer.prefix_cuts import CutSpec, cut_prefixes
 
 VALIDATION_EPOCH = -1
@@ -176,3 +177,44 @@ def iterate(dataset: EpochBatches, num_workers: int, pin_memory: bool) -> Iterat
         generator=torch.Generator().manual_seed(0),
     )
     yield from loader
+
+
+def pack_batch(batch: Batch, row_tokens: int) -> Batch:
+    """`batch` (one window per row, left-aligned, padded) with its windows packed into rows
+    of at most `row_tokens` tokens: the same tokens, masks and targets, with `segments`
+    saying which window of its row each position belongs to."""
+    ids = batch.input_ids
+    n, width = ids.shape
+    lengths = (ids != PAD_ID).sum(dim=1).tolist()
+    rows = pack_rows(lengths, row_tokens)
+    packed_width = max(sum(lengths[i] for i in row) for row in rows) if rows else 0
+    out = torch.full((len(rows), packed_width), PAD_ID, dtype=ids.dtype)
+    segments = torch.full((len(rows), packed_width), NO_SEGMENT, dtype=torch.int64)
+    types = batch.token_type_ids
+    out_types = None if types is None else torch.zeros((len(rows), packed_width), dtype=types.dtype)
+    # Where each window's first token lands, as a flat index into the packed batch.
+    start = torch.zeros(n, dtype=torch.int64)
+    for r, row in enumerate(rows):
+        offset = 0
+        for seg, i in enumerate(row):
+            k = lengths[i]
+            out[r, offset : offset + k] = ids[i, :k]
+            segments[r, offset : offset + k] = seg
+            if types is not None and out_types is not None:
+                out_types[r, offset : offset + k] = types[i, :k]
+            start[i] = r * packed_width + offset
+            offset += k
+    window, col = batch.flat_idx // width, batch.flat_idx % width
+    moved = start[window] + col
+    order = torch.argsort(moved)  # the model's selection wants ascending flat indices
+    flat_idx = moved[order]
+    per_row = torch.bincount(flat_idx // max(packed_width, 1), minlength=len(rows))
+    return dataclasses.replace(
+        batch,
+        input_ids=out,
+        flat_idx=flat_idx,
+        targets=batch.targets[order],
+        row_masked=int(per_row.max()) if per_row.numel() else 0,
+        token_type_ids=out_types,
+        segments=segments,
+    )

@@ -5,21 +5,15 @@ the same tokens make fewer, longer rows, which a GPU runs more efficiently. Atte
 inside each window (a block-diagonal mask, trainer/model.py) and each window's positions
 start again at 0, so a packed window is seen exactly as it would be alone: the loss and its
 gradients equal the unpacked batch's (tests/unit/test_packing.py). Packing takes a batch
-already masked, so the masks, and with them the run's results, do not depend on it.
+already masked (trainer.collate.pack_batch), so the masks, and with them the run's results,
+do not depend on it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
-
-from schemas.vocab import PAD_ID
-
-if TYPE_CHECKING:  # the model imports the masks from here, and collate imports the model
-    from trainer.collate import Batch
 
 NO_SEGMENT = -1
 """The segment id of padding: it belongs to no window."""
@@ -43,47 +37,6 @@ def pack_rows(lengths: Sequence[int], row_tokens: int) -> list[list[int]]:
             rows[r].append(i)
             free[r] -= n
     return rows
-
-
-def pack_batch(batch: Batch, row_tokens: int) -> Batch:
-    """`batch` (one window per row, left-aligned, padded) with its windows packed into rows
-    of at most `row_tokens` tokens: the same tokens, masks and targets, with `segments`
-    saying which window of its row each position belongs to."""
-    ids = batch.input_ids
-    n, width = ids.shape
-    lengths = (ids != PAD_ID).sum(dim=1).tolist()
-    rows = pack_rows(lengths, row_tokens)
-    packed_width = max(sum(lengths[i] for i in row) for row in rows) if rows else 0
-    out = torch.full((len(rows), packed_width), PAD_ID, dtype=ids.dtype)
-    segments = torch.full((len(rows), packed_width), NO_SEGMENT, dtype=torch.int64)
-    types = batch.token_type_ids
-    out_types = None if types is None else torch.zeros((len(rows), packed_width), dtype=types.dtype)
-    # Where each window's first token lands, as a flat index into the packed batch.
-    start = torch.zeros(n, dtype=torch.int64)
-    for r, row in enumerate(rows):
-        offset = 0
-        for seg, i in enumerate(row):
-            k = lengths[i]
-            out[r, offset : offset + k] = ids[i, :k]
-            segments[r, offset : offset + k] = seg
-            if types is not None and out_types is not None:
-                out_types[r, offset : offset + k] = types[i, :k]
-            start[i] = r * packed_width + offset
-            offset += k
-    window, col = batch.flat_idx // width, batch.flat_idx % width
-    moved = start[window] + col
-    order = torch.argsort(moved)  # the model's selection wants ascending flat indices
-    flat_idx = moved[order]
-    per_row = torch.bincount(flat_idx // max(packed_width, 1), minlength=len(rows))
-    return dataclasses.replace(
-        batch,
-        input_ids=out,
-        flat_idx=flat_idx,
-        targets=batch.targets[order],
-        row_masked=int(per_row.max()) if per_row.numel() else 0,
-        token_type_ids=out_types,
-        segments=segments,
-    )
 
 
 def segment_positions(segments: torch.Tensor) -> torch.Tensor:

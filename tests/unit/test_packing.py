@@ -16,12 +16,12 @@ from hypothesis import strategies as st
 from schemas.bundle import WEIGHTS
 from schemas.vocab import CLS_ID, PAD_ID, SEP_ID
 from tests.train_data import hdfs_day, tiny_settings
-from trainer.collate import Batch
+from trainer.collate import Batch, pack_batch
 from trainer.dataset import DataSelection
 from trainer.loop import MaskedLM
 from trainer.masking import IGNORE, MaskSpec, mask_tokens
 from trainer.model import PRESETS, bert_config, build_model, get_preset
-from trainer.packing import pack_batch, pack_rows, segment_mask, segment_positions
+from trainer.packing import pack_rows, segment_mask, segment_positions
 from trainer.train import TrainRequest, run_training
 
 VOCAB = 40
