@@ -6,9 +6,10 @@
 # 1. bench.quality_sweep: tiny / small / base on HDFS, three seeds each, in parallel (#5);
 #    beside it, the production recipe through the real command line under torchrun (DDP,
 #    one rank, preset base, default learning rate) and `logad evaluate` of its bundle.
-# 2. On the GPU alone afterwards: bench.train_throughput, bench.score_throughput and
-#    bench.model_process with preset base, and bench.replay_hdfs (the stream's sessionizer +
-#    scorer) on the GPU with the sweep's base bundle.
+# 2. On the GPU alone afterwards: bench.train_throughput (packed and not), bench.score_throughput
+#    and bench.model_process with preset base, bench.seed_epoch (the seed's 2.46M-session epoch
+#    through `logad train`, as far as its time allows), and bench.replay_hdfs (the stream's
+#    sessionizer + scorer) on the GPU with the sweep's base bundle.
 # Wheels in .whl/ (orjson, structlog, aiokafka, async-timeout for Python 3.12) are installed
 # first when present (docs/performance.md, "On a GPU"). Every step has its own time limit.
 # Results land in $OUT/gpu_check.tgz: collect/results/ holds each bench's result under its
@@ -37,14 +38,16 @@ if [ -n "${SMOKE:-}" ]; then
     TT="--preset tiny --steps 2 --warmup 1 --baseline-steps 1 --pack-tokens 512"
     ST="--preset tiny --windows 16 --repeats 1"
     MP="--preset tiny --windows 40"
-    T_SWEEP=200 T_BENCH=120
+    SE="--sessions 3000 --days 3 --preset tiny --tokens-per-batch 4096 --checkpoint-every-steps 5"
+    T_SWEEP=200 T_BENCH=120 T_EPOCH=150
 else
     DEV=cuda BIG=base EPOCHS=60 SEEDS="0 1 2" RUNS="tiny:2e-3 small:1e-3 base:2e-4" JOBS=9
     DDP_EPOCHS=10
     TT="--preset base --steps 20 --warmup 5 --baseline-steps 5 --pack-tokens 512"
     ST="--preset base --windows 400 --repeats 1 --groups 10"
     MP="--preset base --windows 2000"
-    T_SWEEP=300 T_BENCH=90
+    SE="--sessions 2460000 --days 286 --preset base"
+    T_SWEEP=300 T_BENCH=90 T_EPOCH=300
 fi
 
 step() {  # step NAME LIMIT_S CMD...: time-limited, output to $W/collect/NAME.log
@@ -103,6 +106,10 @@ step train_throughput "$T_BENCH" $PY -m bench.train_throughput $TT --device "$DE
 step score_throughput "$T_BENCH" $PY -m bench.score_throughput $ST --device "$DEV"
 # shellcheck disable=SC2086
 step model_process "$T_BENCH" $PY -m bench.model_process $MP --device "$DEV"
+# The seed's epoch, as far as its time allows (the result projects 10 epochs from the share
+# done); the same command on the same workdir would resume it.
+step seed_epoch "$T_EPOCH" $PY -m bench.seed_epoch --workdir "$W/seed_epoch" $SE --device "$DEV" \
+    --time-limit-s $((T_EPOCH - 60))
 bundle=$(ls -d "$W"/sweep/"$BIG"-*-s0/model.trained 2>/dev/null | head -1)
 if [ -n "$bundle" ]; then
     step replay "$T_BENCH" $PY -m bench.replay_hdfs --model "$bundle" --device "$DEV" \
@@ -114,4 +121,4 @@ cp "$W"/ddp-"$BIG"/manifest.json "$W/collect/ddp-manifest.json" 2>/dev/null
 collect
 tail -n 15 "$W/collect/sweep.log"
 tail -n 12 "$W/collect/ddp_train_evaluate.log"
-for f in train_throughput score_throughput model_process replay; do tail -n 8 "$W/collect/$f.log" 2>/dev/null; done
+for f in train_throughput score_throughput model_process seed_epoch replay; do tail -n 8 "$W/collect/$f.log" 2>/dev/null; done

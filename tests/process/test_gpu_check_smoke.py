@@ -15,7 +15,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = {"sanity", "sweep", "ddp_train_evaluate", "train_throughput", "score_throughput",
-         "model_process", "replay"}  # fmt: skip
+         "model_process", "seed_epoch", "replay"}  # fmt: skip
 
 
 @pytest.mark.slow
@@ -44,3 +44,5 @@ def test_every_step_of_the_gpu_check_runs_in_its_dry_mode(tmp_path: Path) -> Non
     train = results["train_throughput-tiny-cpu.json"]
     assert train["bucketed_packed"]["non_pad_tokens_per_s"] > 0
     assert {"score_throughput-tiny-cpu.json", "replay_hdfs.json"} <= results.keys()
+    epoch = results["seed_epoch-tiny-cpu.json"]
+    assert epoch["finished"] and epoch["epoch_seconds"] > 0
