@@ -7,9 +7,8 @@ plan), so masks do not depend on worker processes, world size or where a resumed
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -209,7 +208,7 @@ def pack_batch(batch: Batch, row_tokens: int) -> Batch:
     order = torch.argsort(moved)  # the model's selection wants ascending flat indices
     flat_idx = moved[order]
     per_row = torch.bincount(flat_idx // max(packed_width, 1), minlength=len(rows))
-    return dataclasses.replace(
+    return replace(
         batch,
         input_ids=out,
         flat_idx=flat_idx,
