@@ -64,6 +64,8 @@ level, logger and ids.
    service, and `logad evaluate --incidents`'s stricter rate per 1,000 untrained traces
    outside every incident's time (an alert inside one on another service counts as
    neither). No false-alarm figure counts a trained trace.
+   The labels are audited beside them (bench/label_audit.py, `label_audit`): the held-out
+   traces that log an ERROR template an incident's traces log, and whether training did.
 7. Unless --skip-hdfs: quality_hdfs's recipe on data/hdfs, `logad train` then the dev F1 of
    the bundle's default strategy at its own threshold (population ratio, as quality_hdfs).
 
@@ -91,6 +93,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from bench import label_audit  # noqa: E402
 from bench.hdfs_args import add_device_args  # noqa: E402
 from bench.machine import report_header, results_dir, shown_path, write_result  # noqa: E402
 from bench.nezha import Day, LogRow, find_days, read_rows  # noqa: E402
@@ -293,23 +296,28 @@ def training_sessions(
 ) -> list[Session]:
     """One Session per trace, its lines in time order; `with_gaps`: carrying the gaps
     between its lines' times (a time-aware model trains on them)."""
-    by_trace: dict[str, list[tuple[int, int]]] = {}
-    for i, r in enumerate(rows):
-        by_trace.setdefault(r.trace_id, []).append((r.ts_ms, i))
     out_: list[Session] = []
-    for tid, items in by_trace.items():
-        items.sort()
+    for tid, lines in rows_by_trace(rows).items():
+        times = [rows[i].ts_ms for i in lines]
         out_.append(
             Session(
                 tid,
-                tuple(ids[i] for _, i in items),
-                start_ts=items[0][0],
-                end_ts=items[-1][0],
+                tuple(ids[i] for i in lines),
+                start_ts=times[0],
+                end_ts=times[-1],
                 label=0,
-                gaps_ms=gaps_from_times([t for t, _ in items]) if with_gaps else None,
+                gaps_ms=gaps_from_times(times) if with_gaps else None,
             )
         )
     return out_
+
+
+def rows_by_trace(rows: Sequence[LogRow]) -> dict[str, list[int]]:
+    """Each trace's row indices in time order (ties in row order)."""
+    by_trace: dict[str, list[tuple[int, int]]] = {}
+    for i, r in enumerate(rows):
+        by_trace.setdefault(r.trace_id, []).append((r.ts_ms, i))
+    return {tid: [i for _, i in sorted(items)] for tid, items in by_trace.items()}
 
 
 def write_events(path: Path, rows: Iterable[LogRow], key: str = SERVICE_KEY) -> None:
@@ -370,6 +378,49 @@ def trace_levels(rows: Iterable[LogRow]) -> dict[str, list[str | None]]:
     for r in rows:
         out_.setdefault(r.trace_id, []).append(r.level)
     return out_
+
+
+def trace_lines(
+    rows: Sequence[LogRow], timed: Sequence[TimedSession]
+) -> list[label_audit.TraceLines]:
+    """Each timed trace's lines (template id, level, message), in the order it is scored."""
+    levels = trace_levels(rows)
+    messages: dict[str, list[str]] = {}
+    for r in rows:
+        messages.setdefault(r.trace_id, []).append(r.message)
+    return [
+        label_audit.TraceLines(t.events, levels[t.session_id], messages[t.session_id])
+        for t in timed
+    ]
+
+
+def training_lines(rows: Sequence[LogRow], ids: Sequence[str]) -> list[label_audit.TraceLines]:
+    """Each training trace's lines with the ids mined for them, in time order."""
+    return [
+        label_audit.TraceLines(
+            [ids[i] for i in lines],
+            [rows[i].level for i in lines],
+            [rows[i].message for i in lines],
+        )
+        for lines in rows_by_trace(rows).values()
+    ]
+
+
+def incident_traces(
+    sessions: Sequence[ScoredSession], incidents: Sequence[Incident], trained: np.ndarray
+) -> dict[str, list[int]]:
+    """Per incident: its untrained traces, in time and on its service."""
+    return {
+        inc.id: [
+            i
+            for i, s in enumerate(sessions)
+            if not trained[i]
+            and s.start_ms <= inc.end_ms
+            and s.end_ms >= inc.start_ms
+            and on_service(s.services, inc.service)
+        ]
+        for inc in incidents
+    }
 
 
 def flagged(
@@ -1009,6 +1060,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"that soon; {other['false_alerts']} of the other {other['traces']} "
             f"({other['per_1000']} per 1,000)"
         )
+    audit = label_audit.shared_error_templates(
+        trace_lines(data.test_rows, timed),
+        held_out,
+        training_lines(train_rows, ids),
+        incident_traces(logad_sessions, data.incidents, trained),
+        np.array([s.alerted for s in logad_sessions], np.bool_),
+        [since_injection_s(s, data.incidents) for s in logad_sessions],
+    )
+    out(
+        f"  labels: {audit['held_out_traces_with_an_incident_error_unseen_in_training']} of the "
+        f"{audit['held_out_traces']} held-out traces log an ERROR template that an incident's "
+        f"traces log and no training trace does; logad alerted on {audit['of_them_alerted']} "
+        "of them "
+        f"(of its {audit['held_out_alerted']} held-out false alarms)"
+    )
+    for t in audit["templates"]:
+        incs = ", ".join(f"{i['id']} {i['traces_with_it']}/{i['traces']}" for i in t["incidents"])
+        out(
+            f"    {t['template']} in {t['held_out_traces']} held-out traces (at "
+            f"{', '.join(f'{x:g}' for x in t['seconds_since_injection']) or '-'} s after an "
+            f"injection on their service), {t['training_traces']} training traces; incidents: "
+            f"{incs}: {t['example'][:100]}"
+        )
 
     def variant_rows(variants: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         found = []
@@ -1112,6 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "methods": rows,
         "logad_rules_off": rules_off,
         "logad_budgets": budgets,
+        "label_audit": audit,
         "hdfs": hdfs if hdfs is not None else "skipped",
         "plot": shown_path(png),
         "seconds": round(time.perf_counter() - t_start, 1),
