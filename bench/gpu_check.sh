@@ -10,8 +10,14 @@
 #    and bench.model_process with preset base, bench.seed_epoch (the seed's 2.46M-session epoch
 #    through `logad train`, as far as its time allows), and bench.replay_hdfs (the stream's
 #    sessionizer + scorer) on the GPU with the sweep's base bundle.
-# Wheels in .whl/ (orjson, structlog, aiokafka, async-timeout for Python 3.12) are installed
-# first when present (docs/performance.md, "On a GPU"). Every step has its own time limit.
+# 3. bench.stream_e2e with serve on the GPU: backlog drains against the bare scorer, the
+#    latency at half the cache-off drain's rate. It needs Java and the broker's jars, which the
+#    device lacks: `python -m bench.device_kit` packs both into .devkit/ (carry it), unpacked
+#    here; without Java the step is skipped.
+# Wheels in .whl/ (orjson, structlog, aiokafka, async-timeout for Python 3.12; bench.device_kit
+# --wheels fetches them) are installed first when present (docs/performance.md, "On a GPU").
+# ONLY="step ..." runs only the named steps (the sweep's bundle is then replaced by a few
+# steps of `logad train` where a step needs one). Every step has its own time limit.
 # Results land in $OUT/gpu_check.tgz: collect/results/ holds each bench's result under its
 # stable name with its index.json (BENCH_RESULTS_DIR), the rest are logs; the checkout's
 # bench/results/ is left alone. Copy a result in there to make it the current one.
@@ -33,13 +39,21 @@ else
     export PYTHONPATH=$PWD
 fi
 
+if [ -z "${SMOKE:-}" ] && [ -f .devkit/jre.tar.xz ] && [ -f .devkit/kafka-libs.tar.xz ]; then
+    mkdir -p /tmp/devkit/cache
+    tar xJf .devkit/jre.tar.xz -C /tmp/devkit && tar xJf .devkit/kafka-libs.tar.xz -C /tmp/devkit/cache || exit 1
+    export PATH=/tmp/devkit/jre/bin:$PATH LOGAD_CACHE_DIR=/tmp/devkit/cache
+fi
+
 if [ -n "${SMOKE:-}" ]; then
     DEV=cpu BIG=tiny EPOCHS=1 SEEDS="0" RUNS="tiny:2e-3" JOBS=1 DDP_EPOCHS=1
     TT="--preset tiny --steps 2 --warmup 1 --baseline-steps 1 --pack-tokens 512"
     ST="--preset tiny --windows 16 --repeats 1"
     MP="--preset tiny --windows 40"
     SE="--sessions 3000 --days 3 --preset tiny --tokens-per-batch 4096 --checkpoint-every-steps 5"
-    T_SWEEP=200 T_BENCH=120 T_EPOCH=150
+    E2E="--drain-events 3000 --nocache-events 6000 --repeats 1 --live-sessions 100 \
+        --low-repetition 0 --latency-s 3 --model-processes 0 --scorer-windows 300"
+    T_SWEEP=200 T_BENCH=120 T_EPOCH=150 T_E2E=240
 else
     DEV=cuda BIG=base EPOCHS=60 SEEDS="0 1 2" RUNS="tiny:2e-3 small:1e-3 base:2e-4" JOBS=9
     DDP_EPOCHS=10
@@ -47,12 +61,17 @@ else
     ST="--preset base --windows 400 --repeats 1 --groups 10"
     MP="--preset base --windows 2000"
     SE="--sessions 2460000 --days 286 --preset base"
-    T_SWEEP=300 T_BENCH=90 T_EPOCH=300
+    E2E="--drain-events 200000 --nocache-events 600000 --repeats 2 --live-sessions 4000 \
+        --low-repetition 1 --latency-s 20 --scorer-windows 20000"
+    T_SWEEP=300 T_BENCH=90 T_EPOCH=300 T_E2E=300
 fi
+
+wanted() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 step() {  # step NAME LIMIT_S CMD...: time-limited, output to $W/collect/NAME.log
     local name=$1 limit=$2
     shift 2
+    wanted "$name" || return 0
     local t0=$SECONDS
     timeout "$limit" "$@" >"$W/collect/$name.log" 2>&1
     local rc=$?
@@ -111,9 +130,23 @@ step model_process "$T_BENCH" $PY -m bench.model_process $MP --device "$DEV"
 step seed_epoch "$T_EPOCH" $PY -m bench.seed_epoch --workdir "$W/seed_epoch" $SE --device "$DEV" \
     --time-limit-s $((T_EPOCH - 60))
 bundle=$(ls -d "$W"/sweep/"$BIG"-*-s0/model.trained 2>/dev/null | head -1)
+if [ -z "$bundle" ] && { wanted replay || wanted stream_e2e; }; then
+    # Speed does not depend on how well the model learned: a few steps make a bundle.
+    ONLY="" step bundle "$T_BENCH" $PY -m stream.cli.train train --data "$DATA/train.jsonl" \
+        --out "$W/quick-$BIG" --preset "$BIG" --max-steps 5 --device "$DEV" \
+        --checkpoint-every-steps 0 --token-cache-dir "$W/quick-cache"
+    [ -f "$W/quick-$BIG/manifest.json" ] && bundle="$W/quick-$BIG"
+fi
 if [ -n "$bundle" ]; then
     step replay "$T_BENCH" $PY -m bench.replay_hdfs --model "$bundle" --device "$DEV" \
         --events "$DATA/dev_events.jsonl.gz" --data "$DATA"
+    if command -v java >/dev/null; then
+        # shellcheck disable=SC2086
+        step stream_e2e "$T_E2E" $PY -m bench.stream_e2e --model "$bundle" --device "$DEV" $E2E
+    else
+        echo "stream_e2e skipped: no java (carry .devkit: python -m bench.device_kit)" |
+            tee -a "$W/collect/steps.txt"
+    fi
 fi
 
 for d in "$W"/sweep/*/; do cp "$d/log.txt" "$W/collect/sweep-$(basename "$d").log" 2>/dev/null; done
@@ -121,4 +154,4 @@ cp "$W"/ddp-"$BIG"/manifest.json "$W/collect/ddp-manifest.json" 2>/dev/null
 collect
 tail -n 15 "$W/collect/sweep.log"
 tail -n 12 "$W/collect/ddp_train_evaluate.log"
-for f in train_throughput score_throughput model_process seed_epoch replay; do tail -n 8 "$W/collect/$f.log" 2>/dev/null; done
+for f in train_throughput score_throughput model_process seed_epoch replay stream_e2e; do tail -n 8 "$W/collect/$f.log" 2>/dev/null; done

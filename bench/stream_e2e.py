@@ -27,6 +27,10 @@ and Python overhead only, no model):
 - low repetition (--low-repetition 1): serve drains, cache on (in a thread, and in
   processes), the same sessions with 1 to 4 of each one's events copied elsewhere, so
   that few windows repeat (`low_repetition_traffic_repetition`) and the cache helps little.
+- latency (--latency-s > 0): serve (cache off) fed the cache-off traffic's first sessions at
+  --latency-fraction (0.5) of its cache-off drain rate; per session, from the broker's append
+  time of its last event to that of its score (p50, p90, p99, max). The session's close is
+  inside it: the gap in event time, or the idle timeout.
 - scorer_only: `WindowScorer.score_windows` in this process on the cache-off traffic's
   windows (one per session), batched as serve batches them, no cache: the model's share of
   the cost. At serve's model thread count (`stream.serve.service.model_threads`) and through
@@ -34,6 +38,9 @@ and Python overhead only, no model):
   each timed beside each cache-off drain (--repeats times, medians kept), and once on every
   core (`scorer_only_all_cores`). The ratios of serve's
   cache-off drains to these are in the result (`serve_no_cache*_vs_scorer_only*`).
+
+--device cuda runs serve and the bare scorer on the GPU (no model-process drains, no all-cores
+scorer) and writes bench/results/stream_e2e-cuda.json; bench/gpu_check.sh runs it there.
 
 Each serve drain also reports its CPU seconds over the timed span (`cpu_s`, all threads;
 `loop_cpu_s`, the consume loop's thread alone): steadier than wall time when other jobs
@@ -54,6 +61,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import math
 import os
 import random
 import shutil
@@ -148,24 +156,76 @@ async def create_topic(
     await asyncio.sleep(1.0)  # leaders elected
 
 
-async def read_topic(bootstrap: str, topic: str) -> tuple[list[bytes], int]:
-    """Every value on `topic` (read after the run) and the highest record timestamp (ms)."""
+async def read_records(bootstrap: str, topic: str, partitions: int = 1) -> list[Any]:
+    """Every record on `topic`'s partitions (read after the run)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, 0)]  # the bench's output topics have one partition
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
-        values: list[bytes] = []
-        last_ts = 0
+        records: list[Any] = []
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for recs in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
-                for r in recs:
-                    values.append(r.value)
-                    last_ts = max(last_ts, r.timestamp)
-        return values, last_ts
+                records.extend(recs)
+        return records
     finally:
         await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str) -> tuple[list[bytes], int]:
+    """Every value on `topic` (one partition, as the bench's output topics have) and the
+    highest record timestamp (ms)."""
+    records = await read_records(bootstrap, topic)
+    return [r.value for r in records], max((r.timestamp for r in records), default=0)
+
+
+async def produce_paced(
+    bootstrap: str, topic: str, msgs: Sequence[tuple[bytes, bytes]], per_s: float
+) -> float:
+    """Produce `msgs` at `per_s` messages a second (in 10 ms ticks); the rate reached."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+    await producer.start()
+    try:
+        t0 = time.perf_counter()
+        sent = 0
+        futures = []
+        while sent < len(msgs):
+            due = min(len(msgs), int((time.perf_counter() - t0) * per_s) + 1)
+            for k, v in msgs[sent:due]:
+                futures.append(await producer.send(topic, value=v, key=k))
+            sent = due
+            await asyncio.sleep(0.01)
+        await asyncio.gather(*futures)
+        return len(msgs) / (time.perf_counter() - t0)
+    finally:
+        await producer.stop()
+
+
+def session_latencies_ms(inputs: Sequence[Any], scores: Sequence[Any]) -> list[float]:
+    """Per session: from the broker's append time of its last event (the input records are
+    keyed by session id) to that of its last score record."""
+    arrived: dict[str, int] = {}
+    for r in inputs:
+        sid = r.key.decode()
+        arrived[sid] = max(arrived.get(sid, 0), r.timestamp)
+    scored: dict[str, int] = {}
+    for r in scores:
+        sid = orjson.loads(r.value)["session_id"]
+        scored[sid] = max(scored.get(sid, 0), r.timestamp)
+    return [float(scored[sid] - arrived[sid]) for sid in scored if sid in arrived]
+
+
+def percentiles_ms(values: Sequence[float]) -> dict[str, float]:
+    """p50, p90, p99 and the maximum (nearest rank), in ms."""
+    if not values:
+        raise ValueError("no latencies")
+    xs = sorted(values)
+
+    def rank(q: int) -> float:
+        return xs[min(len(xs) - 1, max(0, math.ceil(len(xs) * q / 100) - 1))]
+
+    return {"p50_ms": rank(50), "p90_ms": rank(90), "p99_ms": rank(99), "max_ms": xs[-1]}
 
 
 async def count_until(
@@ -463,6 +523,58 @@ def drain_serve(
     }
 
 
+def latency_run(
+    boot: str,
+    work: Path,
+    name: str,
+    config: dict[str, Any],
+    sims: Sequence[Any],
+    partitions: int,
+    per_s: float,
+) -> dict[str, Any]:
+    """Serve fed `sims` at `per_s` events a second: the latency from each session's last
+    event to its score (session_latencies_ms). It includes the wait for the session to close
+    (its gap in event time, or the idle timeout), as a user sees it."""
+    topic = f"{name}.in"
+    asyncio.run(create_topic(boot, topic, partitions, append_time=True))
+    asyncio.run(create_topic(boot, f"{topic}.scores", 1, append_time=True))
+    msgs = messages(sims)
+    cfg = {**config, "input_topic": topic, "scores_topic": f"{topic}.scores",
+           "alerts_topic": f"{topic}.alerts", "dlq_topic": f"{topic}.dlq"}  # fmt: skip
+    serve = Serve(work, name, cfg)
+    try:
+        wait_ready(serve.port, serve.proc)
+        reached = asyncio.run(produce_paced(boot, topic, msgs, per_s))
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            m = metrics(serve.port)
+            if (
+                m.get("logad_events_total", 0) >= len(msgs)
+                and m.get("logad_open_sessions", 1) == 0
+                and m.get("logad_windows_scored_total", -1) == m.get("logad_windows_total")
+            ):
+                break
+            time.sleep(0.25)
+        else:
+            raise TimeoutError(f"{name}: not scored within 300 s of the last event")
+    finally:
+        serve.stop()
+    inputs = asyncio.run(read_records(boot, topic, partitions))
+    scores = asyncio.run(read_records(boot, f"{topic}.scores"))
+    lat = session_latencies_ms(inputs, scores)
+    if len(lat) < len(sims):
+        raise RuntimeError(f"{name}: {len(sims) - len(lat)} sessions never scored")
+    return {
+        "events": len(msgs),
+        "sessions": len(lat),
+        "target_events_per_s": round(per_s),
+        "produced_events_per_s": round(reached),
+        **percentiles_ms(lat),
+        "idle_timeout_ms": cfg["idle_timeout_ms"],
+        "gap_ms": cfg["gap_ms"],
+    }
+
+
 def drain_passthrough(
     boot: str, work: Path, name: str, msgs: Sequence[tuple[bytes, bytes]], partitions: int
 ) -> dict[str, Any]:
@@ -511,27 +623,31 @@ def drain_consume_only(
 
 
 def scorer_only(
-    bundle: Path, windows: list[Window], max_tokens: int, threads: int
-) -> dict[str, float]:
+    bundle: Path, windows: list[Window], max_tokens: int, threads: int, device: str = "cpu"
+) -> dict[str, Any]:
     import torch
 
     from stream.serve.batcher import Batcher
     from trainer.scoring.scorer import WindowScorer
 
     torch.set_num_threads(threads)
-    scorer = WindowScorer.from_bundle(bundle, device="cpu")
+    scorer = WindowScorer.from_bundle(bundle, device=device)
     batcher = Batcher(max_tokens, 10**9)
     batches = [b for w in windows for b in batcher.add(w, 0)] + batcher.flush()
     scorer.score_windows(batches[0].windows[:8], 0)  # warm-up
     t0 = time.perf_counter()
     for b in batches:
         scorer.score_windows(b.windows, 0)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     events = sum(len(w.events) for w in windows)
     return {
         "threads": threads,
+        "device": device,
         "seconds": round(seconds, 3),
         "events_per_s": round(events / seconds, 1),
+        "windows_per_s": round(len(windows) / seconds, 1),
     }
 
 
@@ -625,6 +741,16 @@ def varied(sims: Sequence[Any], seed: int) -> list[Any]:
             events.insert(i, dataclasses.replace(events[rng.randrange(len(events))], ts=ts))
         out.append(dataclasses.replace(s, events=tuple(events)))
     return out
+
+
+def head_sessions(sims: Sequence[Any], events: float) -> list[Any]:
+    """The first sessions of `sims` that together hold at least `events` events."""
+    n = 0
+    for i, s in enumerate(sims):
+        n += len(s.events)
+        if n >= events:
+            return list(sims[: i + 1])
+    return list(sims)
 
 
 def messages(sims: Sequence[Any]) -> list[tuple[bytes, bytes]]:
@@ -738,6 +864,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also drain (cache on) with these serve settings changed, values as JSON, e.g. "
         "model_process=false or queue_max_windows=16384; repeatable (default: none)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="serve's and the bare scorer's device, e.g. cuda; on a GPU the model-process "
+        "drains are skipped (a CPU lever) and the result is stream_e2e-<device>.json "
+        "(default: cpu)",
+    )
+    p.add_argument(
+        "--latency-s",
+        type=float,
+        default=20.0,
+        help="also feed serve (cache off) at --latency-fraction of its cache-off drain rate "
+        "for about this many seconds, and report the latency from each session's last event "
+        "to its score (p50, p99); 0 = skip (default: 20)",
+    )
+    p.add_argument(
+        "--latency-fraction",
+        type=float,
+        default=0.5,
+        help="the latency run's rate, as a share of the cache-off drain's (default: 0.5)",
+    )
     p.add_argument("--passthrough-worker", nargs=6, help=argparse.SUPPRESS)
     p.add_argument("--consume-only-worker", nargs=5, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -750,6 +897,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(consume_only(boot, src, group, int(n), stamp))
         return 0
     configure_logging("warning", True)
+    if args.device != "cpu":
+        args.model_processes = 0  # processes spread a CPU model over cores; a GPU has one
 
     work = Path(tempfile.mkdtemp(prefix="logad-bench-e2e-"))
     bundle = args.model or train_tiny(work / "model")
@@ -780,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "gap_ms": args.gap_ms,
         "idle_timeout_ms": args.idle_timeout_ms,
         "max_batch_tokens": args.max_batch_tokens,
-        "device": "cpu",
+        "device": args.device,
         "score_cache_size": args.cache_size,
         "score_threads": args.score_threads,
     }
@@ -838,7 +987,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 r,
                 drain_serve(boot, work, f"dnc{r}", no_cache, nocache_msgs, ids, args.partitions),
             )
-            record("scorer_only", r, scorer_only(bundle, windows, args.max_batch_tokens, threads))
+            record(
+                "scorer_only",
+                r,
+                scorer_only(bundle, windows, args.max_batch_tokens, threads, args.device),
+            )
             if args.model_processes:
                 record(
                     "serve_no_cache_processes",
@@ -886,6 +1039,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 say(f"drain serve (low repetition, processes): "
                     f"{drain['serve_low_repetition_processes']}")  # fmt: skip
         results["drain"] = drain
+        saturated = drain.get("serve_no_cache")
+        if args.latency_s > 0 and saturated is not None:
+            per_s = args.latency_fraction * saturated["events_per_s"]
+            latency_sims = head_sessions(nocache_sims, per_s * args.latency_s)
+            results["latency"] = {
+                "fraction_of_no_cache_drain": args.latency_fraction,
+                **latency_run(boot, work, "lat", no_cache, latency_sims, args.partitions, per_s),
+            }
+            say(f"latency at {args.latency_fraction:g} of the cache-off drain: "
+                f"{results['latency']}")  # fmt: skip
 
         if live_sims:
             live: dict[str, Any] = {}
@@ -959,7 +1122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         broker.stop(data_dir=work / "kafka")
         shutil.rmtree(work / "kafka", ignore_errors=True)  # hundreds of MB of topic data
 
-    if windows:  # on every core, beside serve's thread count (in the cache-off repeats)
+    if windows and args.device == "cpu":  # every core, beside serve's thread count
         cores = len(os.sched_getaffinity(0))
         all_cores = scorer_only(bundle, windows, args.max_batch_tokens, cores)
         results["scorer_only_all_cores"] = all_cores
@@ -991,7 +1154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for k, v in orjson.loads((bundle / "manifest.json").read_bytes()).items()
                 if k in ("version", "preset", "created_at")
             },
-            "device": "cpu",
+            "device": args.device,
             "kafka": broker.KAFKA_VERSION,
         },
         # The share of the drain's windows whose events repeat an earlier one exactly.
@@ -1009,7 +1172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         **ratios(results),
         "target_events_per_s": 50_000,
     }
-    out = write_result("stream_e2e", report)
+    out = write_result(
+        "stream_e2e" if args.device == "cpu" else f"stream_e2e-{args.device}", report
+    )
     say(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     say(f"wrote {out}")
     return 0

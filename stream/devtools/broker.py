@@ -50,7 +50,8 @@ DEFAULT_PORT = 9092
 
 _DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
 _JVM_HEAP = ("-Xms256m", "-Xmx768m")
-_FETCHED_MARKER = ".fetched"
+FETCHED_MARKER = ".fetched"
+"""Written once a fetch of the jars is complete (bench/device_kit.py packs it with them)."""
 _RUN_MARK = "=== logad kafka start"  # heads each run's part of broker.log
 
 
@@ -83,13 +84,13 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
     """The libs dir holding the broker jars for `version`, fetched with Maven on first use."""
     home = cache_dir() / f"kafka-{version}"
     libs = home / "libs"
-    if (home / _FETCHED_MARKER).exists():
+    if (home / FETCHED_MARKER).exists():
         return libs
     _require("java")
     _require("mvn")
     home.mkdir(parents=True, exist_ok=True)
     with _locked(home / ".lock"):
-        if (home / _FETCHED_MARKER).exists():  # another process fetched while we waited
+        if (home / FETCHED_MARKER).exists():  # another process fetched while we waited
             return libs
         shutil.rmtree(libs, ignore_errors=True)  # leftovers of an interrupted fetch
         log.info("kafka_jars_fetch_started", version=version, into=str(libs))
@@ -103,7 +104,7 @@ def fetch_jars(version: str = KAFKA_VERSION) -> Path:
                 f"mvn could not fetch Kafka {version} (exit {proc.returncode}): "
                 + _tail(proc.stdout + proc.stderr)
             )
-        (home / _FETCHED_MARKER).write_text(version + "\n")
+        (home / FETCHED_MARKER).write_text(version + "\n")
         jars = len(list(libs.glob("*.jar")))
         log.info("kafka_jars_fetched", version=version, jars=jars, s=round(time.monotonic() - t0))
     return libs

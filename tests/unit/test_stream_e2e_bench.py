@@ -1,8 +1,23 @@
-"""bench/stream_e2e.py's pure parts: the low-repetition traffic, the median run, the ratios."""
+"""bench/stream_e2e.py's pure parts: the low-repetition traffic, the median run, the ratios,
+the latency figures."""
 
 from __future__ import annotations
 
-from bench.stream_e2e import median_run, ratios, repetition, traffic, varied
+from types import SimpleNamespace
+
+import orjson
+import pytest
+
+from bench.stream_e2e import (
+    head_sessions,
+    median_run,
+    percentiles_ms,
+    ratios,
+    repetition,
+    session_latencies_ms,
+    traffic,
+    varied,
+)
 from stream.devtools.simulate import interleave
 
 
@@ -39,3 +54,32 @@ def test_median_run_and_the_ratios_of_side_by_side_repeats() -> None:
         "serve_no_cache_processes_vs_scorer_only": 0.9,
     }
     assert ratios({}) == {}
+
+
+def test_latency_is_from_a_sessions_last_event_to_its_last_score() -> None:
+    def event(sid: str, ts: int) -> SimpleNamespace:
+        return SimpleNamespace(key=sid.encode(), timestamp=ts)
+
+    def score(sid: str, ts: int) -> SimpleNamespace:
+        return SimpleNamespace(value=orjson.dumps({"session_id": sid}), timestamp=ts)
+
+    inputs = [event("a", 100), event("b", 150), event("a", 300)]
+    scores = [score("a", 250), score("b", 1150), score("a", 700)]  # a's two windows
+    assert sorted(session_latencies_ms(inputs, scores)) == [400.0, 1000.0]
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    got = percentiles_ms([float(x) for x in range(100, 0, -1)])
+    assert got == {"p50_ms": 50.0, "p90_ms": 90.0, "p99_ms": 99.0, "max_ms": 100.0}
+    assert percentiles_ms([7.0])["p99_ms"] == 7.0
+    with pytest.raises(ValueError):
+        percentiles_ms([])
+
+
+def test_head_sessions_hold_at_least_the_events_asked_for() -> None:
+    sims = traffic(1, 5_000, 10.0)
+    head = head_sessions(sims, 1_000)
+    n = sum(len(s.events) for s in head)
+    assert n >= 1_000 and n - len(head[-1].events) < 1_000
+    assert head == sims[: len(head)]
+    assert head_sessions(sims, 10**9) == sims
