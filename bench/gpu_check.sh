@@ -40,8 +40,10 @@ else
 fi
 
 if [ -z "${SMOKE:-}" ] && [ -f .devkit/jre.tar.xz ] && [ -f .devkit/kafka-libs.tar.xz ]; then
-    mkdir -p /tmp/devkit/cache
-    tar xJf .devkit/jre.tar.xz -C /tmp/devkit && tar xJf .devkit/kafka-libs.tar.xz -C /tmp/devkit/cache || exit 1
+    # Python's tarfile, not tar: the image need not have xz.
+    $PY -c "import tarfile
+for src, dst in (('.devkit/jre.tar.xz', '/tmp/devkit'), ('.devkit/kafka-libs.tar.xz', '/tmp/devkit/cache')):
+    tarfile.open(src).extractall(dst, filter='tar')" || exit 1
     export PATH=/tmp/devkit/jre/bin:$PATH LOGAD_CACHE_DIR=/tmp/devkit/cache
 fi
 
