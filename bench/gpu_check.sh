@@ -7,17 +7,21 @@
 #    beside it, the production recipe through the real command line under torchrun (DDP,
 #    one rank, preset base, default learning rate) and `logad evaluate` of its bundle.
 # 2. On the GPU alone afterwards: bench.train_throughput (packed and not), bench.score_throughput
-#    and bench.model_process with preset base, bench.seed_epoch (the seed's 2.46M-session epoch
-#    through `logad train`, as far as its time allows), and bench.replay_hdfs (the stream's
-#    sessionizer + scorer) on the GPU with the sweep's base bundle.
+#    and bench.model_process with preset base, and bench.replay_hdfs (the stream's sessionizer
+#    + scorer) on the GPU with the sweep's base bundle.
 # 3. bench.stream_e2e with serve on the GPU: backlog drains against the bare scorer, the
 #    latency at half the cache-off drain's rate. It needs Java and the broker's jars, which the
 #    device lacks: `python -m bench.device_kit` packs both into .devkit/ (carry it), unpacked
 #    here; without Java the step is skipped.
+# 4. bench.seed_epoch (the seed's 2.46M-session epoch through `logad train`), last, as far as
+#    its time allows.
 # Wheels in .whl/ (orjson, structlog, aiokafka, async-timeout for Python 3.12; bench.device_kit
 # --wheels fetches them) are installed first when present (docs/performance.md, "On a GPU").
 # ONLY="step ..." runs only the named steps (the sweep's bundle is then replaced by a few
-# steps of `logad train` where a step needs one). Every step has its own time limit.
+# steps of `logad train` where a step needs one). Every step has its own time limit
+# (T_SWEEP, T_BENCH, T_E2E, T_EPOCH seconds, from the environment on a GPU); a device call
+# may last 600 s, so #21's figures come from
+#   ONLY="train_throughput stream_e2e seed_epoch" T_EPOCH=150 bash bench/gpu_check.sh
 # Results land in $OUT/gpu_check.tgz: collect/results/ holds each bench's result under its
 # stable name with its index.json (BENCH_RESULTS_DIR), the rest are logs; the checkout's
 # bench/results/ is left alone. Copy a result in there to make it the current one.
@@ -63,9 +67,9 @@ else
     ST="--preset base --windows 400 --repeats 1 --groups 10"
     MP="--preset base --windows 2000"
     SE="--sessions 2460000 --days 286 --preset base"
-    E2E="--drain-events 200000 --nocache-events 600000 --repeats 2 --live-sessions 4000 \
-        --low-repetition 1 --latency-s 20 --scorer-windows 20000"
-    T_SWEEP=300 T_BENCH=90 T_EPOCH=300 T_E2E=300
+    E2E="--drain-events 200000 --nocache-events 600000 --repeats 2 --live-sessions 0 \
+        --low-repetition 0 --latency-s 20 --scorer-windows 20000"
+    T_SWEEP=${T_SWEEP:-300} T_BENCH=${T_BENCH:-90} T_EPOCH=${T_EPOCH:-300} T_E2E=${T_E2E:-240}
 fi
 
 wanted() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
@@ -127,10 +131,6 @@ step train_throughput "$T_BENCH" $PY -m bench.train_throughput $TT --device "$DE
 step score_throughput "$T_BENCH" $PY -m bench.score_throughput $ST --device "$DEV"
 # shellcheck disable=SC2086
 step model_process "$T_BENCH" $PY -m bench.model_process $MP --device "$DEV"
-# The seed's epoch, as far as its time allows (the result projects 10 epochs from the share
-# done); the same command on the same workdir would resume it.
-step seed_epoch "$T_EPOCH" $PY -m bench.seed_epoch --workdir "$W/seed_epoch" $SE --device "$DEV" \
-    --time-limit-s $((T_EPOCH - 60))
 bundle=$(ls -d "$W"/sweep/"$BIG"-*-s0/model.trained 2>/dev/null | head -1)
 if [ -z "$bundle" ] && { wanted replay || wanted stream_e2e; }; then
     # Speed does not depend on how well the model learned: a few steps make a bundle.
@@ -150,6 +150,12 @@ if [ -n "$bundle" ]; then
             tee -a "$W/collect/steps.txt"
     fi
 fi
+
+# The seed's epoch last, as far as its time allows (the result projects 10 epochs from the
+# share done); the same command on the same workdir would resume it.
+# shellcheck disable=SC2086
+step seed_epoch "$T_EPOCH" $PY -m bench.seed_epoch --workdir "$W/seed_epoch" $SE --device "$DEV" \
+    --time-limit-s $((T_EPOCH - 60))
 
 for d in "$W"/sweep/*/; do cp "$d/log.txt" "$W/collect/sweep-$(basename "$d").log" 2>/dev/null; done
 cp "$W"/ddp-"$BIG"/manifest.json "$W/collect/ddp-manifest.json" 2>/dev/null
