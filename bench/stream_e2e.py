@@ -474,11 +474,7 @@ def drain_serve(
                 busy0 = machine_busy_seconds()
             if consumed_ms is None and events >= len(msgs):
                 consumed_ms = now_ms
-            if (
-                consumed_ms is not None
-                and m.get("logad_open_sessions", 1) == 0
-                and m.get("logad_windows_scored_total", -1) == m.get("logad_windows_total")
-            ):
+            if consumed_ms is not None and drained(m, len(msgs)):
                 break
             # Fine-grained only until the first event: a scrape costs serve CPU.
             time.sleep(0.02 if first_ms is None else 0.25)
@@ -523,6 +519,16 @@ def drain_serve(
     }
 
 
+def drained(m: dict[str, float], events: int) -> bool:
+    """Whether serve's metrics `m` say it consumed `events` events and scored every window
+    of them."""
+    return (
+        m.get("logad_events_total", 0) >= events
+        and m.get("logad_open_sessions", 1) == 0
+        and m.get("logad_windows_scored_total", -1) == m.get("logad_windows_total")
+    )
+
+
 def latency_run(
     boot: str,
     work: Path,
@@ -548,11 +554,7 @@ def latency_run(
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             m = metrics(serve.port)
-            if (
-                m.get("logad_events_total", 0) >= len(msgs)
-                and m.get("logad_open_sessions", 1) == 0
-                and m.get("logad_windows_scored_total", -1) == m.get("logad_windows_total")
-            ):
+            if drained(m, len(msgs)):
                 break
             time.sleep(0.25)
         else:
