@@ -407,20 +407,22 @@ def training_lines(rows: Sequence[LogRow], ids: Sequence[str]) -> list[label_aud
 
 
 def incident_traces(
-    sessions: Sequence[ScoredSession], incidents: Sequence[Incident], trained: np.ndarray
-) -> dict[str, list[int]]:
-    """Per incident: its untrained traces, in time and on its service."""
-    return {
-        inc.id: [
+    sessions: Sequence[ScoredSession],
+    incidents: Sequence[Incident],
+    trained: np.ndarray | None = None,
+) -> list[list[int]]:
+    """Per incident, in order: its traces (those not `trained`), in time and on its service."""
+    return [
+        [
             i
             for i, s in enumerate(sessions)
-            if not trained[i]
+            if (trained is None or not trained[i])
             and s.start_ms <= inc.end_ms
             and s.end_ms >= inc.start_ms
             and on_service(s.services, inc.service)
         ]
         for inc in incidents
-    }
+    ]
 
 
 def flagged(
@@ -448,13 +450,8 @@ def in_incident_on_service(
 ) -> np.ndarray:
     """Per trace: whether it overlaps some incident in time and touches its service."""
     inside = np.zeros(len(sessions), np.bool_)
-    for i, s in enumerate(sessions):
-        inside[i] = any(
-            s.start_ms <= inc.end_ms
-            and s.end_ms >= inc.start_ms
-            and on_service(s.services, inc.service)
-            for inc in incidents
-        )
+    for idx in incident_traces(sessions, incidents):
+        inside[idx] = True
     return inside
 
 
@@ -1064,7 +1061,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         trace_lines(data.test_rows, timed),
         held_out,
         training_lines(train_rows, ids),
-        incident_traces(logad_sessions, data.incidents, trained),
+        {
+            inc.id: idx
+            for inc, idx in zip(
+                data.incidents,
+                incident_traces(logad_sessions, data.incidents, trained),
+                strict=True,
+            )
+        },
         np.array([s.alerted for s in logad_sessions], np.bool_),
         [since_injection_s(s, data.incidents) for s in logad_sessions],
     )
