@@ -418,6 +418,17 @@ class Serve:
         self.log.close()
 
 
+def serve_topics(
+    boot: str, config: dict[str, Any], topic: str, partitions: int, input_append_time: bool = False
+) -> dict[str, Any]:
+    """Create `topic` (serve's input) and `<topic>.scores` (one partition, broker append
+    times); `config` with serve's topics named after `topic`."""
+    asyncio.run(create_topic(boot, topic, partitions, append_time=input_append_time))
+    asyncio.run(create_topic(boot, f"{topic}.scores", 1, append_time=True))
+    return {**config, "input_topic": topic, "scores_topic": f"{topic}.scores",
+            "alerts_topic": f"{topic}.alerts", "dlq_topic": f"{topic}.dlq"}  # fmt: skip
+
+
 def drain_serve(
     boot: str,
     work: Path,
@@ -433,11 +444,8 @@ def drain_serve(
     `profile`, py-spy samples serve (every thread, the scorer's too) while it drains.
     `repo`: the checkout serve runs from (its cwd comes first on sys.path)."""
     topic = f"{name}.in"
-    asyncio.run(create_topic(boot, topic, partitions))
-    asyncio.run(create_topic(boot, f"{topic}.scores", 1, append_time=True))
+    cfg = serve_topics(boot, config, topic, partitions)
     asyncio.run(produce(boot, topic, msgs))
-    cfg = {**config, "input_topic": topic, "scores_topic": f"{topic}.scores",
-           "alerts_topic": f"{topic}.alerts", "dlq_topic": f"{topic}.dlq"}  # fmt: skip
     load_before = os.getloadavg()[0]
     serve = Serve(work, name, cfg, repo)
     spy = None
@@ -542,11 +550,9 @@ def latency_run(
     event to its score (session_latencies_ms). It includes the wait for the session to close
     (its gap in event time, or the idle timeout), as a user sees it."""
     topic = f"{name}.in"
-    asyncio.run(create_topic(boot, topic, partitions, append_time=True))
-    asyncio.run(create_topic(boot, f"{topic}.scores", 1, append_time=True))
+    # The input's append times too: each session's last event's arrival.
+    cfg = serve_topics(boot, config, topic, partitions, input_append_time=True)
     msgs = messages(sims)
-    cfg = {**config, "input_topic": topic, "scores_topic": f"{topic}.scores",
-           "alerts_topic": f"{topic}.alerts", "dlq_topic": f"{topic}.dlq"}  # fmt: skip
     serve = Serve(work, name, cfg)
     try:
         wait_ready(serve.port, serve.proc)
@@ -1079,19 +1085,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             procs.pop().terminate()
             say(f"live passthrough: {live['passthrough']}")
 
-            asyncio.run(create_topic(boot, "ev", args.partitions))
-            asyncio.run(create_topic(boot, "ev.scores", 1))
-            serve = Serve(
-                work,
-                "live",
-                {
-                    **config,
-                    "input_topic": "ev",
-                    "scores_topic": "ev.scores",
-                    "alerts_topic": "ev.alerts",
-                    "dlq_topic": "ev.dlq",
-                },
-            )
+            serve = Serve(work, "live", serve_topics(boot, config, "ev", args.partitions))
             try:
                 wait_ready(serve.port, serve.proc)
                 scored: set[str] = set()
